@@ -1,0 +1,146 @@
+"""The Starlette app and its lifespan: database, listener, storage, process pool, supervisor.
+
+One process, one event loop: the API and the supervisor share it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service import database, migrate
+from service.errors import ApiError, error_response, handle_api_error
+from service.listener import Listener
+from service.openapi import openapi_document
+from service.routes import events, health, jobs, storage, uploads
+from service.settings import Settings
+from service.stages.context import StageFn
+from service.storage.local import LocalStorage
+from service.supervisor import cpu_pool
+from service.supervisor.supervisor import Supervisor
+
+log = structlog.get_logger(__name__)
+
+
+class RequestContext:
+    """Binds a request id to every log line of a request and logs one line per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = dict(scope["headers"]).get(b"x-request-id", b"").decode()[:64] or uuid.uuid4().hex
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                if scope["path"] not in ("/healthz", "/readyz"):
+                    log.info("http.request", method=scope["method"], path=scope["path"], status=status,
+                             ms=round((time.perf_counter() - started) * 1000, 1))
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("http.unhandled", path=request.url.path)
+    return error_response(500, "internal_error", "Something went wrong on our side")
+
+
+async def serve_openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document(request.app.state.settings.public_base_url))
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/openapi.json", serve_openapi, methods=["GET"]),
+        Route("/v1/uploads", uploads.create_uploads, methods=["POST"]),
+        Route("/v1/jobs", jobs.create_job, methods=["POST"]),
+        Route("/v1/jobs", jobs.list_jobs, methods=["GET"]),
+        Route("/v1/jobs/{job_id}", jobs.get_job, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/artifacts", jobs.list_artifacts, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/cancel", jobs.cancel_job, methods=["POST"]),
+        Route("/v1/jobs/{job_id}/events", events.job_events, methods=["GET"]),
+        Route("/storage/v1/object/upload/sign/{bucket}/{path:path}", storage.upload_to_signed_url,
+              methods=["PUT", "POST"]),
+        Route("/storage/v1/object/sign/{bucket}/{path:path}", storage.download_from_signed_url,
+              methods=["GET", "HEAD"]),
+    ]
+
+
+def default_registry() -> Mapping[str, StageFn]:
+    """The stage functions the service runs; the pipeline's stages register here."""
+    from service.stages import registry
+
+    return registry.stages()
+
+
+def create_app(
+    settings: Settings,
+    registry: Mapping[str, StageFn] | None = None,
+    language_check: Callable[[str, list[str]], str | None] | None = None,
+    run_supervisor: bool = True,
+) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        state = app.state
+        location = await database.locate(settings)
+        state.database = location
+        async with contextlib.AsyncExitStack() as stack:
+            state.pool = await database.create_pool(location.url)
+            stack.push_async_callback(state.pool.close)
+            async with state.pool.acquire() as conn:
+                applied = await migrate.migrate(conn)
+            if applied:
+                log.info("database.migrated", versions=applied)
+            state.listener = Listener(location.listen_url)
+            await state.listener.start()
+            stack.push_async_callback(state.listener.stop)
+            state.storage = LocalStorage(settings.storage_dir, settings.storage_bucket, settings.public_base_url,
+                                         settings.jwt_secret)
+            state.executor = cpu_pool.create(settings.cpu_workers, str(settings.data_dir / "numba-cache"))
+            stack.callback(state.executor.shutdown, wait=False, cancel_futures=True)
+            await cpu_pool.warm(state.executor, settings.cpu_workers, [])
+            state.supervisor = None
+            if run_supervisor:
+                state.supervisor = Supervisor(
+                    settings, state.pool, state.listener,
+                    default_registry() if registry is None else registry,
+                    state.storage, state.executor,
+                )
+                await state.supervisor.start()
+                stack.push_async_callback(state.supervisor.stop)
+            log.info("service.started", embedded_db=location.embedded, url=settings.public_base_url)
+            yield
+
+    app = Starlette(
+        routes=routes(),
+        lifespan=lifespan,
+        exception_handlers={ApiError: handle_api_error, Exception: handle_unexpected},
+    )
+    app.state.settings = settings
+    app.state.language_check = language_check
+    app.add_middleware(RequestContext)
+    return app

@@ -1,0 +1,62 @@
+"""The `dubbing` command: serve, migrate, token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from service.settings import Settings
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from service.app import create_app
+    from service.logs import configure
+
+    configure(settings.log_format, settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
+                lifespan="on")
+    return 0
+
+
+async def _migrate(settings: Settings) -> list[str]:
+    from service import database, migrate
+
+    location = await database.locate(settings)
+    conn = await database.connect(location.url)
+    try:
+        return await migrate.migrate(conn)
+    finally:
+        await conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dubbing", description="Automatic dubbing backend")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the API and the supervisor")
+    sub.add_parser("migrate", help="apply pending SQL migrations")
+    token = sub.add_parser("token", help="mint a local access token for a user id")
+    token.add_argument("--user", required=True, help="the user id (the token's sub)")
+    token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+
+    if args.command == "serve":
+        return _serve(settings)
+    if args.command == "migrate":
+        applied = asyncio.run(_migrate(settings))
+        print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+        return 0
+    if args.command == "token":
+        from service.auth import mint
+
+        print(mint(settings.jwt_secret, args.user, args.ttl, settings.iss))
+        return 0
+    parser.print_help(sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Where the database is: `DATABASE_URL`, or an embedded PostgreSQL kept in `DATA_DIR`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import asyncpg
+
+from service.settings import Settings
+
+
+@dataclass(frozen=True)
+class DatabaseLocation:
+    url: str
+    listen_url: str
+    embedded: bool
+
+
+def is_transaction_pooler(url: str) -> bool:
+    """Supavisor's transaction mode listens on 6543 and cannot hold prepared statements."""
+    parsed = urlparse(url)
+    query = parse_qs(parsed.query)
+    return parsed.port == 6543 or query.get("pgbouncer", [""])[0] == "true"
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or reuse) the embedded server; blocking, so callers run it in a thread."""
+    import pgserver  # imported late: only the embedded mode needs it
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir, cleanup_mode=None)  # type: ignore[attr-defined]
+    return str(server.get_uri())
+
+
+async def locate(settings: Settings) -> DatabaseLocation:
+    if settings.database_url:
+        return DatabaseLocation(
+            url=settings.database_url,
+            listen_url=settings.database_listen_url or settings.database_url,
+            embedded=False,
+        )
+    url = await asyncio.to_thread(start_embedded, settings.embedded_db_dir)
+    return DatabaseLocation(url=url, listen_url=url, embedded=True)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def connect_kwargs(url: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"dsn": url}
+    if is_transaction_pooler(url):
+        kwargs["statement_cache_size"] = 0
+    return kwargs
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        **connect_kwargs(url), min_size=min_size, max_size=max_size, init=_init_connection
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(**connect_kwargs(url))
+    await _init_connection(conn)
+    return conn

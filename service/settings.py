@@ -1,0 +1,135 @@
+"""The one settings object, read from the environment once at start-up."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+ALLOWED_AUDIO_TYPES = (
+    "audio/wav",
+    "audio/x-wav",
+    "audio/wave",
+    "audio/mpeg",
+    "audio/mp3",
+    "audio/mp4",
+    "audio/x-m4a",
+    "audio/aac",
+    "audio/ogg",
+    "audio/opus",
+    "audio/webm",
+    "audio/flac",
+    "audio/x-flac",
+)
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    return int(raw) if raw not in (None, "") else default
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    return float(raw) if raw not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_base_url: str = "http://127.0.0.1:8000"
+    data_dir: Path = Path(".dubbing")
+    database_url: str | None = None
+    database_listen_url: str | None = None
+    jwt_secret: str = field(default="", repr=False)
+    supabase_url: str | None = None
+    log_format: str = "console"
+    log_level: str = "info"
+
+    storage_bucket: str = "dubbing"
+    max_upload_bytes: int = 500 * 1024 * 1024
+    allowed_content_types: tuple[str, ...] = ALLOWED_AUDIO_TYPES
+    upload_url_ttl_seconds: int = 2 * 3600
+    download_url_ttl_seconds: int = 3600
+    artifact_ttl_hours: int = 48
+    max_target_languages: int = 10
+
+    lease_seconds: float = 60.0
+    max_attempts: int = 3
+    retry_base_seconds: float = 5.0
+    poll_interval_seconds: float = 5.0
+    claim_batch_size: int = 8
+    max_concurrent_tasks: int = 4
+    stage_concurrency: int = 2
+    cpu_workers: int = 2
+    sse_keepalive_seconds: float = 15.0
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "storage"
+
+    @property
+    def embedded_db_dir(self) -> Path:
+        return self.data_dir / "postgres"
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.data_dir / "scratch"
+
+    @property
+    def iss(self) -> str | None:
+        """The token issuer to require: only checked when a Supabase project is configured."""
+        return f"{self.supabase_url.rstrip('/')}/auth/v1" if self.supabase_url else None
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        host = env.get("HOST", "127.0.0.1")
+        port = _int(env, "PORT", 8000)
+        data_dir = Path(env.get("DATA_DIR", ".dubbing"))
+        cpus = os.cpu_count() or 2
+        return cls(
+            host=host,
+            port=port,
+            public_base_url=env.get("PUBLIC_BASE_URL", f"http://{host}:{port}").rstrip("/"),
+            data_dir=data_dir,
+            database_url=env.get("DATABASE_URL") or None,
+            database_listen_url=env.get("DATABASE_LISTEN_URL") or None,
+            jwt_secret=env.get("SUPABASE_JWT_SECRET") or local_jwt_secret(data_dir),
+            supabase_url=env.get("SUPABASE_URL") or None,
+            log_format=env.get("LOG_FORMAT", "console"),
+            log_level=env.get("LOG_LEVEL", "info"),
+            storage_bucket=env.get("STORAGE_BUCKET", "dubbing"),
+            max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 500 * 1024 * 1024),
+            upload_url_ttl_seconds=_int(env, "UPLOAD_URL_TTL_SECONDS", 2 * 3600),
+            download_url_ttl_seconds=_int(env, "DOWNLOAD_URL_TTL_SECONDS", 3600),
+            artifact_ttl_hours=_int(env, "ARTIFACT_TTL_HOURS", 48),
+            lease_seconds=_float(env, "LEASE_SECONDS", 60.0),
+            max_attempts=_int(env, "MAX_ATTEMPTS", 3),
+            retry_base_seconds=_float(env, "RETRY_BASE_SECONDS", 5.0),
+            poll_interval_seconds=_float(env, "POLL_INTERVAL_SECONDS", 5.0),
+            max_concurrent_tasks=_int(env, "MAX_CONCURRENT_TASKS", 4),
+            stage_concurrency=_int(env, "STAGE_CONCURRENCY", 2),
+            cpu_workers=_int(env, "CPU_WORKERS", cpus),
+            sse_keepalive_seconds=_float(env, "SSE_KEEPALIVE_SECONDS", 15.0),
+        )
+
+
+def local_jwt_secret(data_dir: Path) -> str:
+    """A secret generated once per data directory, so local tokens survive restarts."""
+    path = data_dir / "jwt_secret"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret)
+    os.replace(tmp, path)
+    return secret

@@ -1,0 +1,59 @@
+"""The storage interface the API and the pipeline use, whatever the backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+class StorageError(Exception):
+    """A storage failure with the HTTP status it maps to and a stable code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class SignedUrl:
+    url: str
+    token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    path: str
+    size_bytes: int
+    content_type: str
+    etag: str
+    last_modified: datetime
+
+
+class Storage(Protocol):
+    """Paths are relative to the backend's bucket, for example `<user>/uploads/<id>/voice.wav`."""
+
+    bucket: str
+
+    async def create_upload_url(self, path: str, ttl_seconds: int) -> SignedUrl: ...
+
+    async def create_download_url(
+        self, path: str, ttl_seconds: int, download_name: str | None = None
+    ) -> SignedUrl: ...
+
+    async def stat(self, path: str) -> ObjectInfo | None: ...
+
+    def local_copy(self, path: str) -> AbstractAsyncContextManager[str]:
+        """A filesystem path holding the object's bytes for as long as the context is open."""
+        ...
+
+    async def write_file(self, path: str, source_file: str, content_type: str) -> ObjectInfo: ...
+
+    def read(self, path: str, chunk_size: int = 1 << 16) -> AsyncIterator[bytes]: ...
+
+    async def delete(self, paths: list[str]) -> list[str]: ...

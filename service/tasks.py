@@ -1,0 +1,279 @@
+"""The `language_tasks` table: claiming, leases, stage transitions, progress, failure.
+
+Every change to a task is one transaction that updates the row, appends its event (and the job's
+`done` event when it was the last task to finish) and NOTIFYs, so the SSE stream and the table
+never disagree. Writes by a worker are guarded by its lease: a worker that lost its lease (it
+stalled, or the task was cancelled) changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from service import events, jobs
+from service.events import NewEvent
+from service.stages.order import CANCELLED, COMPLETE, FAILED, WORK_STAGES, next_stage
+
+_TERMINAL_SQL = "('complete', 'failed', 'cancelled')"
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    id: UUID
+    job_id: UUID
+    target_language: str
+    stage: str
+    attempts: int
+    lease_owner: str
+
+
+def overall_progress(stage: str, fraction: float) -> float:
+    """Task progress 0..1 across all work stages, so a progress bar only moves forward."""
+    if stage == COMPLETE:
+        return 1.0
+    if stage not in WORK_STAGES:
+        return 0.0
+    fraction = min(max(fraction, 0.0), 1.0)
+    return round((WORK_STAGES.index(stage) + fraction) / len(WORK_STAGES), 4)
+
+
+async def claim(
+    pool: asyncpg.Pool, lease_owner: str, limit: int, lease_seconds: float
+) -> list[ClaimedTask]:
+    """Take up to `limit` runnable tasks: queued, due, and not leased (or their lease expired)."""
+    rows = await pool.fetch(
+        f"""UPDATE language_tasks AS t
+            SET lease_owner = $1,
+                lease_expires_at = now() + make_interval(secs => $2),
+                attempts = t.attempts + 1,
+                started_at = coalesce(t.started_at, now()),
+                updated_at = now()
+            WHERE t.id IN (
+                SELECT id FROM language_tasks
+                WHERE stage NOT IN {_TERMINAL_SQL}
+                  AND run_after <= now()
+                  AND (lease_expires_at IS NULL OR lease_expires_at < now())
+                ORDER BY run_after
+                LIMIT $3
+                FOR UPDATE SKIP LOCKED)
+            RETURNING t.id, t.job_id, t.target_language, t.stage, t.attempts, t.lease_owner""",
+        lease_owner,
+        lease_seconds,
+        limit,
+    )
+    return [ClaimedTask(**dict(r)) for r in rows]
+
+
+async def heartbeat(pool: asyncpg.Pool, task_id: UUID, lease_owner: str, lease_seconds: float) -> bool:
+    """Extend the lease. False means the lease is gone (cancelled, or taken after expiry)."""
+    row = await pool.fetchval(
+        f"""UPDATE language_tasks
+            SET lease_expires_at = now() + make_interval(secs => $3)
+            WHERE id = $1 AND lease_owner = $2 AND stage NOT IN {_TERMINAL_SQL}
+            RETURNING id""",
+        task_id,
+        lease_owner,
+        lease_seconds,
+    )
+    return row is not None
+
+
+async def _change(
+    pool: asyncpg.Pool,
+    task_id: UUID,
+    lease_owner: str,
+    assignments: str,
+    params: list[Any],
+    make_event: Any,
+) -> bool:
+    """Update a leased task, append its event and, if the job just finished, the `done` event."""
+    async with pool.acquire() as conn, conn.transaction():
+        # Lock order everywhere: the job row, then its task rows (cancel takes them the same way).
+        locked = await conn.fetchval(
+            "SELECT j.id FROM jobs j JOIN language_tasks t ON t.job_id = j.id WHERE t.id = $1 "
+            "FOR UPDATE OF j",
+            task_id,
+        )
+        if locked is None:
+            return False
+        row = await conn.fetchrow(
+            f"""UPDATE language_tasks SET {assignments}, updated_at = now()
+                WHERE id = $1 AND lease_owner = $2 AND stage NOT IN {_TERMINAL_SQL}
+                RETURNING job_id, target_language, stage, progress, error_code, error_message""",
+            task_id,
+            lease_owner,
+            *params,
+        )
+        if row is None:
+            return False
+        new: list[NewEvent] = [make_event(row)]
+        new.extend(await jobs.refresh_status(conn, row["job_id"]))
+        await events.append(conn, row["job_id"], new)
+        return True
+
+
+def _event(kind: str, task_id: UUID, data: dict[str, Any] | None = None) -> Any:
+    def build(row: asyncpg.Record) -> NewEvent:
+        return NewEvent(
+            kind=kind,
+            task_id=task_id,
+            target_language=row["target_language"],
+            stage=row["stage"],
+            progress=float(row["progress"]),
+            data=data or {},
+        )
+
+    return build
+
+
+async def enter_stage(pool: asyncpg.Pool, task_id: UUID, lease_owner: str, stage: str) -> bool:
+    """Move a task into `stage` (a work stage or `complete`)."""
+    progress = overall_progress(stage, 0.0)
+    finished = ", lease_owner = NULL, lease_expires_at = NULL, finished_at = now()" if stage == COMPLETE else ""
+    return await _change(
+        pool,
+        task_id,
+        lease_owner,
+        f"stage = $3, progress = $4{finished}",
+        [stage, progress],
+        _event("stage", task_id),
+    )
+
+
+async def advance(pool: asyncpg.Pool, task_id: UUID, lease_owner: str, finished_stage: str) -> str | None:
+    """Record that `finished_stage` is done and enter the next one. Returns it, or None if the lease is gone."""
+    stage = next_stage(finished_stage)
+    return stage if await enter_stage(pool, task_id, lease_owner, stage) else None
+
+
+async def report_progress(
+    pool: asyncpg.Pool, task_id: UUID, lease_owner: str, stage: str, fraction: float, **data: Any
+) -> bool:
+    progress = overall_progress(stage, fraction)
+    return await _change(
+        pool,
+        task_id,
+        lease_owner,
+        "progress = greatest(progress, $3)",
+        [progress],
+        _event("progress", task_id, {"stage_progress": round(min(max(fraction, 0.0), 1.0), 4), **data}),
+    )
+
+
+async def record_artifact(
+    pool: asyncpg.Pool, task_id: UUID, lease_owner: str, artifact: dict[str, Any]
+) -> bool:
+    """Announce an artifact on the stream (the `artifacts` row is written by its owner module)."""
+    return await _change(
+        pool, task_id, lease_owner, "progress = progress", [], _event("artifact", task_id, {"artifact": artifact})
+    )
+
+
+async def fail(pool: asyncpg.Pool, task_id: UUID, lease_owner: str, code: str, message: str) -> bool:
+    return await _change(
+        pool,
+        task_id,
+        lease_owner,
+        f"stage = '{FAILED}', error_code = $3, error_message = $4, "
+        "lease_owner = NULL, lease_expires_at = NULL, finished_at = now()",
+        [code, message[:2000]],
+        _event("failed", task_id, {"error": {"code": code, "message": message[:2000]}}),
+    )
+
+
+async def retry_later(
+    pool: asyncpg.Pool, task_id: UUID, lease_owner: str, delay_seconds: float, code: str, message: str
+) -> bool:
+    """Give the task back for a later attempt from the stage it was in."""
+    return await _change(
+        pool,
+        task_id,
+        lease_owner,
+        "lease_owner = NULL, lease_expires_at = NULL, run_after = now() + make_interval(secs => $3)",
+        [delay_seconds],
+        _event(
+            "stage",
+            task_id,
+            {"retrying_in_seconds": delay_seconds, "error": {"code": code, "message": message[:2000]}},
+        ),
+    )
+
+
+async def release(pool: asyncpg.Pool, task_id: UUID, lease_owner: str) -> None:
+    """Give a task back at once (shutdown), without an event: it has not changed."""
+    await pool.execute(
+        "UPDATE language_tasks SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
+        "WHERE id = $1 AND lease_owner = $2",
+        task_id,
+        lease_owner,
+    )
+
+
+async def cancel_for_job(conn: asyncpg.Connection, job_id: UUID) -> list[NewEvent]:
+    """Cancel every unfinished task of a job. Runs in the caller's transaction."""
+    rows = await conn.fetch(
+        f"""UPDATE language_tasks
+            SET stage = '{CANCELLED}', lease_owner = NULL, lease_expires_at = NULL,
+                finished_at = now(), updated_at = now()
+            WHERE job_id = $1 AND stage NOT IN {_TERMINAL_SQL}
+            RETURNING id, target_language, stage, progress""",
+        job_id,
+    )
+    return [
+        NewEvent(
+            kind="stage",
+            task_id=r["id"],
+            target_language=r["target_language"],
+            stage=r["stage"],
+            progress=float(r["progress"]),
+        )
+        for r in rows
+    ]
+
+
+async def insert_for_job(conn: asyncpg.Connection, job_id: UUID, languages: list[str]) -> list[NewEvent]:
+    rows = await conn.fetch(
+        """INSERT INTO language_tasks (job_id, target_language)
+           SELECT $1, l FROM unnest($2::text[]) AS l
+           RETURNING id, target_language, stage, progress""",
+        job_id,
+        languages,
+    )
+    return [
+        NewEvent(
+            kind="stage",
+            task_id=r["id"],
+            target_language=r["target_language"],
+            stage=r["stage"],
+            progress=float(r["progress"]),
+        )
+        for r in rows
+    ]
+
+
+PUBLIC_COLUMNS = """id, target_language, stage, progress, attempts, error_code, error_message,
+    started_at, finished_at"""
+
+
+def to_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "target_language": row["target_language"],
+        "stage": row["stage"],
+        "progress": round(float(row["progress"]), 4),
+        "attempts": row["attempts"],
+        "error": {"code": row["error_code"], "message": row["error_message"]} if row["error_code"] else None,
+        "started_at": row["started_at"].isoformat() if row["started_at"] else None,
+        "finished_at": row["finished_at"].isoformat() if row["finished_at"] else None,
+    }
+
+
+async def for_job(conn: asyncpg.Connection | asyncpg.Pool, job_id: UUID) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        f"SELECT {PUBLIC_COLUMNS} FROM language_tasks WHERE job_id = $1 ORDER BY target_language", job_id
+    )
+    return [to_json(r) for r in rows]

@@ -1,0 +1,49 @@
+"""Real PostgreSQL for every test: `DATABASE_URL` when set, else an embedded server.
+
+Migrations run once into a template database; each test gets its own copy of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from support import create_template, fresh_database, make_settings
+
+from service.database import start_embedded
+from service.settings import Settings
+
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "dubbing-numba-cache"))
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> Iterator[str]:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="dubbing-pg-") as data_dir:
+        yield start_embedded(Path(data_dir))
+
+
+@pytest.fixture(scope="session")
+def template_db(admin_url: str) -> str:
+    name = f"dubbing_template_{uuid.uuid4().hex[:8]}"
+    asyncio.run(create_template(admin_url, name))
+    return name
+
+
+@pytest.fixture
+async def database_url(admin_url: str, template_db: str) -> AsyncIterator[str]:
+    async with fresh_database(admin_url, template_db) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path, database_url)

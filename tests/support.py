@@ -1,0 +1,197 @@
+"""Test helpers: a database per test, the real service on a real port, and browser-like clients."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import asyncpg
+import httpx
+import numpy as np
+import soundfile
+import uvicorn
+
+from service import migrate
+from service.app import create_app
+from service.auth import mint
+from service.settings import Settings
+from service.stages.context import StageFn
+
+JWT_SECRET = "test-secret-" + "x" * 40
+
+
+def with_database(url: str, name: str) -> str:
+    parsed = urlparse(url)
+    return urlunparse(parsed._replace(path=f"/{name}"))
+
+
+async def create_template(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(with_database(admin_url, name))
+    try:
+        await migrate.migrate(conn)
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def fresh_database(admin_url: str, template: str) -> AsyncIterator[str]:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    finally:
+        await conn.close()
+    try:
+        yield with_database(admin_url, name)
+    finally:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settings:
+    base = Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        jwt_secret=JWT_SECRET,
+        lease_seconds=3.0,
+        poll_interval_seconds=2.0,
+        retry_base_seconds=0.05,
+        cpu_workers=1,
+        sse_keepalive_seconds=5.0,
+    )
+    return base.with_overrides(**overrides)
+
+
+@dataclass
+class Service:
+    base_url: str
+    settings: Settings
+    app: Any
+    client: httpx.AsyncClient
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.app.state.pool
+
+    def token(self, user: str) -> str:
+        return mint(self.settings.jwt_secret, user)
+
+    def auth(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user)}"}
+
+    async def upload(self, user: str, data: bytes, kind: str = "voice", content_type: str = "audio/wav",
+                     filename: str = "voice.wav") -> str:
+        """Do what a browser does: ask for a signed URL, then PUT the bytes to it."""
+        response = await self.client.post(
+            "/v1/uploads", headers=self.auth(user),
+            json={"files": [{"kind": kind, "filename": filename, "content_type": content_type,
+                             "size_bytes": len(data)}]},
+        )
+        assert response.status_code == 201, response.text
+        upload = response.json()["uploads"][0]
+        put = await self.client.put(upload["upload_url"], content=data, headers={"Content-Type": content_type})
+        assert put.status_code == 200, put.text
+        return str(upload["object_path"])
+
+    async def create_job(self, user: str, targets: list[str], source: str = "en", **extra: Any) -> httpx.Response:
+        voice = await self.upload(user, wav_bytes())
+        return await self.client.post(
+            "/v1/jobs", headers=self.auth(user),
+            json={"voice_object": voice, "source_language": source, "target_languages": targets, **extra},
+        )
+
+    async def count_rows(self) -> dict[str, int]:
+        return {
+            table: await self.pool.fetchval(f"SELECT count(*) FROM {table}")
+            for table in ("jobs", "language_tasks", "task_events", "artifacts")
+        }
+
+
+@asynccontextmanager
+async def running_service(
+    settings: Settings, registry: Mapping[str, StageFn] | None = None, **app_options: Any
+) -> AsyncIterator[Service]:
+    """The real app under uvicorn on a free port of 127.0.0.1, lifespan and all."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    base_url = f"http://127.0.0.1:{port}"
+    settings = settings.with_overrides(public_base_url=base_url, port=port)
+    app = create_app(settings, registry=registry if registry is not None else {}, **app_options)
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    started = asyncio.Event()
+
+    async def wait_started() -> None:
+        while not server.started:
+            if serving.done():
+                serving.result()
+            await asyncio.sleep(0.02)
+        started.set()
+
+    await asyncio.wait_for(wait_started(), timeout=60)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        try:
+            yield Service(base_url, settings, app, client)
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(serving, timeout=30)
+
+
+def wav_bytes(seconds: float = 1.0, rate: int = 16000, freq: float = 440.0) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    buf = io.BytesIO()
+    soundfile.write(buf, 0.3 * np.sin(2 * np.pi * freq * t), rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+@dataclass
+class SseEvent:
+    id: int | None
+    event: str
+    data: dict[str, Any]
+
+
+async def read_events(response: httpx.Response, limit: int | None = None) -> list[SseEvent]:
+    """Parse an SSE stream until it ends or `limit` events have arrived."""
+    out: list[SseEvent] = []
+    fields: dict[str, str] = {}
+    async for line in response.aiter_lines():
+        if line == "":
+            if "data" in fields:
+                out.append(SseEvent(int(fields["id"]) if "id" in fields else None, fields.get("event", "message"),
+                                    json.loads(fields["data"])))
+                if limit is not None and len(out) >= limit:
+                    return out
+            fields = {}
+            continue
+        if line.startswith(":"):
+            continue
+        key, _, value = line.partition(":")
+        fields[key] = value[1:] if value.startswith(" ") else value
+    return out
+
+
+def admin_url_from_env() -> str | None:
+    return os.environ.get("DATABASE_URL") or None
