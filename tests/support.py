@@ -174,10 +174,11 @@ class SseEvent:
 
 
 async def read_events(response: httpx.Response, limit: int | None = None) -> list[SseEvent]:
-    """Parse an SSE stream until it ends or `limit` events have arrived."""
+    """Parse an SSE stream until it ends or `limit` events have arrived (call again for more)."""
     out: list[SseEvent] = []
     fields: dict[str, str] = {}
-    async for line in response.aiter_lines():
+    lines: AsyncIterator[str] = response.extensions.setdefault("sse_lines", response.aiter_lines())
+    async for line in lines:
         if line == "":
             if "data" in fields:
                 out.append(SseEvent(int(fields["id"]) if "id" in fields else None, fields.get("event", "message"),
