@@ -1,0 +1,208 @@
+"""Subtitles for the dubbed track: SRT and WebVTT within common readability limits.
+
+Limits follow broadcast practice (42 characters a line, 2 lines, 7 s on screen). Long
+segments are cut at punctuation where possible, else at word boundaries, and their time is
+shared out in proportion to characters, since that is how the speech fills the slot.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from dataclasses import dataclass
+
+MAX_LINE = 42
+MAX_LINES = 2
+MAX_DURATION = 7.0
+MIN_DURATION = 0.5  # given to cues whose input had zero or negative duration
+
+_BREAK_AFTER = (".", "!", "?", "…", ";", ":", ",", "\u2014", "\u2013")  # em and en dash
+_TIMING_RE = re.compile(
+    r"^\s*((?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3})\s*-->\s*((?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3})(?:\s.*)?$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Cue:
+    start: float
+    end: float
+    text: str  # at most MAX_LINES lines joined by "\n"
+
+    @property
+    def lines(self) -> list[str]:
+        return self.text.split("\n")
+
+
+def build_cues(segments: list[tuple[float, float, str]]) -> list[Cue]:
+    """Turn timed segments into cues that respect the line, line-count and duration limits."""
+    cues: list[Cue] = []
+    for start, end, text in sorted(segments, key=lambda s: s[0]):
+        words = _words(text)
+        if not words:
+            continue
+        start, end = max(0.0, float(start)), float(end)
+        if end - start <= 0:
+            end = start + MIN_DURATION
+        cues.extend(_split_segment(start, end, words))
+    return _no_overlap(cues)
+
+
+def _words(text: str) -> list[str]:
+    """Whitespace tokens; a token longer than a line is hard-wrapped into line-sized pieces."""
+    out: list[str] = []
+    for word in text.split():
+        out.extend(word[i : i + MAX_LINE] for i in range(0, len(word), MAX_LINE))
+    return out
+
+
+def wrap(words: list[str]) -> list[str] | None:
+    """Best split of `words` into at most MAX_LINES lines, or None if they cannot fit.
+
+    Two lines are balanced, with a small preference for breaking after punctuation.
+    """
+    joined = " ".join(words)
+    if len(joined) <= MAX_LINE:
+        return [joined]
+    best: tuple[float, list[str]] | None = None
+    for i in range(1, len(words)):
+        top, bottom = " ".join(words[:i]), " ".join(words[i:])
+        if len(top) > MAX_LINE or len(bottom) > MAX_LINE:
+            continue
+        score = abs(len(top) - len(bottom)) - (8 if words[i - 1].endswith(_BREAK_AFTER) else 0)
+        if best is None or score < best[0]:
+            best = (score, [top, bottom])
+    return None if best is None else best[1]
+
+
+def _chunks(words: list[str]) -> list[list[str]]:
+    """Greedy fill of cue-sized chunks, stepping back to the last punctuation when it is not too early."""
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    for word in words:
+        if wrap([*current, word]) is not None:
+            current.append(word)
+            continue
+        cut = next((i for i in range(len(current) - 1, 0, -1) if current[i - 1].endswith(_BREAK_AFTER)), 0)
+        if cut and len(" ".join(current[:cut])) >= MAX_LINE * MAX_LINES // 3:
+            chunks.append(current[:cut])
+            current = [*current[cut:], word]
+            if wrap(current) is None:  # the carried-over tail plus word still overflows
+                chunks.append(current[:-1])
+                current = [word]
+        else:
+            chunks.append(current)
+            current = [word]
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _balanced(words: list[str], parts: int) -> list[list[str]]:
+    """Split words into `parts` runs of roughly equal characters (for cues that run too long)."""
+    total = sum(len(w) + 1 for w in words)
+    out: list[list[str]] = [[]]
+    used = 0
+    for word in words:
+        boundary = total * len(out) / parts
+        if out[-1] and len(out) < parts and used + (len(word) + 1) / 2 > boundary:
+            out.append([])
+        out[-1].append(word)
+        used += len(word) + 1
+    return out
+
+
+def _fit_time(chunk: list[str], per_char: float) -> list[list[str]]:
+    """Split a chunk until each part is on screen at most MAX_DURATION (a lone word cannot split)."""
+    parts = min(len(chunk), math.ceil(len(" ".join(chunk)) * per_char / MAX_DURATION - 1e-9))
+    if parts <= 1:
+        return [chunk]
+    return [p for part in _balanced(chunk, parts) for p in _fit_time(part, per_char)]
+
+
+def _split_segment(start: float, end: float, words: list[str]) -> list[Cue]:
+    chunks = _chunks(words)
+    total_chars = sum(len(" ".join(c)) for c in chunks)
+    per_char = (end - start) / total_chars
+    refined = [part for chunk in chunks for part in _fit_time(chunk, per_char)]
+    weights = [len(" ".join(c)) for c in refined]
+    total = sum(weights)
+    cues: list[Cue] = []
+    t = start
+    for chunk, weight in zip(refined, weights, strict=True):
+        t_end = t + (end - start) * weight / total
+        lines = wrap(chunk) or [" ".join(chunk)]
+        # A single word spoken for longer than the limit: show it for the limit only.
+        cues.append(Cue(round(t, 3), round(min(t_end, t + MAX_DURATION), 3), "\n".join(lines)))
+        t = t_end
+    return cues
+
+
+def _no_overlap(cues: list[Cue]) -> list[Cue]:
+    """Clip a cue at the next one's start, unless that would leave it no time at all."""
+    out: list[Cue] = []
+    for i, cue in enumerate(cues):
+        nxt = cues[i + 1].start if i + 1 < len(cues) else None
+        if nxt is not None and cue.start < nxt < cue.end:
+            cue = Cue(cue.start, nxt, cue.text)
+        out.append(cue)
+    return out
+
+
+def _stamp(seconds: float, sep: str) -> str:
+    ms = max(0, round(seconds * 1000))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def _span(cue: Cue, sep: str) -> str:
+    start_ms = max(0, round(cue.start * 1000))
+    end_ms = max(start_ms + 1, round(cue.end * 1000))  # players drop zero-length cues
+    return f"{_stamp(start_ms / 1000, sep)} --> {_stamp(end_ms / 1000, sep)}"
+
+
+def to_srt(cues: list[Cue]) -> str:
+    blocks = [f"{i}\n{_span(c, ',')}\n{c.text}\n" for i, c in enumerate(cues, start=1)]
+    return "\n".join(blocks)
+
+
+def to_vtt(cues: list[Cue]) -> str:
+    blocks = [f"{_span(c, '.')}\n{html.escape(c.text, quote=False)}\n" for c in cues]
+    return "\n".join(["WEBVTT\n", *blocks])
+
+
+def _seconds(stamp: str) -> float:
+    parts = stamp.replace(",", ".").split(":")
+    value = 0.0
+    for part in parts:
+        value = value * 60 + float(part)
+    return round(value, 3)
+
+
+def _blocks(text: str) -> list[list[str]]:
+    text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    return [[ln for ln in block.split("\n")] for block in re.split(r"\n\s*\n", text.strip()) if block.strip()]
+
+
+def _parse(text: str, unescape: bool) -> list[Cue]:
+    cues: list[Cue] = []
+    for block in _blocks(text):
+        for i, line in enumerate(block):
+            match = _TIMING_RE.match(line)
+            if match:
+                body = "\n".join(ln.strip() for ln in block[i + 1 :] if ln.strip())
+                body = html.unescape(body) if unescape else body
+                cues.append(Cue(_seconds(match.group(1)), _seconds(match.group(2)), body))
+                break
+    return cues
+
+
+def parse_srt(text: str) -> list[Cue]:
+    return _parse(text, unescape=False)
+
+
+def parse_vtt(text: str) -> list[Cue]:
+    """Cues only: the header, NOTE, STYLE and REGION blocks have no timing line and are skipped."""
+    return _parse(text, unescape=True)

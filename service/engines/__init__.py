@@ -1,0 +1,18 @@
+"""Offline speech engines: transcription (faster-whisper), translation (Apertium), synthesis (espeak-ng).
+
+Each engine sits behind a Protocol in `protocols` so the pipeline can swap implementations.
+"""
+
+from service.engines.protocols import Synthesizer, Transcriber, Translator
+from service.engines.types import EngineError, Segment, SynthesizedClip, Transcript, Word
+
+__all__ = [
+    "EngineError",
+    "Segment",
+    "SynthesizedClip",
+    "Synthesizer",
+    "Transcriber",
+    "Transcript",
+    "Translator",
+    "Word",
+]
