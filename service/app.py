@@ -5,10 +5,13 @@ One process, one event loop: the API and the supervisor share it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import Executor
+from functools import partial
 from typing import Any
 
 import structlog
@@ -19,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import database, migrate
+from service.engines import capabilities
 from service.errors import ApiError, error_response, handle_api_error
 from service.listener import Listener
 from service.openapi import openapi_document
@@ -97,6 +101,30 @@ def default_registry() -> Mapping[str, StageFn]:
     return registry.stages()
 
 
+async def load_engines(settings: Settings, executor: Executor) -> Any:
+    """The offline engines, checked once at start-up; None (and a warning) when one is missing."""
+    from service.engines.registry import offline_engines
+    from service.engines.types import EngineError
+    from service.engines.whisper import warm
+
+    try:
+        engines = await asyncio.to_thread(offline_engines, executor, settings.whisper_model_dir)
+    except EngineError as exc:
+        log.warning("engines.unavailable", code=exc.code, error=exc.message)
+        return None
+    model_dir = engines.transcriber.model_dir  # type: ignore[attr-defined]
+    # Load the Whisper model into every worker in the background: start-up does not wait for it.
+    warming = asyncio.create_task(cpu_pool.warm(executor, settings.cpu_workers, [partial(warm, model_dir)]))
+    warming.add_done_callback(lambda t: t.cancelled() or t.exception() is None or log.warning(
+        "engines.warm_failed", error=repr(t.exception())))
+    _background.add(warming)
+    warming.add_done_callback(_background.discard)
+    return engines
+
+
+_background: set[asyncio.Task[Any]] = set()
+
+
 def create_app(
     settings: Settings,
     registry: Mapping[str, StageFn] | None = None,
@@ -123,12 +151,17 @@ def create_app(
             state.executor = cpu_pool.create(settings.cpu_workers, str(settings.data_dir / "numba-cache"))
             stack.callback(state.executor.shutdown, wait=False, cancel_futures=True)
             await cpu_pool.warm(state.executor, settings.cpu_workers, [])
+            state.engines = None
+            if registry is None:
+                state.engines = await load_engines(settings, state.executor)
+                if state.engines is not None and app.state.language_check is None:
+                    app.state.language_check = capabilities.language_check(state.engines)
             state.supervisor = None
             if run_supervisor:
                 state.supervisor = Supervisor(
                     settings, state.pool, state.listener,
                     default_registry() if registry is None else registry,
-                    state.storage, state.executor,
+                    state.storage, state.executor, state.engines,
                 )
                 await state.supervisor.start()
                 stack.push_async_callback(state.supervisor.stop)

@@ -66,6 +66,15 @@ class Settings:
     cpu_workers: int = 2
     sse_keepalive_seconds: float = 15.0
 
+    whisper_model_dir: str | None = None
+    sample_rate: int = 48000
+    max_engine_rate: float = 1.25
+    stretch_ceiling: float = 1.25
+    duck_db: float = -12.0
+    target_lufs: float = -16.0
+    true_peak_dbtp: float = -1.0
+    web_format: str = "mp3"
+
     @property
     def storage_dir(self) -> Path:
         return self.data_dir / "storage"
@@ -117,6 +126,14 @@ class Settings:
             stage_concurrency=_int(env, "STAGE_CONCURRENCY", 2),
             cpu_workers=_int(env, "CPU_WORKERS", cpus),
             sse_keepalive_seconds=_float(env, "SSE_KEEPALIVE_SECONDS", 15.0),
+            whisper_model_dir=env.get("WHISPER_MODEL_DIR") or None,
+            sample_rate=_int(env, "SAMPLE_RATE", 48000),
+            max_engine_rate=_float(env, "MAX_ENGINE_RATE", 1.25),
+            stretch_ceiling=_float(env, "STRETCH_CEILING", 1.25),
+            duck_db=_float(env, "DUCK_DB", -12.0),
+            target_lufs=_float(env, "TARGET_LUFS", -16.0),
+            true_peak_dbtp=_float(env, "TRUE_PEAK_DBTP", -1.0),
+            web_format=env.get("WEB_FORMAT", "mp3"),
         )
 
 

@@ -128,16 +128,19 @@ class Service:
 
 @asynccontextmanager
 async def running_service(
-    settings: Settings, registry: Mapping[str, StageFn] | None = None, **app_options: Any
+    settings: Settings, registry: Mapping[str, StageFn] | None = None, pipeline: bool = False, **app_options: Any
 ) -> AsyncIterator[Service]:
-    """The real app under uvicorn on a free port of 127.0.0.1, lifespan and all."""
+    """The real app under uvicorn on a free port of 127.0.0.1, lifespan and all.
+
+    `pipeline=True` runs the real stages and engines; otherwise `registry` (default: none).
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     base_url = f"http://127.0.0.1:{port}"
     settings = settings.with_overrides(public_base_url=base_url, port=port)
-    app = create_app(settings, registry=registry if registry is not None else {}, **app_options)
+    app = create_app(settings, registry=None if pipeline else (registry or {}), **app_options)
     server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     serving = asyncio.create_task(server.serve(sockets=[sock]))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from service import tasks
+from service.listener import Listener
 from service.settings import Settings
 from service.storage import Storage
 from service.tasks import ClaimedTask
@@ -39,7 +41,8 @@ class StageContext:
     pool: asyncpg.Pool
     storage: Storage
     executor: Executor
-    services: dict[str, Any]
+    engines: Any
+    listener: Listener | None
 
     @property
     def lease_owner(self) -> str:
@@ -61,3 +64,13 @@ class StageContext:
 
 
 StageFn = Callable[[StageContext], Awaitable[None]]
+
+
+async def run_all(coroutines: list[Coroutine[Any, Any, None]]) -> None:
+    """Run concurrently; the first failure cancels the rest and is raised as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for coroutine in coroutines:
+                group.create_task(coroutine)
+    except BaseExceptionGroup as group_error:
+        raise group_error.exceptions[0] from None

@@ -6,7 +6,7 @@ import asyncio
 import multiprocessing
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 
 
 def _initialize_worker(numba_cache_dir: str) -> None:
@@ -32,7 +32,7 @@ def create(workers: int, numba_cache_dir: str) -> ProcessPoolExecutor:
     )
 
 
-async def warm(executor: ProcessPoolExecutor, workers: int, warmers: list[Callable[[], object]]) -> set[int]:
+async def warm(executor: Executor, workers: int, warmers: list[Callable[[], object]]) -> set[int]:
     """Run every warmer on every worker (submitted `workers` times at once so each worker starts)."""
     loop = asyncio.get_running_loop()
     pids: set[int] = set()

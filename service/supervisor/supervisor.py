@@ -44,7 +44,7 @@ class Supervisor:
         registry: Mapping[str, StageFn],
         storage: Storage,
         executor: Executor,
-        services: dict[str, Any] | None = None,
+        engines: Any = None,
         owner_id: str | None = None,
     ) -> None:
         self.settings = settings
@@ -53,7 +53,7 @@ class Supervisor:
         self.registry = dict(registry)
         self.storage = storage
         self.executor = executor
-        self.services = services or {}
+        self.engines = engines
         self.owner_id = owner_id or new_owner_id()
         self.stage_limits = {name: asyncio.Semaphore(settings.stage_concurrency) for name in self.registry}
         self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
@@ -178,7 +178,7 @@ class Supervisor:
                                  f"No engine is configured for the {stage} stage")
                 return
             context = StageContext(task, job, stage, self.settings, pool, self.storage, self.executor,
-                                   self.services)
+                                   self.engines, self.listener)
             try:
                 async with self.stage_limits[stage]:
                     await stage_fn(context)

@@ -1,0 +1,337 @@
+"""Claim throughput: no-op language tasks through our Supervisor vs the same number of no-op pgqueuer jobs.
+
+Our side: N tasks (jobs x languages, created with `jobs.create` before the clock starts), one
+Supervisor whose registry maps every work stage to an async no-op; timed from `supervisor.start()`
+until no task is left outside `complete` (the database is polled every `--poll` seconds).
+
+A task is not one queue operation: besides its claim, it commits one transition per stage it enters
+(stt, translating, dubbing, mixing, exporting, complete = 6), each a transaction that locks the job,
+updates the task, recomputes the job status, appends a `task_events` row and NOTIFYs. So we report
+tasks/s and transitions/s (= committed stage events/s, counted from `task_events`).
+
+pgqueuer side: its schema installed with `Queries.install()` into a separate database, N jobs
+enqueued in one batch, a QueueManager with a no-op entrypoint timed from `run()` until its queue
+table is empty (a job leaves it when its completion is logged).
+
+    .venv/bin/python bench/claim_throughput.py            # 2000 tasks, a small settings sweep
+    .venv/bin/python bench/claim_throughput.py --quick    # 200 tasks, defaults + one setting
+    .venv/bin/python bench/claim_throughput.py --tasks 10000 --configs 4x8,32x16,64x32
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+from service import database, jobs  # noqa: E402
+from service.jobs import InputObject, NewJob  # noqa: E402
+from service.listener import Listener  # noqa: E402
+from service.logs import configure as configure_logs  # noqa: E402
+from service.settings import Settings  # noqa: E402
+from service.stages.context import StageContext, StageFn  # noqa: E402
+from service.stages.order import WORK_STAGES  # noqa: E402
+from service.storage.local import LocalStorage  # noqa: E402
+from service.supervisor.supervisor import Supervisor  # noqa: E402
+
+LANGUAGES = ["es", "fr", "de", "it", "pt", "nl", "sv", "pl", "ja", "ko"]
+SHA = "0" * 64
+DEFAULTS = Settings()
+
+
+@dataclass(frozen=True)
+class OurConfig:
+    max_concurrent_tasks: int
+    claim_batch_size: int
+    stage_concurrency: int = DEFAULTS.stage_concurrency
+    pool_size: int = 10  # service.database.create_pool's default, what the app runs with
+
+    @property
+    def label(self) -> str:
+        return (f"max_concurrent_tasks={self.max_concurrent_tasks} claim_batch_size={self.claim_batch_size} "
+                f"stage_concurrency={self.stage_concurrency} pool={self.pool_size}")
+
+    @classmethod
+    def parse(cls, text: str) -> OurConfig:
+        """`MAXxBATCH[xSTAGE[xPOOL]]`, e.g. `32x16` or `32x16x32x20`."""
+        parts = [int(p) for p in text.split("x")]
+        return cls(*parts)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class PgqConfig:
+    batch_size: int
+    max_concurrent_tasks: int | None
+    pool: bool  # AsyncpgPoolDriver instead of the one-connection AsyncpgDriver `pgq run` uses
+
+    @property
+    def label(self) -> str:
+        driver = "AsyncpgPoolDriver(10)" if self.pool else "AsyncpgDriver(1 conn)"
+        return f"batch_size={self.batch_size} max_concurrent_tasks={self.max_concurrent_tasks} driver={driver}"
+
+
+async def _noop(_ctx: StageContext) -> None:
+    return None
+
+
+def noop_registry() -> dict[str, StageFn]:
+    return dict.fromkeys(WORK_STAGES, _noop)
+
+
+# -- ours -----------------------------------------------------------------------------------------
+async def create_jobs(url: str, n_jobs: int, languages: list[str]) -> None:
+    """Insert the jobs and their tasks through `jobs.create`, a few transactions at a time."""
+    pool = await database.create_pool(url, max_size=8)
+    try:
+        gate = asyncio.Semaphore(8)
+
+        async def one(i: int) -> None:
+            owner = f"user{i % 50}"
+            voice = InputObject(f"{owner}/uploads/{i}/voice.wav", "audio/wav", 100, SHA, 1.0)
+            async with gate:
+                await jobs.create(pool, NewJob(owner, "en", languages, voice, None, None, uuid.uuid4().hex))
+
+        await asyncio.gather(*(one(i) for i in range(n_jobs)))
+    finally:
+        await pool.close()
+
+
+async def wait_until(conn: asyncpg.Connection, sql: str, poll: float, timeout: float) -> float:
+    """Poll `sql` (a count of what is left) until it is 0; returns the monotonic time it was seen 0."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = await conn.fetchval(sql)
+        now = time.monotonic()
+        if left == 0:
+            return now
+        if now > deadline:
+            raise TimeoutError(f"{left} still left after {timeout} s")
+        await asyncio.sleep(poll)
+
+
+async def run_ours(template: str, n_tasks: int, languages: list[str], config: OurConfig,
+                   poll: float, timeout: float) -> dict[str, Any]:
+    n_jobs = n_tasks // len(languages)
+    async with common.scratch_database("bench_claim", template=template) as url:
+        await create_jobs(url, n_jobs, languages)
+        with tempfile.TemporaryDirectory(prefix="bench-claim-") as tmp:
+            settings = Settings(
+                data_dir=Path(tmp), database_url=url, jwt_secret=common.JWT_SECRET,
+                max_concurrent_tasks=config.max_concurrent_tasks, claim_batch_size=config.claim_batch_size,
+                stage_concurrency=config.stage_concurrency,
+            )
+            pool = await database.create_pool(url, max_size=config.pool_size)
+            listener = Listener(url)
+            watcher = await asyncpg.connect(url)
+            executor = ThreadPoolExecutor(1)
+            supervisor: Supervisor | None = None
+            try:
+                await listener.start()
+                storage = LocalStorage(settings.storage_dir, settings.storage_bucket, "http://x", settings.jwt_secret)
+                supervisor = Supervisor(settings, pool, listener, noop_registry(), storage, executor)
+                cpu_before = time.process_time()
+                started = time.monotonic()
+                await supervisor.start()
+                ended = await wait_until(
+                    watcher, "SELECT count(*) FROM language_tasks WHERE stage <> 'complete'", poll, timeout)
+                cpu = time.process_time() - cpu_before
+            finally:
+                if supervisor is not None:
+                    await supervisor.stop()
+                await listener.stop()
+                await pool.close()
+                executor.shutdown()
+            try:
+                transitions = await watcher.fetchval(
+                    "SELECT count(*) FROM task_events WHERE kind = 'stage' AND stage <> 'queued'")
+                not_done = await watcher.fetchval("SELECT count(*) FROM jobs WHERE status <> 'complete'")
+                attempts = await watcher.fetchval("SELECT max(attempts) FROM language_tasks")
+            finally:
+                await watcher.close()
+    if not_done or attempts != 1:
+        raise RuntimeError(f"run was not clean: {not_done} jobs not complete, max attempts {attempts}")
+    elapsed = ended - started
+    return {
+        "config": asdict(config),
+        "label": config.label,
+        "tasks": n_jobs * len(languages),
+        "jobs": n_jobs,
+        "seconds": round(elapsed, 3),
+        "tasks_per_s": round(n_jobs * len(languages) / elapsed, 1),
+        "transitions": transitions,
+        "transitions_per_s": round(transitions / elapsed, 1),
+        "bench_process_cpu_s": round(cpu, 2),
+    }
+
+
+# -- pgqueuer -------------------------------------------------------------------------------------
+async def run_pgqueuer(n_jobs: int, config: PgqConfig, poll: float, timeout: float) -> dict[str, Any]:
+    from pgqueuer import QueueManager
+    from pgqueuer.adapters.drivers.asyncpg import AsyncpgDriver, AsyncpgPoolDriver
+    from pgqueuer.models import Job
+    from pgqueuer.queries import Queries
+
+    async with common.scratch_database("bench_pgq", migrate=False) as url:
+        setup = await asyncpg.connect(url)
+        try:
+            queries = Queries(AsyncpgDriver(setup))
+            await queries.install()
+            await queries.enqueue(["noop"] * n_jobs, [None] * n_jobs, [0] * n_jobs)
+        finally:
+            await setup.close()
+
+        pool: asyncpg.Pool | None = None
+        conn: asyncpg.Connection | None = None
+        if config.pool:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=10)
+            driver: Any = AsyncpgPoolDriver(pool)
+        else:
+            conn = await asyncpg.connect(url)
+            driver = AsyncpgDriver(conn)
+        watcher = await asyncpg.connect(url)
+        manager = QueueManager(Queries(driver))
+
+        @manager.entrypoint("noop")
+        async def noop(_job: Job) -> None:
+            return None
+
+        runner: asyncio.Task[None] | None = None
+        try:
+            cpu_before = time.process_time()
+            started = time.monotonic()
+            runner = asyncio.create_task(manager.run(
+                batch_size=config.batch_size, max_concurrent_tasks=config.max_concurrent_tasks,
+                dequeue_timeout=timedelta(seconds=5)))
+            waiting = asyncio.create_task(wait_until(watcher, "SELECT count(*) FROM pgqueuer", poll, timeout))
+            done, _ = await asyncio.wait({runner, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            if runner in done:
+                runner.result()
+                raise RuntimeError("pgqueuer's QueueManager stopped before the queue was empty")
+            ended = waiting.result()
+            cpu = time.process_time() - cpu_before
+            logged = await watcher.fetchval("SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'")
+        finally:
+            manager.shutdown.set()
+            if runner is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(runner, 15)
+            await watcher.close()
+            if pool is not None:
+                await pool.close()
+            if conn is not None:
+                await conn.close()
+    if logged != n_jobs:
+        raise RuntimeError(f"pgqueuer logged {logged} successful jobs of {n_jobs}")
+    elapsed = ended - started
+    return {
+        "config": asdict(config),
+        "label": config.label,
+        "jobs": n_jobs,
+        "seconds": round(elapsed, 3),
+        "jobs_per_s": round(n_jobs / elapsed, 1),
+        "bench_process_cpu_s": round(cpu, 2),
+    }
+
+
+# -- main -----------------------------------------------------------------------------------------
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a few seconds: 200 tasks, two settings")
+    parser.add_argument("--tasks", type=int, default=2000, help="tasks (jobs x languages) and pgqueuer jobs")
+    parser.add_argument("--languages", type=int, default=5, help="languages per job")
+    parser.add_argument("--configs", default="", help="our settings to try, comma-separated MAXxBATCH[xSTAGE[xPOOL]]"
+                        " (the service defaults are always run first)")
+    parser.add_argument("--poll", type=float, default=0.1, help="completion poll interval, seconds")
+    parser.add_argument("--timeout", type=float, default=300.0, help="give up on one run after this, seconds")
+    parser.add_argument("--log-level", default="warning", help="structlog level for the supervisor's logs")
+    return parser.parse_args()
+
+
+async def main() -> None:
+    args = parse_args()
+    if args.quick:
+        args.tasks = min(args.tasks, 200)
+    languages = LANGUAGES[: args.languages]
+    n_tasks = args.tasks - args.tasks % len(languages)
+    configure_logs("json", args.log_level)
+    logging.getLogger("pgqueuer").setLevel(logging.WARNING)
+
+    default = OurConfig(DEFAULTS.max_concurrent_tasks, DEFAULTS.claim_batch_size)
+    if args.configs:
+        extra = [OurConfig.parse(c) for c in args.configs.split(",") if c]
+    elif args.quick:
+        extra = [OurConfig(16, 16)]
+    else:
+        extra = [OurConfig(10, 10), OurConfig(16, 16), OurConfig(32, 16, 32, 20)]
+    ours_configs = [default, *[c for c in extra if c != default]]
+    pgq_configs = [PgqConfig(10, None, False)] + ([] if args.quick else [PgqConfig(50, None, True)])
+
+    print(f"{n_tasks} tasks ({n_tasks // len(languages)} jobs x {len(languages)} languages), "
+          f"{n_tasks} pgqueuer jobs; PostgreSQL at {common.ADMIN_URL}\n")
+    results: dict[str, Any] = {"name": "claim_throughput", "environment": common.environment(),
+                               "postgres": await common.server_info(), "tasks": n_tasks, "ours": [], "pgqueuer": []}
+    async with common.scratch_database("bench_claim_tpl") as template_url:
+        template = template_url.rsplit("/", 1)[1]
+        for config in ours_configs:
+            result = await run_ours(template, n_tasks, languages, config, args.poll, args.timeout)
+            results["ours"].append(result)
+            print(f"ours      {config.label:<72} {result['tasks_per_s']:>8.1f} tasks/s "
+                  f"{result['transitions_per_s']:>8.1f} transitions/s  ({result['seconds']} s)")
+    for pgq in pgq_configs:
+        result = await run_pgqueuer(n_tasks, pgq, args.poll, args.timeout)
+        results["pgqueuer"].append(result)
+        print(f"pgqueuer  {pgq.label:<72} {result['jobs_per_s']:>8.1f} jobs/s  ({result['seconds']} s)")
+
+    ours_default = results["ours"][0]
+    ours_best = max(results["ours"], key=lambda r: r["tasks_per_s"])
+    pgq_default = results["pgqueuer"][0]
+    pgq_best = max(results["pgqueuer"], key=lambda r: r["jobs_per_s"])
+    results["summary"] = {
+        "ours_default_tasks_per_s": ours_default["tasks_per_s"],
+        "ours_default_transitions_per_s": ours_default["transitions_per_s"],
+        "ours_best": ours_best["label"],
+        "ours_best_tasks_per_s": ours_best["tasks_per_s"],
+        "ours_best_transitions_per_s": ours_best["transitions_per_s"],
+        "pgqueuer_default_jobs_per_s": pgq_default["jobs_per_s"],
+        "pgqueuer_best": pgq_best["label"],
+        "pgqueuer_best_jobs_per_s": pgq_best["jobs_per_s"],
+        "ratio_tasks_best_vs_pgqueuer_best": round(ours_best["tasks_per_s"] / pgq_best["jobs_per_s"], 3),
+        "ratio_tasks_default_vs_pgqueuer_default": round(ours_default["tasks_per_s"] / pgq_default["jobs_per_s"], 3),
+        "ratio_transitions_best_vs_pgqueuer_best": round(ours_best["transitions_per_s"] / pgq_best["jobs_per_s"], 3),
+        "target": "ours tasks/s >= 1.0x pgqueuer jobs/s",
+    }
+    results["notes"] = (
+        "A task of ours is one claim plus one committed transition per stage entered (stt, translating, dubbing, "
+        "mixing, exporting, complete: 6), each its own transaction that locks the job row, updates the task, "
+        "recomputes the job's status, appends a task_events row and NOTIFYs; transitions counts the committed "
+        "stage events. A pgqueuer job is one dequeue (batched) and one completion log (batched). "
+        "Both run in this process on the same PostgreSQL server; times are from start to the poll that saw "
+        f"nothing left (poll every {args.poll} s)."
+    )
+    s = results["summary"]
+    print(f"\nours default {s['ours_default_tasks_per_s']} tasks/s, best {s['ours_best_tasks_per_s']} tasks/s "
+          f"({s['ours_best_transitions_per_s']} transitions/s); pgqueuer default {s['pgqueuer_default_jobs_per_s']} "
+          f"jobs/s, best {s['pgqueuer_best_jobs_per_s']} jobs/s")
+    print(f"ratio ours/pgqueuer (tasks, best vs best): {s['ratio_tasks_best_vs_pgqueuer_best']}x; "
+          f"defaults vs defaults: {s['ratio_tasks_default_vs_pgqueuer_default']}x; "
+          f"transitions vs jobs: {s['ratio_transitions_best_vs_pgqueuer_best']}x")
+    common.write_results("claim_throughput", results)
+
+
+if __name__ == "__main__":
+    common.run(main)

@@ -1,0 +1,145 @@
+"""EBU R128 / BS.1770 measurement through ffmpeg's ``ebur128`` filter (streamed, any length).
+
+Silence convention: figures that do not exist for silence are ``None``, never
+a floor value — ``integrated_lufs`` is ``None`` when nothing passes the
+-70 LUFS absolute gate, ``true_peak_dbtp`` is ``None`` for digital silence.
+Callers must therefore not normalise silence (there is nothing to aim at).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from service.audio.decode import FFMPEG, FfmpegError, run_ffmpeg
+
+ABSOLUTE_GATE_LUFS = -70.0
+
+_NUMBER = r"(-?(?:inf|nan|\d+(?:\.\d+)?))"
+_I = re.compile(r"^\s*I:\s+" + _NUMBER + r"\s+LUFS", re.MULTILINE | re.IGNORECASE)
+_LRA = re.compile(r"^\s*LRA:\s+" + _NUMBER + r"\s+LU\b", re.MULTILINE | re.IGNORECASE)
+_PEAK = re.compile(r"^\s*Peak:\s+" + _NUMBER + r"\s+dBFS", re.MULTILINE | re.IGNORECASE)
+
+
+class LoudnessError(RuntimeError):
+    """The measurement could not be taken or its summary not parsed."""
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """Integrated loudness (LUFS), true peak (dBTP) and loudness range (LU); see module doc for ``None``."""
+
+    integrated_lufs: float | None
+    true_peak_dbtp: float | None
+    lra: float
+
+    @property
+    def is_silent(self) -> bool:
+        return self.integrated_lufs is None
+
+
+def parse_ebur128_summary(stderr: str) -> Loudness:
+    """Pull I / LRA / true peak out of the summary ffmpeg prints when the stream ends.
+
+    Without ``peak=true`` there is no peak section and ``true_peak_dbtp`` is None.
+    """
+    at = stderr.rfind("Summary:")
+    if at < 0:
+        raise LoudnessError("ebur128 printed no summary")
+    summary = stderr[at:]
+    i_match, lra_match, peak_match = _I.search(summary), _LRA.search(summary), _PEAK.search(summary)
+    if i_match is None or lra_match is None:
+        raise LoudnessError(f"cannot parse ebur128 summary: {summary[:400]!r}")
+    integrated = float(i_match.group(1))
+    # No peak section when the filter ran without peak=true: report the peak as unknown (None).
+    peak = float(peak_match.group(1)) if peak_match is not None else math.nan
+    lra = float(lra_match.group(1))
+    return Loudness(
+        integrated_lufs=integrated if math.isfinite(integrated) and integrated > ABSOLUTE_GATE_LUFS else None,
+        true_peak_dbtp=peak if math.isfinite(peak) else None,
+        lra=lra if math.isfinite(lra) else 0.0,
+    )
+
+
+def measure_loudness(path: str) -> Loudness:
+    """Measure a whole file (first audio stream) in one streamed ffmpeg pass."""
+    try:
+        stderr = run_ffmpeg(
+            [
+                "-loglevel", "info", "-i", path, "-map", "0:a:0",
+                "-af", "ebur128=peak=true:framelog=verbose", "-f", "null", "-",
+            ]
+        )  # fmt: skip
+    except FfmpegError as exc:
+        raise LoudnessError(f"loudness measurement of {path} failed: {exc}") from exc
+    return parse_ebur128_summary(stderr)
+
+
+class StreamingLoudness:
+    """Measure audio as it is produced: blocks are piped to an ffmpeg ``ebur128`` process.
+
+    Lets a numpy pass that writes a file get its loudness on the second core
+    for free instead of re-reading the file afterwards. Use as a context
+    manager; call `feed` with float32 ``(frames, channels)`` blocks, then `finish`.
+    """
+
+    def __init__(self, sample_rate: int, channels: int, true_peak: bool = True) -> None:
+        self._stderr = tempfile.TemporaryFile(mode="w+b")
+        peak = ":peak=true" if true_peak else ""
+        self._proc = subprocess.Popen(
+            [
+                FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info",
+                "-f", "f32le", "-ar", str(sample_rate), "-ac", str(channels), "-i", "pipe:0",
+                "-af", f"ebur128=framelog=verbose{peak}", "-f", "null", "-",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
+        )  # fmt: skip
+        self._channels = channels
+
+    def feed(self, block: npt.NDArray[np.float32]) -> None:
+        if block.ndim != 2 or block.shape[1] != self._channels:
+            raise ValueError(f"expected (frames, {self._channels}) block, got {block.shape}")
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+        except BrokenPipeError as exc:
+            raise LoudnessError(f"ebur128 process ended early: {self._stderr_text()[-500:]}") from exc
+
+    def finish(self) -> Loudness:
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        code = self._proc.wait()
+        text = self._stderr_text()
+        self._stderr.close()
+        if code != 0:
+            raise LoudnessError(f"ebur128 process exited with {code}: {text[-500:]}")
+        return parse_ebur128_summary(text)
+
+    def _stderr_text(self) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read().decode("utf-8", "replace")
+
+    def close(self) -> None:
+        """Abandon the measurement (error path); safe to call after `finish`."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        if not self._stderr.closed:
+            self._stderr.close()
+
+    def __enter__(self) -> StreamingLoudness:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,81 @@
+"""Synthesize each translated segment, using the engine's own rate as the first tool for fitting.
+
+A segment whose speech at normal rate is longer than its source span is spoken again faster, up to
+`max_engine_rate`; time-stretching and placement come in the mixing stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from service.audio import fitting
+from service.engines.types import EngineError, SynthesizedClip
+from service.stages import translating
+from service.stages.context import StageContext, StageError, run_all
+from service.stages.workfiles import read_json, write_json
+
+RETRYABLE_ENGINE_CODES = frozenset({"engine_timeout"})
+PARALLEL_SEGMENTS = 2
+
+
+def timeline_duration(job: asyncpg.Record) -> float:
+    """The dubbed mix lasts as long as the background, or the voice when there is none."""
+    background = job["background_duration_seconds"]
+    return float(background if background is not None else job["voice_duration_seconds"])
+
+
+def dubbing_file(ctx: StageContext) -> Path:
+    return ctx.work_dir / "dubbing.json"
+
+
+async def load(ctx: StageContext) -> list[dict[str, Any]]:
+    return list((await read_json(dubbing_file(ctx)))["clips"])
+
+
+async def _speak(ctx: StageContext, text: str, out: Path, rate: float) -> SynthesizedClip:
+    try:
+        clip: SynthesizedClip = await ctx.engines.synthesizer.synthesize(
+            text, ctx.task.target_language, str(out), rate=rate, sample_rate=ctx.settings.sample_rate
+        )
+    except EngineError as exc:
+        raise StageError(exc.code, exc.message, retryable=exc.code in RETRYABLE_ENGINE_CODES) from exc
+    return clip
+
+
+async def run(ctx: StageContext) -> None:
+    if ctx.engines is None:
+        raise StageError("engine_missing", "No speech synthesis engine is configured")
+    segments = await translating.load(ctx)
+    timings = fitting.slots_from_segments([(s["start"], s["end"]) for s in segments], timeline_duration(ctx.job))
+    clips_dir = ctx.work_dir / "clips"
+    clips_dir.mkdir(exist_ok=True)
+    spoken = [(s, t) for s, t in zip(segments, timings, strict=True) if s["text"]]
+    clips: list[dict[str, Any] | None] = [None] * len(spoken)
+    limit = asyncio.Semaphore(PARALLEL_SEGMENTS)
+    done = 0
+
+    async def one(position: int, segment: dict[str, Any], timing: fitting.SegmentTiming) -> None:
+        nonlocal done
+        out = clips_dir / f"{segment['id']:05d}.wav"
+        async with limit:
+            clip = await _speak(ctx, segment["text"], out, 1.0)
+            natural = clip.duration
+            rate = fitting.choose_rate(natural, timing.source_end - timing.source_start, ctx.settings.max_engine_rate)
+            if rate > 1.0:
+                clip = await _speak(ctx, segment["text"], out, rate)
+        clips[position] = {"id": segment["id"], "index": timing.index, "path": clip.path,
+                           "natural_duration": round(natural, 4), "duration": round(clip.duration, 4),
+                           "rate": clip.rate}
+        done += 1
+        await ctx.progress(done / len(spoken), segment=segment["id"])
+
+    await run_all([one(i, s, t) for i, (s, t) in enumerate(spoken)])
+    await write_json(dubbing_file(ctx), {"engine": ctx.engines.synthesizer.name,
+                                         "voice": ctx.engines.synthesizer.voice_for(ctx.task.target_language),
+                                         "clips": clips})
+    if not spoken:
+        await ctx.progress(1.0, segments=0)

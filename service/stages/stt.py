@@ -1,0 +1,118 @@
+"""Speech to text, once per job: the first task to get here transcribes, the others reuse it.
+
+The transcript is kept in the `transcripts` table (for the other tasks) and published as the job's
+`transcript_json`, `transcript_srt` and `transcript_vtt` artifacts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import anyio
+import structlog
+
+from service import captions, transcripts
+from service.engines.types import EngineError, Transcript
+from service.stages.context import StageContext, StageError
+from service.stages.publish import publish
+from service.stages.workfiles import write_json
+
+log = structlog.get_logger(__name__)
+
+# Engine failures worth another attempt; the rest are the input's or the set-up's fault.
+RETRYABLE_ENGINE_CODES = frozenset({"engine_timeout"})
+_RECHECK_SECONDS = 5.0
+
+
+async def load(ctx: StageContext) -> Transcript:
+    """The job's finished transcript, for the stages after this one."""
+    row = await ctx.pool.fetchrow("SELECT state, data FROM transcripts WHERE job_id = $1", ctx.task.job_id)
+    if row is None or row["state"] != "ready":
+        raise StageError("transcript_missing", "The transcript is not ready", retryable=True)
+    return Transcript.from_json(row["data"])
+
+
+async def run(ctx: StageContext) -> None:
+    lease = ctx.settings.lease_seconds
+    while True:
+        state = await transcripts.acquire(ctx.pool, ctx.task.job_id, ctx.lease_owner, lease)
+        if state.state == "ready":
+            count = len((state.data or {}).get("segments", []))
+            await ctx.progress(1.0, segments=count, shared=True)
+            return
+        if state.state == "failed":
+            raise StageError(state.error_code or "stt_failed", state.error_message or "Transcription failed")
+        if state.state == "mine":
+            await _transcribe(ctx)
+            return
+        await _wait_for_other_task(ctx)
+
+
+async def _wait_for_other_task(ctx: StageContext) -> None:
+    """Sleep until this job's next event (the transcriber finishing), or a slow re-check."""
+    if ctx.listener is None:
+        await asyncio.sleep(_RECHECK_SECONDS)
+        return
+    subscription = ctx.listener.subscribe(str(ctx.task.job_id))
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(subscription.queue.get(), _RECHECK_SECONDS)
+    finally:
+        ctx.listener.unsubscribe(subscription)
+
+
+async def _keep_lease(ctx: StageContext) -> None:
+    lease = ctx.settings.lease_seconds
+    while True:
+        await asyncio.sleep(lease / 3)
+        await transcripts.extend(ctx.pool, ctx.task.job_id, ctx.lease_owner, lease)
+
+
+async def _transcribe(ctx: StageContext) -> None:
+    if ctx.engines is None:
+        raise StageError("engine_missing", "No speech-to-text engine is configured")
+    source = ctx.job["source_language"]
+    keeper = asyncio.create_task(_keep_lease(ctx))
+    try:
+        async with ctx.storage.local_copy(ctx.job["voice_path"]) as voice:
+            transcript: Transcript = await ctx.engines.transcriber.transcribe(voice, None if source == "auto" else source)
+    except EngineError as exc:
+        if exc.code in RETRYABLE_ENGINE_CODES:
+            await transcripts.give_up_lease(ctx.pool, ctx.task.job_id, ctx.lease_owner)
+            raise StageError(exc.code, exc.message, retryable=True) from exc
+        await transcripts.fail(ctx.pool, ctx.task.job_id, ctx.lease_owner, exc.code, exc.message)
+        raise StageError(exc.code, exc.message) from exc
+    except BaseException:
+        await transcripts.give_up_lease(ctx.pool, ctx.task.job_id, ctx.lease_owner)
+        raise
+    finally:
+        keeper.cancel()
+
+    data = transcript.to_json()
+    await _publish_transcript(ctx, transcript, data)
+    await transcripts.complete(ctx.pool, ctx.task.job_id, ctx.lease_owner, data)
+    note: dict[str, Any] = {"segments": len(transcript.segments), "language": transcript.language}
+    if not transcript.segments:
+        note["note"] = "no speech found in the voice recording"
+    log.info("stt.done", **note)
+    await ctx.progress(1.0, **note)
+
+
+async def _publish_transcript(ctx: StageContext, transcript: Transcript, data: dict[str, Any]) -> None:
+    folder = ctx.settings.scratch_dir / str(ctx.task.job_id) / "source"
+    await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+    cues = captions.build_cues([(s.start, s.end, s.text) for s in transcript.segments])
+    files = {
+        "transcript_json": ("transcript.json", None),
+        "transcript_srt": ("transcript.srt", captions.to_srt(cues)),
+        "transcript_vtt": ("transcript.vtt", captions.to_vtt(cues)),
+    }
+    for kind, (name, text) in files.items():
+        path = folder / name
+        if text is None:
+            await write_json(path, data)
+        else:
+            await anyio.Path(path).write_text(text)
+        await publish(ctx, kind, str(path), name, job_level=True)
