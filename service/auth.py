@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 import jwt
+import structlog
 from starlette.requests import Request
 
 from service.errors import ApiError
@@ -67,6 +68,7 @@ def current_user(request: Request) -> User:
     settings = request.app.state.settings
     user = verify(bearer_token(request), settings.jwt_secret, settings.iss)
     request.state.user = user
+    structlog.contextvars.bind_contextvars(user_id=user.id)
     return user
 
 

@@ -37,9 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the API and the supervisor")
     sub.add_parser("migrate", help="apply pending SQL migrations")
+    sub.add_parser("demo", help="dub a sample or your file through the API", add_help=False)
     token = sub.add_parser("token", help="mint a local access token for a user id")
     token.add_argument("--user", required=True, help="the user id (the token's sub)")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["demo"]:
+        from service.demo import run
+
+        return run(argv[1:])
     args = parser.parse_args(argv)
     settings = Settings.from_env()
 

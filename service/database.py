@@ -33,7 +33,7 @@ def start_embedded(data_dir: Path) -> str:
     import pgserver  # imported late: only the embedded mode needs it
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode=None)  # type: ignore[attr-defined]
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     return str(server.get_uri())
 
 

@@ -50,16 +50,16 @@ def make_sample(folder: Path, lines: tuple[tuple[float, str], ...] = SAMPLE_LINE
     clips = [(start, _speak(text, RATE)) for start, text in lines]
     end = max(start + len(clip) / RATE for start, clip in clips) + 1.0
     total = background_seconds or end + 0.5
-    voice = np.zeros(int(round(end * RATE)), dtype=np.float32)
+    voice = np.zeros(round(end * RATE), dtype=np.float32)
     speech = []
     for start, clip in clips:
-        at = int(round(start * RATE))
+        at = round(start * RATE)
         voice[at: at + len(clip)] += 0.6 * clip / max(float(np.abs(clip).max()), 1e-6)
         speech.append((start, start + len(clip) / RATE))
     voice_path = folder / "voice.wav"
     soundfile.write(voice_path, voice, RATE, subtype="PCM_16")
 
-    t = np.arange(int(round(total * RATE))) / RATE
+    t = np.arange(round(total * RATE)) / RATE
     chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6)) / 3
     pulse = 0.5 + 0.5 * np.sin(2 * np.pi * 0.5 * t)
     rng = np.random.default_rng(7)

@@ -8,11 +8,11 @@ import time
 
 import jwt
 import pytest
+from support import JWT_SECRET, Service, running_service
 
 from service.auth import mint, verify
 from service.errors import ApiError
 from service.settings import Settings
-from support import JWT_SECRET, Service, running_service
 
 
 def _token(**overrides: object) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from support import Service, read_events, running_service
+
 from service.settings import Settings
 from service.stages.context import StageContext, StageFn
 from service.stages.order import WORK_STAGES
-from support import Service, read_events, running_service
 
 
 def gated_stages(gate: asyncio.Event) -> dict[str, StageFn]:

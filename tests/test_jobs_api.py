@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from support import Service, running_service, wav_bytes
 
 from service.settings import Settings
-from support import Service, running_service, wav_bytes
 
 
 @pytest.fixture

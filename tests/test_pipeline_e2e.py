@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile
+from support import Service, read_events, running_service
 
 from service.captions import parse_srt, parse_vtt
 from service.sample import make_sample
 from service.settings import Settings
-from support import Service, read_events, running_service
 
 
 def measure(path: Path) -> tuple[float, float]:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import jwt
 import pytest
+from support import JWT_SECRET, Service, running_service, wav_bytes
 
 from service.settings import Settings
 from service.storage import StorageError, tokens
 from service.storage.local import LocalStorage, check_object_path
-from support import JWT_SECRET, Service, running_service, wav_bytes
 
 
 @pytest.fixture

@@ -366,8 +366,7 @@ def _render(
         args += ["-map", "[probed]", "-f", "null", "-"]
     else:
         args = ["-i", src, "-map", "0:a:0", "-af", ",".join(chain), *output]
-    stderr = run_ffmpeg(args)
-    os.replace(tmp, dst)
+    stderr = _run_to(tmp, dst, args)
     if not quick_measure:
         return None
     return parse_ebur128_summary(stderr).integrated_lufs
@@ -382,8 +381,19 @@ def _encode_web(master: str, dst: str, settings: MixSettings) -> None:
     else:
         raise ValueError(f"unknown web format {settings.web_format!r}")
     tmp = partial_path(dst)
-    run_ffmpeg(["-i", master, "-map", "0:a:0", *codec, tmp])
+    _run_to(tmp, dst, ["-i", master, "-map", "0:a:0", *codec, tmp])
+
+
+def _run_to(tmp: str, dst: str, args: list[str]) -> str:
+    """Run ffmpeg writing ``tmp``; move it to ``dst`` on success, remove it on failure."""
+    try:
+        stderr = run_ffmpeg(args)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     os.replace(tmp, dst)
+    return stderr
 
 
 def _needs_limiter(peak_db: float | None, gain_db: float, settings: MixSettings) -> bool:

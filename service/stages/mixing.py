@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from service.audio import fitting
-from service.audio.decode import AudioDecodeError
+from service.audio.decode import AudioDecodeError, FfmpegError
+from service.audio.loudness import LoudnessError
 from service.audio.mixing import MixSettings, PlacedClip, build_voice_track, mix
-from service.audio.stretch import time_stretch
+from service.audio.stretch import StretchError, time_stretch
 from service.stages import dubbing, translating
 from service.stages.context import StageContext, StageError
 from service.stages.workfiles import read_json, write_json
@@ -52,8 +53,11 @@ async def run(ctx: StageContext) -> None:
         path, duration = clip["path"], clip["duration"]
         if stretch > 1.0:
             stretched = str(Path(path).with_suffix(".fit.wav"))
-            duration = await loop.run_in_executor(
-                ctx.executor, time_stretch, path, stretched, stretch, settings.sample_rate)
+            try:
+                duration = await loop.run_in_executor(
+                    ctx.executor, time_stretch, path, stretched, stretch, settings.sample_rate)
+            except StretchError as exc:
+                raise StageError("stretch_failed", f"Time-stretching failed: {exc}", retryable=True) from exc
             path = stretched
         placement = fitting.place(timing, duration)
         placed.append(PlacedClip(path, placement.placed_start, placement.placed_end - placement.placed_start))
@@ -83,6 +87,8 @@ async def run(ctx: StageContext) -> None:
                 str(work / web_name(ctx)), str(work / OUTPUTS["voice_stem"]), mix_settings)
     except AudioDecodeError as exc:
         raise StageError("audio_undecodable", str(exc)) from exc
+    except (FfmpegError, LoudnessError) as exc:
+        raise StageError("mix_failed", f"Mixing failed: {exc}", retryable=True) from exc
     sync = fitting.sync_figures([fitting.FitRecord(**{k: r[k] for k in (
         "index", "source_start", "source_end", "placed_start", "placed_end", "rate", "stretch", "overflowed")})
         for r in records])

@@ -77,7 +77,8 @@ async def _transcribe(ctx: StageContext) -> None:
     keeper = asyncio.create_task(_keep_lease(ctx))
     try:
         async with ctx.storage.local_copy(ctx.job["voice_path"]) as voice:
-            transcript: Transcript = await ctx.engines.transcriber.transcribe(voice, None if source == "auto" else source)
+            language = None if source == "auto" else source
+            transcript: Transcript = await ctx.engines.transcriber.transcribe(voice, language)
     except EngineError as exc:
         if exc.code in RETRYABLE_ENGINE_CODES:
             await transcripts.give_up_lease(ctx.pool, ctx.task.job_id, ctx.lease_owner)

@@ -153,6 +153,10 @@ class Supervisor:
             log.info("task.lease_lost")
         except LeaseLost:
             log.info("task.lease_lost")
+        except Exception as exc:
+            # Most likely the database went away mid-transition. The lease runs out and the task is
+            # claimed again (here or elsewhere) from its first unfinished stage.
+            log.warning("task.interrupted", error=repr(exc))
         finally:
             heartbeat.cancel()
             self._lost.discard(task.id)

@@ -1,0 +1,174 @@
+"""`dubbing demo`: run the service and dub a file through its API, exactly as a browser would.
+
+Starts the app in this process on a free port (embedded database and storage unless configured),
+mints a token, asks for signed upload URLs, uploads, creates the job, follows the server-sent
+events with a progress bar per language, then downloads the artifacts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import mimetypes
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from service.app import create_app
+from service.auth import mint
+from service.logs import configure
+from service.sample import make_sample
+from service.settings import Settings
+
+DEMO_USER = "demo-user"
+BAR = 30
+
+
+def _content_type(path: Path) -> str:
+    guessed = mimetypes.guess_type(path.name)[0] or "audio/wav"
+    return "audio/wav" if guessed in ("audio/x-wav", "audio/wave") else guessed
+
+
+async def _events(client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> AsyncIterator[tuple[str, Any]]:
+    async with client.stream("GET", url, headers=headers, timeout=None) as response:
+        response.raise_for_status()
+        kind, data = "message", ""
+        async for line in response.aiter_lines():
+            if line.startswith("event:"):
+                kind = line[6:].strip()
+            elif line.startswith("data:"):
+                data = line[5:].strip()
+            elif line == "" and data:
+                yield kind, json.loads(data)
+                kind, data = "message", ""
+
+
+class ProgressBoard:
+    """One bar per language, redrawn in place on a terminal, a line per change otherwise."""
+
+    def __init__(self, languages: list[str]) -> None:
+        self.rows = {lang: (0.0, "queued", "") for lang in languages}
+        self.tty = sys.stdout.isatty()
+        self.drawn = False
+
+    def update(self, language: str, progress: float, stage: str, note: str = "") -> None:
+        if self.rows.get(language) == (progress, stage, note):
+            return
+        self.rows[language] = (progress, stage, note)
+        if not self.tty:
+            print(f"  {language}: {stage:<11} {progress * 100:5.1f}% {note}", flush=True)
+            return
+        if self.drawn:
+            sys.stdout.write(f"\x1b[{len(self.rows)}A")
+        for lang, (p, s, n) in self.rows.items():
+            filled = round(p * BAR)
+            sys.stdout.write(f"\x1b[2K  {lang:<4} [{'#' * filled}{'.' * (BAR - filled)}] {p * 100:5.1f}%  {s} {n}\n")
+        sys.stdout.flush()
+        self.drawn = True
+
+
+async def _run_demo(settings: Settings, voice: Path, background: Path | None, targets: list[str],
+                    source: str, out_dir: Path) -> int:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((settings.host, 0))
+    port = sock.getsockname()[1]
+    base = f"http://{settings.host}:{port}"
+    settings = settings.with_overrides(port=port, public_base_url=base)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), lifespan="on", log_level="warning"))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    print(f"Starting the service at {base} (data in {settings.data_dir}) ...", flush=True)
+    while not server.started:
+        if serving.done():
+            serving.result()
+            return 1
+        await asyncio.sleep(0.05)
+    try:
+        return await _client_flow(base, settings, voice, background, targets, source, out_dir)
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def _client_flow(base: str, settings: Settings, voice: Path, background: Path | None, targets: list[str],
+                       source: str, out_dir: Path) -> int:
+    headers = {"Authorization": f"Bearer {mint(settings.jwt_secret, DEMO_USER, issuer=settings.iss)}"}
+    files = [("voice", voice)] + ([("background", background)] if background else [])
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+        response = await client.post("/v1/uploads", headers=headers, json={"files": [
+            {"kind": kind, "filename": path.name, "content_type": _content_type(path),
+             "size_bytes": path.stat().st_size} for kind, path in files]})
+        if response.status_code != 201:
+            print(f"Upload request refused: {response.text}")
+            return 1
+        objects: dict[str, str] = {}
+        for (kind, path), upload in zip(files, response.json()["uploads"], strict=True):
+            put = await client.put(upload["upload_url"], content=path.read_bytes(),
+                                   headers={"Content-Type": _content_type(path)})
+            put.raise_for_status()
+            objects[kind] = upload["object_path"]
+            print(f"Uploaded {path} → {upload['object_path']}")
+        body: dict[str, Any] = {"voice_object": objects["voice"], "source_language": source,
+                                "target_languages": targets}
+        if "background" in objects:
+            body["background_object"] = objects["background"]
+        created = await client.post("/v1/jobs", headers=headers, json=body)
+        if created.status_code not in (200, 201):
+            print(f"Job refused: {created.json()['error']['message']}")
+            return 1
+        job = created.json()
+        print(f"Job {job['id']}: {source} → {', '.join(targets)}")
+        started = time.perf_counter()
+        board = ProgressBoard([t["target_language"] for t in job["tasks"]])
+        async for kind, data in _events(client, f"/v1/jobs/{job['id']}/events", headers):
+            if data.get("target_language"):
+                note = data.get("error", {}).get("message", "") if kind == "failed" else ""
+                board.update(data["target_language"], data.get("progress") or 0.0, data.get("stage") or "", note)
+            if kind == "done":
+                print(f"Finished ({data['status']}) in {time.perf_counter() - started:.1f} s")
+        listed = (await client.get(f"/v1/jobs/{job['id']}/artifacts", headers=headers)).json()["artifacts"]
+        target_dir = out_dir / job["id"]
+        for artifact in listed:
+            folder = target_dir / (artifact["target_language"] or "source")
+            folder.mkdir(parents=True, exist_ok=True)
+            name = artifact["object_path"].rsplit("/", 1)[-1]
+            data = await client.get(artifact["download_url"])
+            (folder / name).write_bytes(data.content)
+        print(f"Artifacts ({len(listed)}) downloaded to {target_dir}/:")
+        for path in sorted(target_dir.rglob("*")):
+            if path.is_file():
+                print(f"  {path}  ({path.stat().st_size:,} bytes)")
+        final = (await client.get(f"/v1/jobs/{job['id']}", headers=headers)).json()
+        return 0 if final["status"] == "complete" else 1
+
+
+def run(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="dubbing demo", description="Dub a file through the API")
+    parser.add_argument("files", nargs="*", type=Path, help="voice.wav [background.wav]; a sample if omitted")
+    parser.add_argument("--to", default="es", help="target languages, comma-separated (default: es)")
+    parser.add_argument("--from", dest="source", default="en", help="source language (default: en)")
+    parser.add_argument("--out", type=Path, default=Path("dubbing-output"), help="where to save the results")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    configure(settings.log_format, "warning" if settings.log_level == "info" else settings.log_level)
+    if len(args.files) > 2:
+        parser.error("give at most a voice file and a background file")
+    if args.files:
+        voice, background = args.files[0], (args.files[1] if len(args.files) > 1 else None)
+        for path in filter(None, (voice, background)):
+            if not path.is_file():
+                parser.error(f"{path} is not a file")
+    else:
+        sample = make_sample(Path(tempfile.mkdtemp(prefix="dubbing-sample-")))
+        voice, background = sample.voice, sample.background
+        print(f"Made a sample voice ({voice}) and background bed ({background})")
+    targets = [t.strip() for t in args.to.split(",") if t.strip()]
+    return asyncio.run(_run_demo(settings, voice, background, targets, args.source, args.out))
