@@ -101,14 +101,15 @@ def default_registry() -> Mapping[str, StageFn]:
     return registry.stages()
 
 
-async def load_engines(settings: Settings, executor: Executor) -> Any:
-    """The offline engines, checked once at start-up; None (and a warning) when one is missing."""
+async def load_engines(settings: Settings, executor: Executor, factory: Callable[[Executor], Any] | None) -> Any:
+    """The engines, checked once at start-up; None (and a warning) when one is missing."""
     from service.engines.registry import offline_engines
     from service.engines.types import EngineError
     from service.engines.whisper import warm
 
+    build = factory or partial(offline_engines, model_dir=settings.whisper_model_dir)
     try:
-        engines = await asyncio.to_thread(offline_engines, executor, settings.whisper_model_dir)
+        engines = await asyncio.to_thread(build, executor)
     except EngineError as exc:
         log.warning("engines.unavailable", code=exc.code, error=exc.message)
         return None
@@ -130,7 +131,10 @@ def create_app(
     registry: Mapping[str, StageFn] | None = None,
     language_check: Callable[[str, list[str]], str | None] | None = None,
     run_supervisor: bool = True,
+    engines: Callable[[Executor], Any] | None = None,
 ) -> Starlette:
+    """The app. `registry` None runs the real pipeline with the engines `engines(executor)` builds
+    (default: the offline set)."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = app.state
@@ -153,7 +157,7 @@ def create_app(
             await cpu_pool.warm(state.executor, settings.cpu_workers, [])
             state.engines = None
             if registry is None:
-                state.engines = await load_engines(settings, state.executor)
+                state.engines = await load_engines(settings, state.executor, engines)
                 if state.engines is not None and app.state.language_check is None:
                     app.state.language_check = capabilities.language_check(state.engines)
             state.supervisor = None

@@ -149,3 +149,38 @@ async def test_languages_the_engines_cannot_do_are_refused_up_front(settings: Se
             assert response.status_code == 422
             assert response.json()["error"]["code"] == "unsupported_language"
         assert (await svc.count_rows())["jobs"] == 0
+
+
+async def test_an_engine_crash_fails_one_language_and_the_others_go_on(settings: Settings, sample: Any,
+                                                                       tmp_path: Path) -> None:
+    from service.engines.apertium import ApertiumTranslator
+    from service.engines.espeak import EspeakSynthesizer
+    from service.engines.registry import Engines
+    from service.engines.whisper import WhisperTranscriber
+
+    # A real Apertium install whose English→Catalan pipeline is broken (a data file is missing).
+    modes = tmp_path / "apertium" / "modes"
+    modes.mkdir(parents=True)
+    (modes / "eng-spa.mode").write_text(Path("/usr/share/apertium/modes/eng-spa.mode").read_text())
+    (modes / "eng-cat.mode").write_text("lt-proc -w '/nonexistent/eng-cat.automorf.bin'\n")
+
+    def broken_catalan(executor: Any) -> Engines:
+        return Engines(WhisperTranscriber(executor), ApertiumTranslator(str(tmp_path / "apertium")),
+                       EspeakSynthesizer())
+
+    async with running_service(settings, pipeline=True, engines=broken_catalan) as svc:
+        voice = await upload_file(svc, "kim", sample.voice, "voice")
+        job, history = await run_job(svc, "kim", {"voice_object": voice, "source_language": "en",
+                                                  "target_languages": ["es", "ca"]})
+        tasks = {t["target_language"]: t for t in job["tasks"]}
+        assert job["status"] == "partial"
+        assert tasks["es"]["stage"] == "complete"
+        assert tasks["ca"]["stage"] == "failed"
+        assert tasks["ca"]["error"]["code"] == "engine_failed"
+        assert tasks["ca"]["error"]["message"]
+        failed = [e for e in history if e.event == "failed"]
+        assert [e.data["target_language"] for e in failed] == ["ca"]
+        stored = await svc.app.state.storage.stat(voice)
+        assert stored is not None and stored.size_bytes == sample.voice.stat().st_size
+        async with svc.app.state.storage.local_copy(voice) as path:
+            assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == job["inputs"]["voice"]["sha256"]
