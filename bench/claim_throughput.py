@@ -37,17 +37,17 @@ from typing import Any
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+import common
 
-from service import database, jobs  # noqa: E402
-from service.jobs import InputObject, NewJob  # noqa: E402
-from service.listener import Listener  # noqa: E402
-from service.logs import configure as configure_logs  # noqa: E402
-from service.settings import Settings  # noqa: E402
-from service.stages.context import StageContext, StageFn  # noqa: E402
-from service.stages.order import WORK_STAGES  # noqa: E402
-from service.storage.local import LocalStorage  # noqa: E402
-from service.supervisor.supervisor import Supervisor  # noqa: E402
+from service import database, jobs
+from service.jobs import InputObject, NewJob
+from service.listener import Listener
+from service.logs import configure as configure_logs
+from service.settings import Settings
+from service.stages.context import StageContext, StageFn
+from service.stages.order import WORK_STAGES
+from service.storage.local import LocalStorage
+from service.supervisor.supervisor import Supervisor
 
 LANGUAGES = ["es", "fr", "de", "it", "pt", "nl", "sv", "pl", "ja", "ko"]
 SHA = "0" * 64

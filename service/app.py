@@ -113,7 +113,9 @@ async def load_engines(settings: Settings, executor: Executor, factory: Callable
     except EngineError as exc:
         log.warning("engines.unavailable", code=exc.code, error=exc.message)
         return None
-    model_dir = engines.transcriber.model_dir  # type: ignore[attr-defined]
+    model_dir = getattr(engines.transcriber, "model_dir", None)
+    if model_dir is None:
+        return engines
     # Load the Whisper model into every worker in the background: start-up does not wait for it.
     warming = asyncio.create_task(cpu_pool.warm(executor, settings.cpu_workers, [partial(warm, model_dir)]))
     warming.add_done_callback(lambda t: t.cancelled() or t.exception() is None or log.warning(
