@@ -30,6 +30,12 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw) if raw not in (None, "") else default
 
 
+def _pairs(raw: str) -> tuple[tuple[str, str], ...]:
+    """`es=aura-2-celeste-es,de=aura-2-julius-de` → (("es", "aura-2-celeste-es"), ...)."""
+    pairs = (item.split("=", 1) for item in raw.split(",") if "=" in item)
+    return tuple((k.strip(), v.strip()) for k, v in pairs)
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     return float(raw) if raw not in (None, "") else default
@@ -75,6 +81,20 @@ class Settings:
     true_peak_dbtp: float = -1.0
     web_format: str = "mp3"
 
+    # Cloud providers: each stage uses its cloud engine when the key is set, the offline one otherwise.
+    supabase_service_key: str | None = field(default=None, repr=False)
+    deepgram_api_key: str | None = field(default=None, repr=False)
+    deepgram_base_url: str = "https://api.deepgram.com"
+    deepgram_stt_model: str = "nova-3"
+    deepgram_tts_voices: tuple[tuple[str, str], ...] = ()
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_model: str = "gpt-4o-mini"
+    supabase_concurrency: int = 16
+    deepgram_stt_concurrency: int = 20
+    deepgram_tts_concurrency: int = 10
+    openai_concurrency: int = 8
+
     @property
     def storage_dir(self) -> Path:
         return self.data_dir / "storage"
@@ -86,6 +106,10 @@ class Settings:
     @property
     def scratch_dir(self) -> Path:
         return self.data_dir / "scratch"
+
+    @property
+    def cloud_storage(self) -> bool:
+        return bool(self.supabase_url and self.supabase_service_key)
 
     @property
     def iss(self) -> str | None:
@@ -134,6 +158,18 @@ class Settings:
             target_lufs=_float(env, "TARGET_LUFS", -16.0),
             true_peak_dbtp=_float(env, "TRUE_PEAK_DBTP", -1.0),
             web_format=env.get("WEB_FORMAT", "mp3"),
+            supabase_service_key=env.get("SUPABASE_SERVICE_KEY") or None,
+            deepgram_api_key=env.get("DEEPGRAM_API_KEY") or None,
+            deepgram_base_url=env.get("DEEPGRAM_BASE_URL", "https://api.deepgram.com").rstrip("/"),
+            deepgram_stt_model=env.get("DEEPGRAM_STT_MODEL", "nova-3"),
+            deepgram_tts_voices=_pairs(env.get("DEEPGRAM_TTS_VOICES", "")),
+            openai_api_key=env.get("OPENAI_API_KEY") or None,
+            openai_base_url=env.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/"),
+            openai_model=env.get("OPENAI_MODEL", "gpt-4o-mini"),
+            supabase_concurrency=_int(env, "SUPABASE_CONCURRENCY", 16),
+            deepgram_stt_concurrency=_int(env, "DEEPGRAM_STT_CONCURRENCY", 20),
+            deepgram_tts_concurrency=_int(env, "DEEPGRAM_TTS_CONCURRENCY", 10),
+            openai_concurrency=_int(env, "OPENAI_CONCURRENCY", 8),
         )
 
 

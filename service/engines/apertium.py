@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from service.engines import _proc
+from service.engines.protocols import Usage
 from service.engines.types import EngineError
 
 DEFAULT_MODES_DIR = "/usr/share/apertium/modes"
@@ -129,7 +130,10 @@ class ApertiumTranslator:
             raise EngineError("unsupported_language", f"no Apertium pair installed for {source}->{target}")
         return mode
 
-    async def translate(self, texts: list[str], source: str, target: str) -> list[str]:
+    async def translate(
+        self, texts: list[str], source: str, target: str, *, budgets: list[int | None] | None = None,
+        usage: Usage | None = None,
+    ) -> list[str]:
         if iso1(source) == iso1(target):
             return [" ".join(t.split()) for t in texts]
         mode = self.mode_for(source, target)

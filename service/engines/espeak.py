@@ -14,6 +14,7 @@ import uuid
 import soundfile as sf
 
 from service.engines import _proc
+from service.engines.protocols import Usage
 from service.engines.types import EngineError, SynthesizedClip
 
 BASE_WPM = 175
@@ -99,7 +100,8 @@ class EspeakSynthesizer:
         return self.voice_for(language) in self._voices
 
     async def synthesize(
-        self, text: str, language: str, out_path: str, rate: float = 1.0, sample_rate: int = 48000
+        self, text: str, language: str, out_path: str, rate: float = 1.0, sample_rate: int = 48000, *,
+        usage: Usage | None = None,
     ) -> SynthesizedClip:
         spoken = " ".join(text.split())
         if not spoken:

@@ -1,4 +1,8 @@
-"""Engine interfaces the pipeline depends on; implementations live beside this module."""
+"""Engine interfaces the pipeline depends on; implementations live beside this module.
+
+`usage` arguments are per-task counters an engine adds to (audio seconds, characters, tokens), the
+base for cost reports; engines that cost nothing may ignore them.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,28 @@ from typing import Protocol, runtime_checkable
 
 from service.engines.types import SynthesizedClip, Transcript
 
+Usage = dict[str, float]
+
+
+def add_usage(usage: Usage | None, **amounts: float) -> None:
+    if usage is None:
+        return
+    for key, amount in amounts.items():
+        usage[key] = usage.get(key, 0) + amount
+
 
 @runtime_checkable
 class Transcriber(Protocol):
     name: str
     model: str
+    # True when the engine can fetch the audio from a URL itself (then the worker never downloads it).
+    accepts_url: bool
 
-    async def transcribe(self, audio_path: str, language: str | None) -> Transcript:
-        """Transcribe a file; `language` None or 'auto' asks the engine to detect it."""
+    async def transcribe(
+        self, audio_path: str | None, language: str | None, *, audio_url: str | None = None,
+        usage: Usage | None = None,
+    ) -> Transcript:
+        """Transcribe a local file (or `audio_url`); `language` None asks the engine to detect it."""
         ...
 
 
@@ -21,15 +39,31 @@ class Transcriber(Protocol):
 class Translator(Protocol):
     name: str
 
-    async def translate(self, texts: list[str], source: str, target: str) -> list[str]:
-        """Translate segment texts; the result has exactly one string per input, in order."""
+    async def translate(
+        self, texts: list[str], source: str, target: str, *, budgets: list[int | None] | None = None,
+        usage: Usage | None = None,
+    ) -> list[str]:
+        """Translate segment texts; exactly one string per input, in order.
+
+        `budgets` gives each segment a length in characters its time slot can hold; engines that can
+        (an LLM) aim for it, others ignore it.
+        """
         ...
 
     def supports(self, source: str, target: str) -> bool: ...
 
     def pairs(self) -> set[tuple[str, str]]:
-        """(source, target) ISO 639-1 pairs that are installed."""
+        """(source, target) ISO 639-1 pairs that are installed; may be empty for engines that do any pair."""
         ...
+
+
+@runtime_checkable
+class Shortener(Protocol):
+    """A translator that can say a line again, shorter, when it does not fit its slot."""
+
+    async def shorten(
+        self, text: str, source_text: str, source: str, target: str, max_chars: int, *, usage: Usage | None = None
+    ) -> str: ...
 
 
 @runtime_checkable
@@ -41,7 +75,8 @@ class Synthesizer(Protocol):
     def supports(self, language: str) -> bool: ...
 
     async def synthesize(
-        self, text: str, language: str, out_path: str, rate: float = 1.0, sample_rate: int = 48000
+        self, text: str, language: str, out_path: str, rate: float = 1.0, sample_rate: int = 48000, *,
+        usage: Usage | None = None,
     ) -> SynthesizedClip:
         """Speak `text` into a mono WAV; rate > 1 speaks faster using the engine's own rate control."""
         ...

@@ -14,6 +14,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
+from service.engines.protocols import Usage
 from service.engines.types import EngineError, Segment, Transcript, Word
 
 # Never reach the Hugging Face hub: models come from a local directory only.
@@ -137,6 +138,7 @@ class WhisperTranscriber:
     """Transcriber backed by faster-whisper; inference runs on `executor` (a ProcessPoolExecutor)."""
 
     name = ENGINE
+    accepts_url = False
 
     def __init__(self, executor: Executor, model_dir: str | None = None, model_name: str | None = None) -> None:
         resolved = model_dir or default_model_dir()
@@ -151,7 +153,12 @@ class WhisperTranscriber:
         """Preload the model in one worker (each pool process loads it on first use anyway)."""
         await asyncio.get_running_loop().run_in_executor(self._executor, warm, self.model_dir)
 
-    async def transcribe(self, audio_path: str, language: str | None) -> Transcript:
+    async def transcribe(
+        self, audio_path: str | None, language: str | None, *, audio_url: str | None = None,
+        usage: Usage | None = None,
+    ) -> Transcript:
+        if audio_path is None:
+            raise EngineError("bad_input", "faster-whisper needs a local file")
         if self.model.endswith(".en") and language not in _AUTO and not str(language).lower().startswith("en"):
             raise EngineError("unsupported_language", f"{self.model} is English-only, not {language!r}")
         loop = asyncio.get_running_loop()
