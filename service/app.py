@@ -23,7 +23,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import database, migrate
 from service.engines import capabilities
+from service.auth import JwksCache, TokenVerifier
 from service.errors import ApiError, error_response, handle_api_error
+from service.providers.http import ProviderClient, RetryPolicy
 from service.listener import Listener
 from service.openapi import openapi_document
 from service.routes import events, health, jobs, storage, uploads
@@ -128,6 +130,16 @@ async def load_engines(settings: Settings, executor: Executor, factory: Callable
 _background: set[asyncio.Task[Any]] = set()
 
 
+def make_verifier(settings: Settings, transport: Any = None) -> TokenVerifier:
+    jwks = None
+    if settings.supabase_url:
+        headers = {"apikey": settings.supabase_service_key} if settings.supabase_service_key else {}
+        client = ProviderClient("supabase-auth", settings.supabase_url, headers, concurrency=4,
+                                policy=RetryPolicy(attempts=2, total_timeout=10), transport=transport)
+        jwks = JwksCache(client)
+    return TokenVerifier(hs256_secret=settings.jwt_secret or None, issuer=settings.iss, jwks=jwks)
+
+
 def create_app(
     settings: Settings,
     registry: Mapping[str, StageFn] | None = None,
@@ -143,6 +155,8 @@ def create_app(
         location = await database.locate(settings)
         state.database = location
         async with contextlib.AsyncExitStack() as stack:
+            if app.state.verifier.jwks is not None:
+                stack.push_async_callback(app.state.verifier.jwks.client.aclose)
             state.pool = await database.create_pool(location.url)
             stack.push_async_callback(state.pool.close)
             async with state.pool.acquire() as conn:
@@ -181,5 +195,6 @@ def create_app(
     )
     app.state.settings = settings
     app.state.language_check = language_check
+    app.state.verifier = make_verifier(settings)
     app.add_middleware(RequestContext)
     return app

@@ -203,6 +203,23 @@ async def retry_later(
     )
 
 
+async def add_usage(pool: asyncpg.Pool, task_id: UUID, usage: dict[str, float]) -> dict[str, float]:
+    """Add counters to the task's usage (row-locked, so concurrent stages never lose a count)."""
+    if not usage:
+        return {}
+    async with pool.acquire() as conn, conn.transaction():
+        current = await conn.fetchval("SELECT usage FROM language_tasks WHERE id = $1 FOR UPDATE", task_id)
+        merged = dict(current or {})
+        for key, amount in usage.items():
+            merged[key] = round(float(merged.get(key, 0)) + float(amount), 6)
+        await conn.execute("UPDATE language_tasks SET usage = $2 WHERE id = $1", task_id, merged)
+        return merged
+
+
+async def usage_of(pool: asyncpg.Pool, task_id: UUID) -> dict[str, float]:
+    return dict(await pool.fetchval("SELECT usage FROM language_tasks WHERE id = $1", task_id) or {})
+
+
 async def release(pool: asyncpg.Pool, task_id: UUID, lease_owner: str) -> None:
     """Give a task back at once (shutdown), without an event: it has not changed."""
     await pool.execute(
@@ -256,7 +273,7 @@ async def insert_for_job(conn: asyncpg.Connection, job_id: UUID, languages: list
 
 
 PUBLIC_COLUMNS = """id, target_language, stage, progress, attempts, error_code, error_message,
-    started_at, finished_at"""
+    started_at, finished_at, usage"""
 
 
 def to_json(row: asyncpg.Record) -> dict[str, Any]:
@@ -269,6 +286,7 @@ def to_json(row: asyncpg.Record) -> dict[str, Any]:
         "error": {"code": row["error_code"], "message": row["error_message"]} if row["error_code"] else None,
         "started_at": row["started_at"].isoformat() if row["started_at"] else None,
         "finished_at": row["finished_at"].isoformat() if row["finished_at"] else None,
+        "usage": row["usage"],
     }
 
 

@@ -71,7 +71,7 @@ async def _stream(request: Request, job_id_text: str, after: int) -> AsyncIterat
 
 
 async def job_events(request: Request) -> Response:
-    user = current_user(request)
+    user = await current_user(request)
     job_id = path_uuid(request)
     after = _last_event_id(request)
     if not await jobs.owned(request.app.state.pool, user.id, job_id):

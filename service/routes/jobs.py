@@ -74,7 +74,7 @@ def _request_hash(voice: str, background: str | None, source: str, targets: list
 
 
 async def create_job(request: Request) -> Response:
-    user = current_user(request)
+    user = await current_user(request)
     settings: Settings = request.app.state.settings
     pool = request.app.state.pool
     body = await read_json_object(request)
@@ -111,7 +111,7 @@ async def create_job(request: Request) -> Response:
 
 
 async def list_jobs(request: Request) -> Response:
-    user = current_user(request)
+    user = await current_user(request)
     limit = query_int(request, "limit", 20, 1, 100)
     cursor = request.query_params.get("cursor") or None
     try:
@@ -122,7 +122,7 @@ async def list_jobs(request: Request) -> Response:
 
 
 async def get_job(request: Request) -> Response:
-    user = current_user(request)
+    user = await current_user(request)
     job = await jobs.representation(request.app.state.pool, user.id, path_uuid(request))
     if job is None:
         raise not_found("Job not found")
@@ -130,7 +130,7 @@ async def get_job(request: Request) -> Response:
 
 
 async def list_artifacts(request: Request) -> Response:
-    user = current_user(request)
+    user = await current_user(request)
     pool = request.app.state.pool
     job_id = path_uuid(request)
     if not await jobs.owned(pool, user.id, job_id):
@@ -146,7 +146,7 @@ async def list_artifacts(request: Request) -> Response:
 
 
 async def cancel_job(request: Request) -> Response:
-    user = current_user(request)
+    user = await current_user(request)
     pool = request.app.state.pool
     job_id = path_uuid(request)
     if not await jobs.cancel(pool, user.id, job_id):

@@ -46,7 +46,7 @@ def upload_object_path(user_id: str, kind: str, filename: str) -> str:
 
 
 async def create_uploads(request: Request) -> Response:
-    user = current_user(request)
+    user = await current_user(request)
     settings: Settings = request.app.state.settings
     body = await read_json_object(request)
     files = body.get("files")

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from service import tasks
+from service.engines.types import EngineError
 from service.listener import Listener
 from service.settings import Settings
 from service.storage import Storage
@@ -26,6 +27,14 @@ class StageError(Exception):
         self.code = code
         self.message = message
         self.retryable = retryable
+
+
+# Engine failures worth another attempt later; the rest are the input's or the set-up's fault.
+RETRYABLE_ENGINE_CODES = frozenset({"engine_timeout", "provider_unavailable"})
+
+
+def engine_failure(exc: EngineError) -> StageError:
+    return StageError(exc.code, exc.message, retryable=exc.code in RETRYABLE_ENGINE_CODES)
 
 
 class LeaseLost(Exception):
@@ -54,6 +63,10 @@ class StageContext:
         path = self.settings.scratch_dir / str(self.task.job_id) / self.task.target_language
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    async def record_usage(self, usage: dict[str, float]) -> None:
+        """Add what this stage consumed from paid providers to the task's usage counters."""
+        await tasks.add_usage(self.pool, self.task.id, usage)
 
     async def progress(self, fraction: float, **data: Any) -> None:
         """Report progress within the current stage (0..1); raises LeaseLost if the task is gone."""

@@ -15,10 +15,10 @@ import asyncpg
 from service.audio import fitting
 from service.engines.types import EngineError, SynthesizedClip
 from service.stages import translating
-from service.stages.context import StageContext, StageError, run_all
+from service.engines.protocols import Shortener
+from service.stages.context import StageContext, StageError, engine_failure, run_all
 from service.stages.workfiles import read_json, write_json
 
-RETRYABLE_ENGINE_CODES = frozenset({"engine_timeout"})
 PARALLEL_SEGMENTS = 2
 
 
@@ -36,14 +36,46 @@ async def load(ctx: StageContext) -> list[dict[str, Any]]:
     return list((await read_json(dubbing_file(ctx)))["clips"])
 
 
-async def _speak(ctx: StageContext, text: str, out: Path, rate: float) -> SynthesizedClip:
+async def _speak(ctx: StageContext, text: str, out: Path, rate: float, usage: dict[str, float]) -> SynthesizedClip:
     try:
         clip: SynthesizedClip = await ctx.engines.synthesizer.synthesize(
-            text, ctx.task.target_language, str(out), rate=rate, sample_rate=ctx.settings.sample_rate
+            text, ctx.task.target_language, str(out), rate=rate, sample_rate=ctx.settings.sample_rate, usage=usage
         )
     except EngineError as exc:
-        raise StageError(exc.code, exc.message, retryable=exc.code in RETRYABLE_ENGINE_CODES) from exc
+        raise engine_failure(exc) from exc
     return clip
+
+
+async def _fitted(ctx: StageContext, segment: dict[str, Any], span: float, out: Path,
+                  usage: dict[str, float]) -> tuple[SynthesizedClip, float, str, str | None]:
+    """Speak the line at normal rate, then faster if it is too long; if even the stretch ceiling
+    cannot make it fit, ask the translator once for a shorter line (isochrony-aware translation).
+    Returns the clip, its natural duration, the text spoken and the original text when shortened."""
+    settings = ctx.settings
+    text = segment["text"]
+    clip = await _speak(ctx, text, out, 1.0, usage)
+    natural = clip.duration
+    rate = fitting.choose_rate(natural, span, settings.max_engine_rate)
+    if rate > 1.0:
+        clip = await _speak(ctx, text, out, rate, usage)
+    translator = ctx.engines.translator
+    limit = span * settings.stretch_ceiling
+    if clip.duration <= limit or span <= 0 or not isinstance(translator, Shortener):
+        return clip, natural, text, None
+    max_chars = max(int(len(text) * limit / clip.duration * 0.95), 1)
+    try:
+        shorter = (await translator.shorten(text, segment["source_text"], ctx.job["source_language"],
+                                            ctx.task.target_language, max_chars, usage=usage)).strip()
+    except EngineError as exc:
+        raise engine_failure(exc) from exc
+    if not shorter or len(shorter) >= len(text):
+        return clip, natural, text, None
+    clip = await _speak(ctx, shorter, out, 1.0, usage)
+    natural = clip.duration
+    rate = fitting.choose_rate(natural, span, settings.max_engine_rate)
+    if rate > 1.0:
+        clip = await _speak(ctx, shorter, out, rate, usage)
+    return clip, natural, shorter, text
 
 
 async def run(ctx: StageContext) -> None:
@@ -58,22 +90,24 @@ async def run(ctx: StageContext) -> None:
     limit = asyncio.Semaphore(PARALLEL_SEGMENTS)
     done = 0
 
+    usage: dict[str, float] = {}
+
     async def one(position: int, segment: dict[str, Any], timing: fitting.SegmentTiming) -> None:
         nonlocal done
         out = clips_dir / f"{segment['id']:05d}.wav"
         async with limit:
-            clip = await _speak(ctx, segment["text"], out, 1.0)
-            natural = clip.duration
-            rate = fitting.choose_rate(natural, timing.source_end - timing.source_start, ctx.settings.max_engine_rate)
-            if rate > 1.0:
-                clip = await _speak(ctx, segment["text"], out, rate)
-        clips[position] = {"id": segment["id"], "index": timing.index, "path": clip.path,
-                           "natural_duration": round(natural, 4), "duration": round(clip.duration, 4),
-                           "rate": clip.rate}
+            clip, natural, text, original = await _fitted(ctx, segment, timing.source_end - timing.source_start,
+                                                          out, usage)
+        clips[position] = {"id": segment["id"], "index": timing.index, "path": clip.path, "text": text,
+                           "shortened_from": original, "natural_duration": round(natural, 4),
+                           "duration": round(clip.duration, 4), "rate": clip.rate}
         done += 1
         await ctx.progress(done / len(spoken), segment=segment["id"])
 
-    await run_all([one(i, s, t) for i, (s, t) in enumerate(spoken)])
+    try:
+        await run_all([one(i, s, t) for i, (s, t) in enumerate(spoken)])
+    finally:
+        await ctx.record_usage(usage)
     await write_json(dubbing_file(ctx), {"engine": ctx.engines.synthesizer.name,
                                          "voice": ctx.engines.synthesizer.voice_for(ctx.task.target_language),
                                          "clips": clips})

@@ -6,7 +6,7 @@ from typing import Any
 
 import anyio
 
-from service import captions
+from service import captions, tasks
 from service.stages import dubbing, mixing, stt, translating
 from service.stages.context import StageContext
 from service.stages.publish import publish
@@ -78,7 +78,7 @@ async def _manifest(ctx: StageContext, mixed: dict[str, Any], published: list[di
              "source_start": r["source_start"], "source_end": r["source_end"],
              "placed_start": r["placed_start"], "placed_end": r["placed_end"],
              "rate": r["rate"], "stretch": r["stretch"], "overflowed": r["overflowed"],
-             "cut_seconds": r["cut_seconds"]}
+             "cut_seconds": r["cut_seconds"], "shortened_from": r.get("shortened_from")}
             for r in mixed["segments"]
         ],
         "loudness": {
@@ -92,6 +92,7 @@ async def _manifest(ctx: StageContext, mixed: dict[str, Any], published: list[di
         },
         "sync": mixed["sync"],
         "duration_seconds": mix_result["duration"],
+        "usage": await tasks.usage_of(ctx.pool, ctx.task.id),
         "artifacts": [_artifact_entry(r) for r in published] + [_artifact_entry(dict(r)) for r in job_level],
     }
     if not transcript.segments:

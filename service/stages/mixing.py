@@ -64,7 +64,8 @@ async def run(ctx: StageContext) -> None:
         record = dataclasses.asdict(fitting.fit_record(placement, clip["rate"], stretch))
         segment = segments[clip["id"]]
         records.append({**record, "id": clip["id"], "source_text": segment["source_text"],
-                        "target_text": segment["text"], "natural_duration": clip["natural_duration"],
+                        "target_text": clip.get("text", segment["text"]),
+                        "shortened_from": clip.get("shortened_from"), "natural_duration": clip["natural_duration"],
                         "cut_seconds": round(placement.cut_seconds, 4)})
         await ctx.progress(0.5 * done / max(len(clips), 1), segment=clip["id"])
 

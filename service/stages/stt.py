@@ -15,14 +15,12 @@ import structlog
 
 from service import captions, transcripts
 from service.engines.types import EngineError, Transcript
-from service.stages.context import StageContext, StageError
+from service.stages.context import RETRYABLE_ENGINE_CODES, StageContext, StageError
 from service.stages.publish import publish
 from service.stages.workfiles import write_json
 
 log = structlog.get_logger(__name__)
 
-# Engine failures worth another attempt; the rest are the input's or the set-up's fault.
-RETRYABLE_ENGINE_CODES = frozenset({"engine_timeout"})
 _RECHECK_SECONDS = 5.0
 
 
@@ -75,10 +73,17 @@ async def _transcribe(ctx: StageContext) -> None:
         raise StageError("engine_missing", "No speech-to-text engine is configured")
     source = ctx.job["source_language"]
     keeper = asyncio.create_task(_keep_lease(ctx))
+    language = None if source == "auto" else source
+    transcriber = ctx.engines.transcriber
+    usage: dict[str, float] = {}
     try:
-        async with ctx.storage.local_copy(ctx.job["voice_path"]) as voice:
-            language = None if source == "auto" else source
-            transcript: Transcript = await ctx.engines.transcriber.transcribe(voice, language)
+        if transcriber.accepts_url and getattr(ctx.storage, "is_remote", False):
+            # The provider fetches the file itself through a short-lived URL: no download here.
+            signed = await ctx.storage.create_download_url(ctx.job["voice_path"], 15 * 60)
+            transcript: Transcript = await transcriber.transcribe(None, language, audio_url=signed.url, usage=usage)
+        else:
+            async with ctx.storage.local_copy(ctx.job["voice_path"]) as voice:
+                transcript = await transcriber.transcribe(voice, language, usage=usage)
     except EngineError as exc:
         if exc.code in RETRYABLE_ENGINE_CODES:
             await transcripts.give_up_lease(ctx.pool, ctx.task.job_id, ctx.lease_owner)
@@ -91,6 +96,7 @@ async def _transcribe(ctx: StageContext) -> None:
     finally:
         keeper.cancel()
 
+    await ctx.record_usage(usage)
     data = transcript.to_json()
     await _publish_transcript(ctx, transcript, data)
     await transcripts.complete(ctx.pool, ctx.task.job_id, ctx.lease_owner, data)

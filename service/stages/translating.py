@@ -7,10 +7,11 @@ from typing import Any
 
 from service.engines.types import EngineError
 from service.stages import stt
-from service.stages.context import StageContext, StageError
+from service.audio import fitting
+from service.engines.speech_rates import char_budget
+from service.stages.context import StageContext, StageError, engine_failure
 from service.stages.workfiles import read_json, write_json
 
-RETRYABLE_ENGINE_CODES = frozenset({"engine_timeout"})
 
 
 def translation_file(ctx: StageContext) -> Path:
@@ -23,6 +24,12 @@ async def load(ctx: StageContext) -> list[dict[str, Any]]:
     return list(data["segments"])
 
 
+def _timeline(ctx: StageContext, last_end: float) -> float:
+    background = ctx.job["background_duration_seconds"]
+    total = float(background if background is not None else ctx.job["voice_duration_seconds"])
+    return max(total, last_end)
+
+
 async def run(ctx: StageContext) -> None:
     if ctx.engines is None:
         raise StageError("engine_missing", "No translation engine is configured")
@@ -31,11 +38,17 @@ async def run(ctx: StageContext) -> None:
     target = ctx.task.target_language
     texts = [s.text for s in transcript.segments]
     translated: list[str] = []
+    usage: dict[str, float] = {}
     if texts:
+        # Each line gets the characters its source span can hold when spoken at a natural pace.
+        timings = fitting.slots_from_segments([(s.start, s.end) for s in transcript.segments],
+                                              _timeline(ctx, transcript.segments[-1].end))
+        budgets: list[int | None] = [char_budget(t.source_end - t.source_start, target) for t in timings]
         try:
-            translated = await ctx.engines.translator.translate(texts, source, target)
+            translated = await ctx.engines.translator.translate(texts, source, target, budgets=budgets, usage=usage)
         except EngineError as exc:
-            raise StageError(exc.code, exc.message, retryable=exc.code in RETRYABLE_ENGINE_CODES) from exc
+            raise engine_failure(exc) from exc
+        await ctx.record_usage(usage)
         if len(translated) != len(texts):
             raise StageError("translation_misaligned",
                              f"The translator returned {len(translated)} segments for {len(texts)}")
