@@ -31,7 +31,7 @@ from service.openapi import openapi_document
 from service.routes import events, health, jobs, storage, uploads
 from service.settings import Settings
 from service.stages.context import StageFn
-from service.storage.local import LocalStorage
+from service.storage.factory import open_storage
 from service.supervisor import cpu_pool
 from service.supervisor.supervisor import Supervisor
 
@@ -146,6 +146,7 @@ def create_app(
     language_check: Callable[[str, list[str]], str | None] | None = None,
     run_supervisor: bool = True,
     engines: Callable[[Executor], Any] | None = None,
+    provider_transport: Any = None,
 ) -> Starlette:
     """The app. `registry` None runs the real pipeline with the engines `engines(executor)` builds
     (default: the offline set)."""
@@ -166,8 +167,7 @@ def create_app(
             state.listener = Listener(location.listen_url)
             await state.listener.start()
             stack.push_async_callback(state.listener.stop)
-            state.storage = LocalStorage(settings.storage_dir, settings.storage_bucket, settings.public_base_url,
-                                         settings.jwt_secret)
+            state.storage = await stack.enter_async_context(open_storage(settings, provider_transport))
             state.executor = cpu_pool.create(settings.cpu_workers, str(settings.data_dir / "numba-cache"))
             stack.callback(state.executor.shutdown, wait=False, cancel_futures=True)
             await cpu_pool.warm(state.executor, settings.cpu_workers, [])
@@ -195,6 +195,6 @@ def create_app(
     )
     app.state.settings = settings
     app.state.language_check = language_check
-    app.state.verifier = make_verifier(settings)
+    app.state.verifier = make_verifier(settings, provider_transport)
     app.add_middleware(RequestContext)
     return app

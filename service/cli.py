@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from service.settings import Settings
 
@@ -32,12 +33,28 @@ async def _migrate(settings: Settings) -> list[str]:
         await conn.close()
 
 
+async def _retention(settings: Settings) -> Any:
+    from service import database, migrate, retention
+    from service.storage.factory import open_storage
+
+    location = await database.locate(settings)
+    pool = await database.create_pool(location.url, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await migrate.migrate(conn)
+        async with open_storage(settings) as storage:
+            return await retention.expire_artifacts(pool, storage, settings.scratch_dir)
+    finally:
+        await pool.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dubbing", description="Automatic dubbing backend")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the API and the supervisor")
     sub.add_parser("migrate", help="apply pending SQL migrations")
     sub.add_parser("demo", help="dub a sample or your file through the API", add_help=False)
+    sub.add_parser("retention", help="delete artifacts past their expiry (run it from cron)")
     token = sub.add_parser("token", help="mint a local access token for a user id")
     token.add_argument("--user", required=True, help="the user id (the token's sub)")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
@@ -54,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         applied = asyncio.run(_migrate(settings))
         print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+        return 0
+    if args.command == "retention":
+        report = asyncio.run(_retention(settings))
+        print(f"deleted {report.artifacts_deleted} expired artifacts, "
+              f"removed {report.scratch_dirs_removed} scratch folders")
         return 0
     if args.command == "token":
         from service.auth import mint

@@ -32,7 +32,9 @@ def storage_error(exc: StorageError) -> Response:
 
 
 def _target(request: Request, scope: str) -> tuple[LocalStorage, str, bool]:
-    storage: LocalStorage = request.app.state.storage
+    storage = request.app.state.storage
+    if not isinstance(storage, LocalStorage):  # with Supabase Storage, browsers talk to Supabase
+        raise StorageError(404, "NotFound", "Signed URLs of this server are not in use")
     bucket = request.path_params["bucket"]
     path = request.path_params["path"]
     token = request.query_params.get("token")
