@@ -22,12 +22,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import database, migrate
-from service.engines import capabilities
 from service.auth import JwksCache, TokenVerifier
+from service.engines import capabilities
 from service.errors import ApiError, error_response, handle_api_error
-from service.providers.http import ProviderClient, RetryPolicy
 from service.listener import Listener
 from service.openapi import openapi_document
+from service.providers.http import ProviderClient, RetryPolicy
 from service.routes import events, health, jobs, storage, uploads
 from service.settings import Settings
 from service.stages.context import StageFn

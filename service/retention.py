@@ -36,7 +36,9 @@ async def expire_artifacts(pool: asyncpg.Pool, storage: Storage, scratch_dir: Pa
         if not rows:
             break
         await storage.delete([r["object_path"] for r in rows])
-        await pool.execute("UPDATE artifacts SET deleted_at = now() WHERE id = ANY($1::uuid[])", [r["id"] for r in rows])
+        await pool.execute(
+            "UPDATE artifacts SET deleted_at = now() WHERE id = ANY($1::uuid[])", [r["id"] for r in rows]
+        )
         deleted += len(rows)
     removed = await _remove_finished_scratch(pool, scratch_dir) if scratch_dir else 0
     return RetentionReport(deleted, removed)

@@ -134,7 +134,8 @@ class Settings:
             database_url=env.get("DATABASE_URL") or None,
             database_listen_url=env.get("DATABASE_LISTEN_URL") or None,
             # A local secret is generated only in local mode; a Supabase project brings its own keys.
-            jwt_secret=env.get("SUPABASE_JWT_SECRET") or ("" if env.get("SUPABASE_URL") else local_jwt_secret(data_dir)),
+            jwt_secret=env.get("SUPABASE_JWT_SECRET")
+            or ("" if env.get("SUPABASE_URL") else local_jwt_secret(data_dir)),
             supabase_url=env.get("SUPABASE_URL") or None,
             log_format=env.get("LOG_FORMAT", "console"),
             log_level=env.get("LOG_LEVEL", "info"),

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from support import running_service
+
 from service import artifacts, retention
 from service.artifacts import NewArtifact
 from service.settings import Settings
-from support import running_service
 
 
 async def test_expired_artifacts_are_deleted_and_marked(settings: Settings, tmp_path: Path) -> None:

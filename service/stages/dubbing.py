@@ -13,9 +13,9 @@ from typing import Any
 import asyncpg
 
 from service.audio import fitting
+from service.engines.protocols import Shortener
 from service.engines.types import EngineError, SynthesizedClip
 from service.stages import translating
-from service.engines.protocols import Shortener
 from service.stages.context import StageContext, StageError, engine_failure, run_all
 from service.stages.workfiles import read_json, write_json
 

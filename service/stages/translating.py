@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from service.engines.types import EngineError
-from service.stages import stt
 from service.audio import fitting
 from service.engines.speech_rates import char_budget
+from service.engines.types import EngineError
+from service.stages import stt
 from service.stages.context import StageContext, StageError, engine_failure
 from service.stages.workfiles import read_json, write_json
-
 
 
 def translation_file(ctx: StageContext) -> Path:
