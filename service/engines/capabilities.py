@@ -7,22 +7,29 @@ from collections.abc import Callable
 from service.engines.registry import Engines, supported_targets
 
 
+def can_transcribe(engines: Engines, source: str) -> bool:
+    """English-only Whisper models (`*.en`) understand English alone; other engines any language."""
+    return not engines.transcriber.model.endswith(".en") or source in ("en", "auto")
+
+
 def language_check(engines: Engines) -> Callable[[str, list[str]], str | None]:
     """A check for the API: None when the job's languages can be dubbed, else the reason."""
 
     def check(source: str, targets: list[str]) -> str | None:
         model = engines.transcriber.model
-        english_only = model.endswith(".en")
-        if english_only and source not in ("en", "auto"):
+        if not can_transcribe(engines, source):
             return f"The speech recognition model {model} understands English only, not '{source}'"
-        effective = "en" if (source == "auto" and english_only) else source
+        effective = "en" if (source == "auto" and model.endswith(".en")) else source
         if effective == "auto":
+            missing = [t for t in targets if not engines.synthesizer.supports(t)]
+        else:
+            missing = [t for t in targets
+                       if not (engines.translator.supports(effective, t) and engines.synthesizer.supports(t))]
+        if not missing:
             return None
-        reachable = supported_targets(engines, effective)
-        missing = [t for t in targets if t not in reachable]
-        if missing:
-            offered = ", ".join(sorted(reachable)) or "none"
-            return f"Cannot dub {effective} into {', '.join(missing)} with the installed engines (offered: {offered})"
-        return None
+        offered = ""
+        if effective != "auto" and engines.translator.pairs():
+            offered = f" (offered: {', '.join(sorted(supported_targets(engines, effective))) or 'none'})"
+        return f"Cannot dub {effective} into {', '.join(missing)} with the configured engines{offered}"
 
     return check

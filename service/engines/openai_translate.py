@@ -152,6 +152,7 @@ def make_client(settings: Settings, transport: httpx.AsyncBaseTransport | None =
         max_connections=max(settings.openai_concurrency, 1),
         error_parser=make_error_parser(key),
         request_id_headers=("x-request-id",),
+        permanent_codes=frozenset({"insufficient_quota"}),
         transport=transport,
         **options,
     )

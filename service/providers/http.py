@@ -104,6 +104,8 @@ class ProviderClient:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     error_parser: ErrorParser = default_error_parser
     request_id_headers: tuple[str, ...] = ("x-request-id",)
+    # Error codes that waiting does not fix even on a 429/5xx (OpenAI's `insufficient_quota`).
+    permanent_codes: frozenset[str] = frozenset()
     transport: httpx.AsyncBaseTransport | None = None
 
     def __post_init__(self) -> None:
@@ -130,9 +132,9 @@ class ProviderClient:
     def _raise_for(self, response: httpx.Response, endpoint: str) -> None:
         if response.is_success:
             return
-        if is_retryable_status(response.status_code):
-            raise _RetryableResponse(response, retry_after_seconds(response))
         code, message = self.error_parser(response)
+        if is_retryable_status(response.status_code) and code not in self.permanent_codes:
+            raise _RetryableResponse(response, retry_after_seconds(response))
         raise ProviderError(self.name, response.status_code, code, message, request_id=self._request_id(response))
 
     def _log(self, endpoint: str, method: str, status: int | str, started: float, request_id: str | None,
