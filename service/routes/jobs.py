@@ -61,8 +61,13 @@ async def _inspect(request: Request, user_id: str, field: str, path: str) -> Inp
     content_type = check_content_type(settings, info.content_type)
     check_size(settings, info.size_bytes)
     loop = asyncio.get_running_loop()
-    async with storage.local_copy(path) as local_path:
-        result: ProbeResult = await loop.run_in_executor(request.app.state.executor, probe, local_path)
+    try:
+        async with storage.local_copy(path) as local_path:
+            result: ProbeResult = await loop.run_in_executor(request.app.state.executor, probe, local_path)
+    except StorageError as exc:
+        if exc.status == 404:
+            raise missing_object from exc
+        raise ApiError(503, "storage_unavailable", "Storage could not be read; try again") from exc
     if not result.ok:
         raise unprocessable("audio_undecodable", f"'{field}' does not decode as audio: {result.reason}")
     return InputObject(path, content_type, info.size_bytes, result.sha256, result.duration_seconds)

@@ -18,7 +18,8 @@ async def open_storage(settings: Settings, transport: Any = None) -> AsyncIterat
 
         client = make_client(settings, transport=transport)
         try:
-            yield SupabaseStorage(client, settings.supabase_url or "", settings.storage_bucket)
+            yield SupabaseStorage(client, settings.supabase_url or "", settings.storage_bucket,
+                                  scratch_dir=settings.scratch_dir / "downloads")
         finally:
             await client.aclose()
         return
