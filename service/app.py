@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service import database, migrate
 from service.auth import JwksCache, TokenVerifier
 from service.engines import capabilities
+from service.engines.selection import choose_engines, open_clients
 from service.errors import ApiError, error_response, handle_api_error
 from service.listener import Listener
 from service.openapi import openapi_document
@@ -103,18 +104,18 @@ def default_registry() -> Mapping[str, StageFn]:
     return registry.stages()
 
 
-async def load_engines(settings: Settings, executor: Executor, factory: Callable[[Executor], Any] | None) -> Any:
+async def load_engines(settings: Settings, executor: Executor, factory: Callable[[Executor], Any]) -> Any:
     """The engines, checked once at start-up; None (and a warning) when one is missing."""
-    from service.engines.registry import offline_engines
+    from service.engines.selection import describe
     from service.engines.types import EngineError
     from service.engines.whisper import warm
 
-    build = factory or partial(offline_engines, model_dir=settings.whisper_model_dir)
     try:
-        engines = await asyncio.to_thread(build, executor)
+        engines = await asyncio.to_thread(factory, executor)
     except EngineError as exc:
         log.warning("engines.unavailable", code=exc.code, error=exc.message)
         return None
+    log.info("engines.selected", **describe(engines))
     model_dir = getattr(engines.transcriber, "model_dir", None)
     if model_dir is None:
         return engines
@@ -173,7 +174,10 @@ def create_app(
             await cpu_pool.warm(state.executor, settings.cpu_workers, [])
             state.engines = None
             if registry is None:
-                state.engines = await load_engines(settings, state.executor, engines)
+                clients = open_clients(settings, provider_transport)
+                stack.push_async_callback(clients.aclose)
+                factory = engines or partial(choose_engines, settings, clients)
+                state.engines = await load_engines(settings, state.executor, factory)
                 if state.engines is not None and app.state.language_check is None:
                     app.state.language_check = capabilities.language_check(state.engines)
             state.supervisor = None

@@ -1,0 +1,82 @@
+"""Which engine runs each stage: the cloud one when its key is configured, the offline one otherwise.
+
+The provider clients are created once (in the app's lifespan) and closed on shutdown.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from service.engines.registry import Engines
+from service.providers.http import ProviderClient
+from service.settings import Settings
+
+
+@dataclass
+class ProviderClients:
+    deepgram_stt: ProviderClient | None = None
+    deepgram_tts: ProviderClient | None = None
+    openai: ProviderClient | None = None
+
+    async def aclose(self) -> None:
+        for client in (self.deepgram_stt, self.deepgram_tts, self.openai):
+            if client is not None:
+                await client.aclose()
+
+
+def open_clients(settings: Settings, transport: Any = None) -> ProviderClients:
+    clients = ProviderClients()
+    if settings.deepgram_api_key:
+        from service.engines import deepgram
+
+        clients.deepgram_stt = deepgram.make_stt_client(settings, transport)
+        clients.deepgram_tts = deepgram.make_tts_client(settings, transport)
+    if settings.openai_api_key:
+        from service.engines import openai_translate
+
+        clients.openai = openai_translate.make_client(settings, transport)
+    return clients
+
+
+def choose_engines(settings: Settings, clients: ProviderClients, executor: Executor) -> Engines:
+    """Blocking (offline engines look at the filesystem): call it from a thread at start-up."""
+    from service.engines.apertium import ApertiumTranslator
+    from service.engines.espeak import EspeakSynthesizer
+    from service.engines.protocols import Synthesizer, Transcriber, Translator
+    from service.engines.whisper import WhisperTranscriber
+
+    transcriber: Transcriber
+    translator: Translator
+    synthesizer: Synthesizer
+    if clients.deepgram_stt is not None:
+        from service.engines.deepgram import DeepgramTranscriber
+
+        transcriber = DeepgramTranscriber(clients.deepgram_stt, settings.deepgram_stt_model)
+    else:
+        transcriber = WhisperTranscriber(executor, settings.whisper_model_dir)
+    if clients.openai is not None:
+        from service.engines.openai_translate import OpenAITranslator
+
+        translator = OpenAITranslator(clients.openai, settings.openai_model)
+    else:
+        translator = ApertiumTranslator()
+    if clients.deepgram_tts is not None:
+        from service.engines.deepgram import DeepgramSynthesizer
+
+        synthesizer = DeepgramSynthesizer(clients.deepgram_tts, dict(settings.deepgram_tts_voices) or None)
+    else:
+        synthesizer = EspeakSynthesizer()
+    return Engines(transcriber=transcriber, translator=translator, synthesizer=synthesizer)
+
+
+def describe(engines: Engines) -> dict[str, str]:
+    """One line per stage for `doctor` and the start-up log."""
+    model = engines.transcriber.model
+    return {
+        "stt": f"{engines.transcriber.name} ({model})",
+        "translating": engines.translator.name + (f" ({getattr(engines.translator, 'model', '')})"
+                                                 if getattr(engines.translator, "model", None) else ""),
+        "dubbing": engines.synthesizer.name,
+    }
