@@ -85,6 +85,27 @@ async def server_info() -> dict[str, Any]:
         await conn.close()
 
 
+async def commit_latency_ms(url: str, commits: int = 30) -> float:
+    """Median wall time of one-row INSERT commits: the disk's fsync cost, which drifts on a shared machine."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("CREATE TABLE IF NOT EXISTS bench_commit_probe (i int)")
+        times = []
+        for i in range(commits):
+            started = time.perf_counter()
+            await conn.execute("INSERT INTO bench_commit_probe VALUES ($1)", i)
+            times.append(time.perf_counter() - started)
+        await conn.execute("DROP TABLE bench_commit_probe")
+        return round(sorted(times)[len(times) // 2] * 1000, 3)
+    finally:
+        await conn.close()
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages: other work on this machine skews every figure here."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 # -- figures --------------------------------------------------------------------------------------
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of already sorted values (q in 0..100)."""
@@ -100,6 +121,7 @@ def latency_summary_ms(seconds: Sequence[float]) -> dict[str, float]:
         return {"count": 0}
     return {
         "count": len(values),
+        "min_ms": round(values[0] * 1000, 3),
         "mean_ms": round(sum(values) / len(values) * 1000, 3),
         "p50_ms": round(percentile(values, 50) * 1000, 3),
         "p90_ms": round(percentile(values, 90) * 1000, 3),
@@ -231,8 +253,13 @@ class ServerProcess:
             self.log_path.unlink()
 
 
-def service_process(database_url: str, data_dir: Path, **extra_env: str) -> ServerProcess:
-    """`dubbing serve` as an operator runs it: env configuration, warning-level JSON logs."""
+def service_process(database_url: str, data_dir: Path, app: str = "service", **extra_env: str) -> ServerProcess:
+    """An app in its own process, configured from the environment as an operator runs `dubbing serve`
+    (warning-level JSON logs, one CPU worker).
+
+    app: "service" (bench/serve_app.py: the real app, no engines), "bare" (a bare Starlette route) or
+    "dubbing" (the `dubbing serve` command itself, which also builds the offline engines).
+    """
     port = free_port()
     env = {
         **os.environ,
@@ -246,7 +273,11 @@ def service_process(database_url: str, data_dir: Path, **extra_env: str) -> Serv
         "CPU_WORKERS": "1",
         **extra_env,
     }
-    return ServerProcess("dubbing serve", [str(VENV_BIN / "dubbing"), "serve"], env, port)
+    if app == "dubbing":
+        argv = [str(VENV_BIN / "dubbing"), "serve"]
+    else:
+        argv = [sys.executable, str(ROOT / "bench" / "serve_app.py"), app]
+    return ServerProcess(f"{app} app", argv, env, port)
 
 
 @contextlib.contextmanager

@@ -7,17 +7,16 @@ import hashlib
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import respx
 import soundfile
-
 from fake_cloud import PROJECT, FakeCloud
+from support import read_events, running_service
+
 from service.auth import mint
 from service.sample import SAMPLE_LINES, make_sample
 from service.settings import Settings
-from support import read_events, running_service
 
 SECRETS = {"supabase": "sb_secret_SUPERSECRETVALUE123", "deepgram": "dg_SECRET_KEY_456",
            "openai": "sk-proj-SECRETKEY789", "jwt": "legacy-jwt-secret-" * 3}
@@ -90,7 +89,7 @@ async def test_cloud_mode_end_to_end(settings: Settings, tmp_path: Path, capsys:
     assert manifest["engines"]["translation"]["engine"] == "openai"
     assert manifest["engines"]["tts"]["engine"] == "deepgram-aura"
     assert manifest["sync"]["iou"] >= 0.8
-    assert [s["target_text"] for s in manifest["segments"]][0].startswith("es ")
+    assert all(s["target_text"].startswith("es ") for s in manifest["segments"])
     for key in ("stt_audio_seconds", "tts_characters", "openai_prompt_tokens", "openai_completion_tokens"):
         assert usage.get(key, 0) > 0 and manifest["usage"].get(key, 0) > 0, key
     master = tmp_path / "master.wav"
