@@ -69,3 +69,7 @@ test *args: setup lint
 # The benchmarks (figures printed and saved under bench/results/).
 bench: setup
     for script in bench/*.py; do case "$script" in */common.py) ;; *) {{py}} "$script" ;; esac; done
+
+# Which engine each stage will use, and a cheap authenticated call to each configured provider.
+doctor: python-env
+    {{venv}}/bin/dubbing doctor

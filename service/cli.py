@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("serve", help="run the API and the supervisor")
     sub.add_parser("migrate", help="apply pending SQL migrations")
     sub.add_parser("demo", help="dub a sample or your file through the API", add_help=False)
+    sub.add_parser("doctor", help="show the engine each stage uses and check each configured provider")
     sub.add_parser("retention", help="delete artifacts past their expiry (run it from cron)")
     token = sub.add_parser("token", help="mint a local access token for a user id")
     token.add_argument("--user", required=True, help="the user id (the token's sub)")
@@ -72,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         applied = asyncio.run(_migrate(settings))
         print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
         return 0
+    if args.command == "doctor":
+        from service import doctor
+
+        return doctor.run(settings)
     if args.command == "retention":
         report = asyncio.run(_retention(settings))
         print(f"deleted {report.artifacts_deleted} expired artifacts, "

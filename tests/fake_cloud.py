@@ -21,11 +21,24 @@ import numpy as np
 import respx
 import soundfile
 
+from service.settings import Settings
+
 PROJECT = "https://proj.supabase.co"
 STORAGE = f"{PROJECT}/storage/v1"
 DEEPGRAM = "https://api.deepgram.com"
 OPENAI = "https://api.openai.com/v1"
 SIGNING_KEY = "fake-storage-signing-key-" * 2
+
+
+SECRETS = {"supabase": "sb_secret_SUPERSECRETVALUE123", "deepgram": "dg_SECRET_KEY_456",
+           "openai": "sk-proj-SECRETKEY789", "jwt": "legacy-jwt-secret-" * 3}
+
+
+def cloud_settings(settings: Settings) -> Settings:
+    return settings.with_overrides(
+        supabase_url=PROJECT, supabase_service_key=SECRETS["supabase"], jwt_secret=SECRETS["jwt"],
+        deepgram_api_key=SECRETS["deepgram"], openai_api_key=SECRETS["openai"], cpu_workers=2,
+    )
 
 
 def _storage_error(status: int, code: str, message: str) -> httpx.Response:

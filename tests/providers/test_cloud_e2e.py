@@ -11,22 +11,12 @@ from pathlib import Path
 import pytest
 import respx
 import soundfile
-from fake_cloud import PROJECT, FakeCloud
+from fake_cloud import PROJECT, SECRETS, FakeCloud, cloud_settings
 from support import read_events, running_service
 
 from service.auth import mint
 from service.sample import SAMPLE_LINES, make_sample
 from service.settings import Settings
-
-SECRETS = {"supabase": "sb_secret_SUPERSECRETVALUE123", "deepgram": "dg_SECRET_KEY_456",
-           "openai": "sk-proj-SECRETKEY789", "jwt": "legacy-jwt-secret-" * 3}
-
-
-def cloud_settings(settings: Settings) -> Settings:
-    return settings.with_overrides(
-        supabase_url=PROJECT, supabase_service_key=SECRETS["supabase"], jwt_secret=SECRETS["jwt"],
-        deepgram_api_key=SECRETS["deepgram"], openai_api_key=SECRETS["openai"], cpu_workers=2,
-    )
 
 
 def loudness(path: Path) -> tuple[float, float]:
