@@ -70,8 +70,9 @@ def _binary(name: str) -> Callable[[], Awaitable[str]]:
 
 async def diagnose(settings: Settings, transport: Any = None) -> tuple[list[str], list[Check]]:
     """The configuration lines and the checks; the caller prints them."""
+    where = masked_url(settings.database_url) if settings.database_url else f"embedded in {settings.embedded_db_dir}"
     lines = [
-        f"database: {masked_url(settings.database_url) if settings.database_url else 'embedded in ' + str(settings.embedded_db_dir)}",
+        f"database: {where}",
         f"storage: supabase ({settings.supabase_url}, bucket {settings.storage_bucket})" if settings.cloud_storage
         else f"storage: local disk ({settings.storage_dir}, bucket {settings.storage_bucket})",
         "auth: " + ", ".join(filter(None, [
