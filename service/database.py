@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlparse, urlunparse
 
 import asyncpg
 
@@ -53,7 +53,10 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 def connect_kwargs(url: str) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"dsn": url}
+    parsed = urlparse(url)
+    # `pgbouncer=true` is a hint for us (as for other clients), not a server setting: drop it.
+    query = "&".join(p for p in parsed.query.split("&") if p and not p.startswith("pgbouncer="))
+    kwargs: dict[str, Any] = {"dsn": urlunparse(parsed._replace(query=query))}
     if is_transaction_pooler(url):
         kwargs["statement_cache_size"] = 0
     return kwargs
