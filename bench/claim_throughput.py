@@ -261,6 +261,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--poll", type=float, default=0.1, help="completion poll interval, seconds")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up on one run after this, seconds")
     parser.add_argument("--log-level", default="warning", help="structlog level for the supervisor's logs")
+    parser.add_argument("--quiet-wait", type=float, default=0.0,
+                        help="before each run, wait up to this many seconds for the (shared) machine to be idle")
     return parser.parse_args()
 
 
@@ -294,18 +296,21 @@ async def measure(args: argparse.Namespace, template: str, n_tasks: int, languag
     template_url = common.with_database(common.ADMIN_URL, template)
     for round_no in range(args.repeat):
         for i, config in enumerate(pgq):
+            busy = await common.wait_for_quiet(args.quiet_wait)
             result = await run_pgqueuer(n_tasks, config, args.poll, args.timeout)
-            result["round"] = round_no
+            result.update(round=round_no, machine_busy_before=busy)
             pgq_runs[i].append(result)
             print(f"pgqueuer  {config.label:<78} {result['jobs_per_s']:>8.1f} jobs/s   ({result['seconds']} s)")
         for i, our in enumerate(ours):
+            busy = await common.wait_for_quiet(args.quiet_wait)
             probe = await common.commit_latency_ms(template_url)
             result = await run_ours(template, n_tasks, languages, our, args.poll, args.timeout)
-            result.update(round=round_no, commit_probe_ms=probe, load_average=common.load_average())
+            result.update(round=round_no, commit_probe_ms=probe, machine_busy_before=busy,
+                          load_average=common.load_average())
             our_runs[i].append(result)
             print(f"ours      {our.label:<78} {result['tasks_per_s']:>8.1f} tasks/s  "
                   f"{result['transitions_per_s']:>7.1f} transitions/s  ({result['seconds']} s, "
-                  f"commit {probe} ms, load {result['load_average'][0]})")
+                  f"commit {probe} ms, machine {busy:.0%} busy before)")
     return our_runs, pgq_runs
 
 

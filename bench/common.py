@@ -101,6 +101,34 @@ async def commit_latency_ms(url: str, commits: int = 30) -> float:
         await conn.close()
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+async def machine_busy(interval: float = 1.0) -> float:
+    """Fraction of all CPUs busy over `interval` seconds (whoever used them)."""
+    busy0, total0 = _cpu_times()
+    await asyncio.sleep(interval)
+    busy1, total1 = _cpu_times()
+    return round((busy1 - busy0) / max(total1 - total0, 1), 3)
+
+
+async def wait_for_quiet(max_wait: float, threshold: float = 0.2) -> float:
+    """Wait (up to `max_wait` s) until under `threshold` of the CPUs are busy; returns the last reading.
+
+    The machine is shared: another session's work skews every figure here by up to 2-3x.
+    """
+    deadline = time.monotonic() + max_wait
+    busy = await machine_busy()
+    while busy > threshold and time.monotonic() < deadline:
+        print(f"  machine {busy:.0%} busy, waiting for it to quiet down ...", flush=True)
+        busy = await machine_busy(2.0)
+    return busy
+
+
 def load_average() -> list[float]:
     """1, 5 and 15 minute load averages: other work on this machine skews every figure here."""
     return [round(x, 2) for x in os.getloadavg()]

@@ -161,8 +161,15 @@ def create_app(
                 stack.push_async_callback(app.state.verifier.jwks.client.aclose)
             state.pool = await database.create_pool(location.url)
             stack.push_async_callback(state.pool.close)
-            async with state.pool.acquire() as conn:
-                applied = await migrate.migrate(conn)
+            if database.is_transaction_pooler(location.listen_url):
+                log.warning("database.listen_through_pooler",
+                            hint="set DATABASE_LISTEN_URL to a direct or session-mode connection (port 5432)")
+            # Migrations take a session advisory lock: a direct (or session-mode) connection.
+            migrator = await database.connect(location.listen_url)
+            try:
+                applied = await migrate.migrate(migrator)
+            finally:
+                await migrator.close()
             if applied:
                 log.info("database.migrated", versions=applied)
             state.listener = Listener(location.listen_url)
