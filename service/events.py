@@ -6,9 +6,8 @@ in sequence order and a client resuming after `seq` N misses nothing.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -17,8 +16,9 @@ import asyncpg
 EVENTS_CHANNEL = "job_events"
 TASKS_CHANNEL = "tasks_ready"
 
-# NOTIFY payloads are capped at 8000 bytes; past this the listener fetches the rows instead.
-_MAX_PAYLOAD = 7000
+def format_time(moment: datetime) -> str:
+    """UTC with microseconds, exactly as `append_job_events` (sql/004) writes it into NOTIFYs."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -84,49 +84,27 @@ class Event:
             stage=row["stage"],
             progress=None if row["progress"] is None else round(float(row["progress"]), 4),
             data=row["data"] or {},
-            at=created.isoformat(),
+            at=format_time(created),
         )
 
 
 _COLUMNS = "job_id, seq, task_id, target_language, kind, stage, progress, data, created_at"
 
 
+def new_event_json(event: NewEvent) -> dict[str, Any]:
+    return {"kind": event.kind, "task_id": str(event.task_id) if event.task_id else None,
+            "target_language": event.target_language, "stage": event.stage, "progress": event.progress,
+            "data": event.data}
+
+
 async def append(conn: asyncpg.Connection, job_id: UUID, events: list[NewEvent]) -> list[Event]:
-    """Append events for one job and NOTIFY once. Call inside the transition's transaction."""
+    """Append events for one job and NOTIFY once (sql/004: `append_job_events`). Call inside the
+    transition's transaction."""
     if not events:
         return []
-    last = await conn.fetchval(
-        "UPDATE jobs SET last_event_seq = last_event_seq + $2, updated_at = now() "
-        "WHERE id = $1 RETURNING last_event_seq",
-        job_id,
-        len(events),
-    )
-    first = int(last) - len(events) + 1
-    rows = await conn.fetch(
-        f"""INSERT INTO task_events (job_id, seq, task_id, target_language, kind, stage, progress, data)
-            SELECT $1, s, t, l, k, st, p, d
-            FROM unnest($2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::real[],
-                        $8::jsonb[]) AS e(s, t, l, k, st, p, d)
-            RETURNING {_COLUMNS}""",
-        job_id,
-        list(range(first, first + len(events))),
-        [e.task_id for e in events],
-        [e.target_language for e in events],
-        [e.kind for e in events],
-        [e.stage for e in events],
-        [e.progress for e in events],
-        [e.data for e in events],
-    )
-    appended = sorted((Event.from_row(r) for r in rows), key=lambda e: e.seq)
-    await notify_events(conn, str(job_id), appended)
-    return appended
-
-
-async def notify_events(conn: asyncpg.Connection, job_id: str, events: list[Event]) -> None:
-    payload = json.dumps({"job_id": job_id, "events": [e.to_json() for e in events]})
-    if len(payload.encode()) > _MAX_PAYLOAD:
-        payload = json.dumps({"job_id": job_id, "refetch": True})
-    await conn.execute("SELECT pg_notify($1, $2)", EVENTS_CHANNEL, payload)
+    rows = await conn.fetchval("SELECT append_job_events($1, $2::jsonb)", job_id,
+                               [new_event_json(e) for e in events])
+    return [Event.from_json(r) for r in rows or []]
 
 
 async def notify_tasks_ready(conn: asyncpg.Connection) -> None:

@@ -100,31 +100,11 @@ async def create(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
         return job_id, True
 
 
-def _status_for(stages: list[str]) -> str:
-    if not stages or all(s == "queued" for s in stages):
-        return "queued"
-    if any(s not in ("complete", "failed", "cancelled") for s in stages):
-        return "running"
-    if all(s == "complete" for s in stages):
-        return "complete"
-    if "complete" in stages:
-        return "partial"
-    return "failed" if "failed" in stages else "cancelled"
-
-
 async def refresh_status(conn: asyncpg.Connection, job_id: UUID) -> list[NewEvent]:
-    """Recompute the job's status from its tasks; returns the `done` event if it just ended."""
-    stages = [r["stage"] for r in await conn.fetch(
-        "SELECT stage FROM language_tasks WHERE job_id = $1", job_id
-    )]
-    status = _status_for(stages)
-    old = await conn.fetchval("SELECT status FROM jobs WHERE id = $1 FOR UPDATE", job_id)
-    if old != status:
-        await conn.execute("UPDATE jobs SET status = $2, updated_at = now() WHERE id = $1", job_id, status)
-    terminal = ("complete", "partial", "failed", "cancelled")
-    if status in terminal and old not in terminal:
-        return [NewEvent(kind="done", data={"status": status})]
-    return []
+    """Set the job's status from its tasks (sql/004: `refresh_job_status`); returns the `done`
+    event if the job just ended."""
+    done = await conn.fetchval("SELECT refresh_job_status($1)", job_id)
+    return [NewEvent(kind=done["kind"], data=done["data"])] if done else []
 
 
 async def cancel(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> bool:

@@ -14,7 +14,6 @@ from uuid import UUID
 
 import asyncpg
 
-from service import events, jobs
 from service.events import NewEvent
 from service.stages.order import CANCELLED, COMPLETE, FAILED, WORK_STAGES, next_stage
 
@@ -86,62 +85,27 @@ async def _change(
     pool: asyncpg.Pool,
     task_id: UUID,
     lease_owner: str,
-    assignments: str,
-    params: list[Any],
-    make_event: Any,
+    kind: str,
+    *,
+    stage: str | None = None,
+    progress: float | None = None,
+    error: tuple[str, str] | None = None,
+    release: bool = False,
+    run_after_seconds: float | None = None,
+    data: dict[str, Any] | None = None,
 ) -> bool:
-    """Update a leased task, append its event and, if the job just finished, the `done` event."""
-    async with pool.acquire() as conn, conn.transaction():
-        # Lock order everywhere: the job row, then its task rows (cancel takes them the same way).
-        locked = await conn.fetchval(
-            "SELECT j.id FROM jobs j JOIN language_tasks t ON t.job_id = j.id WHERE t.id = $1 "
-            "FOR UPDATE OF j",
-            task_id,
-        )
-        if locked is None:
-            return False
-        row = await conn.fetchrow(
-            f"""UPDATE language_tasks SET {assignments}, updated_at = now()
-                WHERE id = $1 AND lease_owner = $2 AND stage NOT IN {_TERMINAL_SQL}
-                RETURNING job_id, target_language, stage, progress, error_code, error_message""",
-            task_id,
-            lease_owner,
-            *params,
-        )
-        if row is None:
-            return False
-        new: list[NewEvent] = [make_event(row)]
-        new.extend(await jobs.refresh_status(conn, row["job_id"]))
-        await events.append(conn, row["job_id"], new)
-        return True
-
-
-def _event(kind: str, task_id: UUID, data: dict[str, Any] | None = None) -> Any:
-    def build(row: asyncpg.Record) -> NewEvent:
-        return NewEvent(
-            kind=kind,
-            task_id=task_id,
-            target_language=row["target_language"],
-            stage=row["stage"],
-            progress=float(row["progress"]),
-            data=data or {},
-        )
-
-    return build
+    """One transition, one round trip (sql/004: `change_task`). False when the lease is gone."""
+    appended = await pool.fetchval(
+        "SELECT change_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)",
+        task_id, lease_owner, kind, stage, progress, error[0] if error else None,
+        error[1] if error else None, release, run_after_seconds, data or {},
+    )
+    return appended is not None
 
 
 async def enter_stage(pool: asyncpg.Pool, task_id: UUID, lease_owner: str, stage: str) -> bool:
     """Move a task into `stage` (a work stage or `complete`)."""
-    progress = overall_progress(stage, 0.0)
-    finished = ", lease_owner = NULL, lease_expires_at = NULL, finished_at = now()" if stage == COMPLETE else ""
-    return await _change(
-        pool,
-        task_id,
-        lease_owner,
-        f"stage = $3, progress = $4{finished}",
-        [stage, progress],
-        _event("stage", task_id),
-    )
+    return await _change(pool, task_id, lease_owner, "stage", stage=stage, progress=overall_progress(stage, 0.0))
 
 
 async def advance(pool: asyncpg.Pool, task_id: UUID, lease_owner: str, finished_stage: str) -> str | None:
@@ -153,36 +117,22 @@ async def advance(pool: asyncpg.Pool, task_id: UUID, lease_owner: str, finished_
 async def report_progress(
     pool: asyncpg.Pool, task_id: UUID, lease_owner: str, stage: str, fraction: float, **data: Any
 ) -> bool:
-    progress = overall_progress(stage, fraction)
-    return await _change(
-        pool,
-        task_id,
-        lease_owner,
-        "progress = greatest(progress, $3)",
-        [progress],
-        _event("progress", task_id, {"stage_progress": round(min(max(fraction, 0.0), 1.0), 4), **data}),
-    )
+    fraction = round(min(max(fraction, 0.0), 1.0), 4)
+    return await _change(pool, task_id, lease_owner, "progress", progress=overall_progress(stage, fraction),
+                         data={"stage_progress": fraction, **data})
 
 
 async def record_artifact(
     pool: asyncpg.Pool, task_id: UUID, lease_owner: str, artifact: dict[str, Any]
 ) -> bool:
     """Announce an artifact on the stream (the `artifacts` row is written by its owner module)."""
-    return await _change(
-        pool, task_id, lease_owner, "progress = progress", [], _event("artifact", task_id, {"artifact": artifact})
-    )
+    return await _change(pool, task_id, lease_owner, "artifact", data={"artifact": artifact})
 
 
 async def fail(pool: asyncpg.Pool, task_id: UUID, lease_owner: str, code: str, message: str) -> bool:
-    return await _change(
-        pool,
-        task_id,
-        lease_owner,
-        f"stage = '{FAILED}', error_code = $3, error_message = $4, "
-        "lease_owner = NULL, lease_expires_at = NULL, finished_at = now()",
-        [code, message[:2000]],
-        _event("failed", task_id, {"error": {"code": code, "message": message[:2000]}}),
-    )
+    message = message[:2000]
+    return await _change(pool, task_id, lease_owner, "failed", stage=FAILED, error=(code, message),
+                         data={"error": {"code": code, "message": message}})
 
 
 async def retry_later(
@@ -190,16 +140,8 @@ async def retry_later(
 ) -> bool:
     """Give the task back for a later attempt from the stage it was in."""
     return await _change(
-        pool,
-        task_id,
-        lease_owner,
-        "lease_owner = NULL, lease_expires_at = NULL, run_after = now() + make_interval(secs => $3)",
-        [delay_seconds],
-        _event(
-            "stage",
-            task_id,
-            {"retrying_in_seconds": delay_seconds, "error": {"code": code, "message": message[:2000]}},
-        ),
+        pool, task_id, lease_owner, "stage", release=True, run_after_seconds=delay_seconds,
+        data={"retrying_in_seconds": delay_seconds, "error": {"code": code, "message": message[:2000]}},
     )
 
 
