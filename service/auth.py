@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,8 +93,24 @@ class TokenVerifier:
     hs256_secret: str | None = field(default=None, repr=False)
     issuer: str | None = None
     jwks: JwksCache | None = None
+    # Verified tokens until their `exp`: a client sends the same token with every request, and
+    # verifying it is most of a request's CPU. A token stays valid until `exp` anyway (Supabase).
+    cache_size: int = 10_000
+    _verified: OrderedDict[str, tuple[User, float]] = field(default_factory=OrderedDict, repr=False)
 
     async def verify(self, token: str) -> User:
+        cached = self._verified.get(token)
+        if cached is not None:
+            if cached[1] > time.time():
+                return cached[0]
+            del self._verified[token]
+        user, expires = await self._verify(token)
+        self._verified[token] = (user, expires)
+        if len(self._verified) > self.cache_size:
+            self._verified.popitem(last=False)
+        return user
+
+    async def _verify(self, token: str) -> tuple[User, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -111,7 +128,7 @@ class TokenVerifier:
         return _decode(token, key, algorithm, self.issuer)
 
 
-def _decode(token: str, key: Any, algorithm: str, issuer: str | None) -> User:
+def _decode(token: str, key: Any, algorithm: str, issuer: str | None) -> tuple[User, float]:
     try:
         claims = jwt.decode(
             token,
@@ -133,7 +150,7 @@ def _decode(token: str, key: Any, algorithm: str, issuer: str | None) -> User:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub or "/" in sub or len(sub) > 128:
         raise unauthorized("The access token has no usable subject")
-    return User(id=sub, email=claims.get("email"))
+    return User(id=sub, email=claims.get("email")), float(claims["exp"])
 
 
 def verify(token: str, secret: str, issuer: str | None) -> User:
@@ -144,7 +161,7 @@ def verify(token: str, secret: str, issuer: str | None) -> User:
         raise unauthorized(f"The access token is not valid: {exc}") from exc
     if algorithm != "HS256":
         raise unauthorized("The access token is not signed with a key of this project")
-    return _decode(token, secret, "HS256", issuer)
+    return _decode(token, secret, "HS256", issuer)[0]
 
 
 def bearer_token(request: Request) -> str:
