@@ -16,6 +16,7 @@ import asyncpg
 
 from service.events import NewEvent
 from service.stages.order import CANCELLED, COMPLETE, FAILED, WORK_STAGES, next_stage
+from service.transitions import Change, writer_for
 
 _TERMINAL_SQL = "('complete', 'failed', 'cancelled')"
 
@@ -94,13 +95,11 @@ async def _change(
     run_after_seconds: float | None = None,
     data: dict[str, Any] | None = None,
 ) -> bool:
-    """One transition, one round trip (sql/004: `change_task`). False when the lease is gone."""
-    appended = await pool.fetchval(
-        "SELECT change_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)",
-        task_id, lease_owner, kind, stage, progress, error[0] if error else None,
-        error[1] if error else None, release, run_after_seconds, data or {},
-    )
-    return appended is not None
+    """One transition (sql/004: `change_task`), group-committed with whatever other transitions
+    are waiting (service/transitions.py). False when the lease is gone."""
+    change = Change(task_id, lease_owner, kind, stage, progress, error[0] if error else None,
+                    error[1] if error else None, release, run_after_seconds, data or {})
+    return await writer_for(pool).apply(change) is not None
 
 
 async def enter_stage(pool: asyncpg.Pool, task_id: UUID, lease_owner: str, stage: str) -> bool:
