@@ -16,7 +16,7 @@ from service.audio.loudness import LoudnessError
 from service.audio.mixing import MixSettings, PlacedClip, build_voice_track, mix
 from service.audio.stretch import StretchError, time_stretch
 from service.stages import dubbing, translating
-from service.stages.context import StageContext, StageError
+from service.stages.context import StageContext, StageError, run_all
 from service.stages.workfiles import read_json, write_json
 
 OUTPUTS = {"master_wav": "master.wav", "voice_stem": "voice_stem.wav"}
@@ -44,9 +44,11 @@ async def run(ctx: StageContext) -> None:
     timing_by_id = {s["id"]: t for s, t in zip(ordered, timings, strict=True)}
     clips = [c for c in await dubbing.load(ctx) if c is not None]
 
-    placed: list[PlacedClip] = []
-    records: list[dict[str, Any]] = []
-    for done, clip in enumerate(clips, start=1):
+    fitted: dict[int, tuple[PlacedClip, dict[str, Any]]] = {}
+    # Stretching runs in the process pool: keep every worker busy, not one clip at a time.
+    limit = asyncio.Semaphore(max(settings.cpu_workers, 1))
+
+    async def fit(clip: dict[str, Any]) -> None:
         timing = timing_by_id[clip["id"]]
         span = timing.source_end - timing.source_start
         stretch = fitting.choose_stretch(clip["duration"], span, settings.stretch_ceiling)
@@ -54,20 +56,28 @@ async def run(ctx: StageContext) -> None:
         if stretch > 1.0:
             stretched = str(Path(path).with_suffix(".fit.wav"))
             try:
-                duration = await loop.run_in_executor(
-                    ctx.executor, time_stretch, path, stretched, stretch, settings.sample_rate)
+                async with limit:
+                    duration = await loop.run_in_executor(
+                        ctx.executor, time_stretch, path, stretched, stretch, settings.sample_rate)
             except StretchError as exc:
                 raise StageError("stretch_failed", f"Time-stretching failed: {exc}", retryable=True) from exc
             path = stretched
         placement = fitting.place(timing, duration)
-        placed.append(PlacedClip(path, placement.placed_start, placement.placed_end - placement.placed_start))
         record = dataclasses.asdict(fitting.fit_record(placement, clip["rate"], stretch))
         segment = segments[clip["id"]]
-        records.append({**record, "id": clip["id"], "source_text": segment["source_text"],
-                        "target_text": clip.get("text", segment["text"]),
-                        "shortened_from": clip.get("shortened_from"), "natural_duration": clip["natural_duration"],
-                        "cut_seconds": round(placement.cut_seconds, 4)})
-        await ctx.progress(0.5 * done / max(len(clips), 1), segment=clip["id"])
+        fitted[clip["id"]] = (
+            PlacedClip(path, placement.placed_start, placement.placed_end - placement.placed_start),
+            {**record, "id": clip["id"], "source_text": segment["source_text"],
+             "target_text": clip.get("text", segment["text"]), "shortened_from": clip.get("shortened_from"),
+             "natural_duration": clip["natural_duration"], "cut_seconds": round(placement.cut_seconds, 4)},
+        )
+        if stretch > 1.0:
+            await ctx.progress(0.5 * len(fitted) / max(len(clips), 1), segment=clip["id"])
+
+    await run_all([fit(clip) for clip in clips])
+    placed = [fitted[c["id"]][0] for c in clips]
+    records = [fitted[c["id"]][1] for c in clips]
+    await ctx.progress(0.5)
 
     work = ctx.work_dir
     voice_track = str(work / "voice_track.wav")

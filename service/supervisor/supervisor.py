@@ -116,11 +116,12 @@ class Supervisor:
             waits = [asyncio.ensure_future(self._slot_freed.wait())]
             if free > 0:
                 waits.append(asyncio.ensure_future(self.listener.tasks_ready.wait()))
-            _, pending = await asyncio.wait(
-                waits, timeout=self.settings.poll_interval_seconds, return_when=asyncio.FIRST_COMPLETED
-            )
-            for waiter in pending:
-                waiter.cancel()
+            try:
+                await asyncio.wait(waits, timeout=self.settings.poll_interval_seconds,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
 
     # -- running one task -------------------------------------------------------------------------
     async def _heartbeat(self, task: ClaimedTask, runner: asyncio.Task[None]) -> None:
