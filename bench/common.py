@@ -121,10 +121,14 @@ async def wait_for_quiet(max_wait: float, threshold: float = 0.2) -> float:
 
     The machine is shared: another session's work skews every figure here by up to 2-3x.
     """
-    deadline = time.monotonic() + max_wait
-    busy = await machine_busy()
-    while busy > threshold and time.monotonic() < deadline:
-        print(f"  machine {busy:.0%} busy, waiting for it to quiet down ...", flush=True)
+    started = time.monotonic()
+    busy = await machine_busy(0.5)
+    said = -math.inf
+    while busy > threshold and time.monotonic() - started < max_wait:
+        if time.monotonic() - said >= 30:
+            print(f"  machine {busy:.0%} busy, waiting up to {max_wait - (time.monotonic() - started):.0f} s "
+                  "for it to quiet down ...", flush=True)
+            said = time.monotonic()
         busy = await machine_busy(2.0)
     return busy
 
@@ -158,8 +162,21 @@ def latency_summary_ms(seconds: Sequence[float]) -> dict[str, float]:
     }
 
 
+def git_revision() -> str:
+    """The commit measured, with `+dirty` when service/ or sql/ has uncommitted changes."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "service", "sql"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
 def environment() -> dict[str, Any]:
     return {
+        "git": git_revision(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "machine": platform.machine(),

@@ -149,6 +149,7 @@ class Settings:
             retry_base_seconds=_float(env, "RETRY_BASE_SECONDS", 5.0),
             poll_interval_seconds=_float(env, "POLL_INTERVAL_SECONDS", 5.0),
             max_concurrent_tasks=_int(env, "MAX_CONCURRENT_TASKS", 4),
+            claim_batch_size=_int(env, "CLAIM_BATCH_SIZE", 8),
             stage_concurrency=_int(env, "STAGE_CONCURRENCY", 2),
             cpu_workers=_int(env, "CPU_WORKERS", cpus),
             sse_keepalive_seconds=_float(env, "SSE_KEEPALIVE_SECONDS", 15.0),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,8 @@ import soundfile as sf
 
 from service.audio.decode import (
     DEFAULT_SAMPLE_RATE,
+    FFMPEG,
+    FfmpegError,
     audio_info,
     decode_to_wav,
     partial_path,
@@ -37,11 +40,20 @@ from service.audio.loudness import Loudness, StreamingLoudness, measure_loudness
 Float32Array = npt.NDArray[np.float32]
 
 HOP_SECONDS = 0.010
-# Render the limiter this far under the ceiling: resampling back from 4x can add a little overshoot.
+# Render the limiter this far under the ceiling: peaks between the oversampled limiter's samples and
+# the resampling back to the output rate can add a little overshoot.
 LIMITER_HEADROOM_DB = 0.5
+# The limiter first runs at 2x the output rate (about half the cost of 4x; enough for program material);
+# only if the measured true peak is still over the ceiling is the pass repeated at 4x.
+LIMITER_OVERSAMPLE = 2
+FALLBACK_OVERSAMPLE = 4
+# The premix is measured without true peak (ebur128's 4x true-peak meter would be the slowest part of
+# the premix pass); its sample peak plus this margin decides whether the limiter is needed. A miss is
+# caught by the true-peak measurement of the written master and repaired by a second pass.
+INTERSAMPLE_MARGIN_DB = 1.0
 # Loudness error we accept before re-rendering with a corrected gain (the test tolerance is 1 LU).
 LOUDNESS_TOLERANCE_LU = 0.5
-MAX_CORRECTIONS = 2
+MAX_CORRECTIONS = 3
 _WAV_LIMIT_BYTES = 0xFFFF_FFFF - 1_000_000
 
 
@@ -68,6 +80,8 @@ class MixSettings:
     true_peak_dbtp: float = -1.0
     web_format: Literal["mp3", "opus"] = "mp3"
     mp3_bitrate: str = "192k"
+    # libmp3lame's -compression_level (LAME -q: 0 best/slowest .. 9 fastest); ffmpeg's default is LAME's 3.
+    mp3_compression_level: int = 5
     opus_bitrate: str = "128k"
     block_seconds: float = 1.0
     limiter_attack_ms: float = 5.0
@@ -282,11 +296,13 @@ def _premix(
     total: int,
     channels: int,
     settings: MixSettings,
-) -> tuple[Loudness, float]:
-    """Write ducked background + voice as float WAV; return its loudness and the voice's sample peak.
+) -> tuple[Loudness, float, float]:
+    """Write ducked background + voice as float WAV; return its loudness and the voice's and mix's sample peaks.
 
     The loudness is measured by an ffmpeg process fed from the same blocks, so
-    it runs on the other core while numpy mixes.
+    it runs on the other core while numpy mixes. It is measured without true
+    peak (the 4x true-peak meter would make that process the bottleneck of
+    the pass); the returned loudness' ``true_peak_dbtp`` is therefore None.
     """
     sr = settings.sample_rate
     hop = max(1, round(HOP_SECONDS * sr))
@@ -294,12 +310,12 @@ def _premix(
     active = _voice_activity(voice_path, total, hop, settings.activity_threshold_dbfs, block)
     gains_lin = 10.0 ** (duck_envelope(active, settings) / 20.0)
     centres = np.arange(gains_lin.shape[0], dtype=np.float64) * hop + hop / 2.0
-    voice_peak = 0.0
+    voice_peak = mix_peak = 0.0
     with (
         sf.SoundFile(background_path) as bg,
         sf.SoundFile(voice_path) as voice,
         _open_wav_for_write(out_path, sr, channels, total) as out,
-        StreamingLoudness(sr, channels) as meter,
+        StreamingLoudness(sr, channels, true_peak=False) as meter,
     ):
         position = 0
         while position < total:
@@ -318,11 +334,13 @@ def _premix(
             samples = np.arange(position, position + n, dtype=np.float64)
             g = np.interp(samples, centres[h0:h1], gains_lin[h0:h1]).astype(np.float32)
             mixed = back * g[:, None] + speech
+            if n:
+                mix_peak = max(mix_peak, float(np.max(np.abs(mixed))))
             out.write(mixed)
             meter.feed(mixed)
             position += n
         loudness = meter.finish()
-    return loudness, voice_peak
+    return loudness, voice_peak, mix_peak
 
 
 # --------------------------------------------------------------------------- rendering
@@ -332,56 +350,22 @@ def _db(linear: float) -> float:
     return 20.0 * math.log10(linear) if linear > 0 else -math.inf
 
 
-def _render(
-    src: str,
-    dst: str,
-    gain_db: float,
-    limit: bool,
-    frames: int,
-    settings: MixSettings,
-    quick_measure: bool = False,
-) -> float | None:
-    """Apply one gain (and, if asked, a 4x-oversampled limiter), write PCM_24 of exactly ``frames``.
-
-    With ``quick_measure`` the same graph also feeds an ``ebur128`` branch and
-    the integrated loudness of what was written is returned (None for
-    silence): cheap enough to decide whether a corrective render is needed.
-    """
-    sr = settings.sample_rate
-    chain = [f"volume={gain_db:.4f}dB:precision=float"]
-    if limit:
-        ceiling = 10.0 ** ((settings.true_peak_dbtp - LIMITER_HEADROOM_DB) / 20.0)
-        chain += [
-            f"aresample={4 * sr}:resampler=soxr",
-            f"alimiter=limit={max(ceiling, 0.0625):.6f}:attack={settings.limiter_attack_ms}"
-            f":release={settings.limiter_release_ms}:level=false:latency=true",
-            f"aresample={sr}:resampler=soxr",
-        ]
-    chain += [f"apad=whole_len={frames}", f"atrim=end_sample={frames}"]
-    tmp = partial_path(dst)
-    output = ["-ar", str(sr), "-c:a", "pcm_s24le", "-rf64", "auto", "-f", "wav", tmp]
-    if quick_measure:
-        graph = f"[0:a:0]{','.join(chain)},asplit=2[out][probe];[probe]ebur128=framelog=verbose[probed]"
-        args = ["-loglevel", "info", "-i", src, "-filter_complex", graph, "-map", "[out]", *output]
-        args += ["-map", "[probed]", "-f", "null", "-"]
-    else:
-        args = ["-i", src, "-map", "0:a:0", "-af", ",".join(chain), *output]
-    stderr = _run_to(tmp, dst, args)
-    if not quick_measure:
-        return None
-    return parse_ebur128_summary(stderr).integrated_lufs
+def _web_codec(settings: MixSettings) -> list[str]:
+    """ffmpeg output options of the web copy (mp3 via libmp3lame, or Ogg Opus)."""
+    if settings.web_format == "mp3":
+        return [
+            "-c:a", "libmp3lame", "-b:a", settings.mp3_bitrate,
+            "-compression_level", str(settings.mp3_compression_level), "-f", "mp3",
+        ]  # fmt: skip
+    if settings.web_format == "opus":
+        return ["-c:a", "libopus", "-b:a", settings.opus_bitrate, "-f", "opus"]
+    raise ValueError(f"unknown web format {settings.web_format!r}")
 
 
 def _encode_web(master: str, dst: str, settings: MixSettings) -> None:
-    """Compressed web copy of the final master (mp3 via libmp3lame, or Ogg Opus)."""
-    if settings.web_format == "mp3":
-        codec = ["-c:a", "libmp3lame", "-b:a", settings.mp3_bitrate, "-f", "mp3"]
-    elif settings.web_format == "opus":
-        codec = ["-c:a", "libopus", "-b:a", settings.opus_bitrate, "-f", "opus"]
-    else:
-        raise ValueError(f"unknown web format {settings.web_format!r}")
+    """Compressed web copy of a finished master file (standalone; `_render` normally encodes it on the fly)."""
     tmp = partial_path(dst)
-    _run_to(tmp, dst, ["-i", master, "-map", "0:a:0", *codec, tmp])
+    _run_to(tmp, dst, ["-i", master, "-map", "0:a:0", *_web_codec(settings), tmp])
 
 
 def _run_to(tmp: str, dst: str, args: list[str]) -> str:
@@ -389,49 +373,137 @@ def _run_to(tmp: str, dst: str, args: list[str]) -> str:
     try:
         stderr = run_ffmpeg(args)
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        _remove_quietly(tmp)
         raise
     os.replace(tmp, dst)
     return stderr
 
 
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def _render(
+    src: str,
+    dst: str,
+    gain_db: float,
+    oversample: int,
+    frames: int,
+    settings: MixSettings,
+    web: str | None = None,
+) -> Loudness:
+    """One streamed pass: gain (and, if ``oversample``, a limiter), PCM_24 ``dst`` of exactly ``frames``.
+
+    ``oversample`` 0 means no limiter; otherwise the limiter runs at that
+    multiple of the sample rate with its ceiling `LIMITER_HEADROOM_DB` under
+    the true-peak ceiling. The same graph feeds an ``ebur128`` (true peak)
+    branch, so the returned figures are those of exactly the samples written
+    (before 24-bit quantisation, which moves them by < 1e-6 dB). With ``web``
+    the same samples are also piped to a second ffmpeg process that encodes
+    the web copy on the other core.
+    """
+    sr = settings.sample_rate
+    chain = [f"volume={gain_db:.4f}dB:precision=float"]
+    if oversample:
+        ceiling = 10.0 ** ((settings.true_peak_dbtp - LIMITER_HEADROOM_DB) / 20.0)
+        limiter = (
+            f"alimiter=limit={max(ceiling, 0.0625):.6f}:attack={settings.limiter_attack_ms}"
+            f":release={settings.limiter_release_ms}:level=false:latency=true"
+        )
+        if oversample > 1:
+            chain += [f"aresample={oversample * sr}:resampler=soxr", limiter, f"aresample={sr}:resampler=soxr"]
+        else:
+            chain.append(limiter)
+    chain += [f"apad=whole_len={frames}", f"atrim=end_sample={frames}"]
+    branches = 3 if web is not None else 2
+    labels = "[out][probe][web]" if web is not None else "[out][probe]"
+    graph = f"[0:a:0]{','.join(chain)},asplit={branches}{labels};[probe]ebur128=peak=true:framelog=verbose[probed]"
+    tmp = partial_path(dst)
+    args = ["-loglevel", "info", "-i", src, "-filter_complex", graph]
+    args += ["-map", "[out]", "-ar", str(sr), "-c:a", "pcm_s24le", "-rf64", "auto", "-f", "wav", tmp]
+    args += ["-map", "[probed]", "-f", "null", "-"]
+    if web is None:
+        return parse_ebur128_summary(_run_to(tmp, dst, args))
+    args += ["-map", "[web]", "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"]
+    web_tmp = partial_path(web)
+    try:
+        stderr = _run_piped(args, _web_encoder_args(src, web_tmp, sr, settings))
+    except BaseException:
+        _remove_quietly(tmp)
+        _remove_quietly(web_tmp)
+        raise
+    os.replace(tmp, dst)
+    os.replace(web_tmp, web)
+    return parse_ebur128_summary(stderr)
+
+
+def _web_encoder_args(src: str, dst: str, sample_rate: int, settings: MixSettings) -> list[str]:
+    channels = audio_info(src).channels
+    return [
+        "-loglevel", "error", "-f", "f32le", "-ar", str(sample_rate), "-ac", str(channels), "-i", "pipe:0",
+        *_web_codec(settings), dst,
+    ]  # fmt: skip
+
+
+def _run_piped(producer: list[str], consumer: list[str]) -> str:
+    """Run ffmpeg ``producer`` with its stdout piped into ffmpeg ``consumer``; return the producer's stderr."""
+    common = [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-y"]
+    with tempfile.TemporaryFile() as consumer_err:
+        sink = subprocess.Popen([*common, *consumer], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=consumer_err)
+        try:
+            assert sink.stdin is not None
+            source = subprocess.Popen(
+                [*common, *producer], stdin=subprocess.DEVNULL, stdout=sink.stdin, stderr=subprocess.PIPE
+            )
+            sink.stdin.close()  # the producer holds the only write end now: EOF reaches the encoder when it exits
+            _, err = source.communicate()
+            sink.wait()
+        except BaseException:
+            for proc in (sink, locals().get("source")):
+                if isinstance(proc, subprocess.Popen) and proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            raise
+        stderr = err.decode("utf-8", "replace")
+        if source.returncode != 0:
+            raise FfmpegError(f"ffmpeg exited with {source.returncode}: {stderr[-2000:].strip()}")
+        if sink.returncode != 0:
+            consumer_err.seek(0)
+            tail = consumer_err.read().decode("utf-8", "replace")[-2000:].strip()
+            raise FfmpegError(f"web encoder exited with {sink.returncode}: {tail}")
+    return stderr
+
+
 def _needs_limiter(peak_db: float | None, gain_db: float, settings: MixSettings) -> bool:
-    """Predicted true peak after gain would come within headroom of the ceiling (or unknown)."""
+    """Predicted (true) peak after gain would come within headroom of the ceiling."""
     if peak_db is None:
         return False
     return peak_db + gain_db > settings.true_peak_dbtp - LIMITER_HEADROOM_DB
 
 
-def _normalise(src: str, measured: Loudness, dst: str, frames: int, settings: MixSettings) -> tuple[float, bool, int]:
-    """Render ``src`` to ``dst`` at target loudness, limiting if the true peak demands it.
+def _normalise(
+    src: str,
+    web: str,
+    dst: str,
+    frames: int,
+    gain_db: float,
+    oversample: int,
+    settings: MixSettings,
+) -> Loudness:
+    """Render the master (``dst``) and its web copy at ``gain_db``; return the master's measured figures."""
+    return _render(src, dst, gain_db, oversample, frames, settings, web=web)
 
-    The limiter lowers loudness a little; if the in-graph measurement misses
-    the target by more than `LOUDNESS_TOLERANCE_LU`, render again with the
-    gain corrected. Returns (gain in dB, limiter used, corrective renders).
-    """
-    if measured.integrated_lufs is None:  # silence: nothing to aim at, copy through
-        _render(src, dst, 0.0, False, frames, settings)
-        return 0.0, False, 0
-    gain_db = settings.target_lufs - measured.integrated_lufs
-    limited = _needs_limiter(measured.true_peak_dbtp, gain_db, settings)
-    corrections = 0
-    previous: tuple[float, float] | None = None  # (gain, achieved) of the last render
-    while True:
-        achieved = _render(src, dst, gain_db, limited, frames, settings, quick_measure=True)
-        if achieved is None or corrections >= MAX_CORRECTIONS:
-            return gain_db, limited, corrections
-        miss = settings.target_lufs - achieved
-        if abs(miss) <= LOUDNESS_TOLERANCE_LU:
-            return gain_db, limited, corrections
-        # Under a limiter 1 dB of gain buys less than 1 LU: follow the measured slope (secant step).
-        slope = 1.0
-        if previous is not None and abs(gain_db - previous[0]) > 1e-3:
-            slope = min(1.0, max(0.25, (achieved - previous[1]) / (gain_db - previous[0])))
-        previous = (gain_db, achieved)
-        gain_db += miss / slope
-        limited = limited or _needs_limiter(measured.true_peak_dbtp, gain_db, settings)
-        corrections += 1
+
+def _finish_outputs(voice: str, stem: str, frames: int, gain_db: float, oversample: int, settings: MixSettings) -> Loudness:
+    """Render the voice stem at the master's gain; return its measured figures."""
+    return _render(voice, stem, gain_db, oversample, frames, settings)
+
+
+def _over_ceiling(measured: Loudness, settings: MixSettings) -> bool:
+    return measured.true_peak_dbtp is not None and measured.true_peak_dbtp > settings.true_peak_dbtp
 
 
 def mix(
@@ -448,7 +520,13 @@ def mix(
     mono voice is put in every channel), a web copy (mp3/opus) and the voice
     stem at the master's gain (so stem + ducked background = master). Without
     a background the voice alone is normalised and master == stem. All
-    figures in the result are measured on the written files.
+    figures in the result are measured on the samples written to the files.
+
+    The master, the web copy and the master's measurement come from one
+    streamed pass (the stem's pass runs alongside it). The limiter first runs
+    at `LIMITER_OVERSAMPLE`x; only if the measured true peak is still over the
+    ceiling, or the loudness misses the target by more than
+    `LOUDNESS_TOLERANCE_LU`, is the pass repeated (4x limiter, corrected gain).
     """
     settings = settings or MixSettings()
     sr = settings.sample_rate
@@ -457,10 +535,11 @@ def mix(
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".mix-") as work_dir:
         voice = _resolve(voice_path, sr, work_dir, "voice")
         voice_info = audio_info(voice)
+        voice_peak: float | None = None
         if background_path is None:
             source, frames, channels = voice, voice_info.frames, voice_info.channels
             measured = measure_loudness(voice)
-            voice_peak: float | None = None
+            peak_estimate = measured.true_peak_dbtp
         else:
             background = _resolve(background_path, sr, work_dir, "background")
             bg_info = audio_info(background)
@@ -468,21 +547,71 @@ def mix(
             if voice_info.frames != frames:
                 notes.append(f"voice has {voice_info.frames} frames, background {frames}; voice padded/cut")
             source = os.path.join(work_dir, "premix.wav")
-            measured, voice_peak = _premix(voice, background, source, frames, channels, settings)
-        gain_db, limited, corrections = _normalise(source, measured, out_master_wav, frames, settings)
-        for attempt in range(MAX_CORRECTIONS + 1):
-            final, stem = _finish_outputs(
-                voice, out_master_wav, out_web, out_stem, frames, gain_db, limited, voice_peak, settings
-            )
-            peak = final.true_peak_dbtp
-            if peak is None or peak <= settings.true_peak_dbtp or attempt == MAX_CORRECTIONS:
+            measured, voice_peak, mix_peak = _premix(voice, background, source, frames, channels, settings)
+            # Only the sample peak is known here; true peaks can sit a little above it.
+            peak_estimate = _db(mix_peak) + INTERSAMPLE_MARGIN_DB if mix_peak > 0 else None
+
+        if measured.integrated_lufs is None:  # silence: nothing to aim at, copy through
+            gain_db, oversample = 0.0, 0
+        else:
+            gain_db = settings.target_lufs - measured.integrated_lufs
+            oversample = LIMITER_OVERSAMPLE if _needs_limiter(peak_estimate, gain_db, settings) else 0
+        corrections, stem_floor = 0, 0
+        previous: tuple[float, float] | None = None  # (gain, achieved loudness) of the last loudness miss
+        master_key: tuple[float, int] | None = None
+        stem_key: tuple[float, int] | None = None
+        final = stem = Loudness(None, None, 0.0)
+        while True:
+            stem_os = 0
+            if voice_peak is not None:
+                voice_hot = _needs_limiter(_db(voice_peak) + INTERSAMPLE_MARGIN_DB, gain_db, settings)
+                stem_os = max(stem_floor, LIMITER_OVERSAMPLE if oversample or voice_hot else 0)
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                stem_job = None
+                if voice_peak is not None and stem_key != (gain_db, stem_os):
+                    stem_job = pool.submit(_finish_outputs, voice, out_stem, frames, gain_db, stem_os, settings)
+                if master_key != (gain_db, oversample):
+                    final = _normalise(source, out_web, out_master_wav, frames, gain_db, oversample, settings)
+                    master_key = (gain_db, oversample)
+                if stem_job is not None:
+                    stem, stem_key = stem_job.result(), (gain_db, stem_os)
+            master_over = _over_ceiling(final, settings)
+            stem_over = voice_peak is not None and _over_ceiling(stem, settings)
+            achieved = final.integrated_lufs
+            miss = 0.0 if achieved is None or measured.integrated_lufs is None else settings.target_lufs - achieved
+            if not (master_over or stem_over or abs(miss) > LOUDNESS_TOLERANCE_LU) or corrections >= MAX_CORRECTIONS:
                 break
-            # Rare: resampling after the limiter overshot the ceiling; pull the whole mix down.
-            gain_db -= peak - settings.true_peak_dbtp + 0.1
-            limited = True
             corrections += 1
-            notes.append(f"true peak {peak} dBTP over ceiling; gain reduced")
-            _render(source, out_master_wav, gain_db, limited, frames, settings)
+            if master_over or stem_over:
+                notes.append(
+                    f"true peak over ceiling (master {final.true_peak_dbtp} dBTP at {oversample}x limiting, "
+                    f"stem {stem.true_peak_dbtp} dBTP at {stem_os}x)"
+                )
+                exhausted = (master_over and oversample >= FALLBACK_OVERSAMPLE) or (
+                    stem_over and stem_os >= FALLBACK_OVERSAMPLE
+                )
+                if master_over:
+                    oversample = FALLBACK_OVERSAMPLE
+                if stem_over:
+                    stem_floor = FALLBACK_OVERSAMPLE
+                if exhausted:  # even the 4x limiter overshot: pull the whole mix down
+                    worst = max(p for p in (final.true_peak_dbtp, stem.true_peak_dbtp) if p is not None)
+                    gain_db -= worst - settings.true_peak_dbtp + 0.1
+                    notes.append("gain reduced")
+            else:
+                assert achieved is not None
+                # Under a limiter 1 dB of gain buys less than 1 LU: follow the measured slope (secant step).
+                slope = 1.0
+                if previous is not None and abs(gain_db - previous[0]) > 1e-3:
+                    slope = min(1.0, max(0.25, (achieved - previous[1]) / (gain_db - previous[0])))
+                previous = (gain_db, achieved)
+                gain_db += miss / slope
+                if not oversample and _needs_limiter(peak_estimate, gain_db, settings):
+                    oversample = LIMITER_OVERSAMPLE
+        if voice_peak is None:
+            shutil.copyfile(out_master_wav, out_stem)
+            stem = final
+    limited = oversample > 0
     if limited:
         notes.append("true-peak limiter applied")
     return MixResult(
@@ -504,32 +633,3 @@ def mix(
         corrections=corrections,
         notes=tuple(notes),
     )
-
-
-def _finish_outputs(
-    voice: str,
-    master: str,
-    web: str,
-    stem: str,
-    frames: int,
-    gain_db: float,
-    limited: bool,
-    voice_peak: float | None,
-    settings: MixSettings,
-) -> tuple[Loudness, Loudness]:
-    """In parallel: measure the master file, encode the web copy, render + measure the stem.
-
-    ``voice_peak is None`` means there is no background: the stem is the master.
-    """
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        master_job = pool.submit(measure_loudness, master)
-        web_job = pool.submit(_encode_web, master, web, settings)
-        if voice_peak is None:
-            shutil.copyfile(master, stem)
-            stem_loudness = master_job.result()
-        else:
-            stem_limit = limited or _needs_limiter(_db(voice_peak) + 0.5, gain_db, settings)
-            _render(voice, stem, gain_db, stem_limit, frames, settings)
-            stem_loudness = measure_loudness(stem)
-        web_job.result()
-        return master_job.result(), stem_loudness

@@ -1,0 +1,304 @@
+"""Real-time factor of the whole pipeline (stt -> translating -> dubbing -> mixing -> exporting) through the API.
+
+The real app runs in this process (`tests/support.running_service(..., pipeline=True)`, real engines,
+`cpu_workers=2`) against a scratch database on the local PostgreSQL. The input is a generated English
+voice of N minutes (espeak-ng sentences with natural pauses) and an N-minute stereo 48 kHz background
+(see `pipeline_inputs.py`). One warm-up job (the 15 s demo sample) runs first so model loading and first-use
+costs are not billed to the measured jobs.
+
+Measured per job: wall time from `POST /v1/jobs` to the SSE `done` event, per-task stage durations from the
+`task_events` table (time between consecutive `stage` events), and the average number of busy cores in
+each stage window (system-wide, psutil). Then the same input with 2 and 3 target languages, to see what
+each extra language costs.
+
+Targets: RTF (audio seconds / wall seconds) >= 5 for one language; each extra language <= 25 % of the
+one-language wall time.
+
+    .venv/bin/python bench/pipeline_rtf.py            # 10-minute input, es / es+ca / es+ca+eo
+    .venv/bin/python bench/pipeline_rtf.py --quick    # 1-minute input, same three runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import re
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pipeline_inputs as inputs
+
+RTF_TARGET = 5.0
+EXTRA_LANGUAGE_TARGET = 0.25
+STAGES = ("queued", "stt", "translating", "dubbing", "mixing", "exporting")
+
+
+def _scratch_figures(scratch: Path, job_id: str, language: str) -> dict[str, Any]:
+    """What the task did, read from its scratch files: segments, re-synthesized and stretched clips."""
+    folder = scratch / job_id / language
+    out: dict[str, Any] = {}
+    try:
+        clips = [c for c in json.loads((folder / "dubbing.json").read_text())["clips"] if c]
+        mixed = json.loads((folder / "mixing.json").read_text())
+    except (OSError, KeyError, ValueError):
+        return out
+    out["segments"] = len(clips)
+    out["resynthesized_faster"] = sum(1 for c in clips if c["rate"] > 1.0)
+    out["time_stretched"] = sum(1 for s in mixed["segments"] if s["stretch"] > 1.0)
+    out["overflowed"] = mixed["sync"]["overflow_count"]
+    out["sync_iou"] = round(mixed["sync"]["iou"], 3)
+    out["mix_integrated_lufs"] = mixed["mix"]["integrated_lufs"]
+    out["mix_true_peak_dbtp"] = mixed["mix"]["true_peak_dbtp"]
+    out["mix_corrections"] = mixed["mix"]["corrections"]
+    return out
+
+
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from support import make_settings, running_service
+
+    from service.engines.registry import supported_targets
+    from service.sample import make_sample
+
+    seconds = args.minutes * 60.0
+    t0 = time.perf_counter()
+    voice = inputs.make_voice(seconds)
+    background = inputs.make_background(seconds)
+    print(f"inputs: {seconds:.0f} s voice ({len(voice.lines)} sentences, {voice.speech_seconds:.0f} s of speech) "
+          f"+ stereo background, ready in {time.perf_counter() - t0:.1f} s")
+
+    results: dict[str, Any] = {"input": {"seconds": seconds, "sentences": len(voice.lines),
+                                         "speech_seconds": round(voice.speech_seconds, 1),
+                                         "voice": "mono 48 kHz PCM_16 WAV (espeak-ng en-us)",
+                                         "background": "stereo 48 kHz PCM_16 WAV"}, "runs": []}
+    async with inputs.scratch_database("bench_rtf") as url:
+        with tempfile.TemporaryDirectory(prefix="bench-rtf-") as tmp:
+            data_dir = Path(tmp)
+            # Production timing settings (make_settings' test defaults use a 3 s lease and 2 s poll).
+            settings = make_settings(data_dir, url, cpu_workers=2, lease_seconds=60.0, poll_interval_seconds=5.0,
+                                     retry_base_seconds=5.0)
+            results["settings"] = {k: getattr(settings, k) for k in (
+                "cpu_workers", "max_concurrent_tasks", "stage_concurrency", "lease_seconds", "sample_rate",
+                "web_format")}
+            async with running_service(settings, pipeline=True) as svc:
+                engines = svc.app.state.engines
+                offered = sorted(supported_targets(engines, "en"))
+                wanted: list[str] = [lang for lang in ("es", "ca", "eo") if lang in offered]
+                results["supported_targets_from_en"] = offered
+                results["whisper_model"] = engines.transcriber.model
+                print(f"targets offered from en: {', '.join(offered)}; measuring {', '.join(wanted)}")
+                headers = inputs.auth("bench", settings.jwt_secret)
+
+                sample = make_sample(data_dir / "warmup")
+                warm_voice = await inputs.upload_file(svc.client, headers, sample.voice, "voice")
+                warm_bg = await inputs.upload_file(svc.client, headers, sample.background, "background")
+                started = time.perf_counter()
+                warm = await inputs.run_job(svc.client, headers, {
+                    "voice_object": warm_voice, "background_object": warm_bg, "source_language": "en",
+                    "target_languages": wanted[:1]})
+                print(f"warm-up job (the 15 s demo sample): {warm.status} in {time.perf_counter() - started:.1f} s")
+
+                voice_object = await inputs.upload_file(svc.client, headers, voice.path, "voice")
+                background_object = await inputs.upload_file(svc.client, headers, background, "background")
+                for count in range(1, len(wanted) + 1):
+                    targets = wanted[:count]
+                    quiet = await asyncio.to_thread(inputs.wait_for_quiet, args.quiet_wait)
+                    with inputs.CpuSampler(db_name=url.rsplit("/", 1)[-1]) as cpu:
+                        run = await inputs.run_job(svc.client, headers, {
+                            "voice_object": voice_object, "background_object": background_object,
+                            "source_language": "en", "target_languages": targets})
+                    timing = await inputs.stage_times(svc.pool, run.job_id)
+                    record = _record(run, targets, timing, cpu, seconds, settings.scratch_dir)
+                    record["load_before"] = quiet
+                    record["transcriptions"] = await svc.pool.fetchval(
+                        "SELECT count(*) FROM task_events WHERE job_id = $1 AND kind = 'artifact' "
+                        "AND data->'artifact'->>'kind' = 'transcript_json'", uuid.UUID(run.job_id))
+                    results["runs"].append(record)
+                    _print_run(record)
+    return results
+
+
+def _record(run: inputs.JobRun, targets: list[str], timing: dict[str, Any], cpu: inputs.CpuSampler,
+            seconds: float, scratch: Path) -> dict[str, Any]:
+    tasks: dict[str, Any] = {}
+    for language in targets:
+        task = timing["tasks"][language]
+        busy = {stage: cpu.busy_cores(a, b) for stage, (a, b) in task["windows"].items()}
+        who = {stage: cpu.breakdown(a, b) for stage, (a, b) in task["windows"].items()}
+        tasks[language] = {"stage_seconds": task["stages"], "busy_cores": busy, "cores_by_process": who,
+                           "entered": {s: round(at - run.submitted_at, 3) for s, at in task["entered"]},
+                           **_scratch_figures(scratch, run.job_id, language)}
+    return {
+        "targets": targets,
+        "status": run.status,
+        "wall_seconds": round(run.wall_seconds, 2),
+        "create_request_seconds": round(run.created_at - run.submitted_at, 3),
+        "rtf": round(seconds / run.wall_seconds, 2),
+        "busy_cores_whole_job": cpu.busy_cores(run.submitted_at, run.done_at),
+        "foreign_busy_cores": cpu.foreign_cores(run.submitted_at, run.done_at),
+        "cores_by_process_whole_job": cpu.breakdown(run.submitted_at, run.done_at),
+        "cpu_seconds_whole_job": cpu.cpu_seconds(run.submitted_at, run.done_at),
+        "tasks": tasks,
+    }
+
+
+def _print_run(record: dict[str, Any]) -> None:
+    print(f"\n{'+'.join(record['targets'])}: {record['status']}, wall {record['wall_seconds']:.1f} s "
+          f"(POST /v1/jobs {record['create_request_seconds']:.2f} s), RTF {record['rtf']:.2f}x, "
+          f"{record['busy_cores_whole_job']} cores busy on average ({record['foreign_busy_cores']} by other "
+          f"processes); transcribed {record['transcriptions']}x; CPU-seconds used by the service, its children, "
+          f"its pool and its database: {record['cpu_seconds_whole_job']['measured_tree_total']}")
+    print(f"  {'task':6}" + "".join(f"{s:>13}" for s in STAGES) + "   segments resynth stretched overflow")
+    for language, task in record["tasks"].items():
+        cells = "".join(
+            f"{task['stage_seconds'].get(s, float('nan')):8.2f}s" + (
+                f"/{task['busy_cores'].get(s):.1f}" if task["busy_cores"].get(s) is not None else "    ")
+            for s in STAGES)
+        print(f"  {language:6}{cells}   {task.get('segments', '?'):>8} {task.get('resynthesized_faster', '?'):>7} "
+              f"{task.get('time_stretched', '?'):>9} {task.get('overflowed', '?'):>8}")
+    print("  (seconds per stage / average busy cores of 2 in that window)")
+    first = record["targets"][0]
+    print(f"  who used the cores in {first}'s stage windows (average cores): "
+          "service = event loop, service_children = espeak-ng/ffmpeg/apertium it starts, pool = process-pool "
+          "workers (Whisper, numpy), pool_children = their ffmpeg, postgres = this job's database backends")
+    for stage, who in record["tasks"][first]["cores_by_process"].items():
+        if who and stage != "queued":
+            print(f"    {stage:12} " + ", ".join(f"{k} {v:.2f}" for k, v in who.items() if v >= 0.01))
+
+
+def summarise(results: dict[str, Any]) -> None:
+    runs = results["runs"]
+    if not runs:
+        return
+    base = runs[0]["wall_seconds"]
+    overheads = []
+    for prev, cur in itertools.pairwise(runs):
+        extra = (cur["wall_seconds"] - prev["wall_seconds"]) / base
+        overheads.append({"from": "+".join(prev["targets"]), "to": "+".join(cur["targets"]),
+                          "added_seconds": round(cur["wall_seconds"] - prev["wall_seconds"], 2),
+                          "added_fraction_of_one_language": round(extra, 3),
+                          "meets_target": extra <= EXTRA_LANGUAGE_TARGET})
+    cpu_base = runs[0]["cpu_seconds_whole_job"]["measured_tree_total"]
+    for o, (prev, cur) in zip(overheads, itertools.pairwise(runs), strict=True):
+        added_cpu = cur["cpu_seconds_whole_job"]["measured_tree_total"] - prev["cpu_seconds_whole_job"][
+            "measured_tree_total"]
+        o["added_cpu_seconds"] = round(added_cpu, 1)
+        o["added_cpu_fraction_of_one_language"] = round(added_cpu / cpu_base, 3)
+    one = runs[0]
+    stages = one["tasks"][one["targets"][0]]["stage_seconds"]
+    dominant = max((s for s in STAGES if s in stages), key=lambda s: stages[s])
+    results["summary"] = {
+        "rtf_one_language": one["rtf"],
+        "rtf_target": RTF_TARGET,
+        "rtf_meets_target": one["rtf"] >= RTF_TARGET,
+        "stage_seconds_one_language": stages,
+        "dominant_stage_one_language": dominant,
+        "extra_language_overhead": overheads,
+        "extra_language_target": EXTRA_LANGUAGE_TARGET,
+        "runs": [{"targets": r["targets"], "wall_seconds": r["wall_seconds"], "rtf": r["rtf"],
+                  "cpu_seconds": r["cpu_seconds_whole_job"]["measured_tree_total"],
+                  "transcriptions": r["transcriptions"], "other_processes_busy_cores": r["foreign_busy_cores"]}
+                 for r in runs],
+    }
+    print("\n=== summary")
+    print(f"RTF, one language: {one['rtf']:.2f}x real time (target >= {RTF_TARGET:g}x): "
+          f"{'MET' if one['rtf'] >= RTF_TARGET else 'NOT MET'}; dominant stage: {dominant} "
+          f"({stages[dominant]:.1f} s of {one['wall_seconds']:.1f} s)")
+    for r in runs:
+        print(f"{'+'.join(r['targets']):10} wall {r['wall_seconds']:7.1f} s, RTF {r['rtf']:5.2f}x, Whisper ran "
+              f"{r['transcriptions']}x, other processes on the machine used {r['foreign_busy_cores']} cores "
+              "meanwhile")
+    for o in overheads:
+        added = 100 * o["added_fraction_of_one_language"]
+        print(f"{o['from']} -> {o['to']}: +{o['added_seconds']:.1f} s = {added:.0f} % "
+              f"of the one-language time (target <= {100 * EXTRA_LANGUAGE_TARGET:.0f} %): "
+              f"{'MET' if o['meets_target'] else 'NOT MET'}; in CPU-seconds (independent of other load): "
+              f"+{o['added_cpu_seconds']:.0f} = {100 * o['added_cpu_fraction_of_one_language']:.0f} %")
+
+
+WHISPER_VARIANTS = {
+    # name: keyword arguments for WhisperModel(...) and model.transcribe(...); "service" is what
+    # service/engines/whisper.py uses (cpu_threads unset = CTranslate2's default of 4 threads)
+    "service (beam 5, words, 4 threads)": ({}, {}),
+    "beam 5, words, 2 threads": ({"cpu_threads": 2}, {}),
+    "beam 1, words, 2 threads": ({"cpu_threads": 2}, {"beam_size": 1}),
+    "beam 1, no words, 2 threads": ({"cpu_threads": 2}, {"beam_size": 1, "word_timestamps": False}),
+}
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
+
+
+def _wer(reference: list[str], hypothesis: list[str]) -> float:
+    previous = list(range(len(hypothesis) + 1))
+    for i, ref in enumerate(reference, start=1):
+        current = [i] + [0] * len(hypothesis)
+        for j, hyp in enumerate(hypothesis, start=1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp))
+        previous = current
+    return previous[-1] / max(len(reference), 1)
+
+
+def whisper_variants(minutes: float, names: list[str]) -> dict[str, Any]:
+    """The stt stage's engine call alone, with the service's Whisper settings and cheaper ones (same model,
+    same file, VAD on), with word error rate against the script the voice was made from."""
+    from faster_whisper import WhisperModel
+
+    from service.engines.whisper import default_model_dir
+
+    voice = inputs.make_voice(minutes * 60.0)
+    reference = _words(" ".join(text for _, _, text in voice.lines))
+    out: dict[str, Any] = {}
+    for name in names:
+        model_kwargs, call_kwargs = WHISPER_VARIANTS[name]
+        model = WhisperModel(default_model_dir(), device="cpu", compute_type="int8", local_files_only=True,
+                             **model_kwargs)
+        options = {"language": "en", "task": "transcribe", "beam_size": 5, "word_timestamps": True,
+                   "vad_filter": True, "vad_parameters": {"min_silence_duration_ms": 500},
+                   "condition_on_previous_text": False, **call_kwargs}
+        started = time.perf_counter()
+        segments, _ = model.transcribe(str(voice.path), **options)
+        text = " ".join(s.text for s in segments)
+        seconds = time.perf_counter() - started
+        out[name] = {"seconds": round(seconds, 1), "rtf": round(minutes * 60.0 / seconds, 1),
+                     "wer": round(_wer(reference, _words(text)), 4)}
+        print(f"  whisper {name:36}: {seconds:6.1f} s ({minutes * 60.0 / seconds:5.1f}x real time), "
+              f"WER {100 * out[name]['wer']:.1f} %")
+        del model
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a 1-minute input instead of 10 minutes")
+    parser.add_argument("--minutes", type=float, default=None, help="input length (default 10, or 1 with --quick)")
+    parser.add_argument("--whisper-variants", choices=("none", "two", "all"), default="two",
+                        help="after the jobs, time the stt engine call alone: the service's Whisper settings and "
+                             "beam 1 / 2 threads (two, default, ~1 min on 10 minutes), all four, or none")
+    parser.add_argument("--quiet-wait", type=float, default=30.0,
+                        help="before each job, wait up to this many seconds for other processes to leave the CPUs idle")
+    args = parser.parse_args()
+    args.minutes = args.minutes or (1.0 if args.quick else 10.0)
+    from service.logs import configure
+
+    configure("console", "warning")
+    started = time.perf_counter()
+    results = {"benchmark": "pipeline_rtf", "quick": args.quick, "environment": inputs.environment(),
+               **asyncio.run(measure(args))}
+    summarise(results)
+    if args.whisper_variants != "none":
+        names = list(WHISPER_VARIANTS)
+        names = names if args.whisper_variants == "all" else [names[0], names[2]]
+        print("\nWhisper alone on the same voice file (the stt stage's engine call, outside the service):")
+        results["whisper_variants"] = whisper_variants(args.minutes, names)
+    results["bench_seconds"] = round(time.perf_counter() - started, 1)
+    inputs.write_results("pipeline_rtf", results)
+
+
+if __name__ == "__main__":
+    main()
