@@ -451,19 +451,24 @@ def _web_encoder_args(src: str, dst: str, sample_rate: int, settings: MixSetting
 def _run_piped(producer: list[str], consumer: list[str]) -> str:
     """Run ffmpeg ``producer`` with its stdout piped into ffmpeg ``consumer``; return the producer's stderr."""
     common = [FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-y"]
+    procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryFile() as consumer_err:
-        sink = subprocess.Popen([*common, *consumer], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=consumer_err)
         try:
+            sink = subprocess.Popen(
+                [*common, *consumer], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=consumer_err
+            )
+            procs.append(sink)
             assert sink.stdin is not None
             source = subprocess.Popen(
                 [*common, *producer], stdin=subprocess.DEVNULL, stdout=sink.stdin, stderr=subprocess.PIPE
             )
-            sink.stdin.close()  # the producer holds the only write end now: EOF reaches the encoder when it exits
+            procs.append(source)
+            sink.stdin.close()  # the producer holds the only write end now: the encoder sees EOF when it exits
             _, err = source.communicate()
             sink.wait()
         except BaseException:
-            for proc in (sink, locals().get("source")):
-                if isinstance(proc, subprocess.Popen) and proc.poll() is None:
+            for proc in procs:
+                if proc.poll() is None:
                     proc.kill()
                     proc.wait()
             raise
@@ -497,7 +502,9 @@ def _normalise(
     return _render(src, dst, gain_db, oversample, frames, settings, web=web)
 
 
-def _finish_outputs(voice: str, stem: str, frames: int, gain_db: float, oversample: int, settings: MixSettings) -> Loudness:
+def _finish_outputs(
+    voice: str, stem: str, frames: int, gain_db: float, oversample: int, settings: MixSettings
+) -> Loudness:
     """Render the voice stem at the master's gain; return its measured figures."""
     return _render(voice, stem, gain_db, oversample, frames, settings)
 
