@@ -473,12 +473,15 @@ def _run_piped(producer: list[str], consumer: list[str]) -> str:
                     proc.wait()
             raise
         stderr = err.decode("utf-8", "replace")
+        consumer_err.seek(0)
+        encoder_tail = consumer_err.read().decode("utf-8", "replace")[-1000:].strip()
         if source.returncode != 0:
-            raise FfmpegError(f"ffmpeg exited with {source.returncode}: {stderr[-2000:].strip()}")
+            raise FfmpegError(
+                f"ffmpeg exited with {source.returncode}: {stderr[-2000:].strip()}"
+                + (f"; web encoder: {encoder_tail}" if encoder_tail else "")
+            )
         if sink.returncode != 0:
-            consumer_err.seek(0)
-            tail = consumer_err.read().decode("utf-8", "replace")[-2000:].strip()
-            raise FfmpegError(f"web encoder exited with {sink.returncode}: {tail}")
+            raise FfmpegError(f"web encoder exited with {sink.returncode}: {encoder_tail}")
     return stderr
 
 

@@ -194,3 +194,46 @@ def test_mix_silent_voice_is_not_normalised(tmp_path: Path) -> None:
     assert result.integrated_lufs is None and result.true_peak_dbtp is None
     assert result.gain_db == 0.0
     assert sf.info(tmp_path / "m.wav").frames == 2 * SR
+
+
+def test_stem_is_voice_at_master_gain(tmp_path: Path, scene: tuple[Path, Path]) -> None:
+    background, voice = scene
+    stem = tmp_path / "s.wav"
+    result = mix(str(voice), str(background), str(tmp_path / "m.wav"), str(tmp_path / "w.mp3"), str(stem))
+    v, _ = sf.read(voice, dtype="float64")
+    s, _ = sf.read(stem, dtype="float64")
+    assert s.shape == v.shape
+    np.testing.assert_allclose(s, v * 10 ** (result.gain_db / 20), atol=1e-4)  # no limiting needed on this voice
+    integrated, true_peak = _measure(stem)
+    assert result.stem_integrated_lufs == pytest.approx(integrated, abs=0.2)
+    assert result.stem_true_peak_dbtp == pytest.approx(true_peak, abs=0.2)
+
+
+def test_true_peak_overshoot_falls_back_to_oversampled_limiter(
+    tmp_path: Path, scene: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A limiter at the output rate lets fs/4 bursts sampled 45 degrees off their crests through with
+    +3 dB inter-sample peaks: the measured master is over the ceiling, so the pass is repeated with the
+    4x limiter."""
+    from service.audio import mixing
+
+    monkeypatch.setattr(mixing, "LIMITER_OVERSAMPLE", 1)
+    _, voice = scene
+    rng = np.random.default_rng(3)
+    bed = rng.normal(0.0, 0.01, size=(12 * SR, 2)).astype(np.float32)
+    burst = np.tile(np.array([0.6, 0.6, -0.6, -0.6], dtype=np.float32), 64)[:, None]
+    for start in range(SR // 2, 12 * SR - SR, 2 * SR):
+        bed[start : start + burst.shape[0]] = burst
+    background = tmp_path / "spiky.wav"
+    sf.write(background, bed, SR, subtype="FLOAT")
+    master, web = tmp_path / "m.wav", tmp_path / "w.mp3"
+    result = mix(str(voice), str(background), str(master), str(web), str(tmp_path / "s.wav"))
+    assert result.limited and result.corrections >= 1
+    assert any("over ceiling" in note for note in result.notes)
+    integrated, true_peak = _measure(master)
+    assert integrated == pytest.approx(-16.0, abs=1.0)
+    assert true_peak <= -1.0
+    assert result.true_peak_dbtp == pytest.approx(true_peak, abs=0.2)
+    assert sf.info(master).frames == 12 * SR
+    web_integrated, _ = _measure(web)  # the web copy is the final (corrected) master, not the first attempt
+    assert web_integrated == pytest.approx(integrated, abs=0.5)
