@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import subprocess
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,83 @@ def _language_arg(model: Any, language: str | None) -> str | None:
     return lang
 
 
+# faster-whisper computes features for the whole input at once (an hour took 3 GiB): longer files
+# are transcribed in windows of about this length, cut at the quietest moment near each boundary.
+CHUNK_SECONDS = 300.0
+_CUT_SEARCH_SECONDS = 5.0
+_SAMPLE_RATE = 16000
+
+
+def _decode_window(audio_path: str, start: float, seconds: float) -> Any:
+    """16 kHz mono float32 samples of [start, start + seconds), decoded by ffmpeg."""
+    import numpy as np
+
+    proc = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-ss", f"{start:.3f}", "-t", f"{seconds:.3f}", "-i", audio_path,
+         "-ac", "1", "-ar", str(_SAMPLE_RATE), "-f", "f32le", "-"],
+        capture_output=True, check=False, timeout=600,
+    )
+    if proc.returncode != 0:
+        raise EngineError("bad_input", f"cannot decode {audio_path}: {proc.stderr.decode(errors='replace')[-300:]}")
+    return np.frombuffer(proc.stdout, dtype=np.float32)
+
+
+def _quietest_offset(samples: Any, around: float) -> float:
+    """The quietest 100 ms (by RMS) within ±_CUT_SEARCH_SECONDS of `around` seconds into `samples`."""
+    import numpy as np
+
+    hop = _SAMPLE_RATE // 10
+    lo = max(int((around - _CUT_SEARCH_SECONDS) * _SAMPLE_RATE), 0)
+    hi = min(int((around + _CUT_SEARCH_SECONDS) * _SAMPLE_RATE), len(samples))
+    frames = (hi - lo) // hop
+    if frames < 1:
+        return around
+    window = samples[lo: lo + frames * hop].reshape(frames, hop)
+    quietest = int(np.argmin(np.sqrt(np.mean(window * window, axis=1))))
+    return (lo + quietest * hop + hop // 2) / _SAMPLE_RATE
+
+
+def _run_model(model: Any, audio: Any, lang: str | None) -> tuple[tuple[Segment, ...], Any]:
+    raw_segments, info = model.transcribe(
+        audio,
+        language=lang,
+        task="transcribe",
+        beam_size=5,
+        word_timestamps=True,
+        vad_filter=True,  # drops silence up front: no hallucinated text on quiet input
+        vad_parameters={"min_silence_duration_ms": 500},
+        condition_on_previous_text=False,
+    )
+    return _to_segments(raw_segments), info  # the generator runs the decoding here
+
+
+def _shifted(segments: tuple[Segment, ...], offset: float, first_id: int) -> list[Segment]:
+    return [
+        Segment(id=first_id + i, start=round(s.start + offset, 3), end=round(s.end + offset, 3), text=s.text,
+                words=tuple(Word(w.text, round(w.start + offset, 3), round(w.end + offset, 3), w.confidence)
+                            for w in s.words))
+        for i, s in enumerate(segments)
+    ]
+
+
+def _transcribe_windows(model: Any, audio_path: str, lang: str | None, duration: float) -> tuple[list[Segment], str]:
+    """Transcribe a long file window by window, so memory does not grow with its length."""
+    segments: list[Segment] = []
+    detected = lang
+    start = 0.0
+    while start < duration - 0.05:
+        nominal = min(CHUNK_SECONDS, duration - start)
+        reach = min(nominal + _CUT_SEARCH_SECONDS, duration - start)
+        samples = _decode_window(audio_path, start, reach)
+        cut = nominal if start + nominal >= duration - 0.05 else _quietest_offset(samples, nominal)
+        window = samples[: int(cut * _SAMPLE_RATE)]
+        found, info = _run_model(model, window, detected)
+        detected = detected or str(info.language)
+        segments.extend(_shifted(found, start, len(segments)))
+        start += max(cut, 1.0)
+    return segments, detected or "en"
+
+
 def transcribe_file(model_dir: str, audio_path: str, language: str | None) -> Transcript:
     """Worker entry point: transcribe one file with word timestamps; silence gives no segments."""
     model = _load(model_dir)
@@ -86,17 +164,14 @@ def transcribe_file(model_dir: str, audio_path: str, language: str | None) -> Tr
     if not os.path.isfile(audio_path):
         raise EngineError("bad_input", f"audio file not found: {audio_path}")
     try:
-        raw_segments, info = model.transcribe(
-            audio_path,
-            language=lang,
-            task="transcribe",
-            beam_size=5,
-            word_timestamps=True,
-            vad_filter=True,  # drops silence up front: no hallucinated text on quiet input
-            vad_parameters={"min_silence_duration_ms": 500},
-            condition_on_previous_text=False,
-        )
-        segments = _to_segments(raw_segments)  # the generator runs the decoding here
+        duration = _duration(audio_path)
+        if duration > CHUNK_SECONDS * 1.2:
+            segments, detected = _transcribe_windows(model, audio_path, lang, duration)
+            result_language, result_duration = detected, duration
+        else:
+            found, info = _run_model(model, audio_path, lang)
+            segments = list(found)
+            result_language, result_duration = lang or str(info.language), float(info.duration)
     except EngineError:
         raise
     except Exception as exc:
@@ -104,12 +179,26 @@ def transcribe_file(model_dir: str, audio_path: str, language: str | None) -> Tr
     name = Path(model_dir).name
     model_name = default_model_name() if model_dir == default_model_dir() else name
     return Transcript(
-        language=lang or str(info.language),
-        duration=round(float(info.duration), 3),
-        segments=segments,
+        language=result_language,
+        duration=round(result_duration, 3),
+        segments=tuple(segments),
         engine=ENGINE,
         model=model_name,
     )
+
+
+def _duration(audio_path: str) -> float:
+    try:
+        import soundfile
+
+        return float(soundfile.info(audio_path).duration)
+    except Exception:
+        proc = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                               audio_path], capture_output=True, text=True, check=False, timeout=60)
+        try:
+            return float(proc.stdout.strip())
+        except ValueError:
+            return 0.0
 
 
 def _to_segments(raw: Any) -> tuple[Segment, ...]:
