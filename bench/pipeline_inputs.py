@@ -404,9 +404,10 @@ class CpuSampler:
     """System-wide busy cores over time, split by who used them (psutil, every `interval` seconds).
 
     Classes: the root process itself (for `running_service`, the service's event loop); the root's
-    subprocesses (espeak-ng, ffmpeg, apertium started from the event loop; counted when reaped); the Python
-    processes below the root (the process pool: Whisper, numpy); their subprocesses (ffmpeg, counted when
-    reaped); PostgreSQL backends serving `db_name`; and everything else on the machine ("foreign").
+    subprocesses (espeak-ng, ffmpeg, apertium started from the event loop); the Python processes below the
+    root (the process pool: Whisper, numpy); their subprocesses (ffmpeg); PostgreSQL backends serving
+    `db_name`; and everything else on the machine ("foreign"). Averages over windows shorter than a few
+    sampling intervals are not attributed.
     """
 
     CLASSES = ("service", "service_children", "pool", "pool_children", "postgres", "foreign")
@@ -421,41 +422,59 @@ class CpuSampler:
         # (wall time, system busy cpu-seconds so far, {class: cpu-seconds so far})
         self.points: list[tuple[float, float, dict[str, float]]] = []
         self._totals = dict.fromkeys(self.CLASSES[:-1], 0.0)
-        self._last: dict[tuple[int, str], float] = {}
-        self._last_time = 0.0
+        self._last: dict[int, tuple[float, float, int, str]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
 
-    def _classes(self) -> dict[tuple[int, str], float]:
-        """Current cumulative CPU seconds per (pid, class) for the processes we attribute."""
-        tree = set(process_tree(self.root))
-        now: dict[tuple[int, str], float] = {}
-        for proc in self._psutil.process_iter(["name"]):
-            pid = proc.pid
-            try:
-                if pid == self.root or (pid in tree and proc.info["name"].startswith("python")):
-                    t = proc.cpu_times()
-                    own, kids = ("service", "service_children") if pid == self.root else ("pool", "pool_children")
-                    now[(pid, own)] = t.user + t.system
-                    now[(pid, kids)] = t.children_user + t.children_system
-                elif self.db_name and proc.info["name"].startswith("postgres") and \
-                        self.db_name in " ".join(proc.cmdline()):
-                    t = proc.cpu_times()
-                    now[(pid, "postgres")] = t.user + t.system
-            except self._psutil.Error:
-                continue
-        return now
-
     def _point(self) -> None:
+        """Add the CPU time used since the last sample to each class.
+
+        Live processes of the tree count their own time as it is used; a process that ended since the last
+        sample shows up in its parent's children-time when reaped, so the parent's children-time growth
+        minus what its vanished children were already seen to use is the part not counted yet (short-lived
+        espeak-ng/ffmpeg runs that started and ended between two samples).
+        """
         t = self._psutil.cpu_times()
         idle = t.idle + getattr(t, "iowait", 0.0)
-        now = self._classes()
-        first = not self._last
-        for key, value in now.items():
-            previous = self._last.get(key)
-            if previous is None:
-                previous = value if first else 0.0  # a process born since the last sample: all of it is new
-            self._totals[key[1]] += max(0.0, value - previous)
+        children = _children_map()
+        tree: dict[int, str] = {}  # pid -> class of its own time
+        stack = [(self.root, "service")]
+        while stack:
+            pid, cls = stack.pop()
+            tree[pid] = cls
+            for child in children.get(pid, ()):
+                if _comm(child).startswith("python"):
+                    stack.append((child, "pool"))
+                else:
+                    stack.append((child, "service_children" if cls in ("service", "service_children")
+                                  else "pool_children"))
+        now: dict[int, tuple[float, float, int, str]] = {}  # pid -> (own, children, ppid, class)
+        for pid, cls in tree.items():
+            with contextlib.suppress(self._psutil.Error):
+                proc = self._psutil.Process(pid)
+                c = proc.cpu_times()
+                now[pid] = (c.user + c.system, c.children_user + c.children_system, proc.ppid(), cls)
+        if self.db_name:
+            for proc in self._psutil.process_iter(["name"]):
+                with contextlib.suppress(self._psutil.Error):
+                    if proc.info["name"].startswith("postgres") and self.db_name in " ".join(proc.cmdline()):
+                        c = proc.cpu_times()
+                        now[proc.pid] = (c.user + c.system, 0.0, 0, "postgres")
+        if self._last:
+            vanished: dict[int, float] = {}  # parent pid -> total last seen of its children that ended
+            for pid, (own, kids, ppid, _) in self._last.items():
+                if pid not in now:
+                    vanished[ppid] = vanished.get(ppid, 0.0) + own + kids
+            for pid, (own, kids, _, cls) in now.items():
+                before = self._last.get(pid)
+                if before is None:
+                    self._totals[cls] += own  # born since the last sample
+                    continue
+                self._totals[cls] += max(0.0, own - before[0])
+                reaped = max(0.0, kids - before[1] - vanished.get(pid, 0.0))
+                if reaped:
+                    kid_cls = {"service": "service_children", "pool": "pool_children"}.get(cls, cls)
+                    self._totals[kid_cls] += reaped
         self._last = now
         self.points.append((time.time(), sum(t) - idle, dict(self._totals)))
 
@@ -715,10 +734,14 @@ async def service_process(database_url: str, data_dir: Path, **env: str) -> Asyn
 def environment() -> dict[str, Any]:
     def version(cmd: list[str]) -> str:
         with contextlib.suppress(Exception):
-            return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.splitlines()[0]
+            return subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT).stdout.splitlines()[0]
         return "?"
 
-    return {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
+    changed = subprocess.run(["git", "status", "--porcelain", "--", "service", "sql"], capture_output=True,
+                             text=True, check=False, cwd=ROOT).stdout.split("\n")
+    return {"git_commit": version(["git", "rev-parse", "--short", "HEAD"]),
+            "service_files_changed_since_commit": [line[3:] for line in changed if line.strip()],
+            "python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
             "ffmpeg": version(["ffmpeg", "-version"]), "espeak_ng": version(["espeak-ng", "--version"]),
             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
