@@ -537,6 +537,8 @@ def wait_for_quiet(max_wait: float, threshold: float = 0.3, window: float = 3.0)
         idle = (b.idle + getattr(b, "iowait", 0.0)) - (a.idle + getattr(a, "iowait", 0.0))
         return max(0.0, float(sum(b) - sum(a) - idle) / window)
 
+    if max_wait <= 0:
+        return {"busy_cores": -1.0, "waited_seconds": 0.0}  # not checked
     started = time.monotonic()
     busy = busy_now()
     while busy > threshold and time.monotonic() - started < max_wait:

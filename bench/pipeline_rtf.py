@@ -277,12 +277,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a 1-minute input instead of 10 minutes")
     parser.add_argument("--minutes", type=float, default=None, help="input length (default 10, or 1 with --quick)")
-    parser.add_argument("--whisper-variants", choices=("none", "two", "all"), default="two",
+    parser.add_argument("--whisper-variants", choices=("none", "two", "all"), default=None,
                         help="after the jobs, time the stt engine call alone: the service's Whisper settings and "
-                             "beam 1 / 2 threads (two, default, ~1 min on 10 minutes), all four, or none")
-    parser.add_argument("--quiet-wait", type=float, default=30.0,
+                             "beam 1 / 2 threads (two: the default of a full run, ~1 min on 10 minutes), all four, "
+                             "or none (the default with --quick)")
+    parser.add_argument("--quiet-wait", type=float, default=None,
                         help="before each job, wait up to this many seconds for other processes to leave the CPUs idle")
     args = parser.parse_args()
+    if args.quiet_wait is None:  # the machine is shared: wait a while for it before a full run
+        args.quiet_wait = 0.0 if args.quick else 30.0
+    args.whisper_variants = args.whisper_variants or ("none" if args.quick else "two")
     args.minutes = args.minutes or (1.0 if args.quick else 10.0)
     from service.logs import configure
 
