@@ -1,6 +1,6 @@
 """`dubbing demo`: run the service and dub a file through its API, exactly as a browser would.
 
-Starts the app in this process on a free port (embedded database and storage unless configured),
+Starts `dubbing serve` in its own process on a free port (embedded database and storage unless configured),
 mints a token, asks for signed upload URLs, uploads, creates the job, follows the server-sent
 events with a progress bar per language, then downloads the artifacts.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import mimetypes
+import os
 import socket
 import sys
 import tempfile
@@ -19,9 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
-from service.app import create_app
 from service.auth import mint
 from service.logs import configure
 from service.sample import make_sample
@@ -74,26 +73,42 @@ class ProgressBoard:
         self.drawn = True
 
 
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+async def _wait_ready(base: str, server: asyncio.subprocess.Process) -> bool:
+    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+        while server.returncode is None:
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    return True
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    return False
+
+
 async def _run_demo(settings: Settings, voice: Path, background: Path | None, targets: list[str],
                     source: str, out_dir: Path) -> int:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind((settings.host, 0))
-    port = sock.getsockname()[1]
+    """Start `dubbing serve` in its own process, exactly as `just serve` does, and use it over HTTP."""
+    port = _free_port(settings.host)
     base = f"http://{settings.host}:{port}"
     settings = settings.with_overrides(port=port, public_base_url=base)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), lifespan="on", log_level="warning"))
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    env = {**os.environ, "PORT": str(port), "PUBLIC_BASE_URL": base, "LOG_LEVEL": "warning"}
     print(f"Starting the service at {base} (data in {settings.data_dir}) ...", flush=True)
-    while not server.started:
-        if serving.done():
-            serving.result()
-            return 1
-        await asyncio.sleep(0.05)
+    server = await asyncio.create_subprocess_exec(sys.executable, "-m", "service.cli", "serve", env=env)
     try:
+        if not await _wait_ready(base, server):
+            print(f"The service stopped during start-up (exit code {server.returncode})")
+            return 1
         return await _client_flow(base, settings, voice, background, targets, source, out_dir)
     finally:
-        server.should_exit = True
-        await serving
+        if server.returncode is None:
+            server.terminate()
+            await server.wait()
 
 
 async def _client_flow(base: str, settings: Settings, voice: Path, background: Path | None, targets: list[str],

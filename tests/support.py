@@ -7,6 +7,7 @@ import io
 import json
 import os
 import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -199,3 +200,80 @@ async def read_events(response: httpx.Response, limit: int | None = None) -> lis
 
 def admin_url_from_env() -> str | None:
     return os.environ.get("DATABASE_URL") or None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def dubbing_command() -> str:
+    """The console script `pip install` made: what `just serve` runs."""
+    script = Path(sys.executable).parent / "dubbing"
+    return str(script) if script.exists() else "dubbing"
+
+
+@dataclass
+class ServedProcess:
+    """`dubbing serve` in its own process, as `just serve` starts it (uvicorn's default loop: uvloop)."""
+
+    base_url: str
+    process: asyncio.subprocess.Process
+    log_path: Path
+    client: httpx.AsyncClient
+
+    def auth(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {mint(JWT_SECRET, user)}"}
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def upload(self, user: str, path: Path, kind: str) -> str:
+        response = await self.client.post("/v1/uploads", headers=self.auth(user), json={"files": [
+            {"kind": kind, "filename": path.name, "content_type": "audio/wav", "size_bytes": path.stat().st_size}]})
+        assert response.status_code == 201, response.text
+        upload = response.json()["uploads"][0]
+        put = await self.client.put(upload["upload_url"], content=path.read_bytes(),
+                                    headers={"Content-Type": "audio/wav"})
+        assert put.status_code == 200, put.text
+        return str(upload["object_path"])
+
+
+@asynccontextmanager
+async def served(data_dir: Path, database_url: str | None, **env: str) -> AsyncIterator[ServedProcess]:
+    """Start `dubbing serve` with the given environment; wait until `/readyz` says ready."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    environment = {**os.environ, "DATA_DIR": str(data_dir), "PORT": str(port), "HOST": "127.0.0.1",
+                   "SUPABASE_JWT_SECRET": JWT_SECRET, "LOG_FORMAT": "json", **env}
+    environment.pop("DATABASE_URL", None)
+    if database_url:
+        environment["DATABASE_URL"] = database_url
+    log_path = data_dir / "serve.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        process = await asyncio.create_subprocess_exec(dubbing_command(), "serve", env=environment,
+                                                       stdout=log, stderr=log)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        served_process = ServedProcess(base_url, process, log_path, client)
+        try:
+            async with asyncio.timeout(90):
+                while True:
+                    if process.returncode is not None:
+                        raise RuntimeError(f"dubbing serve exited {process.returncode}:\n{served_process.logs()}")
+                    try:
+                        if (await client.get("/readyz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.1)
+            yield served_process
+        finally:
+            if process.returncode is None:
+                process.terminate()
+                try:
+                    await asyncio.wait_for(process.wait(), 30)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()

@@ -32,10 +32,16 @@ async def load(ctx: StageContext) -> Transcript:
     return Transcript.from_json(row["data"])
 
 
+def transcript_owner(ctx: StageContext) -> str:
+    """Who holds the job's transcription lease: this task, not just this process (which runs the
+    job's other languages too, and would otherwise be told "mine" for each of them)."""
+    return f"{ctx.lease_owner}/{ctx.task.id}"
+
+
 async def run(ctx: StageContext) -> None:
     lease = ctx.settings.lease_seconds
     while True:
-        state = await transcripts.acquire(ctx.pool, ctx.task.job_id, ctx.lease_owner, lease)
+        state = await transcripts.acquire(ctx.pool, ctx.task.job_id, transcript_owner(ctx), lease)
         if state.state == "ready":
             count = len((state.data or {}).get("segments", []))
             await ctx.progress(1.0, segments=count, shared=True)
@@ -65,7 +71,7 @@ async def _keep_lease(ctx: StageContext) -> None:
     lease = ctx.settings.lease_seconds
     while True:
         await asyncio.sleep(lease / 3)
-        await transcripts.extend(ctx.pool, ctx.task.job_id, ctx.lease_owner, lease)
+        await transcripts.extend(ctx.pool, ctx.task.job_id, transcript_owner(ctx), lease)
 
 
 async def _transcribe(ctx: StageContext) -> None:
@@ -86,12 +92,12 @@ async def _transcribe(ctx: StageContext) -> None:
                 transcript = await transcriber.transcribe(voice, language, usage=usage)
     except EngineError as exc:
         if exc.code in RETRYABLE_ENGINE_CODES:
-            await transcripts.give_up_lease(ctx.pool, ctx.task.job_id, ctx.lease_owner)
+            await transcripts.give_up_lease(ctx.pool, ctx.task.job_id, transcript_owner(ctx))
             raise StageError(exc.code, exc.message, retryable=True) from exc
-        await transcripts.fail(ctx.pool, ctx.task.job_id, ctx.lease_owner, exc.code, exc.message)
+        await transcripts.fail(ctx.pool, ctx.task.job_id, transcript_owner(ctx), exc.code, exc.message)
         raise StageError(exc.code, exc.message) from exc
     except BaseException:
-        await transcripts.give_up_lease(ctx.pool, ctx.task.job_id, ctx.lease_owner)
+        await transcripts.give_up_lease(ctx.pool, ctx.task.job_id, transcript_owner(ctx))
         raise
     finally:
         keeper.cancel()
@@ -99,7 +105,7 @@ async def _transcribe(ctx: StageContext) -> None:
     await ctx.record_usage(usage)
     data = transcript.to_json()
     await _publish_transcript(ctx, transcript, data)
-    await transcripts.complete(ctx.pool, ctx.task.job_id, ctx.lease_owner, data)
+    await transcripts.complete(ctx.pool, ctx.task.job_id, transcript_owner(ctx), data)
     note: dict[str, Any] = {"segments": len(transcript.segments), "language": transcript.language}
     if not transcript.segments:
         note["note"] = "no speech found in the voice recording"

@@ -52,14 +52,15 @@ async def test_cloud_mode_end_to_end(settings: Settings, tmp_path: Path, capsys:
                 assert put.status_code == 200
             created = await svc.client.post("/v1/jobs", headers=headers, json={
                 "voice_object": uploads[0]["object_path"], "background_object": uploads[1]["object_path"],
-                "source_language": "en", "target_languages": ["es"]})
+                "source_language": "en", "target_languages": ["es", "fr"]})
             assert created.status_code == 201, created.text
             job_id = created.json()["id"]
             async with svc.client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=120) as stream:
                 history = await read_events(stream)
             assert history[-1].event == "done" and history[-1].data["status"] == "complete", history[-3:]
             job = (await svc.client.get(f"/v1/jobs/{job_id}", headers=headers)).json()
-            usage = job["tasks"][0]["usage"]
+            usages = {t["target_language"]: t["usage"] for t in job["tasks"]}
+            usage = usages["es"]
             listed = (await svc.client.get(f"/v1/jobs/{job_id}/artifacts", headers=headers)).json()["artifacts"]
             downloads: dict[str, bytes] = {}
             for artifact in listed:
@@ -68,11 +69,14 @@ async def test_cloud_mode_end_to_end(settings: Settings, tmp_path: Path, capsys:
                 assert hashlib.sha256(got.content).hexdigest() == artifact["sha256"]
                 downloads[f"{artifact['target_language']}/{artifact['kind']}"] = got.content
 
-    # Deepgram fetched the voice itself through a signed URL: the worker never downloaded it for STT.
+    # Speech-to-text ran once for the two languages, billed once, and Deepgram fetched the voice
+    # itself through a signed URL: the worker never downloaded it for STT.
     assert len(cloud.listen_bodies) == 1 and set(cloud.listen_bodies[0]) == {"url"}
+    billed = [lang for lang, u in usages.items() if u.get("stt_audio_seconds", 0) > 0]
+    assert len(billed) == 1, usages
     assert "/storage/v1/object/sign/dubbing/cloud-user/" in cloud.listen_bodies[0]["url"]
-    assert cloud.speak_texts and all(t.startswith("es ") for t in cloud.speak_texts)
-    assert {a["kind"] for a in listed} == {"master_wav", "master_web", "voice_stem", "captions_srt", "captions_vtt",
+    assert cloud.speak_texts and all(t.startswith(("es ", "fr ")) for t in cloud.speak_texts)
+    assert {a["kind"] for a in listed if a["target_language"] in (None, "es")} == {"master_wav", "master_web", "voice_stem", "captions_srt", "captions_vtt",
                                           "manifest", "transcript_json", "transcript_srt", "transcript_vtt"}
     manifest = json.loads(downloads["es/manifest"])
     assert manifest["engines"]["stt"]["engine"] == "deepgram"
@@ -80,8 +84,9 @@ async def test_cloud_mode_end_to_end(settings: Settings, tmp_path: Path, capsys:
     assert manifest["engines"]["tts"]["engine"] == "deepgram-aura"
     assert manifest["sync"]["iou"] >= 0.8
     assert all(s["target_text"].startswith("es ") for s in manifest["segments"])
-    for key in ("stt_audio_seconds", "tts_characters", "openai_prompt_tokens", "openai_completion_tokens"):
+    for key in ("tts_characters", "openai_prompt_tokens", "openai_completion_tokens"):
         assert usage.get(key, 0) > 0 and manifest["usage"].get(key, 0) > 0, key
+    assert usages[billed[0]]["stt_audio_seconds"] == pytest.approx(soundfile.info(sample.voice).duration, abs=0.5)
     master = tmp_path / "master.wav"
     master.write_bytes(downloads["es/master_wav"])
     assert abs(soundfile.info(master).duration - soundfile.info(sample.background).duration) <= 0.05
