@@ -59,8 +59,9 @@ demo *args: setup
 
 # Lint and type-check.
 lint: python-env
-    {{venv}}/bin/ruff check service tests bench
+    {{venv}}/bin/ruff check service tests bench scripts
     {{venv}}/bin/mypy service
+    {{py}} scripts/check_sql_placement.py
 
 # Everything CI checks: lint, types, and the test suite on real PostgreSQL and real engines.
 test *args: setup lint

@@ -41,13 +41,13 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
-from service import database, jobs
-from service.jobs import InputObject, NewJob
-from service.listener import Listener
+from service.db import connection, jobs
+from service.db.jobs import InputObject, NewJob
+from service.db.listener import Listener
+from service.domain import WORK_STAGES
 from service.logs import configure as configure_logs
+from service.pipeline.context import StageContext, StageFn
 from service.settings import Settings
-from service.stages.context import StageContext, StageFn
-from service.stages.order import WORK_STAGES
 from service.storage.local import LocalStorage
 from service.supervisor.supervisor import Supervisor
 
@@ -61,7 +61,7 @@ class OurConfig:
     max_concurrent_tasks: int
     claim_batch_size: int
     stage_concurrency: int = DEFAULTS.stage_concurrency
-    pool_size: int = 10  # service.database.create_pool's default, what the app runs with
+    pool_size: int = 10  # service.db.connection.create_pool's default, what the app runs with
 
     @property
     def label(self) -> str:
@@ -97,7 +97,7 @@ def noop_registry() -> dict[str, StageFn]:
 # -- ours -----------------------------------------------------------------------------------------
 async def create_jobs(url: str, n_jobs: int, languages: list[str]) -> None:
     """Insert the jobs and their tasks through `jobs.create`, a few transactions at a time."""
-    pool = await database.create_pool(url, max_size=8)
+    pool = await connection.create_pool(url, max_size=8)
     try:
         gate = asyncio.Semaphore(8)
 
@@ -136,7 +136,7 @@ async def run_ours(template: str, n_tasks: int, languages: list[str], config: Ou
                 max_concurrent_tasks=config.max_concurrent_tasks, claim_batch_size=config.claim_batch_size,
                 stage_concurrency=config.stage_concurrency,
             )
-            pool = await database.create_pool(url, max_size=config.pool_size)
+            pool = await connection.create_pool(url, max_size=config.pool_size)
             listener = Listener(url)
             watcher = await asyncpg.connect(url)
             executor = ThreadPoolExecutor(1)

@@ -26,7 +26,7 @@ Part 2, concurrent jobs per process: N concurrent 40-second jobs (es) for N = 1,
 in the service's own event loop sleeps 10 ms over and over and records how late it wakes. Stops when the p99
 lateness over a batch exceeds 100 ms (a crossing while other processes used a quarter of the machine or more is
 measured once more) or N reaches the cap; reports the largest N under 100 ms. Also: what one subprocess start
-costs the loop, done on the loop as `service/engines/_proc.run` does and from a worker thread.
+costs the loop, done on the loop as `service/engines/process.run` does and from a worker thread.
 
 A sampling thread reads the loop thread's Python stack every 5 ms and charges each busy sample to the service,
 the fake providers or the benchmark's own client (by the innermost frame of project code); samples taken while
@@ -77,11 +77,21 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 import structlog  # noqa: E402
 from common import ADMIN_URL, environment, percentile, run, scratch_database, server_info, write_results  # noqa: E402
-from fake_cloud import DEEPGRAM, OPENAI, PROJECT, SECRETS, SIGNING_KEY, STORAGE, FakeCloud, cloud_settings, speech_wav  # noqa: E402
-from support import make_settings, read_events, running_service  # noqa: E402
 
 from service import logs  # noqa: E402
-from service.auth import mint  # noqa: E402
+from service.api.auth import mint  # noqa: E402
+from tests.fakes.cloud import (  # noqa: E402
+    DEEPGRAM,
+    OPENAI,
+    PROJECT,
+    SECRETS,
+    SIGNING_KEY,
+    STORAGE,
+    FakeCloud,
+    cloud_settings,
+    speech_wav,
+)
+from tests.support import make_settings, read_events, running_service  # noqa: E402
 
 NAME = "cloud_overhead"
 RATE = 48000
@@ -861,7 +871,7 @@ def print_part_one(r: dict[str, Any], repeat: int) -> None:
 # ------------------------------------------------------------------------------------------------ part 2
 async def spawn_cost(count: int, probe: LagProbe) -> dict[str, Any]:
     """What one subprocess start costs the event loop in this process, idle and with every core busy (`yes`
-    processes), done as `service/engines/_proc.run` does it (`asyncio.create_subprocess_exec` on the loop)
+    processes), done as `service/engines/process.run` does it (`asyncio.create_subprocess_exec` on the loop)
     and, for comparison, from a worker thread (`asyncio.to_thread(subprocess.run, ...)`). libuv, like
     CPython's subprocess, forks and then waits in the calling thread until the child has exec'd: on the loop,
     the loop is blocked for all of it, and longer when the child has to wait for a CPU."""

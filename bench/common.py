@@ -61,7 +61,7 @@ async def scratch_database(prefix: str, *, migrate: bool = True, template: str |
     url = with_database(ADMIN_URL, name)
     try:
         if migrate and template is None:
-            from service import migrate as migrations
+            from service.db import migrations
 
             conn = await asyncpg.connect(url)
             try:
@@ -335,6 +335,6 @@ def stopping(*servers: ServerProcess) -> Iterator[None]:
 
 
 def token(user: str, ttl_seconds: int = 3600) -> str:
-    from service.auth import mint
+    from service.api.auth import mint
 
     return mint(JWT_SECRET, user, ttl_seconds)

@@ -13,7 +13,7 @@ A whole 60-minute pipeline run takes longer than this benchmark's budget on 2 co
               (`service.supervisor.cpu_pool.create(2)`), for 5 and 60 minutes. The tree is a small host
               process standing in for the service, its pool and the ffmpeg children. Clips are Spanish
               espeak-ng clips (the dubbing stage's output) laid along the timeline with natural pauses.
-3. stt      - the stt stage's engine call, `service.engines.whisper.transcribe_file` (what a pool worker
+3. stt      - the stt stage's engine call, `service.engines.offline.whisper.transcribe_file` (what a pool worker
               runs), for 5 and 60 minutes, each in a fresh process.
 
 The pool worker that ran Whisper keeps the memory it reached, so the whole pipeline peaks during or
@@ -212,7 +212,7 @@ def main() -> None:
     for minutes in (short, long):
         figures = measure_stt_front_end(minutes, "--child-whisper")
         results["stt"][str(minutes)] = figures
-        print(f"\nstt: the service's Whisper call (service.engines.whisper.transcribe_file) in a fresh process, "
+        print(f"\nstt: the service's Whisper call (engines.offline.whisper.transcribe_file) in a fresh process, "
               f"{minutes:g} min: peak RSS {figures['peak_rss_mib']:.0f} MiB, {figures['steps']['seconds']} s, "
               f"{figures['steps']['segments']} segments")
     results["stt_verdict"] = _verdict(results["stt"][str(short)], results["stt"][str(long)])

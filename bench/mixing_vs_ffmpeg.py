@@ -5,7 +5,7 @@ Spanish and spoken by the service's espeak-ng engine (the clips the dubbing stag
 at their source lines and cut at the next line as the mixing stage does), and an N-minute stereo 48 kHz
 background.
 
-* ours   = `service.audio.mixing.build_voice_track(clips)` + `mix(voice_track, background)`: streamed
+* ours   = `service.audio.voice_track.build_voice_track(clips)` + `mix(voice_track, background)`: streamed
            numpy premix with ducking, EBU R128 normalisation to -16 LUFS under a -1 dBTP ceiling (limiter
            when needed), PCM_24 master + 192k mp3 + voice stem, every output measured.
 * ffmpeg = one command on the voice track (built once beforehand by `build_voice_track`) and the same
@@ -37,7 +37,7 @@ from typing import Any
 import pipeline_inputs as inputs
 
 RATIO_TARGET = 1.0
-PHASES = ("_premix", "_normalise", "_render", "_finish_outputs", "_encode_web", "measure_loudness")
+PHASES = ("premix", "_render", "measure_loudness")  # names in service.audio.mix
 
 
 def _cpu_seconds() -> float:
@@ -47,10 +47,10 @@ def _cpu_seconds() -> float:
 
 
 class PhaseTimer:
-    """Wraps module-level functions of `service.audio.mixing` to time each call (no behaviour change)."""
+    """Wraps module-level functions of `service.audio.mix` to time each call (no behaviour change)."""
 
     def __init__(self) -> None:
-        from service.audio import mixing
+        from service.audio import mix as mixing
 
         self.module = mixing
         self.calls: dict[str, list[float]] = {}
@@ -77,7 +77,8 @@ class PhaseTimer:
 
 
 def run_ours(placed: list[Any], seconds: float, background: Path, out: Path) -> dict[str, Any]:
-    from service.audio.mixing import MixSettings, build_voice_track, mix
+    from service.audio.mix import MixSettings, mix
+    from service.audio.voice_track import build_voice_track
 
     out.mkdir(parents=True, exist_ok=True)
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
@@ -167,7 +168,7 @@ def main() -> None:
     seconds = minutes * 60.0
     bench_started = time.perf_counter()
 
-    from service.audio.mixing import build_voice_track
+    from service.audio.voice_track import build_voice_track
 
     voice = inputs.make_voice(seconds)
     background = inputs.make_background(seconds)

@@ -203,8 +203,8 @@ def make_target_clips(voice: VoiceInput, language: str = "es") -> TargetClips:
 
     async def build() -> list[tuple[str, float, str]]:
         from service.audio import fitting
-        from service.engines.apertium import ApertiumTranslator
-        from service.engines.espeak import EspeakSynthesizer
+        from service.engines.offline.apertium import ApertiumTranslator
+        from service.engines.offline.espeak import EspeakSynthesizer
         from service.settings import Settings
 
         max_rate = Settings().max_engine_rate
@@ -234,7 +234,7 @@ def make_target_clips(voice: VoiceInput, language: str = "es") -> TargetClips:
 def placed_clips(voice: VoiceInput, target: TargetClips, total: float) -> list[Any]:
     """Place each clip at its source line as the mixing stage does (cut at the next line's start; no stretch)."""
     from service.audio import fitting
-    from service.audio.mixing import PlacedClip
+    from service.audio.voice_track import PlacedClip
 
     timings = fitting.slots_from_segments([(s, e) for s, e, _ in voice.lines], total)
     out = []
@@ -246,7 +246,7 @@ def placed_clips(voice: VoiceInput, target: TargetClips, total: float) -> list[A
 
 def cycled_placement(target: TargetClips, total: float, seed: int = 5) -> list[Any]:
     """Clips laid end to end with natural pauses, cycling through `target`'s clips, over `total` seconds."""
-    from service.audio.mixing import PlacedClip
+    from service.audio.voice_track import PlacedClip
 
     rng = random.Random(seed)
     pauses = _pauses(rng)
@@ -557,7 +557,7 @@ async def scratch_database(prefix: str) -> AsyncIterator[str]:
     """A new, migrated database, dropped on exit."""
     import asyncpg
 
-    from service import migrate
+    from service.db import migrations
 
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(ADMIN_URL)
@@ -569,7 +569,7 @@ async def scratch_database(prefix: str) -> AsyncIterator[str]:
     try:
         conn = await asyncpg.connect(url)
         try:
-            await migrate.migrate(conn)
+            await migrations.migrate(conn)
         finally:
             await conn.close()
         yield url
@@ -583,7 +583,7 @@ async def scratch_database(prefix: str) -> AsyncIterator[str]:
 
 # ------------------------------------------------------------------------------ jobs through the API
 def auth(user: str, secret: str) -> dict[str, str]:
-    from service.auth import mint
+    from service.api.auth import mint
 
     return {"Authorization": f"Bearer {mint(secret, user)}"}
 
@@ -770,7 +770,8 @@ def mixing_path(placed: list[Any], total: float, background: str, out_dir: str) 
 
     Returns the timings and this worker's own peak RSS (VmHWM, so a peak between two samples still shows).
     """
-    from service.audio.mixing import MixSettings, build_voice_track, mix
+    from service.audio.mix import MixSettings, mix
+    from service.audio.voice_track import build_voice_track
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -828,7 +829,7 @@ def stt_front_end(path: str) -> dict[str, Any]:
 
 def whisper_transcribe(path: str) -> dict[str, Any]:
     """The stt stage's engine call exactly as the service makes it in a pool worker."""
-    from service.engines.whisper import default_model_dir, transcribe_file
+    from service.engines.offline.whisper import default_model_dir, transcribe_file
 
     started = time.perf_counter()
     transcript = transcribe_file(str(default_model_dir()), path, "en")

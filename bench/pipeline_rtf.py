@@ -59,10 +59,9 @@ def _scratch_figures(scratch: Path, job_id: str, language: str) -> dict[str, Any
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
-    from support import make_settings, running_service
-
-    from service.engines.registry import supported_targets
+    from service.engines.capabilities import supported_targets
     from service.sample import make_sample
+    from tests.support import make_settings, running_service
 
     seconds = args.minutes * 60.0
     t0 = time.perf_counter()
@@ -249,7 +248,7 @@ def whisper_variants(minutes: float, names: list[str]) -> dict[str, Any]:
     same file, VAD on), with word error rate against the script the voice was made from."""
     from faster_whisper import WhisperModel
 
-    from service.engines.whisper import default_model_dir
+    from service.engines.offline.whisper import default_model_dir
 
     voice = inputs.make_voice(minutes * 60.0)
     reference = _words(" ".join(text for _, _, text in voice.lines))

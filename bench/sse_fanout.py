@@ -41,8 +41,9 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
-from service import database, jobs, tasks
-from service.jobs import InputObject, NewJob
+from service.db import connection, jobs, tasks
+from service.db.database import Database
+from service.db.jobs import InputObject, NewJob
 
 OWNER = "bench-user"
 LEASE_OWNER = "bench"
@@ -165,7 +166,7 @@ async def create_claimed_jobs(pool: asyncpg.Pool, n_jobs: int) -> list[tuple[str
         raise RuntimeError(f"claimed {len(claimed)} of {n_jobs} tasks")
     out = []
     for task in claimed:
-        assert await tasks.enter_stage(pool, task.id, LEASE_OWNER, "stt")
+        assert await tasks.enter_stage(Database.on(pool), task.id, LEASE_OWNER, "stt")
         seq = await pool.fetchval("SELECT last_event_seq FROM jobs WHERE id = $1", task.job_id)
         out.append((str(task.job_id), task.id, int(seq)))
     return out
@@ -202,7 +203,7 @@ async def _no_reset(_conn: asyncpg.Connection) -> None:
 async def driver_pool(url: str) -> asyncpg.Pool:
     """The service's pool set-up, minus asyncpg's reset query on release: report_progress() then returns
     as soon as its COMMIT is acknowledged, not one more round trip later, so commit times are exact."""
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=4, init=database._init_connection, reset=_no_reset)
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=4, init=connection._init_connection, reset=_no_reset)
     assert pool is not None
     return pool
 
@@ -324,12 +325,13 @@ async def drive(pool: asyncpg.Pool, claimed: list[tuple[str, Any, int]], pattern
     spread: the round's updates evenly spaced over the interval; burst: all of them at once.
     """
     step = args.interval / len(claimed) if pattern == "spread" else 0.0
+    db = Database.on(pool)
     for _ in range(args.rounds):
         round_started = time.monotonic()
         for j, (job_id, task_id, _) in enumerate(claimed):
             await asyncio.sleep(max(0.0, round_started + j * step - time.monotonic()))
             update = len(commits)
-            ok = await tasks.report_progress(pool, task_id, LEASE_OWNER, "stt", (update + 1) / 1e6, bench_i=update)
+            ok = await tasks.report_progress(db, task_id, LEASE_OWNER, "stt", (update + 1) / 1e6, bench_i=update)
             commits[update] = time.monotonic()
             if not ok:
                 raise RuntimeError(f"lost the lease on {job_id}")

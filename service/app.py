@@ -22,17 +22,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service import database, migrate
-from service.auth import JwksCache, TokenVerifier
+from service.api import events, health, jobs, signed_urls, uploads
+from service.api.auth import JwksCache, TokenVerifier
+from service.api.openapi import openapi_document
+from service.db import connection, migrations
+from service.db.database import Database
+from service.db.listener import Listener
 from service.engines import capabilities
 from service.engines.selection import choose_engines, open_clients
 from service.errors import ApiError, error_response, handle_api_error
-from service.listener import Listener
-from service.openapi import openapi_document
+from service.pipeline.context import StageFn
 from service.providers.http import ProviderClient, RetryPolicy
-from service.routes import events, health, jobs, storage, uploads
 from service.settings import Settings
-from service.stages.context import StageFn
 from service.storage.factory import open_storage
 from service.supervisor import cpu_pool
 from service.supervisor.supervisor import Supervisor
@@ -91,25 +92,25 @@ def routes() -> list[Route]:
         Route("/v1/jobs/{job_id}/artifacts", jobs.list_artifacts, methods=["GET"]),
         Route("/v1/jobs/{job_id}/cancel", jobs.cancel_job, methods=["POST"]),
         Route("/v1/jobs/{job_id}/events", events.job_events, methods=["GET"]),
-        Route("/storage/v1/object/upload/sign/{bucket}/{path:path}", storage.upload_to_signed_url,
+        Route("/storage/v1/object/upload/sign/{bucket}/{path:path}", signed_urls.upload_to_signed_url,
               methods=["PUT", "POST"]),
-        Route("/storage/v1/object/sign/{bucket}/{path:path}", storage.download_from_signed_url,
+        Route("/storage/v1/object/sign/{bucket}/{path:path}", signed_urls.download_from_signed_url,
               methods=["GET", "HEAD"]),
     ]
 
 
 def default_registry() -> Mapping[str, StageFn]:
     """The stage functions the service runs; the pipeline's stages register here."""
-    from service.stages import registry
+    from service.pipeline import registry
 
     return registry.stages()
 
 
 async def load_engines(settings: Settings, executor: Executor, factory: Callable[[Executor], Any]) -> Any:
     """The engines, checked once at start-up; None (and a warning) when one is missing."""
+    from service.engines.offline.whisper import warm
     from service.engines.selection import describe
-    from service.engines.types import EngineError
-    from service.engines.whisper import warm
+    from service.errors import EngineError
 
     try:
         engines = await asyncio.to_thread(factory, executor)
@@ -155,20 +156,21 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         state = app.state
-        location = await database.locate(settings)
+        location = await connection.locate(settings)
         state.database = location
         async with contextlib.AsyncExitStack() as stack:
             if app.state.verifier.jwks is not None:
                 stack.push_async_callback(app.state.verifier.jwks.client.aclose)
-            state.pool = await database.create_pool(location.url)
-            stack.push_async_callback(state.pool.close)
-            if database.is_transaction_pooler(location.listen_url):
+            state.db = await Database.open(location.url)
+            state.pool = state.db.pool
+            stack.push_async_callback(state.db.close)
+            if connection.is_transaction_pooler(location.listen_url):
                 log.warning("database.listen_through_pooler",
                             hint="set DATABASE_LISTEN_URL to a direct or session-mode connection (port 5432)")
             # Migrations take a session advisory lock: a direct (or session-mode) connection.
-            migrator = await database.connect(location.listen_url)
+            migrator = await connection.connect(location.listen_url)
             try:
-                applied = await migrate.migrate(migrator)
+                applied = await migrations.migrate(migrator)
             finally:
                 await migrator.close()
             if applied:
@@ -191,7 +193,7 @@ def create_app(
             state.supervisor = None
             if run_supervisor:
                 state.supervisor = Supervisor(
-                    settings, state.pool, state.listener,
+                    settings, state.db, state.listener,
                     default_registry() if registry is None else registry,
                     state.storage, state.executor, state.engines,
                 )

@@ -23,25 +23,26 @@ def _serve(settings: Settings) -> int:
 
 
 async def _migrate(settings: Settings) -> list[str]:
-    from service import database, migrate
+    from service.db import connection, migrations
 
-    location = await database.locate(settings)
-    conn = await database.connect(location.url)
+    location = await connection.locate(settings)
+    conn = await connection.connect(location.url)
     try:
-        return await migrate.migrate(conn)
+        return await migrations.migrate(conn)
     finally:
         await conn.close()
 
 
 async def _retention(settings: Settings) -> Any:
-    from service import database, migrate, retention
+    from service import retention
+    from service.db import connection, migrations
     from service.storage.factory import open_storage
 
-    location = await database.locate(settings)
-    pool = await database.create_pool(location.url, max_size=2)
+    location = await connection.locate(settings)
+    pool = await connection.create_pool(location.url, max_size=2)
     try:
         async with pool.acquire() as conn:
-            await migrate.migrate(conn)
+            await migrations.migrate(conn)
         async with open_storage(settings) as storage:
             return await retention.expire_artifacts(pool, storage, settings.scratch_dir)
     finally:
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
               f"removed {report.scratch_dirs_removed} scratch folders")
         return 0
     if args.command == "token":
-        from service.auth import mint
+        from service.api.auth import mint
 
         print(mint(settings.jwt_secret, args.user, args.ttl, settings.iss))
         return 0

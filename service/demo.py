@@ -8,45 +8,24 @@ events with a progress bar per language, then downloads the artifacts.
 from __future__ import annotations
 
 import asyncio
-import json
-import mimetypes
 import os
 import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from service.auth import mint
+from service import client as client_api
+from service.api.auth import mint
 from service.logs import configure
 from service.sample import make_sample
 from service.settings import Settings
 
 DEMO_USER = "demo-user"
 BAR = 30
-
-
-def _content_type(path: Path) -> str:
-    guessed = mimetypes.guess_type(path.name)[0] or "audio/wav"
-    return "audio/wav" if guessed in ("audio/x-wav", "audio/wave") else guessed
-
-
-async def _events(client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> AsyncIterator[tuple[str, Any]]:
-    async with client.stream("GET", url, headers=headers, timeout=None) as response:
-        response.raise_for_status()
-        kind, data = "message", ""
-        async for line in response.aiter_lines():
-            if line.startswith("event:"):
-                kind = line[6:].strip()
-            elif line.startswith("data:"):
-                data = line[5:].strip()
-            elif line == "" and data:
-                yield kind, json.loads(data)
-                kind, data = "message", ""
 
 
 class ProgressBoard:
@@ -114,38 +93,34 @@ async def _run_demo(settings: Settings, voice: Path, background: Path | None, ta
 async def _client_flow(base: str, settings: Settings, voice: Path, background: Path | None, targets: list[str],
                        source: str, out_dir: Path) -> int:
     headers = {"Authorization": f"Bearer {mint(settings.jwt_secret, DEMO_USER, issuer=settings.iss)}"}
-    files = [("voice", voice)] + ([("background", background)] if background else [])
+    paths = {"voice": voice, **({"background": background} if background else {})}
     async with httpx.AsyncClient(base_url=base, timeout=120) as client:
-        response = await client.post("/v1/uploads", headers=headers, json={"files": [
-            {"kind": kind, "filename": path.name, "content_type": _content_type(path),
-             "size_bytes": path.stat().st_size} for kind, path in files]})
-        if response.status_code != 201:
-            print(f"Upload request refused: {response.text}")
+        try:
+            objects = await client_api.upload(client, headers, {
+                kind: (path.name, path.read_bytes(), client_api.content_type_of(path)) for kind, path in paths.items()})
+        except client_api.ApiRefused as exc:
+            print(f"Upload refused: {exc}")
             return 1
-        objects: dict[str, str] = {}
-        for (kind, path), upload in zip(files, response.json()["uploads"], strict=True):
-            put = await client.put(upload["upload_url"], content=path.read_bytes(),
-                                   headers={"Content-Type": _content_type(path)})
-            put.raise_for_status()
-            objects[kind] = upload["object_path"]
-            print(f"Uploaded {path} → {upload['object_path']}")
+        for kind, path in paths.items():
+            print(f"Uploaded {path} → {objects[kind]}")
         body: dict[str, Any] = {"voice_object": objects["voice"], "source_language": source,
                                 "target_languages": targets}
         if "background" in objects:
             body["background_object"] = objects["background"]
         created = await client.post("/v1/jobs", headers=headers, json=body)
         if created.status_code not in (200, 201):
-            print(f"Job refused: {created.json()['error']['message']}")
+            print(f"Job refused: {client_api.ApiRefused(created)}")
             return 1
         job = created.json()
         print(f"Job {job['id']}: {source} → {', '.join(targets)}")
         started = time.perf_counter()
         board = ProgressBoard([t["target_language"] for t in job["tasks"]])
-        async for kind, data in _events(client, f"/v1/jobs/{job['id']}/events", headers):
+        async for event in client_api.follow(client, job["id"], headers):
+            data = event.data
             if data.get("target_language"):
-                note = data.get("error", {}).get("message", "") if kind == "failed" else ""
+                note = data.get("error", {}).get("message", "") if event.event == "failed" else ""
                 board.update(data["target_language"], data.get("progress") or 0.0, data.get("stage") or "", note)
-            if kind == "done":
+            if event.event == "done":
                 print(f"Finished ({data['status']}) in {time.perf_counter() - started:.1f} s")
         listed = (await client.get(f"/v1/jobs/{job['id']}/artifacts", headers=headers)).json()["artifacts"]
         target_dir = out_dir / job["id"]
@@ -153,8 +128,7 @@ async def _client_flow(base: str, settings: Settings, voice: Path, background: P
             folder = target_dir / (artifact["target_language"] or "source")
             folder.mkdir(parents=True, exist_ok=True)
             name = artifact["object_path"].rsplit("/", 1)[-1]
-            data = await client.get(artifact["download_url"])
-            (folder / name).write_bytes(data.content)
+            (folder / name).write_bytes((await client.get(artifact["download_url"])).content)
         print(f"Artifacts ({len(listed)}) downloaded to {target_dir}/:")
         for path in sorted(target_dir.rglob("*")):
             if path.is_file():

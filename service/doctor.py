@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
-from service import database, migrate
+from service.db import connection, migrations
 from service.engines.selection import choose_engines, describe, open_clients
 from service.settings import Settings
 
@@ -46,11 +46,11 @@ async def _run(name: str, call: Callable[[], Awaitable[str]]) -> Check:
 
 
 async def _database(settings: Settings) -> str:
-    location = await database.locate(settings)
-    conn = await database.connect(location.url)
+    location = await connection.locate(settings)
+    conn = await connection.connect(location.url)
     try:
-        version = await conn.fetchval("SHOW server_version")
-        waiting = await migrate.pending(conn)
+        version = await migrations.server_version(conn)
+        waiting = await migrations.pending(conn)
     finally:
         await conn.close()
     where = "embedded" if location.embedded else masked_url(location.url)
@@ -114,12 +114,12 @@ async def diagnose(settings: Settings, transport: Any = None) -> tuple[list[str]
             checks.append(await _run("supabase auth", fetch_keys))
             await jwks.client.aclose()
         if clients.deepgram_stt is not None:
-            from service.engines import deepgram
+            from service.engines.cloud import deepgram
 
             stt_client = clients.deepgram_stt
             checks.append(await _run("deepgram", lambda: deepgram.check(stt_client)))
         if clients.openai is not None:
-            from service.engines import openai_translate
+            from service.engines.cloud import openai_translate
 
             openai_client = clients.openai
             checks.append(await _run("openai", lambda: openai_translate.check(openai_client, settings.openai_model)))

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from support import create_template, fresh_database, make_settings
 
-from service.database import start_embedded
+from service.db.connection import start_embedded
 from service.settings import Settings
+from tests.support import create_template, fresh_database, make_settings
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "dubbing-numba-cache"))
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from support import running_service
-
-from service import artifacts, retention
-from service.artifacts import NewArtifact
+from service import retention
+from service.db import artifacts
+from service.db.artifacts import NewArtifact
 from service.settings import Settings
+from tests.support import running_service
 
 
 async def test_expired_artifacts_are_deleted_and_marked(settings: Settings, tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ import importlib.util
 from pathlib import Path
 
 import soundfile
-from support import read_events, served
 
 from service.sample import make_sample
+from tests.support import read_events, served
 
 
 async def test_served_process_dubs_a_file_offline(tmp_path: Path, database_url: str) -> None:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
 import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from service.audio.decode import FFMPEG, FfmpegError, run_ffmpeg
+from service.audio import ffmpeg
+from service.errors import AudioError
 
 ABSOLUTE_GATE_LUFS = -70.0
 
@@ -25,10 +25,6 @@ _NUMBER = r"(-?(?:inf|nan|\d+(?:\.\d+)?))"
 _I = re.compile(r"^\s*I:\s+" + _NUMBER + r"\s+LUFS", re.MULTILINE | re.IGNORECASE)
 _LRA = re.compile(r"^\s*LRA:\s+" + _NUMBER + r"\s+LU\b", re.MULTILINE | re.IGNORECASE)
 _PEAK = re.compile(r"^\s*Peak:\s+" + _NUMBER + r"\s+dBFS", re.MULTILINE | re.IGNORECASE)
-
-
-class LoudnessError(RuntimeError):
-    """The measurement could not be taken or its summary not parsed."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +47,11 @@ def parse_ebur128_summary(stderr: str) -> Loudness:
     """
     at = stderr.rfind("Summary:")
     if at < 0:
-        raise LoudnessError("ebur128 printed no summary")
+        raise AudioError("loudness_failed", "ebur128 printed no summary")
     summary = stderr[at:]
     i_match, lra_match, peak_match = _I.search(summary), _LRA.search(summary), _PEAK.search(summary)
     if i_match is None or lra_match is None:
-        raise LoudnessError(f"cannot parse ebur128 summary: {summary[:400]!r}")
+        raise AudioError("loudness_failed", f"cannot parse ebur128 summary: {summary[:400]!r}")
     integrated = float(i_match.group(1))
     # No peak section when the filter ran without peak=true: report the peak as unknown (None).
     peak = float(peak_match.group(1)) if peak_match is not None else math.nan
@@ -70,14 +66,10 @@ def parse_ebur128_summary(stderr: str) -> Loudness:
 def measure_loudness(path: str) -> Loudness:
     """Measure a whole file (first audio stream) in one streamed ffmpeg pass."""
     try:
-        stderr = run_ffmpeg(
-            [
-                "-loglevel", "info", "-i", path, "-map", "0:a:0",
-                "-af", "ebur128=peak=true:framelog=verbose", "-f", "null", "-",
-            ]
-        )  # fmt: skip
-    except FfmpegError as exc:
-        raise LoudnessError(f"loudness measurement of {path} failed: {exc}") from exc
+        stderr = ffmpeg.run(["-loglevel", "info", "-i", path, "-map", "0:a:0",
+                             "-af", "ebur128=peak=true:framelog=verbose", "-f", "null", "-"])
+    except AudioError as exc:
+        raise AudioError("loudness_failed", f"Measuring loudness failed: {exc.message}") from exc
     return parse_ebur128_summary(stderr)
 
 
@@ -92,16 +84,11 @@ class StreamingLoudness:
     def __init__(self, sample_rate: int, channels: int, true_peak: bool = True) -> None:
         self._stderr = tempfile.TemporaryFile(mode="w+b")
         peak = ":peak=true" if true_peak else ""
-        self._proc = subprocess.Popen(
-            [
-                FFMPEG, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info",
-                "-f", "f32le", "-ar", str(sample_rate), "-ac", str(channels), "-i", "pipe:0",
-                "-af", f"ebur128=framelog=verbose{peak}", "-f", "null", "-",
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+        self._proc = ffmpeg.start_reading_stdin(
+            ["-loglevel", "info", *ffmpeg.streaming_input(sample_rate, channels),
+             "-af", f"ebur128=framelog=verbose{peak}", "-f", "null", "-"],
             stderr=self._stderr,
-        )  # fmt: skip
+        )
         self._channels = channels
 
     def feed(self, block: npt.NDArray[np.float32]) -> None:
@@ -111,7 +98,7 @@ class StreamingLoudness:
         try:
             self._proc.stdin.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
         except BrokenPipeError as exc:
-            raise LoudnessError(f"ebur128 process ended early: {self._stderr_text()[-500:]}") from exc
+            raise AudioError("loudness_failed", f"ebur128 process ended early: {self._stderr_text()[-500:]}") from exc
 
     def finish(self) -> Loudness:
         assert self._proc.stdin is not None
@@ -123,7 +110,7 @@ class StreamingLoudness:
         text = self._stderr_text()
         self._stderr.close()
         if code != 0:
-            raise LoudnessError(f"ebur128 process exited with {code}: {text[-500:]}")
+            raise AudioError("loudness_failed", f"ebur128 process exited with {code}: {text[-500:]}")
         return parse_ebur128_summary(text)
 
     def _stderr_text(self) -> str:

@@ -4,7 +4,8 @@ Each engine sits behind a Protocol in `protocols` so the pipeline can swap imple
 """
 
 from service.engines.protocols import Synthesizer, Transcriber, Translator
-from service.engines.types import EngineError, Segment, SynthesizedClip, Transcript, Word
+from service.engines.types import Segment, SynthesizedClip, Transcript, Word
+from service.errors import EngineError
 
 __all__ = [
     "EngineError",

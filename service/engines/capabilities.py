@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from service.engines.registry import Engines, supported_targets
+from service.engines.offline.apertium import iso1
+from service.engines.protocols import Engines
+
+
+def supported_targets(engines: Engines, source: str) -> set[str]:
+    """Targets reachable from `source`: the translator has the pair and a voice exists."""
+    src = iso1(source)
+    return {tgt for s, tgt in engines.translator.pairs() if s == src and engines.synthesizer.supports(tgt)}
 
 
 def can_transcribe(engines: Engines, source: str) -> bool:

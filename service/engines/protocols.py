@@ -6,6 +6,7 @@ base for cost reports; engines that cost nothing may ignore them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from service.engines.types import SynthesizedClip, Transcript
@@ -80,3 +81,12 @@ class Synthesizer(Protocol):
     ) -> SynthesizedClip:
         """Speak `text` into a mono WAV; rate > 1 speaks faster using the engine's own rate control."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Engines:
+    """The engine each stage uses, chosen once at start-up (`selection.choose_engines`)."""
+
+    transcriber: Transcriber
+    translator: Translator
+    synthesizer: Synthesizer

@@ -9,7 +9,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from service.engines.registry import Engines
+from service.engines.protocols import Engines
 from service.providers.http import ProviderClient
 from service.settings import Settings
 
@@ -29,41 +29,54 @@ class ProviderClients:
 def open_clients(settings: Settings, transport: Any = None) -> ProviderClients:
     clients = ProviderClients()
     if settings.deepgram_api_key:
-        from service.engines import deepgram
+        from service.engines.cloud import deepgram
 
         clients.deepgram_stt = deepgram.make_stt_client(settings, transport)
         clients.deepgram_tts = deepgram.make_tts_client(settings, transport)
     if settings.openai_api_key:
-        from service.engines import openai_translate
+        from service.engines.cloud import openai_translate
 
         clients.openai = openai_translate.make_client(settings, transport)
     return clients
 
 
+def offline_engines(executor: Executor, model_dir: str | None) -> Engines:
+    """faster-whisper + Apertium + espeak-ng; `model_dir` None means the bundled tiny.en.
+
+    Blocking (filesystem checks, `espeak-ng --voices`): call at startup, not per request.
+    Raises EngineError('model_missing' / 'engine_missing') when something is not installed.
+    """
+    from service.engines.offline.apertium import ApertiumTranslator
+    from service.engines.offline.espeak import EspeakSynthesizer
+    from service.engines.offline.whisper import WhisperTranscriber
+
+    return Engines(WhisperTranscriber(executor, model_dir), ApertiumTranslator(), EspeakSynthesizer())
+
+
 def choose_engines(settings: Settings, clients: ProviderClients, executor: Executor) -> Engines:
     """Blocking (offline engines look at the filesystem): call it from a thread at start-up."""
-    from service.engines.apertium import ApertiumTranslator
-    from service.engines.espeak import EspeakSynthesizer
+    from service.engines.offline.apertium import ApertiumTranslator
+    from service.engines.offline.espeak import EspeakSynthesizer
+    from service.engines.offline.whisper import WhisperTranscriber
     from service.engines.protocols import Synthesizer, Transcriber, Translator
-    from service.engines.whisper import WhisperTranscriber
 
     transcriber: Transcriber
     translator: Translator
     synthesizer: Synthesizer
     if clients.deepgram_stt is not None:
-        from service.engines.deepgram import DeepgramTranscriber
+        from service.engines.cloud.deepgram_listen import DeepgramTranscriber
 
         transcriber = DeepgramTranscriber(clients.deepgram_stt, settings.deepgram_stt_model)
     else:
         transcriber = WhisperTranscriber(executor, settings.whisper_model_dir)
     if clients.openai is not None:
-        from service.engines.openai_translate import OpenAITranslator
+        from service.engines.cloud.openai_translate import OpenAITranslator
 
         translator = OpenAITranslator(clients.openai, settings.openai_model)
     else:
         translator = ApertiumTranslator()
     if clients.deepgram_tts is not None:
-        from service.engines.deepgram import DeepgramSynthesizer
+        from service.engines.cloud.deepgram_speak import DeepgramSynthesizer
 
         synthesizer = DeepgramSynthesizer(clients.deepgram_tts, dict(settings.deepgram_tts_voices) or None)
     else:

@@ -6,23 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 
-class EngineError(Exception):
-    """An engine failure with a stable `code` the service can map to a job error.
-
-    Codes: engine_missing, engine_failed, engine_timeout, unsupported_language,
-    model_missing, bad_input, empty_text.
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        # args must be exactly (code, message) so the exception pickles out of worker processes.
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
-
-
 @dataclass(frozen=True, slots=True)
 class Word:
     text: str

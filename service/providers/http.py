@@ -20,23 +20,11 @@ import httpx
 import stamina
 import structlog
 
+from service.errors import ProviderError
+
 log = structlog.get_logger(__name__)
 
 RETRY_STATUSES = frozenset({408, 409, 429})
-
-
-class ProviderError(Exception):
-    """A provider call that failed for good: the task fails with `code` and `message`."""
-
-    def __init__(self, provider: str, status: int | None, code: str, message: str, *,
-                 retryable: bool = False, request_id: str | None = None) -> None:
-        super().__init__(f"{provider}: {message}")
-        self.provider = provider
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.request_id = request_id
 
 
 class _RetryableResponse(Exception):

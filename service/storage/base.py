@@ -9,16 +9,6 @@ from datetime import datetime
 from typing import Protocol
 
 
-class StorageError(Exception):
-    """A storage failure with the HTTP status it maps to and a stable code."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
 @dataclass(frozen=True)
 class SignedUrl:
     url: str
@@ -39,6 +29,9 @@ class Storage(Protocol):
     """Paths are relative to the backend's bucket, for example `<user>/uploads/<id>/voice.wav`."""
 
     bucket: str
+    # True when the objects live elsewhere (Supabase): a provider can fetch them by signed URL, and the
+    # browser talks to the backend itself; False for the local disk, whose signed URLs this app serves.
+    is_remote: bool
 
     async def create_upload_url(self, path: str, ttl_seconds: int) -> SignedUrl: ...
 

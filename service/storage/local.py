@@ -19,8 +19,9 @@ from urllib.parse import quote
 
 import anyio
 
+from service.errors import StorageError
 from service.storage import tokens
-from service.storage.base import ObjectInfo, SignedUrl, StorageError
+from service.storage.base import ObjectInfo, SignedUrl
 
 MAX_PATH_LENGTH = 1024
 
@@ -36,6 +37,7 @@ def check_object_path(path: str) -> str:
 
 
 class LocalStorage:
+    is_remote = False
     def __init__(self, root: Path, bucket: str, public_base_url: str, service_secret: str) -> None:
         self.root = root.resolve()
         self.bucket = bucket

@@ -29,9 +29,12 @@ import httpx
 import jwt
 import structlog
 
-from service.providers.http import ErrorParser, ProviderClient, ProviderError, RetryPolicy
+from service.errors import ProviderError, StorageError
+from service.providers.bodies import FileBody
+from service.providers.http import ProviderClient, RetryPolicy
+from service.providers.redaction import redact
 from service.settings import Settings
-from service.storage.base import ObjectInfo, SignedUrl, StorageError
+from service.storage.base import ObjectInfo, SignedUrl
 from service.storage.local import check_object_path
 
 log = structlog.get_logger(__name__)
@@ -66,19 +69,6 @@ CODE_STATUS: dict[str, int] = {
 
 # Bodies whose status would make the shared client retry a failure that is final.
 _KEEP_AS_400 = frozenset({408, 409})
-
-_SECRET_PATTERNS = (
-    re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),  # JWTs: legacy keys, signed-URL tokens
-    re.compile(r"sb_(?:secret|publishable)_[A-Za-z0-9_-]+"),  # new-style API keys
-    re.compile(r"(?i)(token=)[^&\s\"']+"),
-)
-
-
-def redact(text: str) -> str:
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[redacted]", text)
-    return text
-
 
 # -- errors ------------------------------------------------------------------------------------
 
@@ -140,12 +130,9 @@ def parse_storage_error(response: httpx.Response) -> tuple[str, str]:
     return code, redact(str(message)[:300])
 
 
-def _redacting_parser(parser: ErrorParser, secret: str) -> ErrorParser:
-    def parse(response: httpx.Response) -> tuple[str, str]:
-        code, message = parser(response)
-        return code, message.replace(secret, "[redacted]") if secret else message
-
-    return parse
+def _redacted(parsed: tuple[str, str], key: str) -> tuple[str, str]:
+    code, message = parsed
+    return code, redact(message, key)
 
 
 def status_for_code(code: str) -> int | None:
@@ -214,7 +201,7 @@ def make_client(
         concurrency=settings.supabase_concurrency,
         max_connections=max(settings.supabase_concurrency, 1),
         policy=policy or RetryPolicy(),
-        error_parser=_redacting_parser(parse_storage_error, key),
+        error_parser=lambda response: _redacted(parse_storage_error(response), key),
         request_id_headers=REQUEST_ID_HEADERS,
         transport=transport,
     )
@@ -306,20 +293,6 @@ def parse_object_info(path: str, data: Any) -> ObjectInfo:
         etag=str(pick("etag", "eTag", "etag") or ""),
         last_modified=last_modified,
     )
-
-
-class _FileBody:
-    """A request body read from disk in chunks. Not a generator: each iteration, so each retry of the
-    request, opens the file again and sends it from the start."""
-
-    def __init__(self, path: str, chunk_size: int = CHUNK_SIZE) -> None:
-        self.path = path
-        self.chunk_size = chunk_size
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async with await anyio.open_file(self.path, "rb") as fh:
-            while chunk := await fh.read(self.chunk_size):
-                yield chunk
 
 
 def _safe_suffix(path: str) -> str:
@@ -447,7 +420,7 @@ class SupabaseStorage:
         url = f"/object/{self._object(path)}"
         size = (await anyio.Path(source_file).stat()).st_size
         headers = {"Content-Type": content_type, "Content-Length": str(size), "x-upsert": "true"}
-        await self._send("POST", url, "storage.upload", content=_FileBody(source_file), headers=headers)
+        await self._send("POST", url, "storage.upload", content=FileBody(source_file), headers=headers)
         return ObjectInfo(path=path, size_bytes=size, content_type=content_type, etag="",
                           last_modified=datetime.now(UTC))
 

@@ -15,18 +15,19 @@ import socket
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Executor
-from typing import Any
 
-import asyncpg
 import structlog
 
-from service import jobs, tasks
-from service.listener import Listener
+from service.db import jobs, tasks
+from service.db.database import Database
+from service.db.listener import Listener
+from service.db.tasks import ClaimedTask
+from service.domain import WORK_STAGES, Stage
+from service.engines.protocols import Engines
+from service.errors import DubbingError, LeaseLost
+from service.pipeline.context import StageContext, StageFn
 from service.settings import Settings
-from service.stages.context import LeaseLost, StageContext, StageError, StageFn
-from service.stages.order import QUEUED, first_stage, is_terminal
 from service.storage import Storage
-from service.tasks import ClaimedTask
 
 log = structlog.get_logger(__name__)
 
@@ -39,16 +40,17 @@ class Supervisor:
     def __init__(
         self,
         settings: Settings,
-        pool: asyncpg.Pool,
+        db: Database,
         listener: Listener,
         registry: Mapping[str, StageFn],
         storage: Storage,
         executor: Executor,
-        engines: Any = None,
+        engines: Engines | None = None,
         owner_id: str | None = None,
     ) -> None:
         self.settings = settings
-        self.pool = pool
+        self.db = db
+        self.pool = db.pool
         self.listener = listener
         self.registry = dict(registry)
         self.storage = storage
@@ -165,29 +167,30 @@ class Supervisor:
             self._slot_freed.set()
 
     async def _run_stages(self, task: ClaimedTask) -> None:
-        pool, owner = self.pool, self.owner_id
+        db, pool, owner = self.db, self.pool, self.owner_id
         if task.attempts > self.settings.max_attempts:
-            await tasks.fail(pool, task.id, owner, "too_many_attempts",
+            await tasks.fail(db, task.id, owner, "too_many_attempts",
                              f"Gave up after {task.attempts - 1} attempts")
             return
         job = await jobs.fetch_row(pool, task.job_id)
         assert job is not None
-        stage: str | None = task.stage
-        if stage == QUEUED:
-            stage = first_stage() if await tasks.enter_stage(pool, task.id, owner, first_stage()) else None
+        stage: Stage | None = Stage(task.stage)
+        if stage is Stage.QUEUED:
+            first = WORK_STAGES[0]
+            stage = first if await tasks.enter_stage(db, task.id, owner, first) else None
         log.info("task.started", stage=stage, attempt=task.attempts)
-        while stage is not None and not is_terminal(stage):
+        while stage is not None and not stage.is_terminal:
             stage_fn = self.registry.get(stage)
             if stage_fn is None:
-                await tasks.fail(pool, task.id, owner, "stage_unavailable",
+                await tasks.fail(db, task.id, owner, "stage_unavailable",
                                  f"No engine is configured for the {stage} stage")
                 return
-            context = StageContext(task, job, stage, self.settings, pool, self.storage, self.executor,
+            context = StageContext(task, job, stage, self.settings, db, self.storage, self.executor,
                                    self.engines, self.listener)
             try:
                 async with self.stage_limits[stage]:
                     await stage_fn(context)
-            except StageError as exc:
+            except DubbingError as exc:
                 await self._stage_failed(task, stage, exc.code, exc.message, exc.retryable)
                 return
             except (LeaseLost, asyncio.CancelledError):
@@ -197,7 +200,7 @@ class Supervisor:
                 await self._stage_failed(task, stage, "internal_error",
                                          f"The {stage} stage crashed: {type(exc).__name__}", True)
                 return
-            stage = await tasks.advance(pool, task.id, owner, stage)
+            stage = Stage(advanced) if (advanced := await tasks.advance(db, task.id, owner, stage)) else None
         log.info("task.finished", stage=stage)
 
     async def _stage_failed(self, task: ClaimedTask, stage: str, code: str, message: str, retryable: bool) -> None:
@@ -205,6 +208,6 @@ class Supervisor:
         if retryable and task.attempts < self.settings.max_attempts:
             delay = self.settings.retry_base_seconds * 2 ** (task.attempts - 1)
             delay = min(delay, 600.0) * random.uniform(0.9, 1.1)
-            await tasks.retry_later(self.pool, task.id, self.owner_id, round(delay, 3), code, message)
+            await tasks.retry_later(self.db, task.id, self.owner_id, round(delay, 3), code, message)
         else:
-            await tasks.fail(self.pool, task.id, self.owner_id, code, message)
+            await tasks.fail(self.db, task.id, self.owner_id, code, message)

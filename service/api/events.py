@@ -1,0 +1,83 @@
+"""`GET /v1/jobs/{id}/events`: the job's `task_events` as server-sent events.
+
+The backlog comes from the table (everything after `Last-Event-ID`), live events from the process's
+one LISTEN connection; sequence numbers make the hand-over exact. Ends after the `done` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from service.api.auth import current_user
+from service.api.requests import path_uuid
+from service.db import events, jobs
+from service.db.events import Event
+from service.db.listener import RESYNC, Listener
+from service.errors import bad_request, not_found
+
+
+def format_event(event: Event) -> str:
+    data = json.dumps(event.payload(), separators=(",", ":"))
+    return f"id: {event.seq}\nevent: {event.kind}\ndata: {data}\n\n"
+
+
+def _last_event_id(request: Request) -> int:
+    raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id") or "0"
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise bad_request("invalid_last_event_id", "Last-Event-ID must be an event id from this stream") from exc
+    return max(value, 0)
+
+
+async def _stream(request: Request, job_id_text: str, after: int) -> AsyncIterator[str]:
+    listener: Listener = request.app.state.listener
+    pool = request.app.state.pool
+    keepalive = request.app.state.settings.sse_keepalive_seconds
+    job_id = path_uuid(request)
+    subscription = listener.subscribe(job_id_text)
+    last = after
+    try:
+        yield "retry: 2000\n\n"
+        pending: list[Event] = await events.since(pool, job_id, last)
+        while True:
+            for event in pending:
+                if event.seq <= last:
+                    continue
+                last = event.seq
+                yield format_event(event)
+                if event.kind == "done":
+                    return
+            pending = []
+            try:
+                item = await asyncio.wait_for(subscription.queue.get(), timeout=keepalive)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            if item == RESYNC:
+                pending = await events.since(pool, job_id, last)
+            elif isinstance(item, Event):
+                if item.seq > last + 1:  # a gap: fetch what lies between from the table
+                    pending = await events.since(pool, job_id, last)
+                else:
+                    pending = [item]
+    finally:
+        listener.unsubscribe(subscription)
+
+
+async def job_events(request: Request) -> Response:
+    user = await current_user(request)
+    job_id = path_uuid(request)
+    after = _last_event_id(request)
+    if not await jobs.owned(request.app.state.pool, user.id, job_id):
+        raise not_found("Job not found")
+    return StreamingResponse(
+        _stream(request, str(job_id), after),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -1,0 +1,152 @@
+"""`/v1/jobs`: the metadata notify that creates a job, and reading, listing and cancelling jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service import languages
+from service.api.auth import current_user
+from service.api.models import ArtifactList, Job, JobPage, JobRequest, read_body, respond
+from service.api.requests import path_uuid, query_int
+from service.api.uploads import check_content_type, check_size
+from service.audio.probe import ProbeResult, probe
+from service.db import artifacts, jobs
+from service.db.jobs import IdempotencyConflict, InputObject, NewJob
+from service.errors import ApiError, StorageError, bad_request, not_found, unprocessable
+from service.settings import Settings
+
+
+def _languages(body: JobRequest, settings: Settings) -> tuple[str, list[str]]:
+    raw_source = body.source_language.strip()
+    source = languages.AUTO if raw_source.lower() == languages.AUTO else languages.normalize(raw_source)
+    if source is None:
+        raise unprocessable("unknown_language", f"'{raw_source}' is not a language code we know")
+    targets: list[str] = []
+    for raw in body.target_languages:
+        code = languages.normalize(raw)
+        if code is None:
+            raise unprocessable("unknown_language", f"'{raw}' is not a language code we know")
+        if code == source:
+            raise unprocessable("same_language", f"'{code}' is the source language; pick another target")
+        if code not in targets:
+            targets.append(code)
+    if len(targets) > settings.max_target_languages:
+        raise ApiError(422, "invalid_field",
+                       f"'target_languages' may name at most {settings.max_target_languages} languages")
+    return source, targets
+
+
+async def _inspect(request: Request, user_id: str, field: str, path: str) -> InputObject:
+    """Check that an uploaded object is the caller's, of an allowed type and size, and decodes."""
+    settings: Settings = request.app.state.settings
+    storage = request.app.state.storage
+    missing_object = unprocessable("object_not_found", f"'{field}' names no uploaded object of yours")
+    if not path.startswith(f"{user_id}/"):
+        raise missing_object
+    try:
+        info = await storage.stat(path)
+    except StorageError as exc:
+        raise missing_object from exc
+    if info is None:
+        raise missing_object
+    content_type = check_content_type(settings, info.content_type)
+    check_size(settings, info.size_bytes)
+    loop = asyncio.get_running_loop()
+    try:
+        async with storage.local_copy(path) as local_path:
+            result: ProbeResult = await loop.run_in_executor(request.app.state.executor, probe, local_path)
+    except StorageError as exc:
+        if exc.status == 404:
+            raise missing_object from exc
+        raise ApiError(503, "storage_unavailable", "Storage could not be read; try again") from exc
+    if not result.ok:
+        raise unprocessable("audio_undecodable", f"'{field}' does not decode as audio: {result.reason}")
+    return InputObject(path, content_type, info.size_bytes, result.sha256, result.duration_seconds)
+
+
+def _request_hash(voice: str, background: str | None, source: str, targets: list[str]) -> str:
+    canonical = json.dumps([voice, background, source, sorted(targets)])
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def create_job(request: Request) -> Response:
+    user = await current_user(request)
+    settings: Settings = request.app.state.settings
+    pool = request.app.state.pool
+    body = await read_body(request, JobRequest)
+    voice_path = body.voice_object.strip()
+    background_path = body.background_object.strip() if body.background_object else None
+    source, targets = _languages(body, settings)
+    idempotency_key = body.idempotency_key.strip() if body.idempotency_key else None
+    check = request.app.state.language_check
+    if check is not None and (problem := check(source, targets)):
+        raise unprocessable("unsupported_language", problem)
+    request_hash = _request_hash(voice_path, background_path, source, targets)
+
+    if idempotency_key is not None:
+        try:
+            existing = await jobs.by_idempotency_key(pool, user.id, idempotency_key, request_hash)
+        except IdempotencyConflict as exc:
+            raise ApiError(409, exc.code, exc.message) from exc
+        if existing is not None:
+            return respond(await jobs.representation(pool, user.id, existing), Job)
+
+    voice = await _inspect(request, user.id, "voice_object", voice_path)
+    background = (
+        await _inspect(request, user.id, "background_object", background_path) if background_path else None
+    )
+    new_job = NewJob(user.id, source, targets, voice, background, idempotency_key, request_hash)
+    try:
+        job_id, created = await jobs.create(pool, new_job)
+    except IdempotencyConflict as exc:
+        raise ApiError(409, exc.code, exc.message) from exc
+    return respond(await jobs.representation(pool, user.id, job_id), Job, status_code=201 if created else 200)
+
+
+async def list_jobs(request: Request) -> Response:
+    user = await current_user(request)
+    limit = query_int(request, "limit", 20, 1, 100)
+    cursor = request.query_params.get("cursor") or None
+    try:
+        page, next_cursor = await jobs.list_for_owner(request.app.state.pool, user.id, limit, cursor)
+    except (ValueError, TypeError) as exc:
+        raise bad_request("invalid_cursor", "The cursor is not one this API gave out") from exc
+    return respond({"jobs": page, "next_cursor": next_cursor}, JobPage)
+
+
+async def get_job(request: Request) -> Response:
+    user = await current_user(request)
+    job = await jobs.representation(request.app.state.pool, user.id, path_uuid(request))
+    if job is None:
+        raise not_found("Job not found")
+    return respond(job, Job)
+
+
+async def list_artifacts(request: Request) -> Response:
+    user = await current_user(request)
+    pool = request.app.state.pool
+    job_id = path_uuid(request)
+    if not await jobs.owned(pool, user.id, job_id):
+        raise not_found("Job not found")
+    settings: Settings = request.app.state.settings
+    storage = request.app.state.storage
+    listed = []
+    for artifact in await artifacts.for_job(pool, job_id):
+        name = artifact["object_path"].rsplit("/", 1)[-1]
+        signed = await storage.create_download_url(artifact["object_path"], settings.download_url_ttl_seconds, name)
+        listed.append({**artifact, "download_url": signed.url, "download_expires_at": signed.expires_at.isoformat()})
+    return respond({"artifacts": listed}, ArtifactList)
+
+
+async def cancel_job(request: Request) -> Response:
+    user = await current_user(request)
+    pool = request.app.state.pool
+    job_id = path_uuid(request)
+    if not await jobs.cancel(pool, user.id, job_id):
+        raise not_found("Job not found")
+    return respond(await jobs.representation(pool, user.id, job_id), Job)

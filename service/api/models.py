@@ -1,0 +1,199 @@
+"""The API's request and response bodies, defined once as msgspec Structs.
+
+The same definitions decode and check every request body (`read_body`), shape every JSON answer
+(`respond`), and become the OpenAPI document's components (`api/openapi.py`), so what the document
+says and what the API does cannot drift apart. Enums come from `service.domain`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from msgspec import Meta, Struct
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.domain import ArtifactKind, InputKind, JobStatus, Stage
+from service.errors import ApiError, bad_request
+
+MAX_JSON_BYTES = 64 * 1024
+
+Text = Annotated[str, Meta(min_length=1, max_length=1024, pattern=r"\S")]
+LanguageCode = Annotated[str, Meta(min_length=1, max_length=35, description="ISO 639-1 code, e.g. 'es'")]
+Time = Annotated[str, Meta(description="ISO 8601 date-time, UTC")]
+
+
+# -- requests -----------------------------------------------------------------------------------------
+
+
+class UploadFile(Struct, forbid_unknown_fields=False):
+    kind: InputKind
+    filename: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"\S")]
+    content_type: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"\S")]
+    size_bytes: Annotated[int, Meta(description="The file's size; must be positive")]
+
+
+class UploadRequest(Struct):
+    files: Annotated[list[UploadFile], Meta(min_length=1, max_length=2)]
+
+
+class JobRequest(Struct):
+    voice_object: Annotated[Text, Meta(description="object_path of the uploaded voice")]
+    source_language: Annotated[str, Meta(min_length=1, max_length=35, pattern=r"\S",
+                                         description="ISO 639-1 code, or 'auto'")]
+    target_languages: Annotated[list[LanguageCode], Meta(min_length=1)]
+    background_object: Text | None = None
+    idempotency_key: Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")] | None = None
+
+
+# -- responses ----------------------------------------------------------------------------------------
+
+
+class ErrorDetail(Struct):
+    code: str
+    message: str
+
+
+class Error(Struct):
+    error: ErrorDetail
+
+
+class UploadTicket(Struct):
+    kind: InputKind
+    object_path: str
+    upload_url: Annotated[str, Meta(description="PUT the raw bytes with their Content-Type "
+                                                "(or multipart with one file part).")]
+    expires_at: Time
+
+
+class UploadResponse(Struct):
+    uploads: list[UploadTicket]
+
+
+class Input(Struct):
+    object_path: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    duration_seconds: float
+
+
+class Inputs(Struct):
+    voice: Input
+    background: Input | None
+
+
+class TaskError(Struct):
+    code: str
+    message: str
+
+
+class Task(Struct):
+    id: str
+    target_language: str
+    stage: Stage
+    progress: Annotated[float, Meta(ge=0, le=1)]
+    attempts: int
+    error: TaskError | None
+    started_at: Time | None
+    finished_at: Time | None
+    usage: dict[str, float]
+
+
+class Artifact(Struct):
+    id: str
+    kind: ArtifactKind
+    target_language: str | None
+    object_path: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    created_at: Time
+    expires_at: Time
+
+
+class DownloadableArtifact(Artifact):
+    download_url: str
+    download_expires_at: Time
+
+
+class JobSummary(Struct):
+    id: str
+    status: JobStatus
+    source_language: str
+    created_at: Time
+    updated_at: Time
+    inputs: Inputs
+    tasks: list[Task]
+
+
+class Job(JobSummary):
+    artifacts: list[Artifact]
+
+
+class JobPage(Struct):
+    jobs: list[JobSummary]
+    next_cursor: str | None
+
+
+class ArtifactList(Struct):
+    artifacts: list[DownloadableArtifact]
+
+
+REQUESTS: tuple[type[Struct], ...] = (UploadRequest, JobRequest)
+RESPONSES: tuple[type[Struct], ...] = (Error, UploadResponse, Job, JobPage, ArtifactList)
+
+
+# -- reading and answering ----------------------------------------------------------------------------
+
+T = TypeVar("T", bound=Struct)
+
+_MISSING = re.compile(r"Object missing required field `([^`]+)`")
+_AT = re.compile(r" - at `\$((?:\.[A-Za-z_]\w*|\[\d+\])*)`$")
+
+
+def _field(path: str) -> str:
+    names = re.findall(r"\.([A-Za-z_]\w*)", path)
+    return names[-1] if names else "body"
+
+
+def validation_error(exc: msgspec.ValidationError) -> ApiError:
+    """The msgspec complaint as our error codes: `missing_field` or `invalid_field`, naming the field."""
+    text = str(exc)
+    at = _AT.search(text)
+    path = at.group(1) if at else ""
+    detail = text[: at.start()] if at else text
+    if missing := _MISSING.match(detail):
+        return ApiError(422, "missing_field", f"'{missing.group(1)}' is required")
+    if not path:
+        return bad_request("invalid_body", "The body must be a JSON object")
+    return ApiError(422, "invalid_field", f"'{_field(path)}' is not valid: {detail[:1].lower()}{detail[1:]}")
+
+
+async def read_body(request: Request, model: type[T]) -> T:
+    """The request's JSON body decoded into `model`, or the 4xx that says what is wrong with it."""
+    content_type = request.headers.get("content-type", "application/json")
+    if "json" not in content_type:
+        raise ApiError(415, "unsupported_media_type", "Send the body as application/json")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_JSON_BYTES:
+            raise ApiError(413, "body_too_large", f"The JSON body is larger than {MAX_JSON_BYTES} bytes")
+    try:
+        return msgspec.json.decode(body, type=model)
+    except msgspec.ValidationError as exc:
+        raise validation_error(exc) from exc
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
+        raise bad_request("malformed_json", "The body is not valid JSON") from exc
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def respond(data: Any, model: type[Struct], status_code: int = 200) -> Response:
+    """Answer with `data` shaped (and checked) as `model`, the type the OpenAPI document names."""
+    body = _encoder.encode(msgspec.convert(data, model, strict=False))
+    return Response(body, status_code=status_code, media_type="application/json")

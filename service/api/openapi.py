@@ -1,0 +1,106 @@
+"""The OpenAPI 3.1 document served at `/openapi.json`.
+
+Components are generated from the Structs in `api/models.py` (the same ones that decode requests and
+shape answers); this module only lists the paths and which model each one takes and returns.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import msgspec
+
+from service.api import models
+
+_STR = {"type": "string"}
+_ERROR_TEXT = {400: "Malformed request", 401: "Missing, bad or expired token", 404: "Not found (or not yours)",
+               409: "Conflict", 413: "Too large", 415: "Unsupported content type", 422: "Invalid input",
+               503: "Try again later"}
+
+
+def _ref(model: type[msgspec.Struct]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model: type[msgspec.Struct], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): _json(models.Error, _ERROR_TEXT[s]) for s in statuses}
+
+
+def _body(model: type[msgspec.Struct]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+@cache
+def components() -> dict[str, Any]:
+    _, schemas = msgspec.json.schema_components([*models.REQUESTS, *models.RESPONSES],
+                                                ref_template="#/components/schemas/{name}")
+    return schemas
+
+
+def openapi_document(server_url: str) -> dict[str, Any]:
+    job_id = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}]
+    auth: list[dict[str, list[str]]] = [{"bearer": []}]
+    token = [{"name": "token", "in": "query", "required": True, "schema": _STR}]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Dubbing API", "version": "1"},
+        "servers": [{"url": server_url}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": components(),
+        },
+        "paths": {
+            "/healthz": {"get": {"summary": "The process is up", "responses": {"200": {"description": "up"}}}},
+            "/readyz": {"get": {"summary": "Database reachable, migrations applied, supervisor running",
+                                "responses": {"200": {"description": "ready"}, "503": {"description": "not"}}}},
+            "/v1/uploads": {"post": {
+                "summary": "Signed upload URLs for the files the client will upload", "security": auth,
+                "requestBody": _body(models.UploadRequest),
+                "responses": {"201": _json(models.UploadResponse, "One signed URL per file"),
+                              **_errors(400, 401, 413, 415, 422)}}},
+            "/v1/jobs": {
+                "post": {
+                    "summary": "Create a job from uploaded objects (the metadata notify)", "security": auth,
+                    "requestBody": _body(models.JobRequest),
+                    "responses": {"201": _json(models.Job, "Created"), "200": _json(models.Job, "Idempotent repeat"),
+                                  **_errors(400, 401, 409, 413, 415, 422, 503)}},
+                "get": {
+                    "summary": "The caller's jobs, newest first", "security": auth,
+                    "parameters": [
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                        {"name": "cursor", "in": "query", "schema": _STR}],
+                    "responses": {"200": _json(models.JobPage, "A page"), **_errors(400, 401)}},
+            },
+            "/v1/jobs/{job_id}": {"get": {
+                "summary": "A job with its tasks and artifacts", "security": auth, "parameters": job_id,
+                "responses": {"200": _json(models.Job, "The job"), **_errors(401, 404)}}},
+            "/v1/jobs/{job_id}/artifacts": {"get": {
+                "summary": "Artifacts with short-lived signed download URLs", "security": auth,
+                "parameters": job_id,
+                "responses": {"200": _json(models.ArtifactList, "Artifacts"), **_errors(401, 404)}}},
+            "/v1/jobs/{job_id}/cancel": {"post": {
+                "summary": "Cancel every unfinished language task", "security": auth, "parameters": job_id,
+                "responses": {"200": _json(models.Job, "The job after cancelling"), **_errors(401, 404)}}},
+            "/v1/jobs/{job_id}/events": {"get": {
+                "summary": "Server-sent progress events (stage, progress, artifact, failed, done)",
+                "description": "Each event's id is its sequence number in the job; reconnect with "
+                               "Last-Event-ID to receive exactly what was missed. Ends after 'done'.",
+                "security": auth, "parameters": job_id,
+                "responses": {"200": {"description": "An event stream",
+                                      "content": {"text/event-stream": {"schema": _STR}}},
+                              **_errors(400, 401, 404)}}},
+            "/storage/v1/object/upload/sign/{bucket}/{path}": {"put": {
+                "summary": "Upload to a signed URL (local storage; Supabase Storage's wire format)",
+                "parameters": token,
+                "responses": {"200": {"description": '{"Key": "bucket/path"}'}}}},
+            "/storage/v1/object/sign/{bucket}/{path}": {"get": {
+                "summary": "Download from a signed URL (Range supported)",
+                "parameters": token,
+                "responses": {"200": {"description": "The bytes"}, "206": {"description": "A range"}}}},
+        },
+    }

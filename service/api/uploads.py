@@ -1,0 +1,63 @@
+"""`POST /v1/uploads`: signed upload URLs, one per file, under the caller's own prefix."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.api.auth import current_user
+from service.api.models import UploadRequest, UploadResponse, read_body, respond
+from service.errors import ApiError
+from service.settings import Settings
+
+
+def check_content_type(settings: Settings, content_type: str) -> str:
+    base = content_type.split(";")[0].strip().lower()
+    if base not in settings.allowed_content_types:
+        raise ApiError(
+            415,
+            "unsupported_content_type",
+            f"'{base}' is not an accepted audio type; use one of {', '.join(settings.allowed_content_types)}",
+        )
+    return base
+
+
+def check_size(settings: Settings, size: int) -> int:
+    if size <= 0:
+        raise ApiError(422, "invalid_field", "'size_bytes' must be positive")
+    if size > settings.max_upload_bytes:
+        raise ApiError(413, "file_too_large", f"Files may be at most {settings.max_upload_bytes} bytes")
+    return size
+
+
+def safe_extension(filename: str) -> str:
+    match = re.search(r"\.([A-Za-z0-9]{1,8})$", filename)
+    return f".{match.group(1).lower()}" if match else ""
+
+
+def upload_object_path(user_id: str, kind: str, filename: str) -> str:
+    return f"{user_id}/uploads/{uuid.uuid4()}/{kind}{safe_extension(filename)}"
+
+
+async def create_uploads(request: Request) -> Response:
+    user = await current_user(request)
+    settings: Settings = request.app.state.settings
+    body = await read_body(request, UploadRequest)
+    planned: list[tuple[str, str]] = []
+    for entry in body.files:
+        if entry.kind in (k for k, _ in planned):
+            raise ApiError(422, "invalid_field", f"'files' names '{entry.kind}' twice")
+        check_content_type(settings, entry.content_type)
+        check_size(settings, entry.size_bytes)
+        planned.append((entry.kind, upload_object_path(user.id, entry.kind, entry.filename.strip())))
+    uploads: list[dict[str, Any]] = []
+    for kind, path in planned:
+        signed = await request.app.state.storage.create_upload_url(path, settings.upload_url_ttl_seconds)
+        uploads.append(
+            {"kind": kind, "object_path": path, "upload_url": signed.url, "expires_at": signed.expires_at.isoformat()}
+        )
+    return respond({"uploads": uploads}, UploadResponse, status_code=201)

@@ -1,0 +1,187 @@
+"""The one way the service runs ffmpeg and ffprobe: which binary, how it is run, how outputs land.
+
+Blocking functions here run in the process pool (audio work) or in a worker thread; the engines'
+asynchronous calls go through `service.engines.process.run` with `command()`. Every output is written
+to a `partial_path` beside its target and renamed into place, so a crash never leaves half a file
+under the final name, and the partial file is removed on every failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import soundfile as sf
+
+from service.errors import AudioError
+
+FFMPEG = os.environ.get("DUBBING_FFMPEG", "ffmpeg")
+FFPROBE = os.environ.get("DUBBING_FFPROBE", "ffprobe")
+_COMMON = ("-nostdin", "-hide_banner", "-nostats", "-y")
+_STDERR_TAIL = 2000
+
+# Trim leading silence, reverse, trim again, reverse back: removes only the ends, never pauses inside.
+TRIM_SILENCE = (
+    "silenceremove=start_periods=1:start_threshold=-50dB:start_silence=0.02,areverse,"
+    "silenceremove=start_periods=1:start_threshold=-50dB:start_silence=0.02,areverse"
+)
+
+
+def command(*args: str) -> list[str]:
+    """The full command line for ffmpeg with `args` after the common flags."""
+    return [FFMPEG, *_COMMON, *args]
+
+
+def run(args: Sequence[str], *, timeout: float | None = None) -> str:
+    """Run ffmpeg with `args`; return its stderr (where ebur128 and friends report), raise AudioError."""
+    try:
+        proc = subprocess.run(command(*args), capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError as exc:
+        raise AudioError("ffmpeg_failed", f"ffmpeg is not installed ({FFMPEG})") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise AudioError("ffmpeg_failed", f"ffmpeg took longer than {timeout:g} s") from exc
+    if proc.returncode != 0:
+        tail = proc.stderr[-_STDERR_TAIL:].strip()
+        raise AudioError("ffmpeg_failed", f"ffmpeg exited with {proc.returncode}: {tail}")
+    return proc.stderr
+
+
+def read_samples(path: str, *, rate: int, start: float = 0.0, seconds: float | None = None) -> bytes:
+    """Mono float32 little-endian samples of `path` at `rate`, from `start` for `seconds` (or to the end)."""
+    args = ["-v", "error", "-ss", f"{start:.3f}"]
+    if seconds is not None:
+        args += ["-t", f"{seconds:.3f}"]
+    args += ["-i", path, "-ac", "1", "-ar", str(rate), "-f", "f32le", "-"]
+    proc = subprocess.run([FFMPEG, "-nostdin", *args], capture_output=True, check=False, timeout=600)
+    if proc.returncode != 0:
+        raise AudioError("audio_undecodable", "The audio could not be decoded")
+    return proc.stdout
+
+
+def run_piped(producer: Sequence[str], consumer: Sequence[str]) -> str:
+    """Run ffmpeg `producer` with its stdout piped into ffmpeg `consumer`; return the producer's stderr."""
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryFile() as consumer_err:
+        try:
+            sink = subprocess.Popen(command(*consumer), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=consumer_err)
+            procs.append(sink)
+            assert sink.stdin is not None
+            source = subprocess.Popen(command(*producer), stdin=subprocess.DEVNULL, stdout=sink.stdin,
+                                      stderr=subprocess.PIPE)
+            procs.append(source)
+            sink.stdin.close()  # the producer holds the only write end now: the encoder sees EOF when it exits
+            _, err = source.communicate()
+            sink.wait()
+        except BaseException:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            raise
+        stderr = err.decode("utf-8", "replace")
+        consumer_err.seek(0)
+        encoder_tail = consumer_err.read().decode("utf-8", "replace")[-1000:].strip()
+        if source.returncode != 0:
+            tail = stderr[-_STDERR_TAIL:].strip() + (f"; encoder: {encoder_tail}" if encoder_tail else "")
+            raise AudioError("ffmpeg_failed", f"ffmpeg exited with {source.returncode}: {tail}")
+        if sink.returncode != 0:
+            raise AudioError("ffmpeg_failed", f"the encoder exited with {sink.returncode}: {encoder_tail}")
+    return stderr
+
+
+def streaming_input(sample_rate: int, channels: int) -> list[str]:
+    """Input options for raw float32 blocks written to ffmpeg's stdin."""
+    return ["-f", "f32le", "-ar", str(sample_rate), "-ac", str(channels), "-i", "pipe:0"]
+
+
+def start_reading_stdin(args: Sequence[str], stderr: int | object) -> subprocess.Popen[bytes]:
+    """An ffmpeg process that reads blocks from our pipe (a meter, an encoder)."""
+    return subprocess.Popen([FFMPEG, *_COMMON, *args], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=stderr)  # type: ignore[arg-type]
+
+
+# -- files ------------------------------------------------------------------------------------------
+
+
+def partial_path(out_path: str) -> str:
+    """Sibling temp name so a crash never leaves a half-written file under the final name."""
+    directory, name = os.path.split(out_path)
+    return os.path.join(directory, f".{name}.{os.getpid()}.part")
+
+
+def remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+@contextmanager
+def atomic_output(out_path: str) -> Iterator[str]:
+    """Yield a partial path to write; it becomes `out_path` if the block succeeds, and is removed if not."""
+    tmp = partial_path(out_path)
+    try:
+        yield tmp
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    os.replace(tmp, out_path)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a decoded file holds; small enough to cross a process boundary."""
+
+    duration: float
+    sample_rate: int
+    channels: int
+    frames: int
+
+
+def audio_info(path: str) -> AudioInfo:
+    """Header facts of a file libsndfile can read (WAV/FLAC/...)."""
+    info = sf.info(path)
+    return AudioInfo(
+        duration=info.frames / info.samplerate if info.samplerate else 0.0,
+        sample_rate=int(info.samplerate),
+        channels=int(info.channels),
+        frames=int(info.frames),
+    )
+
+
+def probe(path: str) -> tuple[float, int, int] | str:
+    """(duration, sample rate, channels) of the first audio stream, by ffprobe; or why not."""
+    try:
+        proc = subprocess.run(
+            [FFPROBE, "-v", "error", "-select_streams", "a:0", "-show_entries",
+             "stream=sample_rate,channels,duration:format=duration", "-of", "json", path],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+    except FileNotFoundError:
+        return "ffprobe is not installed"
+    if proc.returncode != 0:
+        return "the file is not in an audio format we can read"
+    info = json.loads(proc.stdout or "{}")
+    streams = info.get("streams") or []
+    if not streams:
+        return "no audio stream"
+    stream = streams[0]
+    duration = stream.get("duration") or info.get("format", {}).get("duration")
+    if duration in (None, "N/A"):
+        return "unknown duration"
+    return float(duration), int(stream.get("sample_rate", 0)), int(stream.get("channels", 0))
+
+
+def duration_of(path: str) -> float:
+    """Seconds of audio in `path` (0.0 when it cannot be read)."""
+    try:
+        return float(sf.info(path).duration)
+    except Exception:
+        found = probe(path)
+        return 0.0 if isinstance(found, str) else found[0]

@@ -1,0 +1,31 @@
+"""Float WAV files the audio code writes, and getting any input to the working rate first."""
+
+from __future__ import annotations
+
+import os
+
+import soundfile as sf
+
+from service.audio import ffmpeg
+from service.audio.decode import decode_to_wav
+
+_WAV_LIMIT_BYTES = 0xFFFF_FFFF - 1_000_000
+
+
+def open_for_write(path: str, sample_rate: int, channels: int, frames: int) -> sf.SoundFile:
+    """Float WAV, switching to RF64 when a plain WAV header could not describe the size."""
+    fmt = "RF64" if frames * channels * 4 > _WAV_LIMIT_BYTES else "WAV"
+    return sf.SoundFile(path, mode="w", samplerate=sample_rate, channels=channels, subtype="FLOAT", format=fmt)
+
+
+def at_rate(path: str, sample_rate: int, work_dir: str, name: str) -> str:
+    """Path of a WAV at ``sample_rate`` holding ``path``'s audio (the original if already fine)."""
+    try:
+        info = ffmpeg.audio_info(path)
+        if info.sample_rate == sample_rate and info.frames > 0:
+            return path
+    except (sf.LibsndfileError, RuntimeError):
+        pass
+    out = os.path.join(work_dir, f"{name}.wav")
+    decode_to_wav(path, out, sample_rate=sample_rate)
+    return out

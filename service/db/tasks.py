@@ -1,0 +1,241 @@
+"""The `language_tasks` table: claiming, leases, stage transitions, progress, failure.
+
+Every change to a task is one transaction that updates the row, appends its event (and the job's
+`done` event when it was the last task to finish) and NOTIFYs, so the SSE stream and the table
+never disagree. Writes by a worker are guarded by its lease: a worker that lost its lease (it
+stalled, or the task was cancelled) changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from service.db.database import Database
+from service.db.events import NewEvent
+from service.db.transitions import Change
+from service.domain import TERMINAL, WORK_STAGES, EventKind, Stage
+
+_TERMINAL_SQL = "(" + ", ".join(f"'{stage}'" for stage in sorted(TERMINAL)) + ")"
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    id: UUID
+    job_id: UUID
+    target_language: str
+    stage: str
+    attempts: int
+    lease_owner: str
+
+
+def overall_progress(stage: str, fraction: float) -> float:
+    """Task progress 0..1 across all work stages, so a progress bar only moves forward."""
+    if stage == Stage.COMPLETE:
+        return 1.0
+    if stage not in WORK_STAGES:
+        return 0.0
+    fraction = min(max(fraction, 0.0), 1.0)
+    return round((WORK_STAGES.index(stage) + fraction) / len(WORK_STAGES), 4)
+
+
+async def claim(
+    pool: asyncpg.Pool, lease_owner: str, limit: int, lease_seconds: float
+) -> list[ClaimedTask]:
+    """Take up to `limit` runnable tasks: queued, due, and not leased (or their lease expired)."""
+    rows = await pool.fetch(
+        f"""UPDATE language_tasks AS t
+            SET lease_owner = $1,
+                lease_expires_at = now() + make_interval(secs => $2),
+                attempts = t.attempts + 1,
+                started_at = coalesce(t.started_at, now()),
+                updated_at = now()
+            WHERE t.id IN (
+                SELECT id FROM language_tasks
+                WHERE stage NOT IN {_TERMINAL_SQL}
+                  AND run_after <= now()
+                  AND (lease_expires_at IS NULL OR lease_expires_at < now())
+                ORDER BY run_after
+                LIMIT $3
+                FOR UPDATE SKIP LOCKED)
+            RETURNING t.id, t.job_id, t.target_language, t.stage, t.attempts, t.lease_owner""",
+        lease_owner,
+        lease_seconds,
+        limit,
+    )
+    return [ClaimedTask(**dict(r)) for r in rows]
+
+
+async def heartbeat(pool: asyncpg.Pool, task_id: UUID, lease_owner: str, lease_seconds: float) -> bool:
+    """Extend the lease. False means the lease is gone (cancelled, or taken after expiry)."""
+    row = await pool.fetchval(
+        f"""UPDATE language_tasks
+            SET lease_expires_at = now() + make_interval(secs => $3)
+            WHERE id = $1 AND lease_owner = $2 AND stage NOT IN {_TERMINAL_SQL}
+            RETURNING id""",
+        task_id,
+        lease_owner,
+        lease_seconds,
+    )
+    return row is not None
+
+
+async def _change(
+    db: Database,
+    task_id: UUID,
+    lease_owner: str,
+    kind: str,
+    *,
+    stage: str | None = None,
+    progress: float | None = None,
+    error: tuple[str, str] | None = None,
+    release: bool = False,
+    run_after_seconds: float | None = None,
+    data: dict[str, Any] | None = None,
+) -> bool:
+    """One transition (sql/004: `change_task`), group-committed with whatever other transitions
+    are waiting (db/transitions.py). False when the lease is gone."""
+    change = Change(task_id, lease_owner, kind, stage, progress, error[0] if error else None,
+                    error[1] if error else None, release, run_after_seconds, data or {})
+    return await db.transitions.apply(change) is not None
+
+
+async def enter_stage(
+    db: Database, task_id: UUID, lease_owner: str, stage: str) -> bool:
+    """Move a task into `stage` (a work stage or `complete`)."""
+    return await _change(db, task_id, lease_owner, EventKind.STAGE, stage=stage, progress=overall_progress(stage, 0.0))
+
+
+async def advance(
+    db: Database, task_id: UUID, lease_owner: str, finished_stage: str) -> str | None:
+    """Record that `finished_stage` is done and enter the next one. Returns it, or None if the lease is gone."""
+    stage = Stage(finished_stage).next
+    return stage if await enter_stage(db, task_id, lease_owner, stage) else None
+
+
+async def report_progress(
+    db: Database, task_id: UUID, lease_owner: str, stage: str, fraction: float, **data: Any
+) -> bool:
+    fraction = round(min(max(fraction, 0.0), 1.0), 4)
+    return await _change(db, task_id, lease_owner, EventKind.PROGRESS, progress=overall_progress(stage, fraction),
+                         data={"stage_progress": fraction, **data})
+
+
+async def record_artifact(
+    db: Database, task_id: UUID, lease_owner: str, artifact: dict[str, Any]
+) -> bool:
+    """Announce an artifact on the stream (the `artifacts` row is written by its owner module)."""
+    return await _change(db, task_id, lease_owner, EventKind.ARTIFACT, data={"artifact": artifact})
+
+
+async def fail(
+    db: Database, task_id: UUID, lease_owner: str, code: str, message: str) -> bool:
+    message = message[:2000]
+    return await _change(db, task_id, lease_owner, EventKind.FAILED, stage=Stage.FAILED, error=(code, message),
+                         data={"error": {"code": code, "message": message}})
+
+
+async def retry_later(
+    db: Database, task_id: UUID, lease_owner: str, delay_seconds: float, code: str, message: str
+) -> bool:
+    """Give the task back for a later attempt from the stage it was in."""
+    return await _change(db, task_id, lease_owner, EventKind.STAGE, release=True, run_after_seconds=delay_seconds,
+        data={"retrying_in_seconds": delay_seconds, "error": {"code": code, "message": message[:2000]}},
+    )
+
+
+async def add_usage(pool: asyncpg.Pool, task_id: UUID, usage: dict[str, float]) -> dict[str, float]:
+    """Add counters to the task's usage (row-locked, so concurrent stages never lose a count)."""
+    if not usage:
+        return {}
+    async with pool.acquire() as conn, conn.transaction():
+        current = await conn.fetchval("SELECT usage FROM language_tasks WHERE id = $1 FOR UPDATE", task_id)
+        merged = dict(current or {})
+        for key, amount in usage.items():
+            merged[key] = round(float(merged.get(key, 0)) + float(amount), 6)
+        await conn.execute("UPDATE language_tasks SET usage = $2 WHERE id = $1", task_id, merged)
+        return merged
+
+
+async def usage_of(pool: asyncpg.Pool, task_id: UUID) -> dict[str, float]:
+    return dict(await pool.fetchval("SELECT usage FROM language_tasks WHERE id = $1", task_id) or {})
+
+
+async def release(pool: asyncpg.Pool, task_id: UUID, lease_owner: str) -> None:
+    """Give a task back at once (shutdown), without an event: it has not changed."""
+    await pool.execute(
+        "UPDATE language_tasks SET lease_owner = NULL, lease_expires_at = NULL, updated_at = now() "
+        "WHERE id = $1 AND lease_owner = $2",
+        task_id,
+        lease_owner,
+    )
+
+
+async def cancel_for_job(conn: asyncpg.Connection, job_id: UUID) -> list[NewEvent]:
+    """Cancel every unfinished task of a job. Runs in the caller's transaction."""
+    rows = await conn.fetch(
+        f"""UPDATE language_tasks
+            SET stage = '{Stage.CANCELLED}', lease_owner = NULL, lease_expires_at = NULL,
+                finished_at = now(), updated_at = now()
+            WHERE job_id = $1 AND stage NOT IN {_TERMINAL_SQL}
+            RETURNING id, target_language, stage, progress""",
+        job_id,
+    )
+    return [
+        NewEvent(
+            kind=EventKind.STAGE,
+            task_id=r["id"],
+            target_language=r["target_language"],
+            stage=r["stage"],
+            progress=float(r["progress"]),
+        )
+        for r in rows
+    ]
+
+
+async def insert_for_job(conn: asyncpg.Connection, job_id: UUID, languages: list[str]) -> list[NewEvent]:
+    rows = await conn.fetch(
+        """INSERT INTO language_tasks (job_id, target_language)
+           SELECT $1, l FROM unnest($2::text[]) AS l
+           RETURNING id, target_language, stage, progress""",
+        job_id,
+        languages,
+    )
+    return [
+        NewEvent(
+            kind=EventKind.STAGE,
+            task_id=r["id"],
+            target_language=r["target_language"],
+            stage=r["stage"],
+            progress=float(r["progress"]),
+        )
+        for r in rows
+    ]
+
+
+PUBLIC_COLUMNS = """id, target_language, stage, progress, attempts, error_code, error_message,
+    started_at, finished_at, usage"""
+
+
+def to_json(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "target_language": row["target_language"],
+        "stage": row["stage"],
+        "progress": round(float(row["progress"]), 4),
+        "attempts": row["attempts"],
+        "error": {"code": row["error_code"], "message": row["error_message"]} if row["error_code"] else None,
+        "started_at": row["started_at"].isoformat() if row["started_at"] else None,
+        "finished_at": row["finished_at"].isoformat() if row["finished_at"] else None,
+        "usage": row["usage"],
+    }
+
+
+async def for_job(conn: asyncpg.Connection | asyncpg.Pool, job_id: UUID) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        f"SELECT {PUBLIC_COLUMNS} FROM language_tasks WHERE job_id = $1 ORDER BY target_language", job_id
+    )
+    return [to_json(r) for r in rows]

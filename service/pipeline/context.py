@@ -1,0 +1,80 @@
+"""What a stage function receives, and how it reports failure."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from service.db import tasks
+from service.db.database import Database
+from service.db.listener import Listener
+from service.db.tasks import ClaimedTask
+from service.engines.protocols import Engines
+from service.errors import LeaseLost, StageError
+from service.settings import Settings
+from service.storage import Storage
+
+
+@dataclass
+class StageContext:
+    task: ClaimedTask
+    job: asyncpg.Record
+    stage: str
+    settings: Settings
+    db: Database
+    storage: Storage
+    executor: Executor
+    engines: Engines | None
+    listener: Listener | None
+
+    @property
+    def engine(self) -> Engines:
+        """The configured engines; a stage that needs one fails clearly when none could be loaded."""
+        if self.engines is None:
+            raise StageError("engine_missing", f"No engine is configured for the {self.stage} stage")
+        return self.engines
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.db.pool
+
+    @property
+    def lease_owner(self) -> str:
+        return self.task.lease_owner
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space for this task, kept across its stages and attempts."""
+        path = self.settings.scratch_dir / str(self.task.job_id) / self.task.target_language
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    async def record_usage(self, usage: dict[str, float]) -> None:
+        """Add what this stage consumed from paid providers to the task's usage counters."""
+        await tasks.add_usage(self.pool, self.task.id, usage)
+
+    async def progress(self, fraction: float, **data: Any) -> None:
+        """Report progress within the current stage (0..1); raises LeaseLost if the task is gone."""
+        if not await tasks.report_progress(
+            self.db, self.task.id, self.lease_owner, self.stage, fraction, **data
+        ):
+            raise LeaseLost()
+
+
+StageFn = Callable[[StageContext], Awaitable[None]]
+
+
+async def run_all(coroutines: list[Coroutine[Any, Any, None]]) -> None:
+    """Run concurrently; the first failure cancels the rest and is raised as itself."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for coroutine in coroutines:
+                group.create_task(coroutine)
+    except BaseExceptionGroup as group_error:
+        raise group_error.exceptions[0] from None

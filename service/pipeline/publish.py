@@ -1,0 +1,47 @@
+"""Put a finished file into storage and record it: hash, size, content type, expiry, event."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from service.audio.probe import sha256_of
+from service.db import artifacts, tasks
+from service.db.artifacts import NewArtifact
+from service.domain import ArtifactKind, web_content_type
+from service.errors import LeaseLost
+from service.pipeline.context import StageContext
+
+
+def object_path(ctx: StageContext, filename: str, job_level: bool) -> str:
+    folder = "source" if job_level else ctx.task.target_language
+    return f"{ctx.job['owner_id']}/jobs/{ctx.task.job_id}/{folder}/{filename}"
+
+
+async def publish(ctx: StageContext, kind: ArtifactKind, local_file: str, filename: str) -> dict[str, Any]:
+    """Store the file, record its artifact row and announce it on the progress stream."""
+    job_level = kind.job_level
+    content_type = web_content_type(ctx.settings.web_format) if kind is ArtifactKind.MASTER_WEB else kind.content_type
+    digest = await asyncio.get_running_loop().run_in_executor(ctx.executor, sha256_of, local_file)
+    path = object_path(ctx, filename, job_level)
+    info = await ctx.storage.write_file(path, local_file, content_type)
+    row = await artifacts.record(
+        ctx.pool,
+        NewArtifact(
+            job_id=ctx.task.job_id,
+            task_id=None if job_level else ctx.task.id,
+            target_language=None if job_level else ctx.task.target_language,
+            kind=kind,
+            object_path=path,
+            sha256=digest,
+            size_bytes=info.size_bytes,
+            content_type=content_type,
+        ),
+        timedelta(hours=ctx.settings.artifact_ttl_hours),
+    )
+    public = {k: row[k] for k in ("id", "kind", "target_language", "content_type", "size_bytes", "sha256",
+                                  "expires_at")}
+    if not await tasks.record_artifact(ctx.db, ctx.task.id, ctx.lease_owner, public):
+        raise LeaseLost()
+    return row

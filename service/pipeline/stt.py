@@ -1,0 +1,132 @@
+"""Speech to text, once per job: the first task to get here transcribes, the others reuse it.
+
+The transcript is kept in the `transcripts` table (for the other tasks) and published as the job's
+`transcript_json`, `transcript_srt` and `transcript_vtt` artifacts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import anyio
+import structlog
+
+from service.db import transcripts
+from service.domain import ArtifactKind
+from service.engines.types import Transcript
+from service.errors import DubbingError, StageError
+from service.pipeline import captions
+from service.pipeline.context import StageContext
+from service.pipeline.publish import publish
+from service.pipeline.workfiles import write_json
+
+log = structlog.get_logger(__name__)
+
+_RECHECK_SECONDS = 5.0
+
+
+async def load(ctx: StageContext) -> Transcript:
+    """The job's finished transcript, for the stages after this one."""
+    data = await transcripts.ready(ctx.pool, ctx.task.job_id)
+    if data is None:
+        raise StageError("transcript_missing", "The transcript is not ready", retryable=True)
+    return Transcript.from_json(data)
+
+
+def transcript_owner(ctx: StageContext) -> str:
+    """Who holds the job's transcription lease: this task, not just this process (which runs the
+    job's other languages too, and would otherwise be told "mine" for each of them)."""
+    return f"{ctx.lease_owner}/{ctx.task.id}"
+
+
+async def run(ctx: StageContext) -> None:
+    lease = ctx.settings.lease_seconds
+    while True:
+        state = await transcripts.acquire(ctx.pool, ctx.task.job_id, transcript_owner(ctx), lease)
+        if state.state == "ready":
+            count = len((state.data or {}).get("segments", []))
+            await ctx.progress(1.0, segments=count, shared=True)
+            return
+        if state.state == "failed":
+            raise StageError(state.error_code or "stt_failed", state.error_message or "Transcription failed")
+        if state.state == "mine":
+            await _transcribe(ctx)
+            return
+        await _wait_for_other_task(ctx)
+
+
+async def _wait_for_other_task(ctx: StageContext) -> None:
+    """Sleep until this job's next event (the transcriber finishing), or a slow re-check."""
+    if ctx.listener is None:
+        await asyncio.sleep(_RECHECK_SECONDS)
+        return
+    subscription = ctx.listener.subscribe(str(ctx.task.job_id))
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(subscription.queue.get(), _RECHECK_SECONDS)
+    finally:
+        ctx.listener.unsubscribe(subscription)
+
+
+async def _keep_lease(ctx: StageContext) -> None:
+    lease = ctx.settings.lease_seconds
+    while True:
+        await asyncio.sleep(lease / 3)
+        await transcripts.extend(ctx.pool, ctx.task.job_id, transcript_owner(ctx), lease)
+
+
+async def _transcribe(ctx: StageContext) -> None:
+    source = ctx.job["source_language"]
+    keeper = asyncio.create_task(_keep_lease(ctx))
+    language = None if source == "auto" else source
+    transcriber = ctx.engine.transcriber
+    usage: dict[str, float] = {}
+    try:
+        if transcriber.accepts_url and ctx.storage.is_remote:
+            # The provider fetches the file itself through a short-lived URL: no download here.
+            signed = await ctx.storage.create_download_url(ctx.job["voice_path"], 15 * 60)
+            transcript: Transcript = await transcriber.transcribe(None, language, audio_url=signed.url, usage=usage)
+        else:
+            async with ctx.storage.local_copy(ctx.job["voice_path"]) as voice:
+                transcript = await transcriber.transcribe(voice, language, usage=usage)
+    except DubbingError as exc:
+        if exc.retryable:  # let the next attempt (of any of the job's tasks) take over
+            await transcripts.give_up_lease(ctx.pool, ctx.task.job_id, transcript_owner(ctx))
+        else:  # every language of the job fails with the same reason
+            await transcripts.fail(ctx.pool, ctx.task.job_id, transcript_owner(ctx), exc.code, exc.message)
+        raise
+    except BaseException:
+        await transcripts.give_up_lease(ctx.pool, ctx.task.job_id, transcript_owner(ctx))
+        raise
+    finally:
+        keeper.cancel()
+
+    await ctx.record_usage(usage)
+    data = transcript.to_json()
+    await _publish_transcript(ctx, transcript, data)
+    await transcripts.complete(ctx.pool, ctx.task.job_id, transcript_owner(ctx), data)
+    note: dict[str, Any] = {"segments": len(transcript.segments), "language": transcript.language}
+    if not transcript.segments:
+        note["note"] = "no speech found in the voice recording"
+    log.info("stt.done", **note)
+    await ctx.progress(1.0, **note)
+
+
+async def _publish_transcript(ctx: StageContext, transcript: Transcript, data: dict[str, Any]) -> None:
+    folder = ctx.settings.scratch_dir / str(ctx.task.job_id) / "source"
+    await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+    cues = captions.build_cues([(s.start, s.end, s.text) for s in transcript.segments])
+    files = {
+        ArtifactKind.TRANSCRIPT_JSON: ("transcript.json", None),
+        ArtifactKind.TRANSCRIPT_SRT: ("transcript.srt", captions.to_srt(cues)),
+        ArtifactKind.TRANSCRIPT_VTT: ("transcript.vtt", captions.to_vtt(cues)),
+    }
+    for kind, (name, text) in files.items():
+        path = folder / name
+        if text is None:
+            await write_json(path, data)
+        else:
+            await anyio.Path(path).write_text(text)
+        await publish(ctx, kind, str(path), name)

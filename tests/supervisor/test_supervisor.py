@@ -1,0 +1,273 @@
+"""The supervisor on real PostgreSQL, with stage functions defined here."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from service.db import connection, events, jobs, tasks
+from service.db.database import Database
+from service.db.events import Event
+from service.db.jobs import InputObject, NewJob
+from service.db.listener import RESYNC, Listener
+from service.domain import WORK_STAGES
+from service.errors import StageError
+from service.pipeline.context import StageContext, StageFn
+from service.settings import Settings
+from service.storage.local import LocalStorage
+from service.supervisor.supervisor import Supervisor
+
+SHA = "0" * 64
+
+
+async def new_job(pool: asyncpg.Pool, targets: list[str], owner: str = "u1") -> uuid.UUID:
+    voice = InputObject(f"{owner}/uploads/x/voice.wav", "audio/wav", 100, SHA, 1.0)
+    job_id, _ = await jobs.create(pool, NewJob(owner, "en", targets, voice, None, None, uuid.uuid4().hex))
+    return job_id
+
+
+async def wait_done(listener: Listener, pool: asyncpg.Pool, job_id: uuid.UUID, timeout: float = 30) -> list[Event]:
+    """Every event of the job up to `done`, read the way the SSE stream reads them."""
+    sub = listener.subscribe(str(job_id))
+    seen: list[Event] = []
+
+    async def collect() -> None:
+        pending = await events.since(pool, job_id, 0)
+        while True:
+            for event in pending:
+                if seen and event.seq <= seen[-1].seq:
+                    continue
+                seen.append(event)
+                if event.kind == "done":
+                    return
+            item = await sub.queue.get()
+            last = seen[-1].seq if seen else 0
+            pending = await events.since(pool, job_id, last) if item == RESYNC or item.seq > last + 1 else [item]
+
+    try:
+        await asyncio.wait_for(collect(), timeout)
+    finally:
+        listener.unsubscribe(sub)
+    return seen
+
+
+class Harness:
+    """Supervisors as separate processes would run them: each its own pool and listener."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, stack: AsyncExitStack) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.stack = stack
+        self.storage = LocalStorage(settings.storage_dir, "dubbing", "http://x", settings.jwt_secret)
+        self.executor = ThreadPoolExecutor(2)
+
+    async def listener(self) -> Listener:
+        listener = Listener(self.settings.database_url or "")
+        await listener.start()
+        self.stack.push_async_callback(listener.stop)
+        return listener
+
+    async def supervisor(self, registry: dict[str, StageFn], **overrides: Any) -> Supervisor:
+        pool = await connection.create_pool(self.settings.database_url or "", max_size=4)
+        self.stack.push_async_callback(pool.close)
+        supervisor = Supervisor(self.settings.with_overrides(**overrides), Database.on(pool), await self.listener(),
+                                registry,
+                                self.storage, self.executor)
+        await supervisor.start()
+        self.stack.push_async_callback(supervisor.stop)
+        return supervisor
+
+
+@asynccontextmanager
+async def harness(settings: Settings) -> AsyncIterator[Harness]:
+    async with AsyncExitStack() as stack:
+        pool = await connection.create_pool(settings.database_url or "")
+        stack.push_async_callback(pool.close)
+        yield Harness(settings, pool, stack)
+
+
+def recording(calls: list[tuple[uuid.UUID, str, str]], stages: tuple[str, ...] = WORK_STAGES) -> dict[str, StageFn]:
+    async def stage(ctx: StageContext) -> None:
+        calls.append((ctx.task.id, ctx.stage, ctx.lease_owner))
+        await ctx.progress(0.5)
+        await asyncio.sleep(0)
+
+    return dict.fromkeys(stages, stage)
+
+
+async def test_concurrent_claimers_run_each_task_exactly_once(settings: Settings) -> None:
+    calls: list[tuple[uuid.UUID, str, str]] = []
+    async with harness(settings) as h:
+        job_ids = [await new_job(h.pool, ["es", "fr", "de"]) for _ in range(20)]
+        supervisors = [await h.supervisor(recording(calls), max_concurrent_tasks=3, claim_batch_size=2)
+                       for _ in range(4)]
+        listener = await h.listener()
+        for job_id in job_ids:
+            await wait_done(listener, h.pool, job_id)
+        counts = Counter((task_id, stage) for task_id, stage, _ in calls)
+        assert len(counts) == 60 * len(WORK_STAGES)
+        assert set(counts.values()) == {1}
+        owners = {owner for _, _, owner in calls}
+        assert owners <= {s.owner_id for s in supervisors}
+        assert len(owners) > 1, "the work should be spread over the claimers"
+        stages = await h.pool.fetch("SELECT stage, progress, attempts, lease_owner FROM language_tasks")
+        assert {(r["stage"], r["progress"], r["attempts"], r["lease_owner"]) for r in stages} == {
+            ("complete", 1.0, 1, None)}
+        assert set(await h.pool.fetchval("SELECT array_agg(DISTINCT status) FROM jobs")) == {"complete"}
+
+
+async def test_expired_lease_is_reclaimed_and_resumes_at_the_unfinished_stage(settings: Settings) -> None:
+    calls: list[tuple[uuid.UUID, str, str]] = []
+    async with harness(settings) as h:
+        job_id = await new_job(h.pool, ["es"])
+        # A process claims the task, finishes stt, starts translating... and dies (no heartbeat).
+        [claimed] = await tasks.claim(h.pool, "dead-process", 1, lease_seconds=0.5)
+        assert await tasks.enter_stage(Database.on(h.pool), claimed.id, "dead-process", "stt")
+        assert await tasks.advance(Database.on(h.pool), claimed.id, "dead-process", "stt") == "translating"
+        await h.supervisor(recording(calls), poll_interval_seconds=0.3)
+        listener = await h.listener()
+        history = await wait_done(listener, h.pool, job_id)
+        assert [stage for _, stage, _ in calls] == ["translating", "dubbing", "mixing", "exporting"]
+        row = await h.pool.fetchrow("SELECT stage, attempts FROM language_tasks WHERE id = $1", claimed.id)
+        assert (row["stage"], row["attempts"]) == ("complete", 2)
+        assert history[-1].kind == "done" and history[-1].data == {"status": "complete"}
+        # The dead process cannot write any more: its lease is gone.
+        assert not await tasks.report_progress(Database.on(h.pool), claimed.id, "dead-process", "translating", 0.9)
+
+
+async def test_notify_wakes_the_supervisor_long_before_the_poll(settings: Settings) -> None:
+    started: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    async def stt(ctx: StageContext) -> None:
+        if not started.done():
+            started.set_result(time.perf_counter())
+
+    async with harness(settings) as h:
+        supervisor = await h.supervisor({"stt": stt, **recording([], WORK_STAGES[1:])}, poll_interval_seconds=60)
+        await asyncio.wait_for(supervisor.listener.connected.wait(), 10)
+        # Let the supervisor go idle: its first claim finds nothing and it waits.
+        await asyncio.wait_for(_idle(supervisor), 10)
+        enqueued = time.perf_counter()
+        await new_job(h.pool, ["es"])
+        latency = await asyncio.wait_for(started, 10) - enqueued
+        print(f"LISTEN wake-up latency: {latency * 1000:.1f} ms")
+        assert latency < 2.0  # the poll interval is 60 s: only the NOTIFY can explain this
+
+
+async def _idle(supervisor: Supervisor) -> None:
+    while not supervisor.running:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+
+
+async def test_a_failing_language_does_not_stop_the_others(settings: Settings) -> None:
+    async def dubbing(ctx: StageContext) -> None:
+        if ctx.task.target_language == "fr":
+            raise StageError("voice_unavailable", "No voice for French")
+
+    async with harness(settings) as h:
+        job_id = await new_job(h.pool, ["es", "fr"])
+        await h.supervisor({**recording([]), "dubbing": dubbing})
+        history = await wait_done(await h.listener(), h.pool, job_id)
+        rows = {r["target_language"]: r for r in await h.pool.fetch(
+            "SELECT target_language, stage, error_code, error_message FROM language_tasks")}
+        assert rows["es"]["stage"] == "complete"
+        assert (rows["fr"]["stage"], rows["fr"]["error_code"]) == ("failed", "voice_unavailable")
+        failed = [e for e in history if e.kind == "failed"]
+        assert len(failed) == 1 and failed[0].data["error"]["code"] == "voice_unavailable"
+        assert history[-1].data == {"status": "partial"}
+
+
+async def test_crashes_are_retried_then_given_up(settings: Settings) -> None:
+    attempts: Counter[str] = Counter()
+
+    async def mixing(ctx: StageContext) -> None:
+        attempts[ctx.task.target_language] += 1
+        if ctx.task.target_language == "de" or attempts["es"] == 1:
+            raise RuntimeError("engine segfault")
+
+    async with harness(settings) as h:
+        job_id = await new_job(h.pool, ["es", "de"])
+        await h.supervisor({**recording([]), "mixing": mixing}, max_attempts=3)
+        await wait_done(await h.listener(), h.pool, job_id)
+        rows = {r["target_language"]: r for r in await h.pool.fetch(
+            "SELECT target_language, stage, attempts, error_code FROM language_tasks")}
+        assert (rows["es"]["stage"], rows["es"]["attempts"]) == ("complete", 2)
+        assert (rows["de"]["stage"], rows["de"]["attempts"], rows["de"]["error_code"]) == (
+            "failed", 3, "internal_error")
+        assert attempts == {"es": 2, "de": 3}
+
+
+async def test_cancel_stops_a_running_stage(settings: Settings) -> None:
+    entered = asyncio.Event()
+    stopped = asyncio.Event()
+
+    async def translating(ctx: StageContext) -> None:
+        entered.set()
+        try:
+            await asyncio.Event().wait()  # a stage that would run for ever
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    async with harness(settings) as h:
+        job_id = await new_job(h.pool, ["es"], owner="u9")
+        await h.supervisor({**recording([]), "translating": translating}, lease_seconds=0.6)
+        await asyncio.wait_for(entered.wait(), 10)
+        assert await jobs.cancel(h.pool, "u9", job_id)
+        await asyncio.wait_for(stopped.wait(), 10)
+        row = await h.pool.fetchrow("SELECT stage, lease_owner, finished_at FROM language_tasks")
+        assert row["stage"] == "cancelled" and row["lease_owner"] is None and row["finished_at"] is not None
+        assert await h.pool.fetchval("SELECT status FROM jobs") == "cancelled"
+        kinds = [e.kind for e in await events.since(h.pool, job_id, 0)]
+        assert kinds[-1] == "done"
+
+
+async def test_recovers_when_its_database_connections_are_cut(settings: Settings) -> None:
+    calls: list[tuple[uuid.UUID, str, str]] = []
+    async with harness(settings) as h:
+        supervisor = await h.supervisor(recording(calls), poll_interval_seconds=0.5)
+        first = await new_job(h.pool, ["es"])
+        await wait_done(supervisor.listener, h.pool, first)
+        # Cut every other connection to this database: the listener's and the supervisor's pool.
+        await h.pool.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        await asyncio.wait_for(_reconnected(supervisor.listener), 15)
+        second = await new_job(h.pool, ["fr"])
+        history = await wait_done(supervisor.listener, h.pool, second)
+        assert history[-1].data == {"status": "complete"}
+        assert supervisor.running
+
+
+async def _reconnected(listener: Listener) -> None:
+    while listener.connected.is_set():
+        await asyncio.sleep(0.01)
+    await listener.connected.wait()
+
+
+@pytest.mark.parametrize("lease", [0.6])
+async def test_heartbeat_keeps_a_long_stage_leased(settings: Settings, lease: float, tmp_path: Path) -> None:
+    """A stage running for several lease lengths is not taken over by another claimer."""
+    calls: list[tuple[uuid.UUID, str, str]] = []
+
+    async def slow(ctx: StageContext) -> None:
+        calls.append((ctx.task.id, ctx.stage, ctx.lease_owner))
+        await asyncio.sleep(lease * 4)
+
+    async with harness(settings) as h:
+        job_id = await new_job(h.pool, ["es"])
+        await h.supervisor({**recording(calls), "stt": slow}, lease_seconds=lease, poll_interval_seconds=0.1)
+        await h.supervisor({**recording(calls), "stt": slow}, lease_seconds=lease, poll_interval_seconds=0.1)
+        await wait_done(await h.listener(), h.pool, job_id)
+        assert Counter(stage for _, stage, _ in calls) == dict.fromkeys(WORK_STAGES, 1)

@@ -1,0 +1,207 @@
+"""The service under test: in this process on a real port (`running_service`), or as the real
+`dubbing serve` process (`served`); and the settings tests run with."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import numpy as np
+import soundfile
+import uvicorn
+
+from service.api.auth import mint
+from service.app import create_app
+from service.pipeline.context import StageFn
+from service.settings import Settings
+
+JWT_SECRET = "test-secret-" + "x" * 40
+
+
+def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settings:
+    base = Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        jwt_secret=JWT_SECRET,
+        lease_seconds=3.0,
+        poll_interval_seconds=2.0,
+        retry_base_seconds=0.05,
+        cpu_workers=1,
+        sse_keepalive_seconds=5.0,
+    )
+    return base.with_overrides(**overrides)
+
+
+@dataclass
+class Service:
+    base_url: str
+    settings: Settings
+    app: Any
+    client: httpx.AsyncClient
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.app.state.pool
+
+    def token(self, user: str) -> str:
+        return mint(self.settings.jwt_secret, user)
+
+    def auth(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user)}"}
+
+    async def upload(self, user: str, data: bytes, kind: str = "voice", content_type: str = "audio/wav",
+                     filename: str = "voice.wav") -> str:
+        """Do what a browser does: ask for a signed URL, then PUT the bytes to it."""
+        response = await self.client.post(
+            "/v1/uploads", headers=self.auth(user),
+            json={"files": [{"kind": kind, "filename": filename, "content_type": content_type,
+                             "size_bytes": len(data)}]},
+        )
+        assert response.status_code == 201, response.text
+        upload = response.json()["uploads"][0]
+        put = await self.client.put(upload["upload_url"], content=data, headers={"Content-Type": content_type})
+        assert put.status_code == 200, put.text
+        return str(upload["object_path"])
+
+    async def create_job(self, user: str, targets: list[str], source: str = "en", **extra: Any) -> httpx.Response:
+        voice = await self.upload(user, wav_bytes())
+        return await self.client.post(
+            "/v1/jobs", headers=self.auth(user),
+            json={"voice_object": voice, "source_language": source, "target_languages": targets, **extra},
+        )
+
+    async def count_rows(self) -> dict[str, int]:
+        return {
+            table: await self.pool.fetchval(f"SELECT count(*) FROM {table}")
+            for table in ("jobs", "language_tasks", "task_events", "artifacts")
+        }
+
+
+@asynccontextmanager
+async def running_service(
+    settings: Settings, registry: Mapping[str, StageFn] | None = None, pipeline: bool = False, **app_options: Any
+) -> AsyncIterator[Service]:
+    """The real app under uvicorn on a free port of 127.0.0.1, lifespan and all.
+
+    `pipeline=True` runs the real stages and engines; otherwise `registry` (default: none).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    base_url = f"http://127.0.0.1:{port}"
+    settings = settings.with_overrides(public_base_url=base_url, port=port)
+    app = create_app(settings, registry=None if pipeline else (registry or {}), **app_options)
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    started = asyncio.Event()
+
+    async def wait_started() -> None:
+        while not server.started:
+            if serving.done():
+                serving.result()
+            await asyncio.sleep(0.02)
+        started.set()
+
+    await asyncio.wait_for(wait_started(), timeout=60)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        try:
+            yield Service(base_url, settings, app, client)
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(serving, timeout=30)
+
+
+def wav_bytes(seconds: float = 1.0, rate: int = 16000, freq: float = 440.0) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    buf = io.BytesIO()
+    soundfile.write(buf, 0.3 * np.sin(2 * np.pi * freq * t), rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def dubbing_command() -> str:
+    """The console script `pip install` made: what `just serve` runs."""
+    script = Path(sys.executable).parent / "dubbing"
+    return str(script) if script.exists() else "dubbing"
+
+
+@dataclass
+class ServedProcess:
+    """`dubbing serve` in its own process, as `just serve` starts it (uvicorn's default loop: uvloop)."""
+
+    base_url: str
+    process: asyncio.subprocess.Process
+    log_path: Path
+    client: httpx.AsyncClient
+
+    def auth(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {mint(JWT_SECRET, user)}"}
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    async def upload(self, user: str, path: Path, kind: str) -> str:
+        response = await self.client.post("/v1/uploads", headers=self.auth(user), json={"files": [
+            {"kind": kind, "filename": path.name, "content_type": "audio/wav", "size_bytes": path.stat().st_size}]})
+        assert response.status_code == 201, response.text
+        upload = response.json()["uploads"][0]
+        put = await self.client.put(upload["upload_url"], content=path.read_bytes(),
+                                    headers={"Content-Type": "audio/wav"})
+        assert put.status_code == 200, put.text
+        return str(upload["object_path"])
+
+
+@asynccontextmanager
+async def served(data_dir: Path, database_url: str | None, **env: str) -> AsyncIterator[ServedProcess]:
+    """Start `dubbing serve` with the given environment; wait until `/readyz` says ready."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    environment = {**os.environ, "DATA_DIR": str(data_dir), "PORT": str(port), "HOST": "127.0.0.1",
+                   "SUPABASE_JWT_SECRET": JWT_SECRET, "LOG_FORMAT": "json", **env}
+    environment.pop("DATABASE_URL", None)
+    if database_url:
+        environment["DATABASE_URL"] = database_url
+    log_path = data_dir / "serve.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:
+        process = await asyncio.create_subprocess_exec(dubbing_command(), "serve", env=environment,
+                                                       stdout=log, stderr=log)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        served_process = ServedProcess(base_url, process, log_path, client)
+        try:
+            async with asyncio.timeout(90):
+                while True:
+                    if process.returncode is not None:
+                        raise RuntimeError(f"dubbing serve exited {process.returncode}:\n{served_process.logs()}")
+                    try:
+                        if (await client.get("/readyz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.1)
+            yield served_process
+        finally:
+            if process.returncode is None:
+                process.terminate()
+                try:
+                    await asyncio.wait_for(process.wait(), 30)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
