@@ -76,6 +76,9 @@ class Settings:
     sample_rate: int = 48000
     max_engine_rate: float = 1.25
     stretch_ceiling: float = 1.25
+    min_tempo: float = 0.85
+    unit_pause_seconds: float = 0.3
+    caption_max_cps: float = 17.0
     duck_db: float = -12.0
     target_lufs: float = -16.0
     true_peak_dbtp: float = -1.0
@@ -157,6 +160,9 @@ class Settings:
             sample_rate=_int(env, "SAMPLE_RATE", 48000),
             max_engine_rate=_float(env, "MAX_ENGINE_RATE", 1.25),
             stretch_ceiling=_float(env, "STRETCH_CEILING", 1.25),
+            min_tempo=_float(env, "MIN_TEMPO", 0.85),
+            unit_pause_seconds=_float(env, "UNIT_PAUSE_SECONDS", 0.3),
+            caption_max_cps=_float(env, "CAPTION_MAX_CPS", 17.0),
             duck_db=_float(env, "DUCK_DB", -12.0),
             target_lufs=_float(env, "TARGET_LUFS", -16.0),
             true_peak_dbtp=_float(env, "TRUE_PEAK_DBTP", -1.0),

@@ -1,19 +1,15 @@
-"""Planning how translated speech is fitted into the source timeline.
+"""Planning how translated speech is fitted into the source timeline (isochrony).
 
-Pure arithmetic, no I/O: the dubbing stage asks these functions what to do
-(speak faster, stretch, or let speech run into the following silence) and
-records the outcome as a `FitRecord` for the manifest.
+Pure arithmetic, no I/O. Each unit's dub should fill its source span: within ±10 % of it, starting at
+the source onset. The tools, in order:
 
-Order of tools for one segment, as the spec demands:
-
-1. synthesize at normal rate, measure natural duration ``d``;
-2. if ``d > span``: re-synthesize with engine rate ``choose_rate(d, span)``;
-3. if still longer: pitch-preserving time-stretch by ``choose_stretch(d_r, span)``;
-4. if still longer: run into the following silence up to ``next_start``;
-   whatever is left is an overflow, cut with a short fade at ``next_start``
-   (see `place`).
-
-Speech is never slowed down to fill a slot: shorter speech leaves silence.
+1. the engine's own speaking rate, chosen *both ways* from a prediction of the line's natural length:
+   faster for long lines (up to ``max_engine_rate``), slower for short ones (down to ``min_tempo``);
+2. a pitch-preserving time-stretch of what is still off, inside the same limits (the tempo of rate and
+   stretch together stays within [``min_tempo``, ``max_engine_rate * stretch_ceiling``]); residues
+   within ``tolerance`` are left alone;
+3. what is still too long runs into the following silence up to the next unit's start and never
+   past it (the rest is cut with a short fade and counted as an overflow, see `place`).
 """
 
 from __future__ import annotations
@@ -24,6 +20,9 @@ from dataclasses import dataclass
 
 DEFAULT_MAX_ENGINE_RATE = 1.25
 DEFAULT_STRETCH_CEILING = 1.25
+DEFAULT_MIN_TEMPO = 0.85
+# A dub within this share of its span is left as it is: stretching costs time and a little quality.
+DEFAULT_TOLERANCE = 0.03
 # Overruns smaller than this are float noise, not overflows (well under one 48 kHz block).
 OVERFLOW_TOLERANCE_S = 1e-3
 FADE_OUT_S = 0.020
@@ -125,27 +124,51 @@ def slots_from_segments(starts_ends: Sequence[tuple[float, float]], total_durati
     return timings
 
 
-def _speedup(duration: float, span: float, limit: float) -> float:
-    """Factor ``>= 1`` that would make ``duration`` fit ``span``, capped at ``limit``."""
-    if limit < 1.0 or not math.isfinite(limit):
-        raise ValueError(f"speed-up limit must be finite and >= 1, got {limit}")
+def _clamp(value: float, low: float, high: float) -> float:
+    return min(max(value, low), high)
+
+
+def _check(duration: float, span: float, low: float, high: float) -> None:
+    if not (math.isfinite(low) and math.isfinite(high)) or low <= 0 or high < 1.0 or low > 1.0:
+        raise ValueError(f"tempo limits must satisfy 0 < low <= 1 <= high, got {low}, {high}")
     if duration < 0 or span < 0:
         raise ValueError(f"durations must be non-negative, got duration={duration} span={span}")
-    if duration <= span:
+
+
+def choose_rate(natural_duration: float, span: float, max_engine_rate: float = DEFAULT_MAX_ENGINE_RATE,
+                min_tempo: float = DEFAULT_MIN_TEMPO, tolerance: float = DEFAULT_TOLERANCE) -> float:
+    """Engine speaking-rate factor that makes `natural_duration` last `span` (faster or slower), clamped;
+    1.0 when the natural take already fits within `tolerance` (or there is no span to fit)."""
+    _check(natural_duration, span, min_tempo, max_engine_rate)
+    if span <= 0.0:
+        return max_engine_rate if natural_duration > 0 else 1.0
+    if natural_duration <= 0.0:
         return 1.0
-    if span == 0.0:
-        return limit
-    return min(duration / span, limit)
+    wanted = natural_duration / span
+    if abs(wanted - 1.0) <= tolerance:
+        return 1.0
+    return _clamp(wanted, min_tempo, max_engine_rate)
 
 
-def choose_rate(natural_duration: float, span: float, max_engine_rate: float = DEFAULT_MAX_ENGINE_RATE) -> float:
-    """Engine speaking-rate factor for re-synthesis; 1.0 means keep the natural take."""
-    return _speedup(natural_duration, span, max_engine_rate)
+def choose_stretch(duration_after_rate: float, span: float, ceiling: float = DEFAULT_STRETCH_CEILING,
+                   rate: float = 1.0, min_tempo: float = DEFAULT_MIN_TEMPO, max_tempo: float | None = None,
+                   tolerance: float = DEFAULT_TOLERANCE) -> float:
+    """Pitch-preserving tempo factor (> 1 shortens) for a clip spoken at `rate`, so it lasts `span`.
 
-
-def choose_stretch(duration_after_rate: float, span: float, ceiling: float = DEFAULT_STRETCH_CEILING) -> float:
-    """Pitch-preserving tempo factor; never below 1.0 (we never slow speech to fill)."""
-    return _speedup(duration_after_rate, span, ceiling)
+    The stretch stays within [1 / ceiling, ceiling], and the tempo of rate and stretch together within
+    [`min_tempo`, `max_tempo`] (default: the ceiling times the engine's largest rate, 1.25 * 1.25).
+    """
+    _check(duration_after_rate, span, min(min_tempo, 1.0), ceiling)
+    if duration_after_rate <= 0.0:
+        return 1.0
+    if span <= 0.0:
+        return ceiling
+    wanted = duration_after_rate / span
+    if abs(wanted - 1.0) <= tolerance:
+        return 1.0
+    top = ceiling if max_tempo is None else min(ceiling, max_tempo / rate)
+    bottom = max(1.0 / ceiling, min_tempo / rate)
+    return _clamp(wanted, min(bottom, 1.0), max(top, 1.0))
 
 
 def place(timing: SegmentTiming, final_duration: float) -> Placement:

@@ -42,12 +42,14 @@ class Translator(Protocol):
 
     async def translate(
         self, texts: list[str], source: str, target: str, *, budgets: list[int | None] | None = None,
-        usage: Usage | None = None,
+        groups: list[int] | None = None, usage: Usage | None = None,
     ) -> list[str]:
         """Translate segment texts; exactly one string per input, in order.
 
-        `budgets` gives each segment a length in characters its time slot can hold; engines that can
-        (an LLM) aim for it, others ignore it.
+        `groups` ties consecutive segments into one sentence (the speaker paused inside it): the
+        engine translates the sentence as a whole and divides the translation among its segments, so
+        a sentence cut by a pause is never translated as two fragments. `budgets` gives each segment
+        a length in characters its time slot can hold; engines that can (an LLM) aim for it.
         """
         ...
 

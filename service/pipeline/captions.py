@@ -1,8 +1,11 @@
 """Subtitles for the dubbed track: SRT and WebVTT within common readability limits.
 
-Limits follow broadcast practice (42 characters a line, 2 lines, 7 s on screen). Long
-segments are cut at punctuation where possible, else at word boundaries, and their time is
-shared out in proportion to characters, since that is how the speech fills the slot.
+Limits follow broadcast practice: 42 characters a line, 2 lines, between 5/6 s and 7 s on screen, and
+no faster than 17 characters a second. Long segments are cut at punctuation where possible, else at
+word boundaries, and their time is shared out in proportion to characters, since that is how the
+speech fills the slot. A cue that would flash by faster than a person reads stays up longer, into the
+silence after its speech; when the next cue's speech comes first, that cue waits (its lag behind the
+speech is reported by `reading_lag`), so every cue can be read and none overlaps another.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from dataclasses import dataclass
 MAX_LINE = 42
 MAX_LINES = 2
 MAX_DURATION = 7.0
-MIN_DURATION = 0.5  # given to cues whose input had zero or negative duration
+MIN_DURATION = 5 / 6
+MAX_CPS = 17.0
 
 _BREAK_AFTER = (".", "!", "?", "…", ";", ":", ",", "\u2014", "\u2013")  # em and en dash
 _TIMING_RE = re.compile(
@@ -34,8 +38,13 @@ class Cue:
         return self.text.split("\n")
 
 
-def build_cues(segments: list[tuple[float, float, str]]) -> list[Cue]:
-    """Turn timed segments into cues that respect the line, line-count and duration limits."""
+def build_cues(segments: list[tuple[float, float, str]], *, max_cps: float | None = MAX_CPS,
+               timeline_end: float | None = None) -> list[Cue]:
+    """Turn timed segments into cues within the line, line-count, duration and reading-speed limits.
+
+    `max_cps` None keeps the speech's own timing (no reading-speed rule, no minimum duration);
+    `timeline_end` is where the last cue must be gone.
+    """
     cues: list[Cue] = []
     for start, end, text in sorted(segments, key=lambda s: s[0]):
         words = _words(text)
@@ -45,7 +54,61 @@ def build_cues(segments: list[tuple[float, float, str]]) -> list[Cue]:
         if end - start <= 0:
             end = start + MIN_DURATION
         cues.extend(_split_segment(start, end, words))
-    return _no_overlap(cues)
+    if max_cps is None:
+        return _no_overlap(cues)
+    return _readable(cues, max_cps, timeline_end)
+
+
+def reading_time(text: str, max_cps: float = MAX_CPS) -> float:
+    """How long a cue must stay up to be read: at most `max_cps` characters a second, at least 5/6 s."""
+    return max(MIN_DURATION, len(text.replace("\n", " ")) / max_cps)
+
+
+def _readable(cues: list[Cue], max_cps: float, timeline_end: float | None) -> list[Cue]:
+    """Give every cue its reading time, in order, without overlaps: a cue ends when its speech ends or
+    when it has been read, whichever is later (within 7 s), and starts no earlier than the one before ends."""
+    out: list[Cue] = []
+    previous_end = 0.0
+    for cue in cues:
+        start = max(cue.start, previous_end)
+        need = min(reading_time(cue.text, max_cps), MAX_DURATION)
+        end = min(max(cue.end, start + need), start + MAX_DURATION)
+        out.append(Cue(round(start, 3), _ceil_ms(end), cue.text))
+        previous_end = out[-1].end
+    if timeline_end is not None and out and out[-1].end > timeline_end:
+        out = _pull_back(out, timeline_end, max_cps)
+    return out
+
+
+def _ceil_ms(seconds: float) -> float:
+    """Rounded up to the millisecond, so rounding never takes reading time away."""
+    return math.ceil(round(seconds * 1000, 6)) / 1000
+
+
+def _pull_back(cues: list[Cue], timeline_end: float, max_cps: float) -> list[Cue]:
+    """Cues that run past the end of the mix, moved earlier (never overlapping) so the last ends there."""
+    out = list(cues)
+    limit = timeline_end
+    for i in range(len(out) - 1, -1, -1):
+        cue = out[i]
+        if cue.end <= limit:
+            break
+        duration = max(min(reading_time(cue.text, max_cps), MAX_DURATION), min(cue.end - cue.start, limit))
+        end = limit
+        start = max(0.0, end - duration)
+        out[i] = Cue(math.floor(start * 1000) / 1000, round(end, 3), cue.text)
+        limit = out[i].start
+    return out
+
+
+def reading_lag(cues: list[Cue], segments: list[tuple[float, float, str]]) -> float:
+    """The longest a cue started after the speech it shows began (0 when every cue is on time)."""
+    starts = sorted(max(0.0, s) for s, _, text in segments if text.strip())
+    lag = 0.0
+    for cue in cues:
+        spoken = max((s for s in starts if s <= cue.start + 1e-6), default=cue.start)
+        lag = max(lag, cue.start - spoken) if cue.start - spoken < MAX_DURATION else lag
+    return round(lag, 3)
 
 
 def _words(text: str) -> list[str]:

@@ -1,107 +1,121 @@
-"""Synthesize each translated segment, using the engine's own rate as the first tool for fitting.
+"""Speak each translated unit so that it fills its source span (isochrony), in one synthesis.
 
-A segment whose speech at normal rate is longer than its source span is spoken again faster, up to
-`max_engine_rate`; time-stretching and placement come in the mixing stage.
+The speaking rate is chosen before speaking, both ways: a line that would run long is spoken faster
+(up to MAX_ENGINE_RATE), one that would run short slower (down to MIN_TEMPO). The prediction comes from
+this voice's own pace, learned from the lines already spoken in the task (starting from the language's
+typical pace), so each line is synthesized once; only a prediction so far off that the stretch in the
+mixing stage could not repair it is spoken again. A line that cannot fit even at the fastest tempo is
+sent back to translators that can shorten it (an LLM), once.
 """
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
-
-import asyncpg
 
 from service.audio import fitting
+from service.audio.fitting import SegmentTiming
 from service.engines.protocols import Shortener
+from service.engines.speech_rates import chars_per_second
 from service.engines.types import SynthesizedClip
-from service.pipeline import translating
+from service.pipeline import outputs, timeline
 from service.pipeline.context import StageContext, run_all
-from service.pipeline.workfiles import read_json, write_json
+from service.pipeline.outputs import Clip, Synthesis, TranslatedUnit, Translation
 
-PARALLEL_SEGMENTS = 2
-
-
-def timeline_duration(job: asyncpg.Record) -> float:
-    """The dubbed mix lasts as long as the background, or the voice when there is none."""
-    background = job["background_duration_seconds"]
-    return float(background if background is not None else job["voice_duration_seconds"])
+PARALLEL_UNITS = 2
+# Within this share of the span after the mixing stage's stretch, a second take is not worth it.
+_GOOD_ENOUGH = 0.10
 
 
-def dubbing_file(ctx: StageContext) -> Path:
-    return ctx.work_dir / "dubbing.json"
+class VoicePace:
+    """Characters a second this voice speaks at rate 1, learned from the clips spoken so far (a prior of
+    the language's typical pace, worth `prior_seconds` of speech, keeps the first guesses sane)."""
 
+    def __init__(self, language: str, prior_seconds: float = 8.0) -> None:
+        self.characters = chars_per_second(language) * prior_seconds
+        self.seconds = prior_seconds
 
-async def load(ctx: StageContext) -> list[dict[str, Any]]:
-    return list((await read_json(dubbing_file(ctx)))["clips"])
+    def predict(self, text: str) -> float:
+        return len(text) * self.seconds / self.characters
+
+    def learn(self, text: str, natural_seconds: float) -> None:
+        if natural_seconds > 0:
+            self.characters += len(text)
+            self.seconds += natural_seconds
 
 
 async def _speak(ctx: StageContext, text: str, out: Path, rate: float, usage: dict[str, float]) -> SynthesizedClip:
     clip: SynthesizedClip = await ctx.engine.synthesizer.synthesize(
-        text, ctx.task.target_language, str(out), rate=rate, sample_rate=ctx.settings.sample_rate, usage=usage
-    )
+        text, ctx.task.target_language, str(out), rate=rate, sample_rate=ctx.settings.sample_rate, usage=usage)
     return clip
 
 
-async def _fitted(ctx: StageContext, segment: dict[str, Any], span: float, out: Path,
-                  usage: dict[str, float]) -> tuple[SynthesizedClip, float, str, str | None]:
-    """Speak the line at normal rate, then faster if it is too long; if even the stretch ceiling
-    cannot make it fit, ask the translator once for a shorter line (isochrony-aware translation).
-    Returns the clip, its natural duration, the text spoken and the original text when shortened."""
+def _rate_for(ctx: StageContext, natural: float, span: float) -> float:
+    return fitting.choose_rate(natural, span, ctx.settings.max_engine_rate, ctx.settings.min_tempo)
+
+
+def _residual(ctx: StageContext, clip: SynthesizedClip, span: float) -> float:
+    """How far from its span the clip will still be after the mixing stage's stretch (0 = exact)."""
     settings = ctx.settings
-    text = segment["text"]
-    clip = await _speak(ctx, text, out, 1.0, usage)
-    natural = clip.duration
-    rate = fitting.choose_rate(natural, span, settings.max_engine_rate)
-    if rate > 1.0:
-        clip = await _speak(ctx, text, out, rate, usage)
+    stretch = fitting.choose_stretch(clip.duration, span, settings.stretch_ceiling, rate=clip.rate,
+                                     min_tempo=settings.min_tempo,
+                                     max_tempo=settings.max_engine_rate * settings.stretch_ceiling)
+    return abs(clip.duration / stretch / span - 1.0) if span > 0 else 0.0
+
+
+async def _take(ctx: StageContext, text: str, span: float, out: Path, pace: VoicePace,
+                usage: dict[str, float]) -> tuple[SynthesizedClip, float]:
+    """Speak `text` at the predicted rate; again at the measured one if the prediction missed badly."""
+    clip = await _speak(ctx, text, out, _rate_for(ctx, pace.predict(text), span), usage)
+    natural = clip.duration * clip.rate
+    pace.learn(text, natural)
+    better = _rate_for(ctx, natural, span)
+    if _residual(ctx, clip, span) > _GOOD_ENOUGH and abs(better - clip.rate) > 0.02:
+        clip = await _speak(ctx, text, out, better, usage)
+    return clip, natural
+
+
+async def _fitted(ctx: StageContext, unit: TranslatedUnit, slot: SegmentTiming, out: Path, pace: VoicePace,
+                  source_language: str, usage: dict[str, float]) -> Clip:
+    settings = ctx.settings
+    span = slot.span
+    clip, natural = await _take(ctx, unit.text, span, out, pace, usage)
+    fastest = settings.max_engine_rate * settings.stretch_ceiling
     translator = ctx.engine.translator
-    limit = span * settings.stretch_ceiling
-    if clip.duration <= limit or span <= 0 or not isinstance(translator, Shortener):
-        return clip, natural, text, None
-    max_chars = max(int(len(text) * limit / clip.duration * 0.95), 1)
-    shorter = (await translator.shorten(text, segment["source_text"], ctx.job["source_language"],
-                                        ctx.task.target_language, max_chars, usage=usage)).strip()
-    if not shorter or len(shorter) >= len(text):
-        return clip, natural, text, None
-    clip = await _speak(ctx, shorter, out, 1.0, usage)
-    natural = clip.duration
-    rate = fitting.choose_rate(natural, span, settings.max_engine_rate)
-    if rate > 1.0:
-        clip = await _speak(ctx, shorter, out, rate, usage)
-    return clip, natural, shorter, text
+    if span <= 0 or natural / fastest <= span * (1 + _GOOD_ENOUGH) or not isinstance(translator, Shortener):
+        return Clip(unit.id, clip.path, unit.text, clip.rate, clip.duration, round(natural, 4))
+    max_chars = max(int(len(unit.text) * span * fastest / natural * 0.95), 1)
+    shorter = (await translator.shorten(unit.text, unit.source_text, source_language, ctx.task.target_language,
+                                        max_chars, usage=usage)).strip()
+    if not shorter or len(shorter) >= len(unit.text):
+        return Clip(unit.id, clip.path, unit.text, clip.rate, clip.duration, round(natural, 4))
+    clip, natural = await _take(ctx, shorter, span, out, pace, usage)
+    return Clip(unit.id, clip.path, shorter, clip.rate, clip.duration, round(natural, 4), shortened_from=unit.text)
 
 
 async def run(ctx: StageContext) -> None:
-    segments = await translating.load(ctx)
-    timings = fitting.slots_from_segments([(s["start"], s["end"]) for s in segments], timeline_duration(ctx.job))
+    translation = await outputs.load(ctx.work_dir, Translation)
+    slots = timeline.slots(translation.units, ctx.job)
     clips_dir = ctx.work_dir / "clips"
     clips_dir.mkdir(exist_ok=True)
-    spoken = [(s, t) for s, t in zip(segments, timings, strict=True) if s["text"]]
-    clips: list[dict[str, Any] | None] = [None] * len(spoken)
-    limit = asyncio.Semaphore(PARALLEL_SEGMENTS)
-    done = 0
-
+    spoken = [(u, s) for u, s in zip(translation.units, slots, strict=True) if u.text]
+    clips: dict[int, Clip] = {}
+    limit = asyncio.Semaphore(PARALLEL_UNITS)
+    pace = VoicePace(ctx.task.target_language)
     usage: dict[str, float] = {}
 
-    async def one(position: int, segment: dict[str, Any], timing: fitting.SegmentTiming) -> None:
-        nonlocal done
-        out = clips_dir / f"{segment['id']:05d}.wav"
+    async def one(unit: TranslatedUnit, slot: SegmentTiming) -> None:
         async with limit:
-            clip, natural, text, original = await _fitted(ctx, segment, timing.source_end - timing.source_start,
-                                                          out, usage)
-        clips[position] = {"id": segment["id"], "index": timing.index, "path": clip.path, "text": text,
-                           "shortened_from": original, "natural_duration": round(natural, 4),
-                           "duration": round(clip.duration, 4), "rate": clip.rate}
-        done += 1
-        await ctx.progress(done / len(spoken), segment=segment["id"])
+            clips[unit.id] = await _fitted(ctx, unit, slot, clips_dir / f"{unit.id:05d}.wav", pace,
+                                           translation.source_language, usage)
+        await ctx.progress(len(clips) / len(spoken), unit=unit.id)
 
     try:
-        await run_all([one(i, s, t) for i, (s, t) in enumerate(spoken)])
+        await run_all([one(u, s) for u, s in spoken])
     finally:
         await ctx.record_usage(usage)
-    await write_json(dubbing_file(ctx), {"engine": ctx.engine.synthesizer.name,
-                                         "voice": ctx.engine.synthesizer.voice_for(ctx.task.target_language),
-                                         "clips": clips})
+    synthesizer = ctx.engine.synthesizer
+    await outputs.save(ctx.work_dir, Synthesis(synthesizer.name, synthesizer.voice_for(ctx.task.target_language),
+                                               [clips[u.id] for u, _ in spoken]))
     if not spoken:
-        await ctx.progress(1.0, segments=0)
+        await ctx.progress(1.0, units=0)

@@ -1,57 +1,96 @@
-"""Captions timed to the dubbed speech, the manifest, and the upload of every artifact."""
+"""Captions timed to the dubbed speech, the sync figures measured from the audio, the manifest, and
+the upload of every artifact."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import anyio
 
+from service.audio.sync import UnitWindow, measure_sync
 from service.db import artifacts, tasks
 from service.domain import ArtifactKind
-from service.pipeline import captions, dubbing, mixing, stt, translating
+from service.pipeline import captions, outputs, stt
 from service.pipeline.context import StageContext
+from service.pipeline.mixing import OUTPUTS, web_name
+from service.pipeline.outputs import Mixdown, PlacedUnit, Synthesis, Translation
 from service.pipeline.publish import publish
-from service.pipeline.workfiles import read_json, write_json
+from service.pipeline.workfiles import write_json
 
 
 def _artifact_entry(row: dict[str, Any]) -> dict[str, Any]:
     name = row["object_path"].rsplit("/", 1)[-1]
+    expires = row["expires_at"]
     return {"name": name, "kind": row["kind"], "object_path": row["object_path"], "sha256": row["sha256"],
-            "size_bytes": row["size_bytes"], "content_type": row["content_type"], "expires_at": row["expires_at"]}
+            "size_bytes": row["size_bytes"], "content_type": row["content_type"],
+            "expires_at": expires if isinstance(expires, str) else expires.isoformat()}
+
+
+async def _measure(ctx: StageContext, units: list[PlacedUnit]) -> dict[str, Any]:
+    """Speech activity of the rendered voice stem against the source voice (see `audio/sync.py`)."""
+    windows = [UnitWindow(u.id, u.source_start, u.source_end, u.next_start) for u in units]
+    stem = str(ctx.work_dir / OUTPUTS["voice_stem"])
+    async with ctx.storage.local_copy(ctx.job["voice_path"]) as source:
+        measured: dict[str, Any] = await asyncio.get_running_loop().run_in_executor(
+            ctx.executor, measure_sync, source, stem, windows)
+    return measured
 
 
 async def run(ctx: StageContext) -> None:
     work = ctx.work_dir
-    mixed = await mixing.load(ctx)
-    records = mixed["segments"]
-    cues = captions.build_cues([(r["placed_start"], r["placed_end"], r["target_text"]) for r in records])
+    mixdown = await outputs.load(work, Mixdown)
+    timed = [(u.placed_start, u.placed_end, u.target_text) for u in mixdown.units]
+    cues = captions.build_cues(timed, max_cps=ctx.settings.caption_max_cps,
+                               timeline_end=float(mixdown.mix["duration"]))  # type: ignore[arg-type]
     await anyio.Path(work / "captions.srt").write_text(captions.to_srt(cues))
     await anyio.Path(work / "captions.vtt").write_text(captions.to_vtt(cues))
+    measured = await _measure(ctx, mixdown.units)
+    await ctx.progress(0.2)
 
     uploads = [
-        (ArtifactKind.MASTER_WAV, mixing.OUTPUTS["master_wav"]),
-        (ArtifactKind.MASTER_WEB, mixing.web_name(ctx)),
-        (ArtifactKind.VOICE_STEM, mixing.OUTPUTS["voice_stem"]),
+        (ArtifactKind.MASTER_WAV, OUTPUTS["master_wav"]),
+        (ArtifactKind.MASTER_WEB, web_name(ctx)),
+        (ArtifactKind.VOICE_STEM, OUTPUTS["voice_stem"]),
         (ArtifactKind.CAPTIONS_SRT, "captions.srt"),
         (ArtifactKind.CAPTIONS_VTT, "captions.vtt"),
     ]
     published: list[dict[str, Any]] = []
     for done, (kind, name) in enumerate(uploads, start=1):
         published.append(await publish(ctx, kind, str(work / name), name))
-        await ctx.progress(0.9 * done / len(uploads), artifact=kind)
+        await ctx.progress(0.2 + 0.7 * done / len(uploads), artifact=kind)
 
-    manifest = await _manifest(ctx, mixed, published)
+    caption_figures = {"cues": len(cues), "max_cps": ctx.settings.caption_max_cps,
+                       "reading_lag_max_seconds": captions.reading_lag(cues, timed)}
+    manifest = await _manifest(ctx, mixdown, measured, caption_figures, published)
     await write_json(work / "manifest.json", manifest)
     await publish(ctx, ArtifactKind.MANIFEST, str(work / "manifest.json"), "manifest.json")
     await ctx.progress(1.0, artifact="manifest")
 
 
-async def _manifest(ctx: StageContext, mixed: dict[str, Any], published: list[dict[str, Any]]) -> dict[str, Any]:
-    transcript = await stt.load(ctx)
-    translation = await read_json(translating.translation_file(ctx))
-    synthesis = await read_json(dubbing.dubbing_file(ctx))
+def _segment(unit: PlacedUnit, measured: dict[str, Any] | None) -> dict[str, Any]:
+    span = round(unit.source_end - unit.source_start, 4)
+    return {
+        "id": unit.id, "group": unit.group, "source_text": unit.source_text, "target_text": unit.target_text,
+        "source_start": unit.source_start, "source_end": unit.source_end, "source_span": span,
+        "placed_start": unit.placed_start, "placed_end": unit.placed_end, "dubbed_duration": unit.dubbed_duration,
+        "rate": unit.rate, "stretch": unit.stretch, "overflowed": unit.overflowed, "cut_seconds": unit.cut_seconds,
+        "shortened_from": unit.shortened_from,
+        "measured": None if measured is None else {
+            "source_onset": measured["source_onset"], "source_span": measured["source_span"],
+            "dubbed_onset": measured["dubbed_onset"], "dubbed_duration": measured["dubbed_duration"],
+            "duration_ratio": measured["duration_ratio"], "onset_offset": measured["onset_offset"]},
+    }
+
+
+async def _manifest(ctx: StageContext, mixdown: Mixdown, measured: dict[str, Any], caption_figures: dict[str, Any],
+                    published: list[dict[str, Any]]) -> dict[str, Any]:
+    transcript, _ = await stt.load(ctx)
+    translation = await outputs.load(ctx.work_dir, Translation)
+    synthesis = await outputs.load(ctx.work_dir, Synthesis)
     job_level = await artifacts.job_level(ctx.pool, ctx.task.job_id)
-    mix_result = mixed["mix"]
+    mix = mixdown.mix
+    per_unit = {m["id"]: m for m in measured.pop("per_unit")}
     manifest: dict[str, Any] = {
         "job_id": str(ctx.task.job_id),
         "task_id": str(ctx.task.id),
@@ -59,8 +98,8 @@ async def _manifest(ctx: StageContext, mixed: dict[str, Any], published: list[di
         "target_language": ctx.task.target_language,
         "engines": {
             "stt": {"engine": transcript.engine, "model": transcript.model},
-            "translation": {"engine": translation["engine"]},
-            "tts": {"engine": synthesis["engine"], "voice": synthesis["voice"]},
+            "translation": {"engine": translation.engine},
+            "tts": {"engine": synthesis.engine, "voice": synthesis.voice},
         },
         "inputs": {
             "voice": {"object_path": ctx.job["voice_path"], "sha256": ctx.job["voice_sha256"],
@@ -69,31 +108,22 @@ async def _manifest(ctx: StageContext, mixed: dict[str, Any], published: list[di
                 "object_path": ctx.job["background_path"], "sha256": ctx.job["background_sha256"],
                 "duration_seconds": ctx.job["background_duration_seconds"]},
         },
-        "segments": [
-            {"id": r["id"], "source_text": r["source_text"], "target_text": r["target_text"],
-             "source_start": r["source_start"], "source_end": r["source_end"],
-             "placed_start": r["placed_start"], "placed_end": r["placed_end"],
-             "rate": r["rate"], "stretch": r["stretch"], "overflowed": r["overflowed"],
-             "cut_seconds": r["cut_seconds"], "shortened_from": r.get("shortened_from")}
-            for r in mixed["segments"]
-        ],
+        "segments": [_segment(u, per_unit.get(u.id)) for u in mixdown.units],
         "loudness": {
             "target_lufs": ctx.settings.target_lufs,
             "true_peak_ceiling_dbtp": ctx.settings.true_peak_dbtp,
-            "integrated_lufs": mix_result["integrated_lufs"],
-            "true_peak_dbtp": mix_result["true_peak_dbtp"],
-            "loudness_range_lu": mix_result["lra"],
-            "gain_db": mix_result["gain_db"],
-            "limited": mix_result["limited"],
+            "integrated_lufs": mix["integrated_lufs"],
+            "true_peak_dbtp": mix["true_peak_dbtp"],
+            "loudness_range_lu": mix["lra"],
+            "gain_db": mix["gain_db"],
+            "limited": mix["limited"],
         },
-        "sync": mixed["sync"],
-        "duration_seconds": mix_result["duration"],
+        "sync": {**measured, "planned": mixdown.planned_sync},
+        "captions": caption_figures,
+        "duration_seconds": mix["duration"],
         "usage": await tasks.usage_of(ctx.pool, ctx.task.id),
         "artifacts": [_artifact_entry(r) for r in published] + [_artifact_entry(r) for r in job_level],
     }
     if not transcript.segments:
         manifest["note"] = "No speech was found in the voice recording; the mix carries no dubbed speech."
-    for entry in manifest["artifacts"]:
-        if not isinstance(entry["expires_at"], str):
-            entry["expires_at"] = entry["expires_at"].isoformat()
     return manifest

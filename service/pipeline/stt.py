@@ -1,7 +1,9 @@
 """Speech to text, once per job: the first task to get here transcribes, the others reuse it.
 
-The transcript is kept in the `transcripts` table (for the other tasks) and published as the job's
-`transcript_json`, `transcript_srt` and `transcript_vtt` artifacts.
+Besides the recogniser's segments and words, the stage finds where the voice pauses (voice activity,
+when the file is here to read) and cuts the words into the timed units the dub is made of
+(`units.py`). Transcript and units are kept in the `transcripts` table (for the other tasks) and
+published as the job's `transcript_json`, `transcript_srt` and `transcript_vtt` artifacts.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import anyio
 import structlog
 
+from service.audio.voice_activity import FRAME_SECONDS, energy_activity, speech_regions
 from service.db import transcripts
 from service.domain import ArtifactKind
 from service.engines.types import Transcript
@@ -20,6 +23,7 @@ from service.errors import DubbingError, StageError
 from service.pipeline import captions
 from service.pipeline.context import StageContext
 from service.pipeline.publish import publish
+from service.pipeline.units import Unit, build_units, refine_edges
 from service.pipeline.workfiles import write_json
 
 log = structlog.get_logger(__name__)
@@ -27,12 +31,14 @@ log = structlog.get_logger(__name__)
 _RECHECK_SECONDS = 5.0
 
 
-async def load(ctx: StageContext) -> Transcript:
-    """The job's finished transcript, for the stages after this one."""
+async def load(ctx: StageContext) -> tuple[Transcript, list[Unit]]:
+    """The job's finished transcript and its timed units, for the stages after this one."""
     data = await transcripts.ready(ctx.pool, ctx.task.job_id)
     if data is None:
         raise StageError("transcript_missing", "The transcript is not ready", retryable=True)
-    return Transcript.from_json(data)
+    units = [Unit(int(u["id"]), float(u["start"]), float(u["end"]), str(u["text"]), int(u["group"]))
+             for u in data.get("units", [])]
+    return Transcript.from_json(data), units
 
 
 def transcript_owner(ctx: StageContext) -> str:
@@ -83,14 +89,22 @@ async def _transcribe(ctx: StageContext) -> None:
     language = None if source == "auto" else source
     transcriber = ctx.engine.transcriber
     usage: dict[str, float] = {}
+    speech: list[tuple[float, float]] | None = None
+    activity: Any = None
+    loop = asyncio.get_running_loop()
     try:
         if transcriber.accepts_url and ctx.storage.is_remote:
-            # The provider fetches the file itself through a short-lived URL: no download here.
+            # The provider fetches the file itself through a short-lived URL: no download here (its
+            # word timings then mark the pauses on their own).
             signed = await ctx.storage.create_download_url(ctx.job["voice_path"], 15 * 60)
             transcript: Transcript = await transcriber.transcribe(None, language, audio_url=signed.url, usage=usage)
         else:
             async with ctx.storage.local_copy(ctx.job["voice_path"]) as voice:
                 transcript = await transcriber.transcribe(voice, language, usage=usage)
+                if transcript.segments:
+                    speech = await loop.run_in_executor(ctx.executor, speech_regions, voice,
+                                                        ctx.settings.unit_pause_seconds)
+                    activity = await loop.run_in_executor(ctx.executor, energy_activity, voice)
     except DubbingError as exc:
         if exc.retryable:  # let the next attempt (of any of the job's tasks) take over
             await transcripts.give_up_lease(ctx.pool, ctx.task.job_id, transcript_owner(ctx))
@@ -104,20 +118,30 @@ async def _transcribe(ctx: StageContext) -> None:
         keeper.cancel()
 
     await ctx.record_usage(usage)
-    data = transcript.to_json()
-    await _publish_transcript(ctx, transcript, data)
+    timed = build_units(transcript.segments, speech, language=transcript.language,
+                        pause_seconds=ctx.settings.unit_pause_seconds)
+    if activity is not None:
+        timed = refine_edges(timed, activity, FRAME_SECONDS)
+    data = {**transcript.to_json(), "units": [_unit_json(u) for u in timed],
+            "speech": [list(region) for region in speech] if speech is not None else None}
+    await _publish_transcript(ctx, timed, data)
     await transcripts.complete(ctx.pool, ctx.task.job_id, transcript_owner(ctx), data)
-    note: dict[str, Any] = {"segments": len(transcript.segments), "language": transcript.language}
+    note: dict[str, Any] = {"segments": len(transcript.segments), "units": len(timed),
+                            "language": transcript.language}
     if not transcript.segments:
         note["note"] = "no speech found in the voice recording"
     log.info("stt.done", **note)
     await ctx.progress(1.0, **note)
 
 
-async def _publish_transcript(ctx: StageContext, transcript: Transcript, data: dict[str, Any]) -> None:
+def _unit_json(unit: Unit) -> dict[str, Any]:
+    return {"id": unit.id, "start": unit.start, "end": unit.end, "text": unit.text, "group": unit.group}
+
+
+async def _publish_transcript(ctx: StageContext, timed: list[Unit], data: dict[str, Any]) -> None:
     folder = ctx.settings.scratch_dir / str(ctx.task.job_id) / "source"
     await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-    cues = captions.build_cues([(s.start, s.end, s.text) for s in transcript.segments])
+    cues = captions.build_cues([(u.start, u.end, u.text) for u in timed], max_cps=ctx.settings.caption_max_cps)
     files = {
         ArtifactKind.TRANSCRIPT_JSON: ("transcript.json", None),
         ArtifactKind.TRANSCRIPT_SRT: ("transcript.srt", captions.to_srt(cues)),

@@ -1,55 +1,37 @@
-"""Translate the job's transcript into the task's language, segment boundaries kept one to one."""
+"""Translate the job's timed units into the task's language, a sentence at a time.
+
+Units that belong to one sentence (the speaker paused inside it) go to the translator as a group:
+it translates the sentence whole and divides the translation among the units, so every unit keeps
+its own time slot and no sentence is translated as fragments. Each unit also gets the number of
+characters its span holds at a natural pace, for translators that can aim for a length.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from service.audio import fitting
 from service.engines.speech_rates import char_budget
 from service.errors import StageError
-from service.pipeline import stt
+from service.pipeline import outputs, stt, timeline
 from service.pipeline.context import StageContext
-from service.pipeline.workfiles import read_json, write_json
-
-
-def translation_file(ctx: StageContext) -> Path:
-    return ctx.work_dir / "translation.json"
-
-
-async def load(ctx: StageContext) -> list[dict[str, Any]]:
-    """The translated segments: id, start, end, source_text, text."""
-    data = await read_json(translation_file(ctx))
-    return list(data["segments"])
-
-
-def _timeline(ctx: StageContext, last_end: float) -> float:
-    background = ctx.job["background_duration_seconds"]
-    total = float(background if background is not None else ctx.job["voice_duration_seconds"])
-    return max(total, last_end)
+from service.pipeline.outputs import TranslatedUnit, Translation
 
 
 async def run(ctx: StageContext) -> None:
-    transcript = await stt.load(ctx)
+    transcript, units = await stt.load(ctx)
     source = transcript.language
     target = ctx.task.target_language
-    texts = [s.text for s in transcript.segments]
+    translator = ctx.engine.translator
     translated: list[str] = []
-    usage: dict[str, float] = {}
-    if texts:
-        # Each line gets the characters its source span can hold when spoken at a natural pace.
-        timings = fitting.slots_from_segments([(s.start, s.end) for s in transcript.segments],
-                                              _timeline(ctx, transcript.segments[-1].end))
-        budgets: list[int | None] = [char_budget(t.source_end - t.source_start, target) for t in timings]
-        translated = await ctx.engine.translator.translate(texts, source, target, budgets=budgets, usage=usage)
+    if units:
+        usage: dict[str, float] = {}
+        budgets: list[int | None] = [char_budget(slot.span, target) for slot in timeline.slots(units, ctx.job)]
+        translated = await translator.translate([u.text for u in units], source, target, budgets=budgets,
+                                                groups=[u.group for u in units], usage=usage)
         await ctx.record_usage(usage)
-        if len(translated) != len(texts):
+        if len(translated) != len(units):
             raise StageError("translation_misaligned",
-                             f"The translator returned {len(translated)} segments for {len(texts)}")
-    segments = [
-        {"id": s.id, "start": s.start, "end": s.end, "source_text": s.text, "text": t.strip()}
-        for s, t in zip(transcript.segments, translated, strict=True)
-    ]
-    await write_json(translation_file(ctx), {"source_language": source, "target_language": target,
-                                             "engine": ctx.engine.translator.name, "segments": segments})
-    await ctx.progress(1.0, segments=len(segments))
+                             f"The translator returned {len(translated)} lines for {len(units)}")
+    result = Translation(source, target, translator.name, [
+        TranslatedUnit(u.id, u.start, u.end, u.group, u.text, text.strip())
+        for u, text in zip(units, translated, strict=True)])
+    await outputs.save(ctx.work_dir, result)
+    await ctx.progress(1.0, units=len(units))

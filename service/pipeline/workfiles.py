@@ -1,4 +1,4 @@
-"""A task's intermediate results between stages: small JSON files in its scratch directory."""
+"""A task's intermediate files in its scratch directory, written atomically."""
 
 from __future__ import annotations
 
@@ -11,11 +11,18 @@ from typing import Any
 import anyio
 
 
-async def write_json(path: Path, data: Any) -> None:
+async def write_bytes(path: Path, data: bytes) -> None:
     """Write atomically, so a stage resumed after a crash never reads half a file."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
-    await anyio.Path(tmp).write_text(json.dumps(data, ensure_ascii=False, indent=1))
-    await anyio.to_thread.run_sync(os.replace, tmp, path)
+    try:
+        await anyio.Path(tmp).write_bytes(data)
+        await anyio.to_thread.run_sync(os.replace, tmp, path)
+    finally:
+        await anyio.Path(tmp).unlink(missing_ok=True)
+
+
+async def write_json(path: Path, data: Any) -> None:
+    await write_bytes(path, json.dumps(data, ensure_ascii=False, indent=1).encode())
 
 
 async def read_json(path: Path) -> Any:

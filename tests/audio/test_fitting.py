@@ -47,9 +47,13 @@ def test_too_long_speeds_up_then_stretches_within_limits() -> None:
     assert after_rate / stretch == pytest.approx(span)
 
 
-def test_too_short_is_never_slowed_down() -> None:
-    assert choose_rate(1.0, 2.0) == 1.0
-    assert choose_stretch(1.0, 2.0) == 1.0
+def test_too_short_is_slowed_down_but_not_below_the_floor() -> None:
+    assert choose_rate(1.8, 2.0) == pytest.approx(0.9)  # a little short: spoken a little slower
+    assert choose_rate(1.0, 2.0) == pytest.approx(0.85)  # much too short: the floor, then silence
+    after_rate = 1.0 / 0.85
+    assert choose_stretch(after_rate, 2.0, rate=0.85) == pytest.approx(1.0)  # no slower than the floor
+    assert choose_stretch(1.7, 2.0) == pytest.approx(0.85)  # a stretch alone may slow down to the floor
+    assert choose_rate(1.98, 2.0) == 1.0 and choose_stretch(2.03, 2.0) == 1.0  # within tolerance: left alone
     placement = place(SegmentTiming(0, 5.0, 7.0, 9.0), 1.0)
     assert (placement.placed_start, placement.placed_end) == (5.0, 6.0)  # silence left after
     assert not placement.overflowed and placement.cut_seconds == 0.0

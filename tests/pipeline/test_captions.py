@@ -7,11 +7,14 @@ import itertools
 import pytest
 
 from service.pipeline.captions import (
+    MAX_CPS,
     MAX_DURATION,
     MAX_LINE,
     MAX_LINES,
+    MIN_DURATION,
     Cue,
     build_cues,
+    reading_lag,
     parse_srt,
     parse_vtt,
     to_srt,
@@ -44,7 +47,7 @@ def test_long_text_is_split_within_limits() -> None:
 
 def test_time_is_proportional_to_characters() -> None:
     text = "The first part of this segment is a fairly long clause, which keeps going on. Short one."
-    cues = build_cues([(0.0, 6.0, text)])
+    cues = build_cues([(0.0, 6.0, text)], max_cps=None)
     assert [c.text.replace("\n", " ") for c in cues] == [text[:-11], "Short one."]
     first, second = (c.end - c.start for c in cues)
     assert first / second == pytest.approx(len(text[:-11]) / len("Short one."), rel=0.01)
@@ -58,7 +61,8 @@ def test_slow_short_text_is_split_by_duration() -> None:
 
 def test_edge_cases() -> None:
     giant = "x" * 100
-    cues = build_cues([(0.0, 3.0, giant), (3.0, 3.0, "zero"), (5.0, 4.0, "negative"), (6.0, 7.0, "  "), (8.0, 9.0, "")])
+    cues = build_cues([(0.0, 3.0, giant), (3.0, 3.0, "zero"), (5.0, 4.0, "negative"), (6.0, 7.0, "  "), (8.0, 9.0, "")],
+                      max_cps=None)
     assert_limits(cues)
     assert "".join("".join(c.lines) for c in cues[:-2]) == giant
     assert [c.text for c in cues[-2:]] == ["zero", "negative"]
@@ -67,8 +71,38 @@ def test_edge_cases() -> None:
 
 
 def test_overlaps_are_clipped() -> None:
-    cues = build_cues([(0.0, 5.0, "first"), (2.0, 4.0, "second")])
+    cues = build_cues([(0.0, 5.0, "first"), (2.0, 4.0, "second")], max_cps=None)
     assert cues[0].end == 2.0 and cues[1].start == 2.0
+
+
+def assert_readable(cues: list[Cue]) -> None:
+    assert_limits(cues)
+    for cue in cues:
+        assert cue.end - cue.start >= MIN_DURATION - 1e-6
+        assert len(cue.text.replace("\n", " ")) / (cue.end - cue.start) <= MAX_CPS + 1e-6
+    assert all(a.end <= b.start + 1e-9 for a, b in itertools.pairwise(cues))
+
+
+def test_fast_speech_gets_reading_time_from_the_silence_after_it() -> None:
+    line = "Esta frase se dice muy deprisa y no cabe."  # 41 characters in 1.5 s: 27 per second
+    cues = build_cues([(1.0, 2.5, line), (6.0, 7.0, "Luego.")])
+    assert_readable(cues)
+    assert cues[0].start == 1.0 and cues[0].end == pytest.approx(1.0 + len(line) / MAX_CPS, abs=1e-3)
+    assert cues[1].start == 6.0  # the next cue is on time: the first one only used the silence
+
+
+def test_dense_speech_never_overlaps_and_reports_its_lag() -> None:
+    segments = [(t, t + 1.0, "Una frase bastante larga que se dice rapido.") for t in (0.0, 1.2, 2.4, 3.6, 12.0)]
+    cues = build_cues(segments, timeline_end=20.0)
+    assert_readable(cues)
+    assert cues[-1].start == 12.0  # the pause let the captions catch up with the speech
+    assert 0.0 < reading_lag(cues, segments) < 7.0
+
+
+def test_short_cues_stay_up_long_enough_and_end_before_the_mix_does() -> None:
+    cues = build_cues([(0.0, 0.2, "Sí."), (9.7, 9.9, "No.")], timeline_end=10.0)
+    assert_readable(cues)
+    assert cues[-1].end <= 10.0
 
 
 def test_srt_round_trip() -> None:

@@ -83,7 +83,7 @@ async def test_cloud_mode_end_to_end(settings: Settings, tmp_path: Path, capsys:
     assert manifest["engines"]["stt"]["engine"] == "deepgram"
     assert manifest["engines"]["translation"]["engine"] == "openai"
     assert manifest["engines"]["tts"]["engine"] == "deepgram-aura"
-    assert manifest["sync"]["iou"] >= 0.8
+    assert manifest["sync"]["speech_iou"] >= 0.8, manifest["sync"]
     assert all(s["target_text"].startswith("es ") for s in manifest["segments"])
     for key in ("tts_characters", "openai_prompt_tokens", "openai_completion_tokens"):
         assert usage.get(key, 0) > 0 and manifest["usage"].get(key, 0) > 0, key

@@ -69,6 +69,9 @@ per id, with the same id, in the same order. Never merge, split, drop or add seg
 run across segments, so keep each part in its own segment.
 - When an item has "max_chars", its translation must be at most that many characters, spaces included: \
 prefer a shorter natural phrasing to a literal one, but keep the meaning.
+- Items with the same "sentence" number are consecutive parts of one sentence, split where the speaker \
+paused. Translate that sentence as a whole, then divide your translation among its items in order, so \
+each item says what the speaker says in that part and the parts read as one sentence when joined.
 - "context_before" holds earlier lines, for context only: do not translate or return them."""
 
 SHORTEN_PROMPT = """\
@@ -80,13 +83,9 @@ use shorter words and phrasing, drop filler, keep the meaning and tone. No notes
 - Return only the new line in "text"."""
 
 
-class _BadAnswer(Exception):
-    """An answer that cannot be used as it is; `code` becomes the EngineError code if it persists."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
+class _BadAnswer(EngineError):
+    """An answer that cannot be used as it is: the batch is asked again, smaller; if a single segment's
+    answer stays unusable, it fails the stage with this code."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +93,7 @@ class _Item:
     id: int  # the segment's position in the input
     text: str
     budget: int | None
+    sentence: int | None = None  # shared by the parts of a sentence cut by pauses
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,12 +202,16 @@ async def _first_error(coroutines: list[Coroutine[Any, Any, dict[int, str]]]) ->
 
 
 def plan_batches(items: list[_Item], batch_chars: int, max_segments: int) -> list[list[_Item]]:
-    """Consecutive runs of segments within both limits; a segment longer than the limit goes alone."""
+    """Consecutive runs of segments within both limits; a segment longer than the limit goes alone, and
+    the parts of one sentence stay in one batch unless the sentence alone is over the limits."""
     batches: list[list[_Item]] = []
     current: list[_Item] = []
     size = 0
     for item in items:
-        if current and (size + len(item.text) > batch_chars or len(current) >= max_segments):
+        continues_sentence = bool(current) and item.sentence is not None and current[-1].sentence == item.sentence
+        over = size + len(item.text) > batch_chars or len(current) >= max_segments
+        hard_over = size + len(item.text) > 2 * batch_chars or len(current) >= 2 * max_segments
+        if current and (hard_over or (over and not continues_sentence)):
             batches.append(current)
             current, size = [], 0
         current.append(item)
@@ -243,7 +247,7 @@ class OpenAITranslator:
 
     async def translate(
         self, texts: list[str], source: str, target: str, *, budgets: list[int | None] | None = None,
-        usage: Usage | None = None,
+        groups: list[int] | None = None, usage: Usage | None = None,
     ) -> list[str]:
         if budgets is not None and len(budgets) != len(texts):
             raise EngineError("bad_input", f"{len(budgets)} budgets for {len(texts)} segments")
@@ -254,8 +258,12 @@ class OpenAITranslator:
         result = [""] * len(texts)  # empty segments stay empty without being sent
         if src == tgt:
             return clean
+        sizes: dict[int, int] = {}
+        for group in groups or []:
+            sizes[group] = sizes.get(group, 0) + 1
         items = [
-            _Item(i, text, budgets[i] if budgets is not None and (budgets[i] or 0) > 0 else None)
+            _Item(i, text, budgets[i] if budgets is not None and (budgets[i] or 0) > 0 else None,
+                  groups[i] if groups is not None and sizes.get(groups[i], 0) > 1 else None)
             for i, text in enumerate(clean) if text
         ]
         if not items:
@@ -285,6 +293,8 @@ class OpenAITranslator:
         segments: list[dict[str, Any]] = []
         for item in items:
             entry: dict[str, Any] = {"id": item.id, "text": item.text}
+            if item.sentence is not None:
+                entry["sentence"] = item.sentence
             if item.budget is not None:
                 entry["max_chars"] = item.budget
             segments.append(entry)

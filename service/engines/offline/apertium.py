@@ -68,6 +68,7 @@ _TO_ISO1 = {
 _MODE_RE = re.compile(r"^([a-z]{2,3})-([a-z]{2,3})$")
 _PARA_RE = re.compile(r"<p>(.*?)</p>", re.DOTALL)
 _MARK_RE = re.compile(r"(?<!\S)[*#@](?=\w)")
+_BREAK_RE = re.compile(r"<br\s*/?>")
 
 
 def iso1(code: str) -> str:
@@ -89,16 +90,66 @@ def discover_modes(modes_dir: str = DEFAULT_MODES_DIR) -> dict[tuple[str, str], 
     return found
 
 
-def encode_batch(texts: list[str]) -> str:
-    """One `<p>` per segment; internal whitespace (newlines included) collapses to single spaces."""
-    return "".join(f"<p>{html.escape(' '.join(t.split()), quote=False)}</p>\n" for t in texts)
+def group_runs(texts: list[str], groups: list[int] | None) -> list[list[int]]:
+    """Indices of the non-empty texts, in runs of consecutive texts that share a group."""
+    runs: list[list[int]] = []
+    previous: int | None = None
+    for i, text in enumerate(texts):
+        if not text.strip():
+            previous = None
+            continue
+        group = groups[i] if groups is not None else i
+        if runs and group == previous:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+        previous = group
+    return runs
 
 
-def decode_batch(output: str, originals: list[str]) -> list[str]:
-    parts = _PARA_RE.findall(output)
-    if len(parts) != len(originals):
-        raise EngineError("engine_failed", f"apertium returned {len(parts)} segments for {len(originals)}")
-    return [_clean(part, original) for part, original in zip(parts, originals, strict=True)]
+def encode_batch(texts: list[str], runs: list[list[int]] | None = None) -> str:
+    """One `<p>` per run (a sentence, or a lone segment); within a run, segments are separated by `<br/>`,
+    an inline tag Apertium carries through as a blank without ending the sentence. Internal whitespace
+    (newlines included) collapses to single spaces."""
+    runs = runs if runs is not None else [[i] for i in range(len(texts))]
+    return "".join(
+        "<p>" + "<br/>".join(html.escape(" ".join(texts[i].split()), quote=False) for i in run) + "</p>\n"
+        for run in runs)
+
+
+def decode_batch(output: str, originals: list[str], runs: list[list[int]] | None = None) -> list[str]:
+    """The translation of each text of `originals` (in the runs' order, as encoded)."""
+    runs = runs if runs is not None else [[i] for i in range(len(originals))]
+    paragraphs = _PARA_RE.findall(output)
+    if len(paragraphs) != len(runs):
+        raise EngineError("engine_failed", f"apertium returned {len(paragraphs)} segments for {len(runs)}")
+    result: dict[int, str] = {}
+    for run, paragraph in zip(runs, paragraphs, strict=True):
+        parts = _BREAK_RE.split(paragraph)
+        sources = [originals[i] for i in run]
+        if len(parts) != len(run) or any(not _clean(p, "").strip() for p in parts):
+            # The marker was lost or moved to an end: share the sentence out by the sources' lengths.
+            parts = split_like(_clean(_BREAK_RE.sub(" ", paragraph), " ".join(sources)), sources)
+        for i, part in zip(run, parts, strict=True):
+            result[i] = _clean(part, originals[i])
+    return [result[i] for run in runs for i in run]
+
+
+def split_like(text: str, sources: list[str]) -> list[str]:
+    """`text` cut at word boundaries into as many parts as `sources`, in proportion to their lengths."""
+    words = text.split()
+    if len(sources) <= 1 or not words:
+        return [text] + [""] * (len(sources) - 1)
+    total = sum(len(s) for s in sources) or len(sources)
+    parts: list[str] = []
+    taken = 0
+    for k, _source in enumerate(sources[:-1]):
+        share = sum(len(s) for s in sources[: k + 1]) / total
+        cut = max(taken + 1, min(round(share * len(words)), len(words) - (len(sources) - 1 - k)))
+        parts.append(" ".join(words[taken:cut]))
+        taken = cut
+    parts.append(" ".join(words[taken:]))
+    return parts
 
 
 def _clean(translated: str, original: str) -> str:
@@ -132,21 +183,20 @@ class ApertiumTranslator:
 
     async def translate(
         self, texts: list[str], source: str, target: str, *, budgets: list[int | None] | None = None,
-        usage: Usage | None = None,
+        groups: list[int] | None = None, usage: Usage | None = None,
     ) -> list[str]:
         if iso1(source) == iso1(target):
             return [" ".join(t.split()) for t in texts]
         mode = self.mode_for(source, target)
-        indexed = [(i, t) for i, t in enumerate(texts) if t.strip()]
+        runs = group_runs(texts, groups)
         result = [""] * len(texts)  # empty segments stay empty without a trip through Apertium
-        if not indexed:
+        if not runs:
             return result
         args = ["apertium", "-u", "-f", "html"]
         if self._data_dir:
             args += ["-d", self._data_dir]
-        out = await process.run([*args, mode], encode_batch([t for _, t in indexed]).encode(), self._timeout)
-        for (i, _), translated in zip(
-            indexed, decode_batch(out.decode("utf-8", "replace"), [t for _, t in indexed]), strict=True
-        ):
-            result[i] = translated
+        out = await process.run([*args, mode], encode_batch(texts, runs).encode(), self._timeout)
+        translated = decode_batch(out.decode("utf-8", "replace"), texts, runs)
+        for i, text in zip([i for run in runs for i in run], translated, strict=True):
+            result[i] = text
         return result

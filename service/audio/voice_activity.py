@@ -1,0 +1,100 @@
+"""Where there is speech in a recording, two ways.
+
+- `speech_regions`: Silero VAD (the ONNX model faster-whisper ships in its wheel, run offline), used to
+  find the pauses the dub's units are cut at. Read in 5-minute windows so memory stays flat.
+- `energy_activity`: a plain energy detector on 10 ms frames, used to *measure* sync on rendered audio
+  (the dubbed voice stem against the source voice). Both sides go through the same detector, so the
+  figure compares like with like and does not depend on a model.
+
+Both run in the process pool on file paths.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import numpy.typing as npt
+
+from service.audio import ffmpeg
+
+VAD_RATE = 16000
+_WINDOW_SECONDS = 300.0
+
+FRAME_SECONDS = 0.010
+# A frame is speech when it is no more than this far below the recording's loud speech (its 95th
+# percentile frame level) and clearly above its noise floor (its 10th percentile).
+_BELOW_SPEECH_DB = 35.0
+_ABOVE_FLOOR_DB = 10.0
+_SILENCE_DBFS = -60.0
+# Gaps between words shorter than this are bridged, and blips shorter than `_MIN_SPEECH` dropped, so a
+# stretch of speech reads as one run on both sides of the comparison.
+BRIDGE_SECONDS = 0.25
+_MIN_SPEECH_SECONDS = 0.05
+
+
+def speech_regions(path: str, min_silence_seconds: float = 0.3) -> list[tuple[float, float]]:
+    """(start, end) seconds of speech, separated by silences of at least `min_silence_seconds`."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    options = VadOptions(threshold=0.5, min_speech_duration_ms=120,
+                         min_silence_duration_ms=round(min_silence_seconds * 1000), speech_pad_ms=30)
+    duration = ffmpeg.duration_of(path)
+    regions: list[tuple[float, float]] = []
+    offset = 0.0
+    while offset < duration - 0.01:
+        samples = np.frombuffer(
+            ffmpeg.read_samples(path, rate=VAD_RATE, start=offset, seconds=_WINDOW_SECONDS), dtype=np.float32)
+        if samples.size == 0:
+            break
+        for found in get_speech_timestamps(samples, options):
+            start, end = offset + found["start"] / VAD_RATE, offset + found["end"] / VAD_RATE
+            if regions and start - regions[-1][1] < min_silence_seconds:  # runs on across the window edge
+                regions[-1] = (regions[-1][0], end)
+            else:
+                regions.append((start, end))
+        offset += _WINDOW_SECONDS
+    return [(round(s, 3), round(e, 3)) for s, e in regions]
+
+
+def frame_levels_db(path: str, rate: int = VAD_RATE) -> npt.NDArray[np.float64]:
+    """RMS level of every 10 ms frame, in dBFS (mono mix)."""
+    samples = np.frombuffer(ffmpeg.read_samples(path, rate=rate), dtype=np.float32)
+    hop = round(FRAME_SECONDS * rate)
+    frames = len(samples) // hop
+    if frames == 0:
+        return np.zeros(0)
+    power = np.mean(np.square(samples[: frames * hop].reshape(frames, hop), dtype=np.float64), axis=1)
+    levels: npt.NDArray[np.float64] = 10.0 * np.log10(np.maximum(power, 1e-12))
+    return levels
+
+
+def _runs(active: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """(first, last + 1) frame indices of each run of True."""
+    edges = np.diff(np.concatenate(([0], active.astype(np.int8), [0])))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
+
+
+def energy_activity(path: str) -> npt.NDArray[np.bool_]:
+    """True for every 10 ms frame of speech, after bridging short gaps and dropping blips."""
+    levels = frame_levels_db(path)
+    if levels.size == 0:
+        return np.zeros(0, dtype=bool)
+    loud, floor = np.percentile(levels, 95), np.percentile(levels, 10)
+    threshold = max(loud - _BELOW_SPEECH_DB, floor + _ABOVE_FLOOR_DB, _SILENCE_DBFS)
+    active = levels > threshold
+    bridge = round(BRIDGE_SECONDS / FRAME_SECONDS)
+    runs = _runs(active)
+    for (_, gap_start), (gap_end, _) in itertools.pairwise(runs):
+        if gap_end - gap_start <= bridge:
+            active[gap_start:gap_end] = True
+    shortest = round(_MIN_SPEECH_SECONDS / FRAME_SECONDS)
+    for start, end in _runs(active):
+        if end - start < shortest:
+            active[start:end] = False
+    return active
+
+
+def runs_seconds(active: npt.NDArray[np.bool_]) -> list[tuple[float, float]]:
+    """The active runs as (start, end) seconds."""
+    return [(s * FRAME_SECONDS, e * FRAME_SECONDS) for s, e in _runs(active)]
