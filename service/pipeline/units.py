@@ -160,11 +160,13 @@ def build_units(
         if first_region is not None and first_region not in seen_first:
             seen_first.add(first_region)
             region_start = regions[first_region][0]
-            if abs(region_start - start) <= _SNAP_SECONDS and region_start < end:
-                start = region_start  # voice activity marks the onset better than word timings do
+            # Voice activity marks the onset better than word timings do: follow it inside the words'
+            # span, and a little before it.
+            if start - _SNAP_SECONDS <= region_start < end:
+                start = region_start
         if last_region is not None and last_owner.get(last_region) == index:
             region_end = regions[last_region][1]
-            if abs(region_end - end) <= _SNAP_SECONDS and region_end > start:
+            if start < region_end <= end + _SNAP_SECONDS:
                 end = region_end
         if units and start < units[-1].end:  # never before the previous unit has ended
             start = units[-1].end

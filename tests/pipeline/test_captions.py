@@ -14,9 +14,9 @@ from service.pipeline.captions import (
     MIN_DURATION,
     Cue,
     build_cues,
-    reading_lag,
     parse_srt,
     parse_vtt,
+    reading_lag,
     to_srt,
     to_vtt,
 )

@@ -178,6 +178,22 @@ async def test_batching_splits_large_inputs(client: ProviderClient, respx_mock: 
     assert route.call_count == 3  # 4 + 4 + 2 by segment count
 
 
+async def test_parts_of_a_sentence_are_marked_and_kept_in_one_batch(client: ProviderClient,
+                                                                     respx_mock: respx.MockRouter) -> None:
+    route = respx_mock.post(URL).mock(side_effect=translating())
+    texts = ["First line.", "I wonder how much", "he could have done", "for them.", "Last line."]
+    translator = OpenAITranslator(client, batch_chars=30, max_segments_per_batch=2)
+    out = await translator.translate(texts, "en", "es", groups=[0, 1, 1, 1, 2])
+    assert out == [f"ES {t}" for t in texts]
+    batches = [sent(call.request)["segments"] for call in route.calls]
+    sentence = next(b for b in batches if any(s["id"] == 1 for s in b))
+    assert {1, 2, 3} <= {s["id"] for s in sentence}  # over the batch limits, but a sentence is not cut
+    assert {s.get("sentence") for s in sentence if s["id"] in (1, 2, 3)} == {1}
+    assert all("sentence" not in s for b in batches for s in b if s["id"] in (0, 4))  # alone: no mark
+    system = json.loads(route.calls[0].request.content)["messages"][0]["content"]
+    assert '"sentence"' in system
+
+
 async def test_wrong_ids_retry_in_halves_and_stay_aligned(client: ProviderClient,
                                                           respx_mock: respx.MockRouter) -> None:
     def shuffled(segments: list[dict[str, Any]]) -> httpx.Response:

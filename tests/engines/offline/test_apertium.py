@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from service.engines.offline.apertium import ApertiumTranslator, decode_batch, discover_modes, iso1
+from service.engines.offline.apertium import ApertiumTranslator, decode_batch, discover_modes, iso1, split_like
 from service.errors import EngineError
 
 pytestmark = pytest.mark.skipif(
@@ -65,3 +65,18 @@ def test_count_mismatch_is_an_error() -> None:
     with pytest.raises(EngineError) as info:
         decode_batch("<p>uno</p>\n", ["one", "two"])
     assert info.value.code == "engine_failed"
+
+
+async def test_a_sentence_cut_by_a_pause_is_translated_whole_and_shared_out() -> None:
+    translator = ApertiumTranslator()
+    fragments = ["I wonder how much he could have done", "for them with his power."]
+    parts = await translator.translate(fragments, "en", "es", groups=[0, 0])
+    whole = await translator.translate([" ".join(fragments)], "en", "es")
+    assert len(parts) == 2 and all(parts)
+    assert " ".join(parts).split() == whole[0].split()  # the same sentence, divided where the pause was
+
+
+def test_a_lost_marker_falls_back_to_sharing_by_length() -> None:
+    assert split_like("uno dos tres cuatro cinco seis", ["one two three four", "five six"]) == [
+        "uno dos tres cuatro", "cinco seis"]
+    assert decode_batch("<p>uno dos tres</p>\n", ["one two", "three"], [[0, 1]]) == ["uno dos", "tres"]

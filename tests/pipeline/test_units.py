@@ -1,0 +1,71 @@
+"""Timed units: cut at pauses, grouped by sentence, edges where the voice really starts and stops."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from service.engines.types import Segment, Word
+from service.pipeline.units import build_units, refine_edges
+
+
+def words(*timed: tuple[str, float, float]) -> tuple[Word, ...]:
+    return tuple(Word(text, start, end, 0.9) for text, start, end in timed)
+
+
+# One recogniser segment running across a 1.6 s pause, and a sentence cut in two by a 0.5 s pause.
+SEGMENTS = (
+    Segment(0, 0.5, 6.0, "Hello there. How are you", words(
+        ("Hello", 0.5, 0.9), ("there.", 0.95, 1.4), ("How", 3.0, 3.2), ("are", 3.25, 3.4), ("you", 3.45, 3.7))),
+    Segment(1, 4.2, 5.0, "doing today?", words(("doing", 4.2, 4.5), ("today?", 4.55, 5.0))),
+)
+
+
+def test_a_unit_never_spans_a_pause() -> None:
+    units = build_units(SEGMENTS)
+    assert [u.text for u in units] == ["Hello there.", "How are you", "doing today?"]
+    for a, b in itertools.pairwise(units):
+        assert b.start - a.end >= 0.3
+    assert all(u.end > u.start for u in units)
+
+
+def test_a_sentence_cut_by_a_pause_stays_one_group() -> None:
+    units = build_units(SEGMENTS)
+    assert units[1].group == units[2].group != units[0].group
+
+
+def test_voice_activity_splits_where_the_words_run_on_and_sets_the_onset() -> None:
+    # Whisper glued "How are you" onto "there." with no gap; the detector heard silence in between.
+    glued = (Segment(0, 0.5, 3.7, "Hello there. How are you", words(
+        ("Hello", 0.5, 0.9), ("there.", 0.95, 2.9), ("How", 2.9, 3.2), ("are", 3.25, 3.4), ("you", 3.45, 3.7))),)
+    units = build_units(glued, speech=[(0.6, 1.45), (3.05, 3.75)])
+    assert [u.text for u in units] == ["Hello there.", "How are you"]
+    assert units[0].start == 0.6 and units[0].end == 1.45
+    assert units[1].start == 3.05
+
+
+def test_long_runs_are_cut_at_a_sentence_end() -> None:
+    long = tuple(Word(f"w{i}{'.' if i == 9 else ''}", i * 0.7, i * 0.7 + 0.6, None) for i in range(20))
+    units = build_units((Segment(0, 0.0, 14.0, "", long),), max_unit_seconds=8.0)
+    assert len(units) == 2 and units[0].text.endswith("w9.")
+    assert all(u.span <= 8.0 for u in units)
+
+
+def test_engines_without_word_timings_or_punctuation() -> None:
+    segments = (Segment(0, 1.0, 2.0, "uno dos", ()), Segment(1, 2.1, 3.0, "tres cuatro", ()))
+    units = build_units(segments)
+    assert [u.text for u in units] == ["uno dos tres cuatro"]  # 0.1 s apart: one unit
+    assert build_units(()) == []
+
+
+def test_edges_move_to_the_voice_energy() -> None:
+    units = build_units(SEGMENTS)
+    active = np.zeros(600, dtype=bool)  # 10 ms frames
+    active[62:138] = True  # "Hello there." really spoken 0.62-1.38
+    active[305:372] = True
+    active[425:497] = True
+    refined = refine_edges(units, active, 0.01)
+    assert (refined[0].start, refined[0].end) == (0.62, 1.38)
+    assert (refined[1].start, refined[1].end) == (3.05, 3.72)
+    assert [u.text for u in refined] == [u.text for u in units]
