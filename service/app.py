@@ -11,7 +11,7 @@ import gc
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -181,6 +181,8 @@ def create_app(
             state.storage = await stack.enter_async_context(open_storage(settings, provider_transport))
             state.executor = cpu_pool.create(settings.cpu_workers, str(settings.data_dir / "numba-cache"))
             stack.callback(state.executor.shutdown, wait=False, cancel_futures=True)
+            state.probe_lane = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probe")
+            stack.callback(state.probe_lane.shutdown, wait=False, cancel_futures=True)
             await cpu_pool.warm(state.executor, settings.cpu_workers, [])
             state.engines = None
             if registry is None:

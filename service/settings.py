@@ -61,6 +61,7 @@ class Settings:
     download_url_ttl_seconds: int = 3600
     artifact_ttl_hours: int = 48
     max_target_languages: int = 10
+    min_input_seconds: float = 0.5
 
     lease_seconds: float = 60.0
     max_attempts: int = 3
@@ -147,6 +148,7 @@ class Settings:
             upload_url_ttl_seconds=_int(env, "UPLOAD_URL_TTL_SECONDS", 2 * 3600),
             download_url_ttl_seconds=_int(env, "DOWNLOAD_URL_TTL_SECONDS", 3600),
             artifact_ttl_hours=_int(env, "ARTIFACT_TTL_HOURS", 48),
+            min_input_seconds=_float(env, "MIN_INPUT_SECONDS", 0.5),
             lease_seconds=_float(env, "LEASE_SECONDS", 60.0),
             max_attempts=_int(env, "MAX_ATTEMPTS", 3),
             retry_base_seconds=_float(env, "RETRY_BASE_SECONDS", 5.0),

@@ -20,6 +20,8 @@ from service.db.events import Event
 from service.db.listener import RESYNC, Listener
 from service.errors import bad_request, not_found
 
+_MAX_SEQ = 2**63 - 1  # task_events.seq is a bigint
+
 
 def format_event(event: Event) -> str:
     data = json.dumps(event.payload(), separators=(",", ":"))
@@ -32,6 +34,8 @@ def _last_event_id(request: Request) -> int:
         value = int(raw)
     except ValueError as exc:
         raise bad_request("invalid_last_event_id", "Last-Event-ID must be an event id from this stream") from exc
+    if value > _MAX_SEQ:
+        raise bad_request("invalid_last_event_id", "Last-Event-ID must be an event id from this stream")
     return max(value, 0)
 
 

@@ -15,7 +15,7 @@ from service.api.models import ArtifactList, Job, JobPage, JobRequest, read_body
 from service.api.requests import path_uuid, query_int
 from service.api.uploads import check_content_type, check_size
 from service.audio.probe import ProbeResult, probe
-from service.db import artifacts, jobs
+from service.db import artifacts, jobs, uploads
 from service.db.jobs import IdempotencyConflict, InputObject, NewJob
 from service.errors import ApiError, StorageError, bad_request, not_found, unprocessable
 from service.settings import Settings
@@ -48,6 +48,9 @@ async def _inspect(request: Request, user_id: str, field: str, path: str) -> Inp
     missing_object = unprocessable("object_not_found", f"'{field}' names no uploaded object of yours")
     if not path.startswith(f"{user_id}/"):
         raise missing_object
+    upload = await uploads.find(request.app.state.pool, user_id, path)
+    if upload is None:
+        raise missing_object
     try:
         info = await storage.stat(path)
     except StorageError as exc:
@@ -56,16 +59,23 @@ async def _inspect(request: Request, user_id: str, field: str, path: str) -> Inp
         raise missing_object
     content_type = check_content_type(settings, info.content_type)
     check_size(settings, info.size_bytes)
+    if info.size_bytes != upload.declared_size_bytes:
+        raise unprocessable("upload_size_mismatch", f"'{field}' has {info.size_bytes} bytes, not the "
+                                                    f"{upload.declared_size_bytes} declared when it was uploaded")
     loop = asyncio.get_running_loop()
     try:
         async with storage.local_copy(path) as local_path:
-            result: ProbeResult = await loop.run_in_executor(request.app.state.executor, probe, local_path)
+            # Probing has its own small lane of threads: it must not wait behind the pipeline's CPU work.
+            result: ProbeResult = await loop.run_in_executor(request.app.state.probe_lane, probe, local_path)
     except StorageError as exc:
         if exc.status == 404:
             raise missing_object from exc
         raise ApiError(503, "storage_unavailable", "Storage could not be read; try again") from exc
     if not result.ok:
         raise unprocessable("audio_undecodable", f"'{field}' does not decode as audio: {result.reason}")
+    if result.duration_seconds < settings.min_input_seconds:
+        raise unprocessable("audio_too_short", f"'{field}' lasts {result.duration_seconds:.2f} s; "
+                                               f"send at least {settings.min_input_seconds:g} s of audio")
     return InputObject(path, content_type, info.size_bytes, result.sha256, result.duration_seconds)
 
 

@@ -17,7 +17,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from service.errors import StorageError
 from service.settings import Settings
 from service.storage.local import LocalStorage
-from service.storage.tokens import DOWNLOAD, UPLOAD
+from service.storage.tokens import DOWNLOAD, UPLOAD, StorageClaims
 
 _ERROR_NAMES = {400: "Bad Request", 403: "Forbidden", 404: "not_found", 409: "Duplicate",
                 413: "Payload too large", 415: "invalid_mime_type", 416: "Range Not Satisfiable"}
@@ -31,7 +31,7 @@ def storage_error(exc: StorageError) -> Response:
     )
 
 
-def _target(request: Request, scope: str) -> tuple[LocalStorage, str, bool]:
+def _target(request: Request, scope: str) -> tuple[LocalStorage, str, StorageClaims]:
     storage = request.app.state.storage
     if not isinstance(storage, LocalStorage):  # with Supabase Storage, browsers talk to Supabase
         raise StorageError(404, "NotFound", "Signed URLs of this server are not in use")
@@ -40,8 +40,7 @@ def _target(request: Request, scope: str) -> tuple[LocalStorage, str, bool]:
     token = request.query_params.get("token")
     if not token:
         raise StorageError(400, "InvalidJWT", "Missing token")
-    claims = storage.verify_token(bucket, path, token, scope)
-    return storage, path, claims.upsert
+    return storage, path, storage.verify_token(bucket, path, token, scope)
 
 
 async def _file_part(request: Request, max_bytes: int) -> tuple[AsyncIterator[bytes], str]:
@@ -65,10 +64,12 @@ async def _file_part(request: Request, max_bytes: int) -> tuple[AsyncIterator[by
 async def upload_to_signed_url(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     try:
-        storage, path, upsert = _target(request, UPLOAD)
-        upsert = upsert or request.headers.get("x-upsert") == "true"
+        # A signed upload URL writes once: the token says whether it may overwrite (ours never do), and an
+        # `x-upsert` header cannot change that. Its declared size is bound into it as well.
+        storage, path, claims = _target(request, UPLOAD)
+        limit = min(settings.max_upload_bytes, claims.size) if claims.size is not None else settings.max_upload_bytes
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_upload_bytes + 64 * 1024:
+        if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
             raise StorageError(413, "EntityTooLarge", "The object exceeded the maximum allowed size")
         header_type = request.headers.get("content-type", "")
         if header_type.startswith("multipart/form-data"):
@@ -78,7 +79,7 @@ async def upload_to_signed_url(request: Request) -> Response:
         content_type = content_type.split(";")[0].strip().lower()
         if content_type not in settings.allowed_content_types:
             raise StorageError(415, "InvalidMimeType", f"mime type {content_type or '(none)'} is not supported")
-        await storage.receive(path, chunks, content_type, settings.max_upload_bytes, upsert=upsert)
+        await storage.receive(path, chunks, content_type, limit, upsert=claims.upsert, exact_bytes=claims.size)
     except StorageError as exc:
         return storage_error(exc)
     return JSONResponse({"Key": f"{storage.bucket}/{path}"})
@@ -86,7 +87,7 @@ async def upload_to_signed_url(request: Request) -> Response:
 
 async def download_from_signed_url(request: Request) -> Response:
     try:
-        storage, path, _ = _target(request, DOWNLOAD)
+        storage, path, _claims = _target(request, DOWNLOAD)
         info = await storage.stat(path)
         if info is None:
             raise StorageError(404, "NoSuchKey", "Object not found")

@@ -11,6 +11,8 @@ from starlette.responses import Response
 
 from service.api.auth import current_user
 from service.api.models import UploadRequest, UploadResponse, read_body, respond
+from service.db import uploads
+from service.db.uploads import Upload
 from service.errors import ApiError
 from service.settings import Settings
 
@@ -47,17 +49,22 @@ async def create_uploads(request: Request) -> Response:
     user = await current_user(request)
     settings: Settings = request.app.state.settings
     body = await read_body(request, UploadRequest)
-    planned: list[tuple[str, str]] = []
+    planned: list[Upload] = []
     for entry in body.files:
-        if entry.kind in (k for k, _ in planned):
+        if entry.kind in (u.kind for u in planned):
             raise ApiError(422, "invalid_field", f"'files' names '{entry.kind}' twice")
-        check_content_type(settings, entry.content_type)
-        check_size(settings, entry.size_bytes)
-        planned.append((entry.kind, upload_object_path(user.id, entry.kind, entry.filename.strip())))
-    uploads: list[dict[str, Any]] = []
-    for kind, path in planned:
-        signed = await request.app.state.storage.create_upload_url(path, settings.upload_url_ttl_seconds)
-        uploads.append(
-            {"kind": kind, "object_path": path, "upload_url": signed.url, "expires_at": signed.expires_at.isoformat()}
-        )
-    return respond({"uploads": uploads}, UploadResponse, status_code=201)
+        content_type = check_content_type(settings, entry.content_type)
+        size = check_size(settings, entry.size_bytes)
+        path = upload_object_path(user.id, entry.kind, entry.filename.strip())
+        planned.append(Upload(path, user.id, entry.kind, content_type, size))
+    tickets: list[dict[str, Any]] = []
+    expires_at = None
+    for upload in planned:
+        signed = await request.app.state.storage.create_upload_url(
+            upload.object_path, settings.upload_url_ttl_seconds, size_bytes=upload.declared_size_bytes)
+        expires_at = signed.expires_at
+        tickets.append({"kind": upload.kind, "object_path": upload.object_path, "upload_url": signed.url,
+                        "expires_at": signed.expires_at.isoformat()})
+    assert expires_at is not None
+    await uploads.record(request.app.state.pool, planned, expires_at)
+    return respond({"uploads": tickets}, UploadResponse, status_code=201)

@@ -14,7 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
-from service.db import artifacts, events, tasks
+from service.db import artifacts, events, tasks, uploads
 from service.db.events import NewEvent
 from service.domain import FINISHED
 from service.errors import DubbingError
@@ -94,6 +94,7 @@ async def create(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
             existing = await by_idempotency_key(conn, job.owner_id, job.idempotency_key, job.request_hash)
             assert existing is not None
             return existing, False
+        await uploads.mark_used(conn, job_id, [job.voice.path] + ([bg.path] if bg else []))
         queued = await tasks.insert_for_job(conn, job_id, job.target_languages)
         await events.append(conn, job_id, queued)
         await events.notify_tasks_ready(conn)

@@ -33,7 +33,10 @@ class Storage(Protocol):
     # browser talks to the backend itself; False for the local disk, whose signed URLs this app serves.
     is_remote: bool
 
-    async def create_upload_url(self, path: str, ttl_seconds: int) -> SignedUrl: ...
+    async def create_upload_url(self, path: str, ttl_seconds: int, size_bytes: int | None = None) -> SignedUrl:
+        """A signed URL the browser uploads `path` to, once. Backends that can bind `size_bytes` into the URL
+        do (local); the others leave it to the check at job creation (Supabase)."""
+        ...
 
     async def create_download_url(
         self, path: str, ttl_seconds: int, download_name: str | None = None

@@ -64,9 +64,10 @@ class LocalStorage:
         return url
 
     # -- signed URLs ---------------------------------------------------------------------------
-    async def create_upload_url(self, path: str, ttl_seconds: int) -> SignedUrl:
+    async def create_upload_url(self, path: str, ttl_seconds: int, size_bytes: int | None = None) -> SignedUrl:
+        """A write-once URL for `path`; with `size_bytes`, only a body of exactly that size is taken."""
         check_object_path(path)
-        token, exp = tokens.sign(self.key, self.bucket, path, tokens.UPLOAD, ttl_seconds)
+        token, exp = tokens.sign(self.key, self.bucket, path, tokens.UPLOAD, ttl_seconds, size=size_bytes)
         return SignedUrl(self._url("upload/sign", path, token), token, datetime.fromtimestamp(exp, UTC))
 
     async def create_download_url(
@@ -82,10 +83,7 @@ class LocalStorage:
         if bucket != self.bucket:
             raise StorageError(404, "NoSuchBucket", "Bucket not found")
         check_object_path(path)
-        try:
-            return tokens.verify(self.key, token, bucket, path, scope)
-        except tokens.TokenError as exc:
-            raise StorageError(400 if exc.code == "InvalidJWT" else 403, exc.code, exc.message) from exc
+        return tokens.verify(self.key, token, bucket, path, scope)
 
     # -- objects -------------------------------------------------------------------------------
     async def stat(self, path: str) -> ObjectInfo | None:
@@ -120,8 +118,10 @@ class LocalStorage:
         content_type: str,
         max_bytes: int,
         upsert: bool = False,
+        exact_bytes: int | None = None,
     ) -> ObjectInfo:
-        """Stream chunks into a temp file beside the target, then rename it into place."""
+        """Stream chunks into a temp file beside the target, then rename it into place (only if the size
+        is `exact_bytes`, when given)."""
         target = self.file_path(path)
         if not upsert and await anyio.Path(target).exists():
             raise StorageError(409, "Duplicate", "The resource already exists")
@@ -135,6 +135,9 @@ class LocalStorage:
                     if size > max_bytes:
                         raise StorageError(413, "EntityTooLarge", "The object exceeded the maximum allowed size")
                     await fh.write(chunk)
+            if exact_bytes is not None and size != exact_bytes:
+                raise StorageError(400, "InvalidRequest",
+                                   f"The upload has {size} bytes, not the {exact_bytes} declared for it")
             await self._write_meta(path, content_type)
             if not upsert and await anyio.Path(target).exists():
                 raise StorageError(409, "Duplicate", "The resource already exists")

@@ -340,7 +340,7 @@ class SupabaseStorage:
                 yield response
 
     # -- signed URLs ---------------------------------------------------------------------------
-    async def create_upload_url(self, path: str, ttl_seconds: int) -> SignedUrl:
+    async def create_upload_url(self, path: str, ttl_seconds: int, size_bytes: int | None = None) -> SignedUrl:
         """`ttl_seconds` is advisory: the hosted service signs upload URLs for 2 hours, whatever we ask.
         `expires_at` is the token's own `exp` (read unverified), else now + 2 h."""
         data = await self._json("POST", f"/object/upload/sign/{self._object(path)}", "storage.sign_upload")

@@ -13,15 +13,10 @@ from dataclasses import dataclass
 
 import jwt
 
+from service.errors import StorageError
+
 UPLOAD = "upload"
 DOWNLOAD = "download"
-
-
-class TokenError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -30,16 +25,20 @@ class StorageClaims:
     scope: str
     exp: int
     upsert: bool
+    size: int | None = None  # an upload token: the exact size the client declared
 
 
 def storage_key(service_secret: str) -> bytes:
     return hmac.new(service_secret.encode(), b"dubbing-storage-v1", hashlib.sha256).digest()
 
 
-def sign(key: bytes, bucket: str, path: str, scope: str, ttl_seconds: int, upsert: bool = False) -> tuple[str, int]:
+def sign(key: bytes, bucket: str, path: str, scope: str, ttl_seconds: int, upsert: bool = False,
+         size: int | None = None) -> tuple[str, int]:
     now = int(time.time())
     exp = now + ttl_seconds
-    claims = {"url": f"{bucket}/{path}", "scope": scope, "upsert": upsert, "iat": now, "exp": exp}
+    claims: dict[str, object] = {"url": f"{bucket}/{path}", "scope": scope, "upsert": upsert, "iat": now, "exp": exp}
+    if size is not None:
+        claims["size"] = size
     return jwt.encode(claims, key, algorithm="HS256"), exp
 
 
@@ -48,12 +47,13 @@ def verify(key: bytes, token: str, bucket: str, path: str, scope: str) -> Storag
     try:
         claims = jwt.decode(token, key, algorithms=["HS256"], options={"require": ["exp", "url", "scope"]})
     except jwt.ExpiredSignatureError as exc:
-        raise TokenError("InvalidJWT", '"exp" claim timestamp check failed') from exc
+        raise StorageError(400, "InvalidJWT", '"exp" claim timestamp check failed') from exc
     except jwt.PyJWTError as exc:
-        raise TokenError("InvalidJWT", f"invalid signature token: {exc}") from exc
+        raise StorageError(400, "InvalidJWT", f"invalid signature token: {exc}") from exc
     if claims.get("scope") != scope:
-        raise TokenError("InvalidJWT", f"token scope is not {scope}")
+        raise StorageError(400, "InvalidJWT", f"token scope is not {scope}")
     if claims.get("url") != f"{bucket}/{path}":
-        raise TokenError("InvalidSignature", "the url does not match the signature")
+        raise StorageError(403, "InvalidSignature", "the url does not match the signature")
+    size = claims.get("size")
     return StorageClaims(url=claims["url"], scope=claims["scope"], exp=int(claims["exp"]),
-                         upsert=bool(claims.get("upsert", False)))
+                         upsert=bool(claims.get("upsert", False)), size=size if isinstance(size, int) else None)

@@ -184,3 +184,41 @@ async def test_upload_urls_live_under_the_callers_prefix(service: Service) -> No
         assert upload["object_path"].startswith("ivy/uploads/")
         assert ".." not in upload["object_path"]
         assert upload["upload_url"].startswith(service.base_url + "/storage/v1/object/upload/sign/dubbing/ivy/")
+
+
+async def test_hostile_bodies_and_headers_get_a_4xx(service: Service) -> None:
+    headers = {**service.auth("olga"), "Content-Type": "application/json"}
+    for route in ("/v1/jobs", "/v1/uploads"):
+        nested = await service.client.post(route, headers=headers, content="[" * 3000)
+        assert nested.status_code == 400 and nested.json()["error"]["code"] in ("malformed_json", "invalid_body")
+        deep_field = await service.client.post(route, headers=headers, content='{"files": ' + "[" * 3000)
+        assert 400 <= deep_field.status_code < 500
+    job = (await service.create_job("olga", ["es"])).json()
+    huge = await service.client.get(f"/v1/jobs/{job['id']}/events",
+                                    headers={**service.auth("olga"), "Last-Event-ID": "9" * 20})
+    assert huge.status_code == 400 and huge.json()["error"]["code"] == "invalid_last_event_id"
+
+
+async def test_a_voice_too_short_to_dub_is_refused(service: Service) -> None:
+    blip = await service.upload("pia", wav_bytes(0.023))
+    response = await service.client.post("/v1/jobs", headers=service.auth("pia"), json={
+        "voice_object": blip, "source_language": "en", "target_languages": ["es"]})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "audio_too_short"
+    assert (await service.count_rows())["jobs"] == 0
+
+
+async def test_an_object_that_is_not_the_size_declared_for_it_is_refused(service: Service) -> None:
+    """Backends that cannot bind the size into the signed URL (Supabase) are checked at job creation."""
+    response = await service.client.post("/v1/uploads", headers=service.auth("quin"), json={"files": [
+        {"kind": "voice", "filename": "v.wav", "content_type": "audio/wav", "size_bytes": 1000}]})
+    path = response.json()["uploads"][0]["object_path"]
+    data = wav_bytes(1.0)
+
+    async def body():
+        yield data
+
+    await service.app.state.storage.receive(path, body(), "audio/wav", 10**7)  # as if the backend took it
+    created = await service.client.post("/v1/jobs", headers=service.auth("quin"), json={
+        "voice_object": path, "source_language": "en", "target_languages": ["es"]})
+    assert created.status_code == 422 and created.json()["error"]["code"] == "upload_size_mismatch"
+    assert (await service.count_rows())["jobs"] == 0

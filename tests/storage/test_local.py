@@ -34,7 +34,7 @@ async def _signed_upload(service: Service, user: str = "alice", size: int = 1000
 
 async def test_put_then_download_with_ranges_and_etag(service: Service) -> None:
     data = wav_bytes(1.0)
-    upload = await _signed_upload(service)
+    upload = await _signed_upload(service, size=len(data))
     put = await service.client.put(upload["upload_url"], content=data, headers={"Content-Type": "audio/wav"})
     assert put.status_code == 200
     assert put.json() == {"Key": f"dubbing/{upload['object_path']}"}
@@ -56,8 +56,8 @@ async def test_put_then_download_with_ranges_and_etag(service: Service) -> None:
 
 
 async def test_multipart_upload_like_supabase_js(service: Service) -> None:
-    upload = await _signed_upload(service)
     data = wav_bytes(0.5)
+    upload = await _signed_upload(service, size=len(data))
     response = await service.client.put(
         upload["upload_url"], files={"": ("v.wav", data, "audio/wav")}, data={"cacheControl": "3600"}
     )
@@ -121,10 +121,34 @@ async def test_upload_limits_leave_nothing_behind(service: Service) -> None:
 
 
 async def test_second_upload_to_same_path_conflicts(service: Service) -> None:
-    upload = await _signed_upload(service)
+    upload = await _signed_upload(service, size=len(wav_bytes()))
     first = await service.client.put(upload["upload_url"], content=wav_bytes(), headers={"Content-Type": "audio/wav"})
     second = await service.client.put(upload["upload_url"], content=wav_bytes(), headers={"Content-Type": "audio/wav"})
     assert (first.status_code, second.status_code) == (200, 409)
+
+
+async def test_a_signed_upload_url_writes_once_even_when_asked_to_overwrite(service: Service) -> None:
+    original = wav_bytes(1.0)
+    upload = await _signed_upload(service, size=len(original))
+    first = await service.client.put(upload["upload_url"], content=original, headers={"Content-Type": "audio/wav"})
+    assert first.status_code == 200
+    replay = await service.client.put(upload["upload_url"], content=wav_bytes(1.0, freq=880.0),
+                                      headers={"Content-Type": "audio/wav", "x-upsert": "true"})
+    assert replay.status_code == 409 and replay.json()["statusCode"] == "409"
+    async with service.app.state.storage.local_copy(upload["object_path"]) as path:
+        assert Path(path).read_bytes() == original
+
+
+async def test_an_upload_must_be_the_size_it_declared(service: Service) -> None:
+    upload = await _signed_upload(service, size=1000)
+    bigger = await service.client.put(upload["upload_url"], content=b"\0" * 235_000, headers={"Content-Type": "audio/wav"})
+    assert bigger.status_code == 413
+    smaller = await service.client.put(upload["upload_url"], content=b"\0" * 999, headers={"Content-Type": "audio/wav"})
+    assert smaller.status_code == 400 and "1000" in smaller.json()["message"]
+    storage: LocalStorage = service.app.state.storage
+    assert await storage.stat(upload["object_path"]) is None
+    exact = await service.client.put(upload["upload_url"], content=b"\0" * 1000, headers={"Content-Type": "audio/wav"})
+    assert exact.status_code == 200
 
 
 @pytest.mark.parametrize("path", ["../x", "a/../../x", "/etc/passwd", "a//b", "a/./b", "", "a\\b", "a\x00b",
