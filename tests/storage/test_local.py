@@ -141,13 +141,14 @@ async def test_a_signed_upload_url_writes_once_even_when_asked_to_overwrite(serv
 
 async def test_an_upload_must_be_the_size_it_declared(service: Service) -> None:
     upload = await _signed_upload(service, size=1000)
-    bigger = await service.client.put(upload["upload_url"], content=b"\0" * 235_000, headers={"Content-Type": "audio/wav"})
+    wav = {"Content-Type": "audio/wav"}
+    bigger = await service.client.put(upload["upload_url"], content=b"\0" * 235_000, headers=wav)
     assert bigger.status_code == 413
-    smaller = await service.client.put(upload["upload_url"], content=b"\0" * 999, headers={"Content-Type": "audio/wav"})
+    smaller = await service.client.put(upload["upload_url"], content=b"\0" * 999, headers=wav)
     assert smaller.status_code == 400 and "1000" in smaller.json()["message"]
     storage: LocalStorage = service.app.state.storage
     assert await storage.stat(upload["object_path"]) is None
-    exact = await service.client.put(upload["upload_url"], content=b"\0" * 1000, headers={"Content-Type": "audio/wav"})
+    exact = await service.client.put(upload["upload_url"], content=b"\0" * 1000, headers=wav)
     assert exact.status_code == 200
 
 
