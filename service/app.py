@@ -15,6 +15,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+import anyio
 import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service import scratch
 from service.api import events, health, jobs, signed_urls, uploads
 from service.api.auth import JwksCache, TokenVerifier
 from service.api.openapi import openapi_document
@@ -133,6 +135,33 @@ async def load_engines(settings: Settings, executor: Executor, factory: Callable
 _background: set[asyncio.Task[Any]] = set()
 
 
+def sweep_leftovers(settings: Settings) -> None:
+    """Partial files left by this host's processes that died mid-write (kill -9) go at start-up."""
+    removed = scratch.sweep_partials(settings.scratch_dir)
+    if not settings.cloud_storage:
+        removed += scratch.sweep_partials(settings.storage_dir)
+    if removed:
+        log.info("scratch.partials_removed", files=len(removed))
+
+
+def begin_drain(state: Any, settings: Settings) -> None:
+    """SIGTERM: end every progress stream now (clients resume elsewhere with Last-Event-ID), stop
+    claiming, give the running stages SHUTDOWN_DRAIN_SECONDS, hand back the rest."""
+    if state.drain_task is not None:
+        return
+    log.info("service.draining", seconds=settings.shutdown_drain_seconds, streams=state.listener.open_streams)
+    state.listener.end_streams()
+    if state.supervisor is not None:
+        state.drain_task = asyncio.create_task(state.supervisor.drain(settings.shutdown_drain_seconds))
+
+
+async def stop_supervisor(state: Any) -> None:
+    if state.drain_task is not None:
+        await state.drain_task
+    else:
+        await state.supervisor.stop()
+
+
 def make_verifier(settings: Settings, transport: Any = None) -> TokenVerifier:
     jwks = None
     if settings.supabase_url:
@@ -179,6 +208,7 @@ def create_app(
             await state.listener.start()
             stack.push_async_callback(state.listener.stop)
             state.storage = await stack.enter_async_context(open_storage(settings, provider_transport))
+            await anyio.to_thread.run_sync(sweep_leftovers, settings)
             state.executor = cpu_pool.create(settings.cpu_workers, str(settings.data_dir / "numba-cache"))
             stack.callback(state.executor.shutdown, wait=False, cancel_futures=True)
             state.probe_lane = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probe")
@@ -200,7 +230,10 @@ def create_app(
                     state.storage, state.executor, state.engines,
                 )
                 await state.supervisor.start()
-                stack.push_async_callback(state.supervisor.stop)
+                stack.push_async_callback(stop_supervisor, state)
+            state.drain_task = None
+            loop = asyncio.get_running_loop()
+            state.request_drain = lambda: loop.call_soon_threadsafe(begin_drain, state, settings)
             log.info("service.started", embedded_db=location.embedded, url=settings.public_base_url)
             # What start-up allocated lives for the whole process: keep it out of every GC pass.
             gc.freeze()

@@ -15,10 +15,13 @@ def _serve(settings: Settings) -> int:
 
     from service.app import create_app
     from service.logs import configure
+    from service.server import DrainingServer
 
     configure(settings.log_format, settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
-                lifespan="on")
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=int(settings.shutdown_drain_seconds) + 5)
+    DrainingServer(config, on_exit=lambda: getattr(app.state, "request_drain", lambda: None)()).run()
     return 0
 
 

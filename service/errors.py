@@ -9,6 +9,7 @@ answers 503 on it. An `ApiError` leaves the API as `{"error": {"code", "message"
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -101,6 +102,17 @@ class LeaseLost(Exception):
     """Not a failure: the task was cancelled or taken over; stop without writing anything more."""
 
 
+# -- what users see -------------------------------------------------------------------------------------
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?:[^\s/:'\"<>|]+/)+([^\s/:'\"<>|]+)")
+
+
+def without_paths(message: str) -> str:
+    """`message` with every absolute filesystem path shortened to the file's name: error messages name the
+    object, never where a server keeps it (logs keep the whole text)."""
+    return _ABSOLUTE_PATH.sub(r"\1", message)
+
+
 # -- the API's answer ---------------------------------------------------------------------------------
 
 
@@ -111,7 +123,7 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 async def handle_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return error_response(exc.status, exc.code, exc.message, headers)
+    return error_response(exc.status, exc.code, without_paths(exc.message), headers)
 
 
 def bad_request(code: str, message: str) -> ApiError:

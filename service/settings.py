@@ -72,6 +72,7 @@ class Settings:
     stage_concurrency: int = 2
     cpu_workers: int = 2
     sse_keepalive_seconds: float = 15.0
+    shutdown_drain_seconds: float = 30.0
 
     whisper_model_dir: str | None = None
     sample_rate: int = 48000
@@ -158,6 +159,7 @@ class Settings:
             stage_concurrency=_int(env, "STAGE_CONCURRENCY", 2),
             cpu_workers=_int(env, "CPU_WORKERS", cpus),
             sse_keepalive_seconds=_float(env, "SSE_KEEPALIVE_SECONDS", 15.0),
+            shutdown_drain_seconds=_float(env, "SHUTDOWN_DRAIN_SECONDS", 30.0),
             whisper_model_dir=env.get("WHISPER_MODEL_DIR") or None,
             sample_rate=_int(env, "SAMPLE_RATE", 48000),
             max_engine_rate=_float(env, "MAX_ENGINE_RATE", 1.25),

@@ -17,8 +17,8 @@ from service.api.auth import current_user
 from service.api.requests import path_uuid
 from service.db import events, jobs
 from service.db.events import Event
-from service.db.listener import RESYNC, Listener
-from service.errors import bad_request, not_found
+from service.db.listener import END, RESYNC, Listener
+from service.errors import ApiError, bad_request, not_found
 
 _MAX_SEQ = 2**63 - 1  # task_events.seq is a bigint
 
@@ -63,6 +63,9 @@ async def _stream(request: Request, job_id_text: str, after: int) -> AsyncIterat
             except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
+            if item == END:  # shutting down: end cleanly, the client resumes with Last-Event-ID elsewhere
+                yield ": the server is restarting; reconnect to resume\n\n"
+                return
             if item == RESYNC:
                 pending = await events.since(pool, job_id, last)
             elif isinstance(item, Event):
@@ -80,6 +83,9 @@ async def job_events(request: Request) -> Response:
     after = _last_event_id(request)
     if not await jobs.owned(request.app.state.pool, user.id, job_id):
         raise not_found("Job not found")
+    if request.app.state.listener.ending:
+        raise ApiError(503, "shutting_down", "The server is restarting; try again in a moment",
+                       retryable=True)
     return StreamingResponse(
         _stream(request, str(job_id), after),
         media_type="text/event-stream",

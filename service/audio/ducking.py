@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soundfile as sf
 
+from service import cancellation
 from service.audio import wavfiles
 from service.audio.loudness import Loudness, StreamingLoudness
 
@@ -29,6 +30,7 @@ def voice_activity(voice_path: str, total: int, hop: int, threshold_dbfs: float,
     with sf.SoundFile(voice_path) as voice:
         position = 0
         while position < total:
+            cancellation.check()
             data = voice.read(min(block, total - position), dtype="float32", always_2d=True)
             if data.shape[0] == 0:
                 break
@@ -108,6 +110,7 @@ def premix(
     ):
         position = 0
         while position < total:
+            cancellation.check()
             n = min(block, total - position)
             back = bg.read(n, dtype="float32", always_2d=True)
             if back.shape[0] < n:

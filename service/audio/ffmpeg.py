@@ -18,12 +18,14 @@ from dataclasses import dataclass
 
 import soundfile as sf
 
+from service import cancellation, scratch
 from service.errors import AudioError
 
 FFMPEG = os.environ.get("DUBBING_FFMPEG", "ffmpeg")
 FFPROBE = os.environ.get("DUBBING_FFPROBE", "ffprobe")
 _COMMON = ("-nostdin", "-hide_banner", "-nostats", "-y")
 _STDERR_TAIL = 2000
+_POLL_SECONDS = 0.1
 
 # Trim leading silence, reverse, trim again, reverse back: removes only the ends, never pauses inside.
 TRIM_SILENCE = (
@@ -37,18 +39,34 @@ def command(*args: str) -> list[str]:
     return [FFMPEG, *_COMMON, *args]
 
 
-def run(args: Sequence[str], *, timeout: float | None = None) -> str:
+def _wait(proc: subprocess.Popen[bytes], stdin: bytes | None = None) -> tuple[bytes, bytes]:
+    """Wait for `proc` while watching for cancellation (then it is killed and `Cancelled` raised)."""
+    pending = stdin
+    while True:
+        try:
+            out, err = proc.communicate(pending, timeout=_POLL_SECONDS)
+            return out or b"", err or b""
+        except subprocess.TimeoutExpired:
+            pending = None  # communicate() keeps what is left of the input between calls
+            if cancellation.requested():
+                proc.kill()
+                proc.communicate()
+                raise cancellation.Cancelled("cancelled") from None
+
+
+def run(args: Sequence[str]) -> str:
     """Run ffmpeg with `args`; return its stderr (where ebur128 and friends report), raise AudioError."""
     try:
-        proc = subprocess.run(command(*args), capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.Popen(command(*args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
     except FileNotFoundError as exc:
         raise AudioError("ffmpeg_failed", f"ffmpeg is not installed ({FFMPEG})") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise AudioError("ffmpeg_failed", f"ffmpeg took longer than {timeout:g} s") from exc
+    _, raw = _wait(proc)
+    stderr = raw.decode("utf-8", "replace")
     if proc.returncode != 0:
-        tail = proc.stderr[-_STDERR_TAIL:].strip()
+        tail = stderr[-_STDERR_TAIL:].strip()
         raise AudioError("ffmpeg_failed", f"ffmpeg exited with {proc.returncode}: {tail}")
-    return proc.stderr
+    return stderr
 
 
 def read_samples(path: str, *, rate: int, start: float = 0.0, seconds: float | None = None) -> bytes:
@@ -57,10 +75,12 @@ def read_samples(path: str, *, rate: int, start: float = 0.0, seconds: float | N
     if seconds is not None:
         args += ["-t", f"{seconds:.3f}"]
     args += ["-i", path, "-ac", "1", "-ar", str(rate), "-f", "f32le", "-"]
-    proc = subprocess.run([FFMPEG, "-nostdin", *args], capture_output=True, check=False, timeout=600)
+    proc = subprocess.Popen([FFMPEG, "-nostdin", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    out, _ = _wait(proc)
     if proc.returncode != 0:
         raise AudioError("audio_undecodable", "The audio could not be decoded")
-    return proc.stdout
+    return out
 
 
 def run_piped(producer: Sequence[str], consumer: Sequence[str]) -> str:
@@ -76,8 +96,9 @@ def run_piped(producer: Sequence[str], consumer: Sequence[str]) -> str:
                                       stderr=subprocess.PIPE)
             procs.append(source)
             sink.stdin.close()  # the producer holds the only write end now: the encoder sees EOF when it exits
-            _, err = source.communicate()
-            sink.wait()
+            sink.stdin = None
+            _, err = _wait(source)
+            _wait(sink)
         except BaseException:
             for proc in procs:
                 if proc.poll() is None:
@@ -109,10 +130,7 @@ def start_reading_stdin(args: Sequence[str], stderr: int | object) -> subprocess
 # -- files ------------------------------------------------------------------------------------------
 
 
-def partial_path(out_path: str) -> str:
-    """Sibling temp name so a crash never leaves a half-written file under the final name."""
-    directory, name = os.path.split(out_path)
-    return os.path.join(directory, f".{name}.{os.getpid()}.part")
+partial_path = scratch.partial_path
 
 
 def remove_quietly(path: str) -> None:

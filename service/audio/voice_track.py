@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
+from service import cancellation
 from service.audio import ffmpeg, wavfiles
 from service.audio.decode import DEFAULT_SAMPLE_RATE
 from service.audio.fitting import FADE_OUT_S
@@ -98,6 +99,7 @@ def _write(plan: list[tuple[int, int, int, str]], total: int, sample_rate: int, 
     try:
         with wavfiles.open_for_write(out_path, sample_rate, 1, total) as out:
             for block_start in range(0, total, block):
+                cancellation.check()
                 n = min(block, total - block_start)
                 buf = np.zeros(n, dtype=np.float32)
                 while next_clip < len(plan) and plan[next_clip][0] < block_start + n:

@@ -74,3 +74,37 @@ async def connect(url: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(**connect_kwargs(url))
     await _init_connection(conn)
     return conn
+
+
+# Failures of the database itself, not of the work: a connection cut or refused, the server shutting
+# down or out of connections, a serialization conflict or deadlock to retry. The work that met one
+# waits for the database and goes on; it is never counted as the task's own failure.
+_OUTAGES: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # 08xxx, including "connection does not exist"
+    asyncpg.exceptions.OperatorInterventionError,  # 57xxx: terminated backend, shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # 53xxx: too many connections
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.InterfaceError,  # the connection was closed under a query, the pool is closing
+    ConnectionError,
+    TimeoutError,  # waiting for a pool connection
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    return isinstance(exc, _OUTAGES)
+
+
+async def wait_until_available(pool: asyncpg.Pool, *, first_wait: float = 0.2, longest_wait: float = 5.0) -> None:
+    """Return once the database answers again (backing off between tries); cancel to give up."""
+    wait = first_wait
+    while True:
+        try:
+            async with pool.acquire(timeout=2.0) as conn:
+                await conn.fetchval("SELECT 1")
+            return
+        except Exception as exc:
+            if not is_outage(exc) and not isinstance(exc, OSError):
+                raise
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, longest_wait)

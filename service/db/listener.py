@@ -23,6 +23,7 @@ from service.db.events import EVENTS_CHANNEL, TASKS_CHANNEL, Event
 log = structlog.get_logger(__name__)
 
 RESYNC = "resync"
+END = "end"  # the process is shutting down: streams end, and clients reconnect elsewhere
 
 
 @dataclass(eq=False)
@@ -39,12 +40,20 @@ class Listener:
         self._subscriptions: dict[str, set[Subscription]] = {}
         self._runner: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
+        self.ending = False
 
     # -- subscriptions ---------------------------------------------------------------------------
     def subscribe(self, job_id: str) -> Subscription:
         sub = Subscription(job_id)
         self._subscriptions.setdefault(job_id, set()).add(sub)
         return sub
+
+    def end_streams(self) -> None:
+        """Tell every open stream to end (shutdown); streams opened from now on end at once."""
+        self.ending = True
+        for subs in self._subscriptions.values():
+            for sub in subs:
+                sub.queue.put_nowait(END)
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._subscriptions.get(sub.job_id)

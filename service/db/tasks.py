@@ -17,7 +17,7 @@ import asyncpg
 from service.db.database import Database
 from service.db.events import NewEvent
 from service.db.transitions import Change
-from service.domain import TERMINAL, WORK_STAGES, EventKind, Stage
+from service.domain import FINISHED, TERMINAL, WORK_STAGES, EventKind, Stage
 
 _TERMINAL_SQL = "(" + ", ".join(f"'{stage}'" for stage in sorted(TERMINAL)) + ")"
 
@@ -28,7 +28,8 @@ class ClaimedTask:
     job_id: UUID
     target_language: str
     stage: str
-    attempts: int
+    attempts: int  # this attempt's number: 1, then one more after each failed stage is retried
+    claims: int  # times the task was taken, interruptions (a killed process, a lost lease) included
     lease_owner: str
 
 
@@ -50,7 +51,8 @@ async def claim(
         f"""UPDATE language_tasks AS t
             SET lease_owner = $1,
                 lease_expires_at = now() + make_interval(secs => $2),
-                attempts = t.attempts + 1,
+                attempts = greatest(t.attempts, 1),
+                claims = t.claims + 1,
                 started_at = coalesce(t.started_at, now()),
                 updated_at = now()
             WHERE t.id IN (
@@ -61,7 +63,7 @@ async def claim(
                 ORDER BY run_after
                 LIMIT $3
                 FOR UPDATE SKIP LOCKED)
-            RETURNING t.id, t.job_id, t.target_language, t.stage, t.attempts, t.lease_owner""",
+            RETURNING t.id, t.job_id, t.target_language, t.stage, t.attempts, t.claims, t.lease_owner""",
         lease_owner,
         lease_seconds,
         limit,
@@ -81,6 +83,51 @@ async def heartbeat(pool: asyncpg.Pool, task_id: UUID, lease_owner: str, lease_s
         lease_seconds,
     )
     return row is not None
+
+
+async def stage_of(pool: asyncpg.Pool, task_id: UUID, lease_owner: str) -> str | None:
+    """The task's stage if `lease_owner` still holds it, else None."""
+    stage: str | None = await pool.fetchval(
+        "SELECT stage FROM language_tasks WHERE id = $1 AND lease_owner = $2", task_id, lease_owner)
+    return stage
+
+
+async def ending_of(pool: asyncpg.Pool, task_id: UUID) -> tuple[str | None, bool]:
+    """(the task's stage, whether its whole job has ended)."""
+    row = await pool.fetchrow(
+        f"""SELECT t.stage, j.status IN ({", ".join(f"'{s}'" for s in sorted(FINISHED))}) AS job_over
+            FROM language_tasks t JOIN jobs j ON j.id = t.job_id WHERE t.id = $1""",
+        task_id,
+    )
+    return (None, False) if row is None else (row["stage"], bool(row["job_over"]))
+
+
+async def owners_holding_leases(pool: asyncpg.Pool, prefix: str) -> list[str]:
+    """Lease owners (of tasks and transcripts) whose id starts with `prefix` (a host's processes)."""
+    rows = await pool.fetch(
+        """SELECT DISTINCT lease_owner FROM language_tasks WHERE lease_owner LIKE $1 || '%'
+           UNION SELECT DISTINCT split_part(lease_owner, '/', 1) FROM transcripts WHERE lease_owner LIKE $1 || '%'""",
+        prefix,
+    )
+    return [r[0] for r in rows]
+
+
+async def expire_leases(pool: asyncpg.Pool, owners: list[str]) -> int:
+    """End the leases of processes known to be dead, so their work is claimed again now, not after expiry."""
+    async with pool.acquire() as conn, conn.transaction():
+        freed = await conn.fetchval(
+            """WITH expired AS (
+                   UPDATE language_tasks SET lease_expires_at = now() - interval '1 second'
+                   WHERE lease_owner = ANY($1::text[]) RETURNING 1)
+               SELECT count(*) FROM expired""",
+            owners,
+        )
+        await conn.execute(
+            """UPDATE transcripts SET lease_expires_at = now() - interval '1 second'
+               WHERE state = 'running' AND split_part(lease_owner, '/', 1) = ANY($1::text[])""",
+            owners,
+        )
+    return int(freed or 0)
 
 
 async def _change(

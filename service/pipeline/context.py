@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 
+from service.audio.probe import sha256_of
 from service.db import tasks
 from service.db.database import Database
 from service.db.listener import Listener
 from service.db.tasks import ClaimedTask
+from service.domain import InputKind
 from service.engines.protocols import Engines
 from service.errors import LeaseLost, StageError
 from service.settings import Settings
 from service.storage import Storage
+from service.supervisor import cpu_pool
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass
@@ -54,6 +61,19 @@ class StageContext:
         path = self.settings.scratch_dir / str(self.task.job_id) / self.task.target_language
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    @contextlib.asynccontextmanager
+    async def input_copy(self, kind: InputKind) -> AsyncIterator[str]:
+        """A local path holding the job's `kind` input, checked against the hash recorded when the job was
+        made: inputs are immutable, and a stage never works on a file nobody checked."""
+        async with self.storage.local_copy(self.job[f"{kind}_path"]) as local:
+            if await self.in_pool(sha256_of, local) != self.job[f"{kind}_sha256"]:
+                raise StageError("input_changed", f"The {kind} recording changed after the job was created")
+            yield local
+
+    async def in_pool(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`fn(*args)` in the process pool; if the task is cancelled, the worker stops too."""
+        return await cpu_pool.run(self.executor, fn, *args, **kwargs)
 
     async def record_usage(self, usage: dict[str, float]) -> None:
         """Add what this stage consumed from paid providers to the task's usage counters."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import anyio
+
 from service.audio import fitting
 from service.audio.fitting import SegmentTiming
 from service.engines.protocols import Shortener
@@ -93,6 +95,13 @@ async def _fitted(ctx: StageContext, unit: TranslatedUnit, slot: SegmentTiming, 
     return Clip(unit.id, clip.path, shorter, clip.rate, clip.duration, round(natural, 4), shortened_from=unit.text)
 
 
+async def _finished_clip(clips_dir: Path, unit: TranslatedUnit) -> Clip | None:
+    clip = await outputs.load_piece(clips_dir / f"{unit.id:05d}.json", Clip)
+    if clip is None or unit.text not in (clip.text, clip.shortened_from) or not await anyio.Path(clip.path).exists():
+        return None
+    return clip
+
+
 async def run(ctx: StageContext) -> None:
     translation = await outputs.load(ctx.work_dir, Translation)
     slots = timeline.slots(translation.units, ctx.job)
@@ -104,14 +113,26 @@ async def run(ctx: StageContext) -> None:
     pace = VoicePace(ctx.task.target_language)
     usage: dict[str, float] = {}
 
+    # Clips a crashed or interrupted attempt finished are kept, with their record: reuse them.
+    for unit, _ in spoken:
+        done = await _finished_clip(clips_dir, unit)
+        if done is not None:
+            clips[unit.id] = done
+            pace.learn(done.text, done.natural_duration)
+    reused = len(clips)
+
     async def one(unit: TranslatedUnit, slot: SegmentTiming) -> None:
         async with limit:
-            clips[unit.id] = await _fitted(ctx, unit, slot, clips_dir / f"{unit.id:05d}.wav", pace,
-                                           translation.source_language, usage)
+            clip = await _fitted(ctx, unit, slot, clips_dir / f"{unit.id:05d}.wav", pace,
+                                 translation.source_language, usage)
+        await outputs.save_piece(clips_dir / f"{unit.id:05d}.json", clip)
+        clips[unit.id] = clip
         await ctx.progress(len(clips) / len(spoken), unit=unit.id)
 
+    if reused:
+        await ctx.progress(reused / len(spoken), reused=reused)
     try:
-        await run_all([one(u, s) for u, s in spoken])
+        await run_all([one(u, s) for u, s in spoken if u.id not in clips])
     finally:
         await ctx.record_usage(usage)
     synthesizer = ctx.engine.synthesizer

@@ -3,14 +3,13 @@ the upload of every artifact."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import anyio
 
 from service.audio.sync import UnitWindow, measure_sync
 from service.db import artifacts, tasks
-from service.domain import ArtifactKind
+from service.domain import ArtifactKind, InputKind
 from service.pipeline import captions, outputs, stt
 from service.pipeline.context import StageContext
 from service.pipeline.mixing import OUTPUTS, web_name
@@ -31,9 +30,8 @@ async def _measure(ctx: StageContext, units: list[PlacedUnit]) -> dict[str, Any]
     """Speech activity of the rendered voice stem against the source voice (see `audio/sync.py`)."""
     windows = [UnitWindow(u.id, u.source_start, u.source_end, u.next_start) for u in units]
     stem = str(ctx.work_dir / OUTPUTS["voice_stem"])
-    async with ctx.storage.local_copy(ctx.job["voice_path"]) as source:
-        measured: dict[str, Any] = await asyncio.get_running_loop().run_in_executor(
-            ctx.executor, measure_sync, source, stem, windows)
+    async with ctx.input_copy(InputKind.VOICE) as source:
+        measured: dict[str, Any] = await ctx.in_pool(measure_sync, source, stem, windows)
     return measured
 
 

@@ -17,9 +17,10 @@ from service.audio.fitting import SegmentTiming
 from service.audio.mix import MixSettings, mix
 from service.audio.stretch import time_stretch
 from service.audio.voice_track import PlacedClip, build_voice_track
+from service.domain import InputKind
 from service.pipeline import outputs, timeline
 from service.pipeline.context import StageContext, run_all
-from service.pipeline.outputs import Clip, Mixdown, PlacedUnit, Synthesis, TranslatedUnit, Translation
+from service.pipeline.outputs import Clip, Fitted, Mixdown, PlacedUnit, Synthesis, TranslatedUnit, Translation
 
 OUTPUTS = {"master_wav": "master.wav", "voice_stem": "voice_stem.wav"}
 
@@ -43,11 +44,16 @@ async def _fit(ctx: StageContext, unit: TranslatedUnit, slot: SegmentTiming, cli
                                      max_tempo=settings.max_engine_rate * settings.stretch_ceiling)
     path, duration = clip.path, clip.duration
     if stretch != 1.0:
-        stretched = str(Path(path).with_suffix(".fit.wav"))
-        async with limit:
-            duration = await asyncio.get_running_loop().run_in_executor(
-                ctx.executor, time_stretch, path, stretched, stretch, settings.sample_rate)
-        path = stretched
+        record = Path(path).with_suffix(".fit.json")
+        done = await outputs.load_piece(record, Fitted)
+        if done is not None and done.source == path and done.stretch == stretch:
+            path, duration = done.path, done.duration  # stretched by an earlier, interrupted attempt
+        else:
+            stretched = str(Path(path).with_suffix(".fit.wav"))
+            async with limit:
+                duration = await ctx.in_pool(time_stretch, path, stretched, stretch, settings.sample_rate)
+            await outputs.save_piece(record, Fitted(path, stretch, stretched, duration))
+            path = stretched
     placement = fitting.place(slot, duration)
     placed = PlacedUnit(
         id=unit.id, group=unit.group, source_text=unit.source_text, target_text=clip.text,
@@ -71,7 +77,6 @@ def planned_sync(units: list[PlacedUnit]) -> dict[str, object]:
 
 
 async def run(ctx: StageContext) -> None:
-    loop = asyncio.get_running_loop()
     settings = ctx.settings
     translation = await outputs.load(ctx.work_dir, Translation)
     synthesis = await outputs.load(ctx.work_dir, Synthesis)
@@ -93,16 +98,15 @@ async def run(ctx: StageContext) -> None:
 
     work = ctx.work_dir
     voice_track = str(work / "voice_track.wav")
-    await loop.run_in_executor(ctx.executor, build_voice_track, [p for p, _ in placed], timeline.duration(ctx.job),
-                               voice_track, settings.sample_rate)
+    await ctx.in_pool(build_voice_track, [p for p, _ in placed], timeline.duration(ctx.job), voice_track,
+                      settings.sample_rate)
     await ctx.progress(0.6)
     targets = (str(work / OUTPUTS["master_wav"]), str(work / web_name(ctx)), str(work / OUTPUTS["voice_stem"]))
     if ctx.job["background_path"]:
-        async with ctx.storage.local_copy(ctx.job["background_path"]) as background:
-            result = await loop.run_in_executor(ctx.executor, mix, voice_track, background, *targets,
-                                                mix_settings(ctx))
+        async with ctx.input_copy(InputKind.BACKGROUND) as background:
+            result = await ctx.in_pool(mix, voice_track, background, *targets, mix_settings(ctx))
     else:
-        result = await loop.run_in_executor(ctx.executor, mix, voice_track, None, *targets, mix_settings(ctx))
+        result = await ctx.in_pool(mix, voice_track, None, *targets, mix_settings(ctx))
     units = [u for _, u in placed]
     await outputs.save(work, Mixdown(units, dataclasses.asdict(result), planned_sync(units)))
     await ctx.progress(1.0, overflow_count=sum(1 for u in units if u.overflowed))

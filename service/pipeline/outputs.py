@@ -91,7 +91,30 @@ class Mixdown(msgspec.Struct):
     planned_sync: dict[str, object]
 
 
+class Fitted(msgspec.Struct):
+    """A clip after the mixing stage's stretch: kept beside it, so a resumed stage reuses it."""
+
+    source: str
+    stretch: float
+    path: str
+    duration: float
+
+
 Output = TypeVar("Output", Translation, Synthesis, Mixdown)
+Piece = TypeVar("Piece", Clip, Fitted)
+
+
+async def save_piece(path: Path, piece: Clip | Fitted) -> None:
+    """A checkpoint inside a long stage (one clip): written when the clip is whole."""
+    await write_bytes(path, msgspec.json.encode(piece))
+
+
+async def load_piece(path: Path, kind: type[Piece]) -> Piece | None:
+    """The checkpoint at `path`, or None when there is none (or it is unreadable)."""
+    try:
+        return msgspec.json.decode(await anyio.Path(path).read_bytes(), type=kind)
+    except (FileNotFoundError, msgspec.DecodeError):
+        return None
 
 
 async def save(work_dir: Path, output: Translation | Synthesis | Mixdown) -> None:

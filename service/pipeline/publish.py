@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +22,7 @@ async def publish(ctx: StageContext, kind: ArtifactKind, local_file: str, filena
     """Store the file, record its artifact row and announce it on the progress stream."""
     job_level = kind.job_level
     content_type = web_content_type(ctx.settings.web_format) if kind is ArtifactKind.MASTER_WEB else kind.content_type
-    digest = await asyncio.get_running_loop().run_in_executor(ctx.executor, sha256_of, local_file)
+    digest = await ctx.in_pool(sha256_of, local_file)
     path = object_path(ctx, filename, job_level)
     info = await ctx.storage.write_file(path, local_file, content_type)
     row = await artifacts.record(

@@ -17,7 +17,7 @@ import structlog
 
 from service.audio.voice_activity import FRAME_SECONDS, energy_activity, speech_regions
 from service.db import transcripts
-from service.domain import ArtifactKind
+from service.domain import ArtifactKind, InputKind
 from service.engines.types import Transcript
 from service.errors import DubbingError, StageError
 from service.pipeline import captions
@@ -91,7 +91,6 @@ async def _transcribe(ctx: StageContext) -> None:
     usage: dict[str, float] = {}
     speech: list[tuple[float, float]] | None = None
     activity: Any = None
-    loop = asyncio.get_running_loop()
     try:
         if transcriber.accepts_url and ctx.storage.is_remote:
             # The provider fetches the file itself through a short-lived URL: no download here (its
@@ -99,12 +98,11 @@ async def _transcribe(ctx: StageContext) -> None:
             signed = await ctx.storage.create_download_url(ctx.job["voice_path"], 15 * 60)
             transcript: Transcript = await transcriber.transcribe(None, language, audio_url=signed.url, usage=usage)
         else:
-            async with ctx.storage.local_copy(ctx.job["voice_path"]) as voice:
+            async with ctx.input_copy(InputKind.VOICE) as voice:
                 transcript = await transcriber.transcribe(voice, language, usage=usage)
                 if transcript.segments:
-                    speech = await loop.run_in_executor(ctx.executor, speech_regions, voice,
-                                                        ctx.settings.unit_pause_seconds)
-                    activity = await loop.run_in_executor(ctx.executor, energy_activity, voice)
+                    speech = await ctx.in_pool(speech_regions, voice, ctx.settings.unit_pause_seconds)
+                    activity = await ctx.in_pool(energy_activity, voice)
     except DubbingError as exc:
         if exc.retryable:  # let the next attempt (of any of the job's tasks) take over
             await transcripts.give_up_lease(ctx.pool, ctx.task.job_id, transcript_owner(ctx))

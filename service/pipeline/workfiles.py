@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import anyio
 
+from service import scratch
+
 
 async def write_bytes(path: Path, data: bytes) -> None:
     """Write atomically, so a stage resumed after a crash never reads half a file."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+    tmp = Path(scratch.partial_path(str(path)))
     try:
         await anyio.Path(tmp).write_bytes(data)
         await anyio.to_thread.run_sync(os.replace, tmp, path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from urllib.parse import quote
 
 import anyio
 
+from service import scratch
 from service.errors import StorageError
 from service.storage import tokens
 from service.storage.base import ObjectInfo, SignedUrl
@@ -126,7 +126,7 @@ class LocalStorage:
         if not upsert and await anyio.Path(target).exists():
             raise StorageError(409, "Duplicate", "The resource already exists")
         await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        tmp = Path(scratch.partial_path(str(target)))
         size = 0
         try:
             async with await anyio.open_file(tmp, "wb") as fh:
@@ -151,7 +151,7 @@ class LocalStorage:
     async def _write_meta(self, path: str, content_type: str) -> None:
         meta = self._meta_path(path)
         await anyio.Path(meta.parent).mkdir(parents=True, exist_ok=True)
-        tmp = meta.with_name(f".{meta.name}.{uuid.uuid4().hex}.part")
+        tmp = Path(scratch.partial_path(str(meta)))
         await anyio.Path(tmp).write_text(json.dumps({"content_type": content_type}))
         await anyio.to_thread.run_sync(os.replace, tmp, meta)
 
@@ -159,7 +159,7 @@ class LocalStorage:
         """Store a finished local file (an artifact) under `path`, replacing what was there."""
         target = self.file_path(path)
         await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        tmp = Path(scratch.partial_path(str(target)))
         try:
             await anyio.to_thread.run_sync(shutil.copyfile, source_file, tmp)
             await self._write_meta(path, content_type)

@@ -1,12 +1,31 @@
-"""The supervisor's process pool for CPU-bound work, created once and warmed at start-up."""
+"""The supervisor's process pool for CPU-bound work, created once and warmed at start-up.
+
+`run` is how the service sends work to it: the call can be cancelled like any coroutine, and the
+worker then stops what it was doing (see `service.cancellation`) instead of keeping a core busy for
+a result nobody will read.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
+import tempfile
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from service import cancellation
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_TOKENS = Path(tempfile.gettempdir()) / f"dubbing-cancel-{os.getuid()}"
+# How long a cancelled call may take to notice before its result is abandoned.
+_STOP_WAIT_SECONDS = 10.0
 
 
 def _initialize_worker(numba_cache_dir: str) -> None:
@@ -27,6 +46,7 @@ def create(workers: int, numba_cache_dir: str) -> ProcessPoolExecutor:
     # forkserver: workers do not inherit the event loop, sockets or threads of this process.
     context = multiprocessing.get_context("forkserver")
     os.makedirs(numba_cache_dir, exist_ok=True)
+    _TOKENS.mkdir(parents=True, exist_ok=True)
     return ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_initialize_worker, initargs=(numba_cache_dir,)
     )
@@ -40,3 +60,27 @@ async def warm(executor: Executor, workers: int, warmers: list[Callable[[], obje
         results = await asyncio.gather(*(loop.run_in_executor(executor, warmer) for _ in range(workers)))
         pids.update(r for r in results if isinstance(r, int))
     return pids
+
+
+def _call(token: str, fn: Callable[..., T], *args: Any) -> T:
+    cancellation.set_token(token)
+    try:
+        return fn(*args)
+    finally:
+        cancellation.set_token(None)
+
+
+async def run(executor: Executor, fn: Callable[P, T], *args: P.args, **_: P.kwargs) -> T:
+    """`fn(*args)` in the pool; cancelling this call stops the worker's work too."""
+    _TOKENS.mkdir(parents=True, exist_ok=True)
+    token = _TOKENS / f"{os.getpid()}-{uuid.uuid4().hex}"
+    future = asyncio.get_running_loop().run_in_executor(executor, _call, str(token), fn, *args)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        token.touch()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(future, _STOP_WAIT_SECONDS)
+        raise
+    finally:
+        token.unlink(missing_ok=True)

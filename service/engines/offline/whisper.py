@@ -14,10 +14,12 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
+from service import cancellation
 from service.audio import ffmpeg
 from service.engines.protocols import Usage
 from service.engines.types import Segment, Transcript, Word
 from service.errors import AudioError, EngineError
+from service.supervisor import cpu_pool
 
 # Never reach the Hugging Face hub: models come from a local directory only.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -188,6 +190,7 @@ def transcribe_file(model_dir: str, audio_path: str, language: str | None) -> Tr
 def _to_segments(raw: Any) -> tuple[Segment, ...]:
     out: list[Segment] = []
     for seg in raw:
+        cancellation.check()  # decoding happens as the generator is read: stop between segments
         text = str(seg.text).strip()
         if not text:
             continue
@@ -234,5 +237,4 @@ class WhisperTranscriber:
             raise EngineError("bad_input", "faster-whisper needs a local file")
         if self.model.endswith(".en") and language not in _AUTO and not str(language).lower().startswith("en"):
             raise EngineError("unsupported_language", f"{self.model} is English-only, not {language!r}")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, transcribe_file, self.model_dir, audio_path, language)
+        return await cpu_pool.run(self._executor, transcribe_file, self.model_dir, audio_path, language)

@@ -1,0 +1,200 @@
+"""Running one claimed task: its stages in order, under its lease, until it completes, fails or is handed back.
+
+What counts against a task is its own failure (a stage that raises): a retry spends an attempt. A database
+that goes away is not the task's fault: the runner waits for it to come back (with backoff; `/readyz`
+says 503 meanwhile), checks it still holds the lease, and goes on from the stage the database says the
+task is in, without spending an attempt. A task whose process keeps dying under it (claimed again and
+again without finishing) is failed after `max_attempts + INTERRUPTIONS_ALLOWED` claims.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from functools import partial
+from typing import TypeVar
+
+import anyio
+import structlog
+
+from service import scratch
+from service.db import connection, jobs, tasks
+from service.db.database import Database
+from service.db.listener import Listener
+from service.db.tasks import ClaimedTask
+from service.domain import WORK_STAGES, Stage
+from service.engines.protocols import Engines
+from service.errors import DubbingError, LeaseLost, without_paths
+from service.pipeline.context import StageContext, StageFn
+from service.settings import Settings
+from service.storage import Storage
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+INTERRUPTIONS_ALLOWED = 5
+
+
+class TaskRunner:
+    def __init__(self, settings: Settings, db: Database, listener: Listener, registry: dict[str, StageFn],
+                 storage: Storage, executor: Executor, engines: Engines | None, owner_id: str) -> None:
+        self.settings = settings
+        self.db = db
+        self.pool = db.pool
+        self.listener = listener
+        self.registry = registry
+        self.storage = storage
+        self.executor = executor
+        self.engines = engines
+        self.owner_id = owner_id
+        self.stage_limits = {name: asyncio.Semaphore(settings.stage_concurrency) for name in registry}
+        self.draining = False
+        self._lost: set[object] = set()
+
+    async def run(self, task: ClaimedTask) -> None:
+        runner = asyncio.current_task()
+        assert runner is not None
+        heartbeat = asyncio.create_task(self._heartbeat(task, runner))
+        try:
+            with structlog.contextvars.bound_contextvars(
+                    job_id=str(task.job_id), task_id=str(task.id), target_language=task.target_language):
+                await self._run_stages(task)
+        except asyncio.CancelledError:
+            if task.id not in self._lost:
+                raise  # shutting down or cancelled: the supervisor releases the lease
+            log.info("task.lease_lost")
+        except LeaseLost:
+            log.info("task.lease_lost")
+        except Exception as exc:
+            # A failure outside any stage that is not the database's: the lease runs out and the task is
+            # claimed again (here or elsewhere) from its first unfinished stage.
+            log.warning("task.interrupted", error=repr(exc))
+        finally:
+            heartbeat.cancel()
+            self._lost.discard(task.id)
+        await self._clean_up_if_over(task)
+
+    async def _heartbeat(self, task: ClaimedTask, runner: asyncio.Task[None]) -> None:
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                alive = await tasks.heartbeat(self.pool, task.id, self.owner_id, self.settings.lease_seconds)
+            except Exception as exc:  # a database blip: keep the lease clock, try again
+                log.warning("supervisor.heartbeat_failed", error=str(exc))
+                continue
+            if not alive:
+                self._lost.add(task.id)
+                runner.cancel()
+                return
+
+    # -- the database -----------------------------------------------------------------------------
+    async def _database(self, task: ClaimedTask, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()`, waiting out database outages; LeaseLost if the task went elsewhere meanwhile."""
+        while True:
+            try:
+                return await call()
+            except Exception as exc:
+                if not connection.is_outage(exc):
+                    raise
+                await self._wait_for_database(task, exc)
+
+    async def _wait_for_database(self, task: ClaimedTask, exc: BaseException) -> None:
+        log.warning("task.database_unavailable", error=type(exc).__name__)
+        await connection.wait_until_available(self.pool)
+        if not await tasks.heartbeat(self.pool, task.id, self.owner_id, self.settings.lease_seconds):
+            raise LeaseLost()
+        log.info("task.database_back")
+
+    async def _current_stage(self, task: ClaimedTask) -> Stage:
+        stage = await self._database(task, lambda: tasks.stage_of(self.pool, task.id, self.owner_id))
+        if stage is None:
+            raise LeaseLost()
+        return Stage(stage)
+
+    # -- stages -----------------------------------------------------------------------------------
+    async def _run_stages(self, task: ClaimedTask) -> None:
+        db, owner = self.db, self.owner_id
+        if task.claims > self.settings.max_attempts + INTERRUPTIONS_ALLOWED:
+            await self._database(task, lambda: tasks.fail(
+                db, task.id, owner, "too_many_interruptions",
+                f"The task was interrupted {task.claims - 1} times before it could finish"))
+            return
+        if task.attempts > self.settings.max_attempts:
+            await self._database(task, lambda: tasks.fail(db, task.id, owner, "too_many_attempts",
+                                                          f"Gave up after {task.attempts - 1} attempts"))
+            return
+        job = await self._database(task, lambda: jobs.fetch_row(self.pool, task.job_id))
+        assert job is not None
+        stage: Stage | None = Stage(task.stage)
+        if stage is Stage.QUEUED:
+            first = WORK_STAGES[0]
+            entered = await self._database(task, lambda: tasks.enter_stage(db, task.id, owner, first))
+            stage = first if entered else None
+        log.info("task.started", stage=stage, attempt=task.attempts, claims=task.claims)
+        while stage is not None and not stage.is_terminal:
+            if self.draining:  # shutting down: hand the task back before its next stage
+                await tasks.release(self.pool, task.id, owner)
+                log.info("task.handed_back", stage=stage)
+                return
+            stage_fn = self.registry.get(stage)
+            if stage_fn is None:
+                reason = f"No engine is configured for the {stage} stage"
+                await self._database(task, partial(tasks.fail, db, task.id, owner, "stage_unavailable", reason))
+                return
+            context = StageContext(task, job, stage, self.settings, db, self.storage, self.executor,
+                                   self.engines, self.listener)
+            try:
+                async with self.stage_limits[stage]:
+                    await stage_fn(context)
+            except DubbingError as exc:
+                await self._stage_failed(task, stage, exc.code, exc.message, exc.retryable)
+                return
+            except (LeaseLost, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                if connection.is_outage(exc):
+                    await self._wait_for_database(task, exc)
+                    stage = await self._current_stage(task)  # the stage's own work is redone or reused
+                    continue
+                log.exception("task.stage_crashed", stage=stage)
+                await self._stage_failed(task, stage, "internal_error",
+                                         f"The {stage} stage crashed: {type(exc).__name__}", True)
+                return
+            advanced = await self._database(task, partial(self._advance, task, stage))
+            stage = Stage(advanced) if advanced else None
+        log.info("task.finished", stage=stage)
+
+    async def _advance(self, task: ClaimedTask, finished: Stage) -> str | None:
+        # After an outage the transition may have committed already: go on from where the table says.
+        current = await tasks.stage_of(self.pool, task.id, self.owner_id)
+        if current is None:
+            return None
+        if current != finished:
+            return current
+        return await tasks.advance(self.db, task.id, self.owner_id, finished)
+
+    async def _stage_failed(self, task: ClaimedTask, stage: str, code: str, detail: str, retryable: bool) -> None:
+        log.warning("task.stage_failed", stage=stage, code=code, error=detail, retryable=retryable)
+        message = without_paths(detail)  # what the user sees: the object, never where it lies
+        if retryable and task.attempts < self.settings.max_attempts:
+            delay = self.settings.retry_base_seconds * 2 ** (task.attempts - 1)
+            delay = round(min(delay, 600.0) * random.uniform(0.9, 1.1), 3)
+            await self._database(task, lambda: tasks.retry_later(self.db, task.id, self.owner_id, delay, code,
+                                                                 message))
+        else:
+            await self._database(task, lambda: tasks.fail(self.db, task.id, self.owner_id, code, message))
+
+    async def _clean_up_if_over(self, task: ClaimedTask) -> None:
+        """A task that has ended needs no scratch; a job that has ended, none of its own either."""
+        try:
+            stage, job_over = await tasks.ending_of(self.pool, task.id)
+        except Exception:
+            return  # retention cleans up later
+        root = self.settings.scratch_dir
+        if job_over:
+            await anyio.to_thread.run_sync(scratch.remove, scratch.job_dir(root, task.job_id))
+        elif stage is not None and Stage(stage).is_terminal:
+            await anyio.to_thread.run_sync(scratch.remove, scratch.task_dir(root, task.job_id, task.target_language))
