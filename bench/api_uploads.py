@@ -1,6 +1,6 @@
 """`POST /v1/uploads` under 64 concurrent clients vs a bare Starlette route, each served in its own process.
 
-Each app runs under uvicorn in a separate process (bench/serve_app.py, configured from the environment
+Each app runs under uvicorn in a separate process (bench/_lib/serve_app.py, configured from the environment
 like `dubbing serve`). `--concurrency` closed-loop clients, one keep-alive connection each, send their
 next request as soon as the last one answered. After `--warmup` seconds, requests that *start* within
 the next `--duration` seconds are counted: requests/s and latency percentiles as the client sees them.
@@ -39,9 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _lib import ADMIN_URL, machine, servers
+from _lib.results import latency_summary_ms, write_results
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common
+from tests.support import scratch_database
 
 BODY = {"files": [{"kind": "voice", "filename": "voice.wav", "content_type": "audio/wav", "size_bytes": 1_234_567}]}
 P99_TARGET_MS = 50.0
@@ -150,16 +151,16 @@ async def _load(plan: LoadPlan) -> dict[str, Any]:
 
 
 def _load_in_process(plan: LoadPlan) -> dict[str, Any]:
-    return common.run(lambda: _load(plan))
+    return machine.run(lambda: _load(plan))
 
 
-async def measure(server: common.ServerProcess, client: str, args: argparse.Namespace) -> dict[str, Any]:
+async def measure(server: servers.Server, client: str, args: argparse.Namespace) -> dict[str, Any]:
     """Drive `server` with `args.concurrency` connections over `args.client_procs` processes."""
-    headers = {"Authorization": f"Bearer {common.token('bench-user', 24 * 3600)}"}
+    headers = servers.auth("bench-user", 24 * 3600)
     async with httpx.AsyncClient(base_url=server.base_url) as check:
         first = await check.post("/v1/uploads", json=BODY, headers=headers)
         if first.status_code != 201:
-            raise RuntimeError(f"{server.name}: POST /v1/uploads answered {first.status_code}: {first.text}")
+            raise RuntimeError(f"{server.app} app: POST /v1/uploads answered {first.status_code}: {first.text}")
     now = time.monotonic()
     start_at = now + 0.5 + args.warmup  # 0.5 s for client processes to start
     end_at = start_at + args.duration
@@ -170,9 +171,9 @@ async def measure(server: common.ServerProcess, client: str, args: argparse.Name
 
     async def server_cpu() -> tuple[float, float]:
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-        before = common.cpu_seconds(server.pid)
+        before = machine.proc_cpu_seconds(server.pid)[0]
         await asyncio.sleep(max(0.0, end_at - time.monotonic()))
-        return before, common.cpu_seconds(server.pid)
+        return before, machine.proc_cpu_seconds(server.pid)[0]
 
     cpu_task = asyncio.create_task(server_cpu())
     if args.client_procs == 1:
@@ -183,7 +184,7 @@ async def measure(server: common.ServerProcess, client: str, args: argparse.Name
         with context.Pool(args.client_procs) as pool:
             outcomes = await loop.run_in_executor(None, pool.map, _load_in_process, plans)
     before, after = await cpu_task
-    rss = common.rss_kib(server.pid)
+    rss = machine.rss_kib(server.pid)
 
     latencies = [x for o in outcomes for x in o["latencies"]]
     errors: dict[str, int] = {}
@@ -196,7 +197,7 @@ async def measure(server: common.ServerProcess, client: str, args: argparse.Name
         "requests": len(latencies),
         "errors": errors,
         "requests_per_s": round(len(latencies) / args.duration, 1),
-        "latency": common.latency_summary_ms(latencies),
+        "latency": latency_summary_ms(latencies),
         "server_cpu_cores": round((after - before) / args.duration, 2),
         "client_cpu_cores": round(sum(o["cpu_seconds"] for o in outcomes) / args.duration, 2),
         "server_rss_kib": rss,
@@ -219,8 +220,7 @@ def parse_args() -> argparse.Namespace:
                         help="one AsyncClient per connection, or one AsyncClient with a pool of --concurrency")
     parser.add_argument("--httpx-sniffio-search", action="store_true",
                         help="let httpcore search sys.path for the missing sniffio on every lock it creates")
-    parser.add_argument("--app", choices=["service", "dubbing"], default="service",
-                        help="service: bench/serve_app.py (no engines); dubbing: the `dubbing serve` command")
+    servers.add_app_option(parser)
     return parser.parse_args()
 
 
@@ -239,25 +239,23 @@ async def main() -> None:
     clients = [c for c in (args.clients or ("raw" if args.quick else "raw,httpx")).split(",") if c]
     if not clients or set(clients) - {"raw", "httpx"}:
         raise SystemExit("--clients takes raw, httpx or raw,httpx")
-    common.raise_nofile(4096)
+    machine.raise_nofile(4096)
     print(f"POST /v1/uploads, {args.concurrency} concurrent clients over {args.client_procs} process(es), "
           f"{args.warmup} s warm-up + {args.duration} s measured per app and load generator\n")
     results: dict[str, Any] = {
         "name": "api_uploads", "mode": "quick" if args.quick else "full",
-        "environment": common.environment(), "load_average_before": common.load_average(),
+        "environment": machine.environment(), "load_average_before": machine.load_average(),
         "concurrency": args.concurrency, "client_procs": args.client_procs, "warmup_s": args.warmup,
         "duration_s": args.duration, "app": args.app, "runs": {f"{k}/{c}": [] for c in clients
                                                                for k in ("service", "bare")},
     }
-    async with common.scratch_database("bench_api") as url:
+    async with scratch_database(ADMIN_URL, "bench_api") as url:
         for _ in range(args.repeat):
             for kind in ("service", "bare"):
                 with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
-                    server = common.service_process(url, Path(tmp), args.app if kind == "service" else "bare")
-                    with common.stopping(server):
-                        await server.start()
+                    async with servers.serving(args.app if kind == "service" else "bare", url, Path(tmp)) as server:
                         for client in clients:
-                            busy = await common.wait_for_quiet(args.quiet_wait)
+                            busy = await machine.wait_for_quiet(args.quiet_wait)
                             result = await measure(server, client, args)
                             result["machine_busy_before"] = busy
                             results["runs"][f"{kind}/{client}"].append(result)
@@ -283,7 +281,7 @@ async def main() -> None:
             "p99_target_met": service["latency"]["p99_ms"] < P99_TARGET_MS,
         }
     results["summary"] = summary
-    results["load_average_after"] = common.load_average()
+    results["load_average_after"] = machine.load_average()
     http_impl = "httptools" if importlib.util.find_spec("httptools") else "h11 (httptools is not installed)"
     results["uvicorn_http"] = http_impl
     results["notes"] = (
@@ -298,8 +296,8 @@ async def main() -> None:
         print(f"{client:<6} service/bare: throughput {s['ratio_requests_per_s_service_vs_bare']}x, p99 "
               f"{s['ratio_p99_service_vs_bare']}x; service p99 {s['service_p99_ms']} ms (target < {P99_TARGET_MS} ms: "
               f"{'met' if s['p99_target_met'] else 'NOT met'})")
-    common.write_results("api_uploads", results)
+    write_results("api_uploads", results, quick=args.quick)
 
 
 if __name__ == "__main__":
-    common.run(main)
+    machine.run(main)

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import sys
 import tempfile
 import time
 import uuid
@@ -37,11 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common
+from _lib import ADMIN_URL, machine
+from _lib.results import median, write_results
 
 from service.db import connection, jobs
+from service.db.database import Database
 from service.db.jobs import InputObject, NewJob
 from service.db.listener import Listener
 from service.domain import WORK_STAGES
@@ -50,6 +49,7 @@ from service.pipeline.context import StageContext, StageFn
 from service.settings import Settings
 from service.storage.local import LocalStorage
 from service.supervisor.supervisor import Supervisor
+from tests.support import JWT_SECRET, fresh_database, scratch_database, with_database
 
 LANGUAGES = ["es", "fr", "de", "it", "pt", "nl", "sv", "pl", "ja", "ko"]
 SHA = "0" * 64
@@ -128,15 +128,15 @@ async def wait_until(conn: asyncpg.Connection, sql: str, poll: float, timeout: f
 async def run_ours(template: str, n_tasks: int, languages: list[str], config: OurConfig,
                    poll: float, timeout: float) -> dict[str, Any]:
     n_jobs = n_tasks // len(languages)
-    async with common.scratch_database("bench_claim", template=template) as url:
+    async with fresh_database(ADMIN_URL, template) as url:
         await create_jobs(url, n_jobs, languages)
         with tempfile.TemporaryDirectory(prefix="bench-claim-") as tmp:
             settings = Settings(
-                data_dir=Path(tmp), database_url=url, jwt_secret=common.JWT_SECRET,
+                data_dir=Path(tmp), database_url=url, jwt_secret=JWT_SECRET,
                 max_concurrent_tasks=config.max_concurrent_tasks, claim_batch_size=config.claim_batch_size,
                 stage_concurrency=config.stage_concurrency,
             )
-            pool = await connection.create_pool(url, max_size=config.pool_size)
+            db = await Database.open(url, max_size=config.pool_size)
             listener = Listener(url)
             watcher = await asyncpg.connect(url)
             executor = ThreadPoolExecutor(1)
@@ -144,7 +144,7 @@ async def run_ours(template: str, n_tasks: int, languages: list[str], config: Ou
             try:
                 await listener.start()
                 storage = LocalStorage(settings.storage_dir, settings.storage_bucket, "http://x", settings.jwt_secret)
-                supervisor = Supervisor(settings, pool, listener, noop_registry(), storage, executor)
+                supervisor = Supervisor(settings, db, listener, noop_registry(), storage, executor)
                 cpu_before = time.process_time()
                 started = time.monotonic()
                 await supervisor.start()
@@ -155,7 +155,7 @@ async def run_ours(template: str, n_tasks: int, languages: list[str], config: Ou
                 if supervisor is not None:
                     await supervisor.stop()
                 await listener.stop()
-                await pool.close()
+                await db.close()
                 executor.shutdown()
             try:
                 transitions = await watcher.fetchval(
@@ -187,7 +187,7 @@ async def run_pgqueuer(n_jobs: int, config: PgqConfig, poll: float, timeout: flo
     from pgqueuer.models import Job
     from pgqueuer.queries import Queries
 
-    async with common.scratch_database("bench_pgq", migrate=False) as url:
+    async with fresh_database(ADMIN_URL, "template1") as url:  # an empty database: pgqueuer installs its own
         setup = await asyncpg.connect(url)
         try:
             queries = Queries(AsyncpgDriver(setup))
@@ -267,12 +267,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-
 def our_configs(args: argparse.Namespace) -> list[OurConfig]:
     default = OurConfig(DEFAULTS.max_concurrent_tasks, DEFAULTS.claim_batch_size)
     # What an operator can set from the environment: MAX_CONCURRENT_TASKS and STAGE_CONCURRENCY
@@ -294,20 +288,20 @@ async def measure(args: argparse.Namespace, template: str, n_tasks: int, languag
     """Every setting `--repeat` times, pgqueuer interleaved between ours so both see the same machine."""
     our_runs: list[list[dict[str, Any]]] = [[] for _ in ours]
     pgq_runs: list[list[dict[str, Any]]] = [[] for _ in pgq]
-    template_url = common.with_database(common.ADMIN_URL, template)
+    template_url = with_database(ADMIN_URL, template)
     for round_no in range(args.repeat):
         for i, config in enumerate(pgq):
-            busy = await common.wait_for_quiet(args.quiet_wait)
+            busy = await machine.wait_for_quiet(args.quiet_wait)
             result = await run_pgqueuer(n_tasks, config, args.poll, args.timeout)
             result.update(round=round_no, machine_busy_before=busy)
             pgq_runs[i].append(result)
             print(f"pgqueuer  {config.label:<78} {result['jobs_per_s']:>8.1f} jobs/s   ({result['seconds']} s)")
         for i, our in enumerate(ours):
-            busy = await common.wait_for_quiet(args.quiet_wait)
-            probe = await common.commit_latency_ms(template_url)
+            busy = await machine.wait_for_quiet(args.quiet_wait)
+            probe = await machine.commit_latency_ms(template_url)
             result = await run_ours(template, n_tasks, languages, our, args.poll, args.timeout)
             result.update(round=round_no, commit_probe_ms=probe, machine_busy_before=busy,
-                          load_average=common.load_average())
+                          load_average=machine.load_average())
             our_runs[i].append(result)
             print(f"ours      {our.label:<78} {result['tasks_per_s']:>8.1f} tasks/s  "
                   f"{result['transitions_per_s']:>7.1f} transitions/s  ({result['seconds']} s, "
@@ -327,14 +321,14 @@ async def main() -> None:
     pgq = [PgqConfig(10, None, False)] + ([] if args.quick else [PgqConfig(50, None, True)])
 
     print(f"{n_tasks} tasks ({n_tasks // len(languages)} jobs x {len(languages)} languages) through our "
-          f"Supervisor, {n_tasks} jobs through pgqueuer; PostgreSQL at {common.ADMIN_URL}\n")
+          f"Supervisor, {n_tasks} jobs through pgqueuer; PostgreSQL at {ADMIN_URL}\n")
     wall = time.monotonic()
     results: dict[str, Any] = {
         "name": "claim_throughput", "mode": "quick" if args.quick else "full",
-        "environment": common.environment(), "postgres": await common.server_info(),
-        "load_average_before": common.load_average(), "tasks": n_tasks, "languages_per_job": len(languages),
+        "environment": machine.environment(), "postgres": await machine.server_info(),
+        "load_average_before": machine.load_average(), "tasks": n_tasks, "languages_per_job": len(languages),
     }
-    async with common.scratch_database("bench_claim_tpl") as template_url:
+    async with scratch_database(ADMIN_URL, "bench_claim") as template_url:  # each run gets a copy of it
         template = template_url.rsplit("/", 1)[1]
         our_runs, pgq_runs = await measure(args, template, n_tasks, languages, ours, pgq)
 
@@ -365,7 +359,7 @@ async def main() -> None:
         "target_met": ours_best["tasks_per_s"] >= pgq_best["jobs_per_s"],
         "wall_seconds": round(time.monotonic() - wall, 1),
     }
-    results["load_average_after"] = common.load_average()
+    results["load_average_after"] = machine.load_average()
     results["notes"] = (
         "tasks/s counts language tasks taken from queued to complete. A task is one claim plus one transition per "
         "stage it enters (stt, translating, dubbing, mixing, exporting, complete = 6); each transition locks the "
@@ -387,8 +381,8 @@ async def main() -> None:
           f"{s['ratio_tasks_default_vs_pgqueuer_default']}x, transitions/jobs best/best "
           f"{s['ratio_transitions_best_vs_pgqueuer_best']}x (target 1.0x tasks: "
           f"{'met' if s['target_met'] else 'NOT met'}); {s['wall_seconds']} s in all")
-    common.write_results("claim_throughput", results)
+    write_results("claim_throughput", results, quick=args.quick)
 
 
 if __name__ == "__main__":
-    common.run(main)
+    machine.run(main)

@@ -3,11 +3,11 @@ event loop lags, with Supabase Storage, Deepgram and OpenAI answered instantly i
 measured is ours: probing and hashing inputs, TTS clip handling (ffmpeg join/trim), time-stretching, mixing,
 uploads through the storage client, database transitions, SSE.
 
-The real app runs in this process under uvicorn (`tests/support.running_service(..., pipeline=True)`) on uvloop
+The real app runs in this process under uvicorn (`tests.support.running_service(..., pipeline=True)`) on uvloop
 when installed (what `dubbing serve` gets from uvicorn), with production timing settings and production logging
 (JSON at `info`, written to a temporary file), against a scratch database on the local PostgreSQL.
 
-The providers are `tests/fake_cloud.py`'s handlers on their URL patterns, plugged in through
+The providers are `tests/fakes/cloud.py`'s handlers on their URL patterns, plugged in through
 `create_app(provider_transport=...)` rather than respx (respx reads whole request bodies and pre-reads whole
 response bodies, which in-process turns each 100 MB download or upload into one 100 MB copy on the event loop
 that a real network never causes). Their cost on the shared loop is kept small and measured: inputs are served
@@ -42,10 +42,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import json
 import os
-import random
 import re
 import resource
 import shutil
@@ -55,7 +53,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -65,22 +62,16 @@ from types import FrameType
 from typing import Any
 from urllib.parse import unquote
 
-ROOT = Path(__file__).resolve().parent.parent
-for extra in (ROOT, ROOT / "tests", ROOT / "bench"):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
-os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "dubbing-numba-cache"))
+import httpx
+import jwt
+import numpy as np
+import structlog
+from _lib import ADMIN_URL, ROOT, inputs, machine
+from _lib.results import percentile, write_results
 
-import httpx  # noqa: E402
-import jwt  # noqa: E402
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
-import structlog  # noqa: E402
-from common import ADMIN_URL, environment, percentile, run, scratch_database, server_info, write_results  # noqa: E402
-
-from service import logs  # noqa: E402
-from service.api.auth import mint  # noqa: E402
-from tests.fakes.cloud import (  # noqa: E402
+from service import logs
+from service.api.auth import mint
+from tests.fakes.cloud import (
     DEEPGRAM,
     OPENAI,
     PROJECT,
@@ -91,7 +82,7 @@ from tests.fakes.cloud import (  # noqa: E402
     cloud_settings,
     speech_wav,
 )
-from tests.support import make_settings, read_events, running_service  # noqa: E402
+from tests.support import make_settings, running_service, scratch_database
 
 NAME = "cloud_overhead"
 RATE = 48000
@@ -101,65 +92,16 @@ SAMPLE_INTERVAL_S = 0.005
 STALL_S = 0.050
 THIS_FILE = str(Path(__file__).resolve())
 SERVICE_DIR = str(ROOT / "service") + os.sep
-FAKE_FILE = str(ROOT / "tests" / "fake_cloud.py")
-SUPPORT_FILE = str(ROOT / "tests" / "support.py")
+FAKE_FILE = str(ROOT / "tests" / "fakes" / "cloud.py")
+# The benchmark's own client: this file, the tests' and the benchmarks' helpers, and the API client (which
+# lives under service/ but runs here on the client's behalf).
+CLIENT_FILES = (THIS_FILE, str(ROOT / "service" / "client.py"))
+CLIENT_DIRS = (str(ROOT / "tests" / "support") + os.sep, str(ROOT / "bench" / "_lib") + os.sep)
 FAKE_METHODS = {"speak", "listen", "chat", "multiplier", "fast_speech_wav", "stream_upload", "put_file", "_get",
                 "authenticated_get", "signed_get", "handle_async_request", "__aiter__", "__len__", "<lambda>"}
 USER = "bench-user"
 
 # ------------------------------------------------------------------------------------------------ inputs
-_WORDS = ("the", "a", "river", "morning", "station", "teacher", "garden", "quickly", "never", "always", "yellow",
-          "window", "market", "evening", "brother", "mountain", "quiet", "people", "remember", "tomorrow",
-          "kitchen", "letter", "village", "holiday", "bright", "cold", "music", "forest", "little", "answer",
-          "together", "doctor", "travel", "summer", "story", "careful", "between", "because", "children", "road")
-
-
-def make_lines(seconds: float, seed: int = 11) -> list[tuple[float, float, str]]:
-    """Utterances of 1.2-4.5 s separated by 0.25-1.2 s pauses (a 1.5-2.5 s breath every few), ~2.6 words/s."""
-    rng = random.Random(seed)
-    lines: list[tuple[float, float, str]] = []
-    t = 0.4
-    while True:
-        length = rng.uniform(1.2, 4.5)
-        if t + length > seconds - 0.6:
-            break
-        words = max(2, round(length * rng.uniform(2.3, 2.9)))
-        text = " ".join(rng.choice(_WORDS) for _ in range(words)).capitalize() + rng.choice("..?!")
-        lines.append((round(t, 3), round(t + length, 3), text))
-        t += length + (rng.uniform(1.5, 2.5) if rng.random() < 0.15 else rng.uniform(0.25, 1.2))
-    return lines
-
-
-def write_voice(path: Path, lines: list[tuple[float, float, str]], seconds: float) -> None:
-    """Mono 48 kHz PCM_16: a voiced buzz (not real speech: Deepgram is faked) where each utterance is."""
-    total = round(seconds * RATE)
-    voice = np.zeros(total, dtype=np.float32)
-    rng = np.random.default_rng(3)
-    for start, end, _ in lines:
-        a, b = round(start * RATE), round(end * RATE)
-        t = np.arange(b - a, dtype=np.float32) / RATE
-        f0 = 110 + 40 * rng.random()
-        buzz = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in (1, 2, 3, 4))
-        envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t) ** 2
-        voice[a:b] = (0.25 * buzz * envelope).astype(np.float32)
-    sf.write(path, voice, RATE, subtype="PCM_16")
-
-
-def write_background(path: Path, seconds: float) -> None:
-    """Stereo 48 kHz PCM_16 bed with `service.sample.make_sample`'s formula, written in blocks."""
-    total = round(seconds * RATE)
-    rng = np.random.default_rng(7)
-    block = RATE * 30
-    with sf.SoundFile(path, "w", RATE, 2, subtype="PCM_16") as out:
-        for start in range(0, total, block):
-            t = (np.arange(start, min(start + block + 240, total + 240)) - 240) / RATE
-            chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6)) / 3
-            pulse = 0.5 + 0.5 * np.sin(2 * np.pi * 0.5 * t)
-            bed = 0.15 * chord * pulse + 0.01 * rng.standard_normal(len(t))
-            left, right = bed[240:], bed[:-240]
-            out.write(np.stack([left, right], axis=1).astype(np.float32))
-
-
 @dataclass
 class Inputs:
     seconds: float
@@ -169,12 +111,9 @@ class Inputs:
 
 
 def make_inputs(folder: Path, seconds: float, seed: int) -> Inputs:
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = make_lines(seconds, seed)
-    voice, background = folder / "voice.wav", folder / "background.wav"
-    write_voice(voice, lines, seconds)
-    write_background(background, seconds)
-    return Inputs(seconds, lines, voice, background)
+    """A buzz voice (Deepgram is faked: no real speech needed) and the stereo background bed."""
+    voice = inputs.make_buzz_voice(seconds, folder, seed)
+    return Inputs(seconds, list(voice.lines), voice.path, inputs.make_background(seconds))
 
 
 # ------------------------------------------------------------------------------------------ fake cloud
@@ -183,7 +122,7 @@ _PCM: dict[int, bytes] = {}
 
 
 def fast_speech_wav(seconds: float, rate: int) -> bytes:
-    """`fake_cloud.speech_wav`'s signal (180 Hz, 3 Hz wobble, 0.1 s of silence each side) as PCM_16 WAV bytes,
+    """`tests.fakes.cloud.speech_wav`'s signal (180 Hz, 3 Hz wobble, 0.1 s of silence each side) as PCM_16 WAV bytes,
     cut from one precomputed waveform per rate instead of computed with numpy on every request."""
     if seconds > _WAV_MAX_SECONDS:
         return speech_wav(seconds, rate)
@@ -404,14 +343,14 @@ CLIENT = "benchmark client"
 def _owner(code: Any) -> str | None:
     """Whose code a frame runs: the service's, the fake providers', the benchmark client's, or a library's (None)."""
     filename = code.co_filename
-    if filename.startswith(SERVICE_DIR):
-        return "service"
     if filename == FAKE_FILE or (filename == THIS_FILE and code.co_name in FAKE_METHODS):
         return FAKE
     if code.co_qualname.startswith("LagProbe."):
         return "lag probe"
-    if filename in (THIS_FILE, SUPPORT_FILE):
+    if filename in CLIENT_FILES or filename.startswith(CLIENT_DIRS):
         return CLIENT
+    if filename.startswith(SERVICE_DIR):
+        return "service"
     return None
 
 
@@ -515,24 +454,6 @@ def lag_summary(samples: list[tuple[float, float]]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ CPU accounting
-def _proc_times(pid: int | str) -> tuple[float, float]:
-    """(own CPU s, waited-for children's CPU s) of a process, from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0, 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
-
-
-def _thread_times(tid: int) -> float:
-    try:
-        fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _loop_thread_sched() -> tuple[float, float, int]:
     """(seconds on a CPU, seconds runnable but waiting for a CPU, involuntary switches) of the loop thread."""
     tid = threading.main_thread().native_id or os.getpid()
@@ -546,12 +467,6 @@ def _loop_thread_sched() -> tuple[float, float, int]:
     return run_ns / 1e9, wait_ns / 1e9, involuntary
 
 
-def _machine_jiffies() -> tuple[int, int]:
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return sum(fields) - idle, sum(fields)
-
-
 @dataclass
 class CpuMeter:
     """CPU seconds of the event-loop thread, the rest of this process, its ffmpeg children, the process-pool
@@ -562,12 +477,11 @@ class CpuMeter:
     start: dict[str, float] = field(default_factory=dict)
 
     def read(self) -> dict[str, float]:
-        loop = _thread_times(threading.main_thread().native_id or os.getpid())
-        own, _ = _proc_times("self")
+        loop = machine.thread_cpu_seconds(threading.main_thread().native_id or os.getpid())
+        own, _ = machine.proc_cpu_seconds("self")
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        workers = [_proc_times(p) for p in self.worker_pids]
-        busy, total = _machine_jiffies()
-        tick = os.sysconf("SC_CLK_TCK")
+        workers = [machine.proc_cpu_seconds(p) for p in self.worker_pids]
+        busy, total = machine.machine_jiffies()
         _, waited, switches = _loop_thread_sched()
         return {
             "sched_loop_thread_waiting_for_cpu": waited,
@@ -577,9 +491,9 @@ class CpuMeter:
             "ffmpeg_started_by_service_process": children.ru_utime + children.ru_stime,
             "process_pool_workers": sum(w[0] for w in workers),
             "ffmpeg_started_by_pool_workers": sum(w[1] for w in workers),
-            "postgres_backends": sum(_proc_times(p)[0] for p in self.pg_pids),
-            "machine_busy": busy / tick,
-            "machine_total": total / tick,
+            "postgres_backends": sum(machine.proc_cpu_seconds(p)[0] for p in self.pg_pids),
+            "machine_busy": busy / machine.TICK,
+            "machine_total": total / machine.TICK,
         }
 
     def begin(self) -> None:
@@ -627,34 +541,12 @@ async def upload_inputs(client: httpx.AsyncClient, transport: InProcessCloud, he
     return uploads[0]["object_path"], uploads[1]["object_path"]
 
 
-@dataclass
-class JobRun:
-    job_id: str
-    submitted: float
-    created: float
-    done: float
-    status: str
-    events: int
-
-    @property
-    def wall(self) -> float:
-        return self.done - self.submitted
-
-
 async def run_job(client: httpx.AsyncClient, headers: dict[str, str], voice: str, background: str,
-                  timeout: float) -> JobRun:
-    submitted = time.perf_counter()
-    created = await client.post("/v1/jobs", headers=headers, timeout=timeout, json={
-        "voice_object": voice, "background_object": background, "source_language": "en",
-        "target_languages": ["es"]})
-    assert created.status_code == 201, created.text
-    created_at = time.perf_counter()
-    job_id = created.json()["id"]
-    async with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=headers, timeout=timeout) as stream:
-        history = await read_events(stream)
-    done = time.perf_counter()
-    status = history[-1].data.get("status", "?") if history and history[-1].event == "done" else "no done event"
-    return JobRun(job_id, submitted, created_at, done, status, len(history))
+                  timeout: float) -> inputs.JobRun:
+    """One job (es) through the API, timed on `time.perf_counter` (the lag probe's and the sampler's clock)."""
+    return await inputs.run_job(client, headers, {"voice_object": voice, "background_object": background,
+                                                  "source_language": "en", "target_languages": ["es"]},
+                                clock=time.perf_counter, timeout=timeout)
 
 
 STAGES = ("queued", "stt", "translating", "dubbing", "mixing", "exporting")
@@ -662,25 +554,23 @@ STAGES = ("queued", "stt", "translating", "dubbing", "mixing", "exporting")
 
 async def stage_breakdown(pool: Any, job_id: str) -> dict[str, Any]:
     """Seconds in each stage (between consecutive `stage` events) and events written per stage."""
-    rows = await pool.fetch(
-        "SELECT kind, stage, data, created_at FROM task_events WHERE job_id = $1 ORDER BY seq", uuid.UUID(job_id))
-    entered: list[tuple[str, Any]] = [(r["stage"], r["created_at"]) for r in rows if r["kind"] == "stage"]
-    seconds = {a: round((tb - ta).total_seconds(), 3) for (a, ta), (_, tb) in itertools.pairwise(entered)}
+    timing = await inputs.stage_times(pool, job_id)
+    rows = timing["rows"]
     events: dict[str, Counter[str]] = defaultdict(Counter)
     current = "queued"
     for r in rows:
         if r["kind"] == "stage":
             current = r["stage"]
         events[current][r["kind"]] += 1
-    done = [r["created_at"] for r in rows if r["kind"] == "done"]
-    total = (done[0] - rows[0]["created_at"]).total_seconds() if done and rows else None
-    return {"stage_seconds": seconds, "mixing_phases_seconds": _mixing_phases(rows),
+    total = timing["done_at"] - rows[0]["created_at"].timestamp() if timing["done_at"] and rows else None
+    return {"stage_seconds": timing["tasks"].get("es", {}).get("stages", {}),
+            "mixing_phases_seconds": _mixing_phases(rows),
             "job_created_to_done_seconds": round(total, 3) if total else None,
             "events_by_stage": {k: dict(v) for k, v in events.items()}, "events_total": len(rows)}
 
 
 def _mixing_phases(rows: list[Any]) -> dict[str, float]:
-    """The mixing stage's own progress marks (service/stages/mixing.py): 0..0.5 while clips are fitted one by
+    """The mixing stage's own progress marks (service/pipeline/mixing.py): 0..0.5 while clips are fitted one by
     one (time-stretch in the pool, a progress write per clip), 0.6 after the voice track is built, 1.0 after
     the mix (ducking, loudness, encodes)."""
     start = next((r["created_at"] for r in rows if r["kind"] == "stage" and r["stage"] == "mixing"), None)
@@ -708,19 +598,6 @@ def _mixing_phases(rows: list[Any]) -> dict[str, float]:
     return out
 
 
-def scratch_figures(scratch: Path, job_id: str) -> dict[str, Any]:
-    folder = scratch / job_id / "es"
-    try:
-        clips = [c for c in json.loads((folder / "dubbing.json").read_text())["clips"] if c]
-        mixed = json.loads((folder / "mixing.json").read_text())
-    except (OSError, KeyError, ValueError):
-        return {}
-    return {"segments": len(clips), "respoken_faster": sum(1 for c in clips if c["rate"] > 1.0),
-            "time_stretched": sum(1 for s in mixed["segments"] if s["stretch"] > 1.0),
-            "shortened": sum(1 for c in clips if c.get("shortened_from")),
-            "overflowed": mixed["sync"]["overflow_count"], "sync_iou": round(mixed["sync"]["iou"], 3)}
-
-
 def forget_job_files(scratch: Path, job_ids: list[str]) -> None:
     for job_id in job_ids:
         shutil.rmtree(scratch / job_id, ignore_errors=True)
@@ -734,36 +611,12 @@ def configure_logging(path: Path, level: str) -> Any:
     return handle
 
 
-def git_state() -> dict[str, Any]:
-    def git(*argv: str) -> str:
-        try:
-            return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes_in": sorted(
-        line[3:] for line in git("status", "--porcelain", "service", "sql", "tests").splitlines())}
-
-
 def relevant_settings(settings: Any) -> dict[str, Any]:
     keys = ("cpu_workers", "max_concurrent_tasks", "stage_concurrency", "claim_batch_size", "lease_seconds",
             "poll_interval_seconds", "sample_rate", "web_format", "max_engine_rate", "stretch_ceiling",
             "supabase_concurrency", "deepgram_stt_concurrency", "deepgram_tts_concurrency", "openai_concurrency",
             "sse_keepalive_seconds", "log_level")
     return {k: getattr(settings, k) for k in keys}
-
-
-async def quiet_machine(max_wait: float) -> float:
-    """Wait (up to `max_wait` s) for other work on this shared machine to calm down; returns busy share."""
-    deadline = time.monotonic() + max_wait
-    while True:
-        b0, t0 = _machine_jiffies()
-        await asyncio.sleep(1.0)
-        b1, t1 = _machine_jiffies()
-        busy = (b1 - b0) / max(t1 - t0, 1)
-        if busy < 0.25 or time.monotonic() >= deadline:
-            return round(busy, 3)
-        print(f"  machine {busy:.0%} busy (other work), waiting ...", flush=True)
 
 
 # ------------------------------------------------------------------------------------------------ part 1
@@ -796,7 +649,7 @@ async def part_one(args: argparse.Namespace, bench: Bench, big: Inputs) -> dict[
     voice, background = await upload_inputs(svc.client, bench.transport, bench.headers, big)
     for repeat in range(args.repeats):
         cloud.drop_job_objects()
-        busy_before = await quiet_machine(args.quiet_wait)
+        busy_before = await machine.wait_for_quiet(args.quiet_wait, threshold=0.25)
         meter = await cpu_meter(svc, bench.url)
         meter.begin()
         calls_before = Counter(cloud.calls)
@@ -805,15 +658,15 @@ async def part_one(args: argparse.Namespace, bench: Bench, big: Inputs) -> dict[
         breakdown = await stage_breakdown(svc.pool, job.job_id)
         record = {
             "status": job.status,
-            "wall_seconds": round(job.wall, 3),
-            "create_request_seconds": round(job.created - job.submitted, 3),
-            "rtf": round(big.seconds / job.wall, 2),
+            "wall_seconds": round(job.wall_seconds, 3),
+            "create_request_seconds": round(job.created_at - job.submitted_at, 3),
+            "rtf": round(big.seconds / job.wall_seconds, 2),
             **breakdown,
-            **scratch_figures(bench.scratch, job.job_id),
+            **inputs.scratch_figures(bench.scratch, job.job_id, "es"),
             "provider_calls": dict(cloud.calls - calls_before),
             "cpu_seconds": cpu,
-            "loop_lag": lag_summary(bench.probe.between(job.submitted, job.done)),
-            "loop_profile": bench.sampler.profile(job.submitted, job.done),
+            "loop_lag": lag_summary(bench.probe.between(job.submitted_at, job.done_at)),
+            "loop_profile": bench.sampler.profile(job.submitted_at, job.done_at),
             "machine_busy_before": busy_before,
         }
         out["runs"].append(record)
@@ -898,8 +751,7 @@ async def spawn_cost(count: int, probe: LagProbe) -> dict[str, Any]:
                 "loop_lag_p90_ms": round(percentile(worst, 90) * 1000, 2),
                 "loop_lag_max_ms": round(worst[-1] * 1000, 2)}
 
-    rss_mib = round(int(next(line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
-                             if line.startswith("VmRSS:"))) / 1024, 1)
+    rss_mib = round(machine.rss_kib(os.getpid()) / 1024, 1)
     out: dict[str, Any] = {"spawns": count, "command": " ".join(command), "service_process_rss_mib": rss_mib,
                            "measure": "worst probe lateness around each spawn (probe sleeps 10 ms)"}
     out["idle_machine"] = {"on_loop": await measure(on_loop), "worker_thread": await measure(in_thread)}
@@ -928,10 +780,10 @@ async def part_two(args: argparse.Namespace, bench: Bench, short: Inputs) -> dic
     print(f"idle service: lag p50 {out['idle_lag']['p50_ms']} ms, p99 {out['idle_lag']['p99_ms']} ms, "
           f"max {out['idle_lag']['max_ms']} ms")
     out["spawn_cost"] = sc = await spawn_cost(args.spawns, probe)
-    for machine in ("idle_machine", "all_cores_busy"):
+    for load in ("idle_machine", "all_cores_busy"):
         cells = [f"{how.replace('_', ' ')} {m['loop_lag_p50_ms']:.1f}/{m['loop_lag_p90_ms']:.1f}/"
-                 f"{m['loop_lag_max_ms']:.1f} ms" for how, m in sc[machine].items()]
-        print(f"one subprocess start ({sc['command']}), {machine.replace('_', ' ')}: loop lag p50/p90/max: "
+                 f"{m['loop_lag_max_ms']:.1f} ms" for how, m in sc[load].items()]
+        print(f"one subprocess start ({sc['command']}), {load.replace('_', ' ')}: loop lag p50/p90/max: "
               + "; ".join(cells))
     print(f"\n{'N':>4} {'lag p50':>9} {'p99':>9} {'max':>9} {'>100ms':>7} {'job wall p50':>13} {'max':>8} "
           f"{'batch':>8} {'audio x':>8} {'loop busy':>10} {'fake':>6} {'client':>7} {'starved':>8} {'CPU s/job':>9} "
@@ -941,7 +793,7 @@ async def part_two(args: argparse.Namespace, bench: Bench, short: Inputs) -> dic
     deadline = time.monotonic() + args.part2_budget
     while n <= cap:
         cloud.drop_job_objects()
-        busy_before = await quiet_machine(args.quiet_wait)
+        busy_before = await machine.wait_for_quiet(args.quiet_wait, threshold=0.25)
         meter = await cpu_meter(svc, bench.url)
         meter.begin()
         start = time.perf_counter()
@@ -949,8 +801,8 @@ async def part_two(args: argparse.Namespace, bench: Bench, short: Inputs) -> dic
                                       for _ in range(n)))
         end = time.perf_counter()
         cpu = meter.end()
-        walls = sorted(j.wall for j in jobs)
-        creates = sorted(j.created - j.submitted for j in jobs)
+        walls = sorted(j.wall_seconds for j in jobs)
+        creates = sorted(j.created_at - j.submitted_at for j in jobs)
         batch: dict[str, Any] = {
             "n": n,
             "statuses": dict(Counter(j.status for j in jobs)),
@@ -1032,13 +884,10 @@ async def stop_probe(probe: LagProbe, sampler: LoopSampler) -> None:
 
 # ------------------------------------------------------------------------------------------------ main
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    results: dict[str, Any] = {"benchmark": NAME, "quick": args.quick, "environment": environment(),
-                               "postgres": await server_info(), "database": ADMIN_URL.rsplit("@", 1)[-1]}
-    results["service_code"] = git_state()
-    results["environment"]["event_loop"] = "uvloop" if "uvloop" in type(asyncio.get_running_loop()).__module__ \
-        else "asyncio"
+    results: dict[str, Any] = {"benchmark": NAME, "quick": args.quick, "environment": machine.environment(),
+                               "postgres": await machine.server_info(), "database": ADMIN_URL.rsplit("@", 1)[-1]}
     results["method"] = {
-        "providers": "tests/fake_cloud.py's handlers (Supabase Storage, Deepgram listen/speak, OpenAI chat) on "
+        "providers": "tests/fakes/cloud.py's handlers (Supabase Storage, Deepgram listen/speak, OpenAI chat) on "
                      "their URL patterns, answered in-process with no latency through create_app(provider_transport=) "
                      "(not respx: it copies whole bodies on the loop); inputs kept on disk and served 64 KiB at a "
                      "time, uploads consumed chunk by chunk and not kept; TTS WAVs sliced from a "
@@ -1062,7 +911,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
               f"utterances + stereo background; {args.short_seconds:g} s input with {len(short.lines)} utterances")
         cap = args.cap
         try:
-            async with scratch_database("bench_cloud") as url:
+            async with scratch_database(ADMIN_URL, "bench_cloud") as url:
                 # Production timing (make_settings' test defaults use a 3 s lease and 2 s poll), cloud keys, and
                 # the supervisor's limits raised to the cap so that part 2 is not held back by them. One job of
                 # one language is one task: these limits do not bind in part 1.
@@ -1072,7 +921,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     stage_concurrency=args.stage_concurrency or cap, claim_batch_size=8, cpu_workers=2,
                     log_level=args.log_level, log_format="json"))
                 results["settings"] = relevant_settings(settings)
-                results["settings"]["database_pool_max_size"] = 10  # fixed in service/database.py:create_pool
+                results["settings"]["database_pool_max_size"] = 10  # service.db.database.Database.open's default
                 print("settings: " + ", ".join(f"{k}={v}" for k, v in results["settings"].items()))
                 cloud = BenchCloud(warm.lines)
                 transport = InProcessCloud(cloud)
@@ -1083,7 +932,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                         # Warm-up: pool workers' imports, ffmpeg's page cache, the fakes' precomputed signal.
                         wv, wb = await upload_inputs(svc.client, transport, bench.headers, warm)
                         w = await run_job(svc.client, bench.headers, wv, wb, 600)
-                        print(f"warm-up job ({warm.seconds:g} s input): {w.status} in {w.wall:.1f} s")
+                        print(f"warm-up job ({warm.seconds:g} s input): {w.status} in {w.wall_seconds:.1f} s")
                         forget_job_files(bench.scratch, [w.job_id])
                         if not args.skip_part1:
                             results["per_job"] = await part_one(args, bench, big)
@@ -1154,9 +1003,9 @@ def parse_args() -> argparse.Namespace:
 if __name__ == "__main__":
     arguments = parse_args()
     started = time.perf_counter()
-    figures = run(lambda: main(arguments))
+    figures = machine.run(lambda: main(arguments))
     figures["run_seconds"] = round(time.perf_counter() - started, 1)
     figures["command"] = " ".join(["bench/cloud_overhead.py", *sys.argv[1:]])
     print(f"benchmark took {figures['run_seconds']:.0f} s")
     if not arguments.no_write:
-        write_results(NAME, figures)
+        write_results(NAME, figures, quick=arguments.quick)

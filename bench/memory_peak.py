@@ -5,7 +5,7 @@ A whole 60-minute pipeline run takes longer than this benchmark's budget on 2 co
 /proc (VmRSS summed over the root and all its descendants; PSS too, which counts shared pages once):
 
 1. pipeline - the whole pipeline through the API for the short input only (default 5 minutes, target es):
-              the service in its own process (`pipeline_inputs.service_process`, CPU_WORKERS=2); the tree is
+              `dubbing serve` in its own process (`_lib.servers.serving`, CPU_WORKERS=2); the tree is
               the service process, the forkserver, its 2 pool workers (each holding the Whisper model) and
               every ffmpeg / espeak-ng / apertium child. Sampled from job creation to the `done` event.
 2. mixing   - the mixing stage's `build_voice_track` + `mix` (with the stereo background), the per-language
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pipeline_inputs as inputs
+import httpx
+from _lib import ADMIN_URL, inputs, machine, servers, stages
+from _lib.results import write_results
+
+from tests.support import scratch_database
 
 GROWTH_TARGET = 1.5
 ABSOLUTE_TARGET_MIB = 1024.0
@@ -62,7 +65,7 @@ def _child_mixing(minutes: float, clip_source_seconds: float, out_json: str) -> 
             print("READY", flush=True)
             sys.stdin.readline()  # the parent starts sampling, then says go
             started = time.perf_counter()
-            figures = pool.submit(inputs.mixing_path, placed, seconds, str(background), tmp).result()
+            figures = pool.submit(stages.mixing_path, placed, seconds, str(background), tmp).result()
             figures["wall_seconds"] = round(time.perf_counter() - started, 2)
             figures["clips"] = len(placed)
         finally:
@@ -71,11 +74,11 @@ def _child_mixing(minutes: float, clip_source_seconds: float, out_json: str) -> 
 
 
 def _child_stt(path: str, out_json: str) -> None:
-    Path(out_json).write_text(json.dumps(inputs.stt_front_end(path)))
+    Path(out_json).write_text(json.dumps(stages.stt_front_end(path)))
 
 
 def _child_whisper(path: str, out_json: str) -> None:
-    Path(out_json).write_text(json.dumps(inputs.whisper_transcribe(path)))
+    Path(out_json).write_text(json.dumps(stages.whisper_transcribe(path)))
 
 
 # ----------------------------------------------------------------------------------- measurements
@@ -86,9 +89,9 @@ def measure_mixing(minutes: float, clip_source_seconds: float) -> dict[str, Any]
         assert proc.stdin is not None and proc.stdout is not None
         while (line := proc.stdout.readline()) and line.strip() != "READY":
             pass
-        idle = inputs.TreeMemorySampler(proc.pid, SAMPLE_INTERVAL)
-        idle._sample()
-        with inputs.TreeMemorySampler(proc.pid, SAMPLE_INTERVAL) as sampler:
+        idle = machine.TreeMemorySampler(proc.pid, SAMPLE_INTERVAL)
+        idle.sample()
+        with machine.TreeMemorySampler(proc.pid, SAMPLE_INTERVAL) as sampler:
             proc.stdin.write("go\n")
             proc.stdin.flush()
             proc.wait()
@@ -103,7 +106,7 @@ def measure_stt_front_end(minutes: float, mode: str = "--child-stt") -> dict[str
     voice = inputs.make_voice(minutes * 60.0)
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         proc = subprocess.Popen([sys.executable, __file__, mode, str(voice.path), out.name])
-        with inputs.TreeMemorySampler(proc.pid, SAMPLE_INTERVAL) as sampler:
+        with machine.TreeMemorySampler(proc.pid, SAMPLE_INTERVAL) as sampler:
             proc.wait()
         if proc.returncode != 0:
             raise RuntimeError(f"stt child failed with {proc.returncode}")
@@ -113,27 +116,25 @@ def measure_stt_front_end(minutes: float, mode: str = "--child-stt") -> dict[str
 
 
 async def measure_pipeline(minutes: float) -> dict[str, Any]:
-    import httpx
-
     seconds = minutes * 60.0
     voice = inputs.make_voice(seconds)
     background = inputs.make_background(seconds)
-    async with inputs.scratch_database("bench_mem") as url:
+    async with scratch_database(ADMIN_URL, "bench_mem") as url:
         with tempfile.TemporaryDirectory(prefix="bench-mem-pipe-") as tmp:
-            async with inputs.service_process(url, Path(tmp), CPU_WORKERS="2") as (proc, base_url):
-                headers = inputs.auth("bench", inputs.JWT_SECRET)
-                async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
-                    voice_object = await inputs.upload_file(client, headers, voice.path, "voice")
-                    background_object = await inputs.upload_file(client, headers, background, "background")
-                    await asyncio.sleep(5)  # start-up loads Whisper into both workers in the background
-                    idle = inputs.TreeMemorySampler(proc.pid, SAMPLE_INTERVAL)
-                    idle._sample()
-                    with inputs.TreeMemorySampler(proc.pid, SAMPLE_INTERVAL) as sampler:
-                        run = await inputs.run_job(client, headers, {
-                            "voice_object": voice_object, "background_object": background_object,
-                            "source_language": "en", "target_languages": ["es"]})
+            async with servers.serving("dubbing", url, Path(tmp), CPU_WORKERS="2") as server, \
+                    httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
+                headers = servers.auth("bench")
+                objects = await inputs.upload_files(client, headers, {"voice": voice.path, "background": background})
+                await asyncio.sleep(5)  # start-up loads Whisper into both workers in the background
+                idle = machine.TreeMemorySampler(server.pid, SAMPLE_INTERVAL)
+                idle.sample()
+                with machine.TreeMemorySampler(server.pid, SAMPLE_INTERVAL) as sampler:
+                    run = await inputs.run_job(client, headers, {
+                        "voice_object": objects["voice"], "background_object": objects["background"],
+                        "source_language": "en", "target_languages": ["es"]})
+                tasks = (await client.get(f"/v1/jobs/{run.job_id}", headers=headers)).json()["tasks"]
     return {"minutes": minutes, "status": run.status, "wall_seconds": round(run.wall_seconds, 1),
-            "errors": [t["error"] for t in run.tasks if t.get("error")],
+            "errors": [t["error"] for t in tasks if t.get("error")],
             "tree_idle_rss_mib": round(idle.peak_rss_kib / 1024, 1), **sampler.figures(),
             "timeline_rss_mib": [(t, round(k / 1024)) for t, k in sampler.timeline]}
 
@@ -176,7 +177,7 @@ def main() -> None:
     pipeline_minutes = args.pipeline_minutes or [1.0 if args.quick else short]
     clip_source = 60.0 if args.quick else 600.0
     started = time.perf_counter()
-    results: dict[str, Any] = {"benchmark": "memory_peak", "quick": args.quick, "environment": inputs.environment(),
+    results: dict[str, Any] = {"benchmark": "memory_peak", "quick": args.quick, "environment": machine.environment(),
                                "sampling": f"VmRSS (and PSS) of the root and every descendant from /proc, every "
                                            f"{int(SAMPLE_INTERVAL * 1000)} ms",
                                "input": "mono 48 kHz PCM_16 English voice + stereo 48 kHz PCM_16 background"}
@@ -254,9 +255,8 @@ def main() -> None:
         print(f"whole pipeline {long:g} min (estimated, not run): ~{e['estimated_peak_rss_mib']:.0f} MiB RSS "
               f"(vs {short:g} min: {e['estimated_peak_rss_mib'] / short_pipeline['peak_rss_mib']:.2f}x)")  # type: ignore[index]
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
-    inputs.write_results("memory_peak", results)
+    write_results("memory_peak", results, quick=args.quick)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     main()

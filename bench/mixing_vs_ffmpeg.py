@@ -1,6 +1,6 @@
 """The mixing stage's audio work against one hand-written ffmpeg command, on the same inputs, same run.
 
-Inputs (see `pipeline_inputs.py`): an N-minute English voice timeline whose sentences were translated to
+Inputs (see `_lib/inputs.py`): an N-minute English voice timeline whose sentences were translated to
 Spanish and spoken by the service's espeak-ng engine (the clips the dubbing stage hands to mixing, placed
 at their source lines and cut at the next line as the mixing stage does), and an N-minute stereo 48 kHz
 background.
@@ -15,7 +15,7 @@ background.
 Each is run `--rounds` times (default 3), alternating, and the medians compared: ratio = ours / ffmpeg wall
 time (target <= 1.0). Both masters are measured with ffmpeg's ebur128. Also timed, outside the ratio: the
 internal phases of `mix`, and the per-clip time-stretch loop the mixing stage runs before mixing
-(sequential, as `service/stages/mixing.py` does it, vs. spread over 2 processes).
+(sequential, as `service/pipeline/mixing.py` does it, vs. spread over 2 processes).
 
     .venv/bin/python bench/mixing_vs_ffmpeg.py           # 10-minute inputs
     .venv/bin/python bench/mixing_vs_ffmpeg.py --quick   # 1-minute inputs
@@ -24,6 +24,7 @@ internal phases of `mix`, and the per-clip time-stretch loop the mixing stage ru
 from __future__ import annotations
 
 import argparse
+import asyncio
 import resource
 import shutil
 import subprocess
@@ -34,7 +35,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pipeline_inputs as inputs
+from _lib import inputs, machine
+from _lib.results import median, write_results
 
 RATIO_TARGET = 1.0
 PHASES = ("premix", "_render", "measure_loudness")  # names in service.audio.mix
@@ -141,7 +143,7 @@ def time_stretch_loop(plan: list[tuple[str, float]], out: Path) -> dict[str, Any
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(path, str(out / f"{i:05d}.fit.wav"), factor) for i, (path, factor) in enumerate(plan)]
     started = time.perf_counter()
-    for path, dst, factor in jobs:  # one at a time, as service/stages/mixing.py awaits them
+    for path, dst, factor in jobs:  # one at a time, as service/pipeline/mixing.py awaits them
         time_stretch(path, dst, factor)
     sequential = time.perf_counter() - started
     with ProcessPoolExecutor(max_workers=2) as pool:
@@ -178,7 +180,7 @@ def main() -> None:
           f"background ({background.stat().st_size / 2**20:.0f} MiB)")
 
     results: dict[str, Any] = {"benchmark": "mixing_vs_ffmpeg", "quick": args.quick,
-                               "environment": inputs.environment(),
+                               "environment": machine.environment(),
                                "input": {"seconds": seconds, "clips": len(placed),
                                          "background": "stereo 48 kHz PCM_16 WAV",
                                          "voice_track": "mono 48 kHz float WAV from build_voice_track"},
@@ -190,8 +192,8 @@ def main() -> None:
         results["ffmpeg_command"] = " ".join(
             f"'{a}'" if any(c in a for c in "[]|;,=") else a
             for a in ffmpeg_command(Path("voice_track.wav"), Path("background.wav"), Path("master.wav")))
-        results["load_before"] = inputs.wait_for_quiet(args.quiet_wait)
-        with inputs.CpuSampler() as cpu:
+        results["machine_busy_before"] = asyncio.run(machine.wait_for_quiet(args.quiet_wait, threshold=0.15))
+        with machine.CpuSampler() as cpu:
             for n in range(args.rounds):
                 round_dir = work / f"round{n}"
                 t_ours = time.time()
@@ -215,9 +217,9 @@ def main() -> None:
         plan = stretch_plan(voice, target, seconds)
         results["stretch_loop"] = time_stretch_loop(plan, work / "stretch")
 
-    ours_med = inputs.median([r["ours"]["wall_seconds"] for r in results["rounds"]])
-    mix_med = inputs.median([r["ours"]["mix_seconds"] for r in results["rounds"]])
-    ff_med = inputs.median([r["ffmpeg"]["wall_seconds"] for r in results["rounds"]])
+    ours_med = median([r["ours"]["wall_seconds"] for r in results["rounds"]])
+    mix_med = median([r["ours"]["mix_seconds"] for r in results["rounds"]])
+    ff_med = median([r["ffmpeg"]["wall_seconds"] for r in results["rounds"]])
     last = results["rounds"][-1]
     ratio = ours_med / ff_med
     results["summary"] = {
@@ -234,8 +236,8 @@ def main() -> None:
                                       / min(r["ffmpeg"]["wall_seconds"] for r in results["rounds"]), 3),
         "other_processes_busy_cores": [(r["ours"]["foreign_busy_cores"], r["ffmpeg"]["foreign_busy_cores"])
                                        for r in results["rounds"]],
-        "ours_cpu_seconds_median": inputs.median([r["ours"]["cpu_seconds"] for r in results["rounds"]]),
-        "ffmpeg_cpu_seconds_median": inputs.median([r["ffmpeg"]["cpu_seconds"] for r in results["rounds"]]),
+        "ours_cpu_seconds_median": median([r["ours"]["cpu_seconds"] for r in results["rounds"]]),
+        "ffmpeg_cpu_seconds_median": median([r["ffmpeg"]["cpu_seconds"] for r in results["rounds"]]),
         "ours_loudness": last["ours"]["loudness_measured"],
         "ffmpeg_loudness": last["ffmpeg"]["loudness_measured"],
     }
@@ -261,7 +263,7 @@ def main() -> None:
           f"{st['sequential_seconds']} s "
           f"one at a time ({st['per_clip_ms']} ms each), {st['two_processes_seconds']} s over 2 processes")
     results["bench_seconds"] = round(time.perf_counter() - bench_started, 1)
-    inputs.write_results("mixing_vs_ffmpeg", results)
+    write_results("mixing_vs_ffmpeg", results, quick=args.quick)
 
 
 def _frames(path: str) -> int:

@@ -1,9 +1,9 @@
 """Real-time factor of the whole pipeline (stt -> translating -> dubbing -> mixing -> exporting) through the API.
 
-The real app runs in this process (`tests/support.running_service(..., pipeline=True)`, real engines,
+The real app runs in this process (`tests.support.running_service(..., pipeline=True)`, real engines,
 `cpu_workers=2`) against a scratch database on the local PostgreSQL. The input is a generated English
 voice of N minutes (espeak-ng sentences with natural pauses) and an N-minute stereo 48 kHz background
-(see `pipeline_inputs.py`). One warm-up job (the 15 s demo sample) runs first so model loading and first-use
+(see `_lib/inputs.py`). One warm-up job (the 15 s demo sample) runs first so model loading and first-use
 costs are not billed to the measured jobs.
 
 Measured per job: wall time from `POST /v1/jobs` to the SSE `done` event, per-task stage durations from the
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import re
 import tempfile
 import time
@@ -31,38 +30,19 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pipeline_inputs as inputs
+from _lib import ADMIN_URL, inputs, machine
+from _lib.results import write_results
+
+from service.engines.capabilities import supported_targets
+from service.sample import make_sample
+from tests.support import make_settings, running_service, scratch_database
 
 RTF_TARGET = 5.0
 EXTRA_LANGUAGE_TARGET = 0.25
 STAGES = ("queued", "stt", "translating", "dubbing", "mixing", "exporting")
 
 
-def _scratch_figures(scratch: Path, job_id: str, language: str) -> dict[str, Any]:
-    """What the task did, read from its scratch files: segments, re-synthesized and stretched clips."""
-    folder = scratch / job_id / language
-    out: dict[str, Any] = {}
-    try:
-        clips = [c for c in json.loads((folder / "dubbing.json").read_text())["clips"] if c]
-        mixed = json.loads((folder / "mixing.json").read_text())
-    except (OSError, KeyError, ValueError):
-        return out
-    out["segments"] = len(clips)
-    out["resynthesized_faster"] = sum(1 for c in clips if c["rate"] > 1.0)
-    out["time_stretched"] = sum(1 for s in mixed["segments"] if s["stretch"] > 1.0)
-    out["overflowed"] = mixed["sync"]["overflow_count"]
-    out["sync_iou"] = round(mixed["sync"]["iou"], 3)
-    out["mix_integrated_lufs"] = mixed["mix"]["integrated_lufs"]
-    out["mix_true_peak_dbtp"] = mixed["mix"]["true_peak_dbtp"]
-    out["mix_corrections"] = mixed["mix"]["corrections"]
-    return out
-
-
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
-    from service.engines.capabilities import supported_targets
-    from service.sample import make_sample
-    from tests.support import make_settings, running_service
-
     seconds = args.minutes * 60.0
     t0 = time.perf_counter()
     voice = inputs.make_voice(seconds)
@@ -74,7 +54,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                                          "speech_seconds": round(voice.speech_seconds, 1),
                                          "voice": "mono 48 kHz PCM_16 WAV (espeak-ng en-us)",
                                          "background": "stereo 48 kHz PCM_16 WAV"}, "runs": []}
-    async with inputs.scratch_database("bench_rtf") as url:
+    async with scratch_database(ADMIN_URL, "bench_rtf") as url:
         with tempfile.TemporaryDirectory(prefix="bench-rtf-") as tmp:
             data_dir = Path(tmp)
             # Production timing settings (make_settings' test defaults use a 3 s lease and 2 s poll).
@@ -90,29 +70,29 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 results["supported_targets_from_en"] = offered
                 results["whisper_model"] = engines.transcriber.model
                 print(f"targets offered from en: {', '.join(offered)}; measuring {', '.join(wanted)}")
-                headers = inputs.auth("bench", settings.jwt_secret)
+                headers = svc.auth("bench")
 
                 sample = make_sample(data_dir / "warmup")
-                warm_voice = await inputs.upload_file(svc.client, headers, sample.voice, "voice")
-                warm_bg = await inputs.upload_file(svc.client, headers, sample.background, "background")
+                warm_inputs = await inputs.upload_files(svc.client, headers, {"voice": sample.voice,
+                                                                               "background": sample.background})
                 started = time.perf_counter()
                 warm = await inputs.run_job(svc.client, headers, {
-                    "voice_object": warm_voice, "background_object": warm_bg, "source_language": "en",
-                    "target_languages": wanted[:1]})
+                    "voice_object": warm_inputs["voice"], "background_object": warm_inputs["background"],
+                    "source_language": "en", "target_languages": wanted[:1]})
                 print(f"warm-up job (the 15 s demo sample): {warm.status} in {time.perf_counter() - started:.1f} s")
 
-                voice_object = await inputs.upload_file(svc.client, headers, voice.path, "voice")
-                background_object = await inputs.upload_file(svc.client, headers, background, "background")
+                objects = await inputs.upload_files(svc.client, headers,
+                                                    {"voice": voice.path, "background": background})
                 for count in range(1, len(wanted) + 1):
                     targets = wanted[:count]
-                    quiet = await asyncio.to_thread(inputs.wait_for_quiet, args.quiet_wait)
-                    with inputs.CpuSampler(db_name=url.rsplit("/", 1)[-1]) as cpu:
+                    busy = await machine.wait_for_quiet(args.quiet_wait, threshold=0.15)
+                    with machine.CpuSampler(db_name=url.rsplit("/", 1)[-1]) as cpu:
                         run = await inputs.run_job(svc.client, headers, {
-                            "voice_object": voice_object, "background_object": background_object,
+                            "voice_object": objects["voice"], "background_object": objects["background"],
                             "source_language": "en", "target_languages": targets})
                     timing = await inputs.stage_times(svc.pool, run.job_id)
                     record = _record(run, targets, timing, cpu, seconds, settings.scratch_dir)
-                    record["load_before"] = quiet
+                    record["machine_busy_before"] = busy
                     record["transcriptions"] = await svc.pool.fetchval(
                         "SELECT count(*) FROM task_events WHERE job_id = $1 AND kind = 'artifact' "
                         "AND data->'artifact'->>'kind' = 'transcript_json'", uuid.UUID(run.job_id))
@@ -121,7 +101,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def _record(run: inputs.JobRun, targets: list[str], timing: dict[str, Any], cpu: inputs.CpuSampler,
+def _record(run: inputs.JobRun, targets: list[str], timing: dict[str, Any], cpu: machine.CpuSampler,
             seconds: float, scratch: Path) -> dict[str, Any]:
     tasks: dict[str, Any] = {}
     for language in targets:
@@ -130,7 +110,7 @@ def _record(run: inputs.JobRun, targets: list[str], timing: dict[str, Any], cpu:
         who = {stage: cpu.breakdown(a, b) for stage, (a, b) in task["windows"].items()}
         tasks[language] = {"stage_seconds": task["stages"], "busy_cores": busy, "cores_by_process": who,
                            "entered": {s: round(at - run.submitted_at, 3) for s, at in task["entered"]},
-                           **_scratch_figures(scratch, run.job_id, language)}
+                           **inputs.scratch_figures(scratch, run.job_id, language)}
     return {
         "targets": targets,
         "status": run.status,
@@ -151,13 +131,13 @@ def _print_run(record: dict[str, Any]) -> None:
           f"{record['busy_cores_whole_job']} cores busy on average ({record['foreign_busy_cores']} by other "
           f"processes); transcribed {record['transcriptions']}x; CPU-seconds used by the service, its children, "
           f"its pool and its database: {record['cpu_seconds_whole_job']['measured_tree_total']}")
-    print(f"  {'task':6}" + "".join(f"{s:>13}" for s in STAGES) + "   segments resynth stretched overflow")
+    print(f"  {'task':6}" + "".join(f"{s:>13}" for s in STAGES) + "   segments faster stretched overflow")
     for language, task in record["tasks"].items():
         cells = "".join(
             f"{task['stage_seconds'].get(s, float('nan')):8.2f}s" + (
                 f"/{task['busy_cores'].get(s):.1f}" if task["busy_cores"].get(s) is not None else "    ")
             for s in STAGES)
-        print(f"  {language:6}{cells}   {task.get('segments', '?'):>8} {task.get('resynthesized_faster', '?'):>7} "
+        print(f"  {language:6}{cells}   {task.get('segments', '?'):>8} {task.get('respoken_faster', '?'):>7} "
               f"{task.get('time_stretched', '?'):>9} {task.get('overflowed', '?'):>8}")
     print("  (seconds per stage / average busy cores of 2 in that window)")
     first = record["targets"][0]
@@ -221,7 +201,7 @@ def summarise(results: dict[str, Any]) -> None:
 
 WHISPER_VARIANTS = {
     # name: keyword arguments for WhisperModel(...) and model.transcribe(...); "service" is what
-    # service/engines/whisper.py uses (cpu_threads unset = CTranslate2's default of 4 threads)
+    # service/engines/offline/whisper.py uses (cpu_threads unset = CTranslate2's default of 4 threads)
     "service (beam 5, words, 4 threads)": ({}, {}),
     "beam 5, words, 2 threads": ({"cpu_threads": 2}, {}),
     "beam 1, words, 2 threads": ({"cpu_threads": 2}, {"beam_size": 1}),
@@ -291,7 +271,7 @@ def main() -> None:
 
     configure("console", "warning")
     started = time.perf_counter()
-    results = {"benchmark": "pipeline_rtf", "quick": args.quick, "environment": inputs.environment(),
+    results = {"benchmark": "pipeline_rtf", "quick": args.quick, "environment": machine.environment(),
                **asyncio.run(measure(args))}
     summarise(results)
     if args.whisper_variants != "none":
@@ -300,7 +280,7 @@ def main() -> None:
         print("\nWhisper alone on the same voice file (the stt stage's engine call, outside the service):")
         results["whisper_variants"] = whisper_variants(args.minutes, names)
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
-    inputs.write_results("pipeline_rtf", results)
+    write_results("pipeline_rtf", results, quick=args.quick)
 
 
 if __name__ == "__main__":

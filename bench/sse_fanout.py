@@ -1,6 +1,6 @@
 """SSE fan-out: 1,000 open `GET /v1/jobs/{id}/events` streams on one service process, commit-to-client latency.
 
-The service runs in its own process (bench/serve_app.py, configured like `dubbing serve`). Its jobs'
+The service runs in its own process (bench/_lib/serve_app.py, configured like `dubbing serve`). Its jobs'
 tasks are claimed by this script first (`tasks.claim(pool, "bench", n, 600)`), so its own supervisor
 leaves them alone. `--streams` streams, spread evenly over `--jobs` jobs, are opened by `--client-procs`
 client processes, each a minimal HTTP/1.1 + chunked + SSE reader on asyncio streams (uvloop), so that
@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import sys
 import tempfile
 import time
 import uuid
@@ -37,13 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common
+from _lib import ADMIN_URL, machine, servers
+from _lib.results import latency_summary_ms, write_results
 
 from service.db import connection, jobs, tasks
 from service.db.database import Database
 from service.db.jobs import InputObject, NewJob
+from tests.support import scratch_database
 
 OWNER = "bench-user"
 LEASE_OWNER = "bench"
@@ -149,7 +148,7 @@ async def client_main(plan: ClientPlan, pipe: Connection) -> None:
 
 def client_process(plan: ClientPlan, pipe: Connection) -> None:
     try:
-        common.run(lambda: client_main(plan, pipe))
+        machine.run(lambda: client_main(plan, pipe))
     except Exception as exc:  # tell the parent rather than leave it waiting
         pipe.send(("error", repr(exc)))
         raise
@@ -172,9 +171,9 @@ async def create_claimed_jobs(pool: asyncpg.Pool, n_jobs: int) -> list[tuple[str
     return out
 
 
-async def warm_up(server: common.ServerProcess, job_id: str, backlog_seq: int, n: int) -> None:
+async def warm_up(server: servers.Server, job_id: str, backlog_seq: int, n: int) -> None:
     """Open and close a few streams at once, so the pool and lazily loaded code are in the baseline."""
-    plan = ClientPlan(server.port, common.token(OWNER), [])
+    plan = ClientPlan(server.port, servers.token(OWNER), [])
     streams = await asyncio.gather(*(open_stream(plan, job_id, backlog_seq) for _ in range(n)))
     readers = [asyncio.create_task(read_stream(s)) for s in streams]
     await asyncio.wait_for(asyncio.gather(*(s.ready.wait() for s in streams)), 30)
@@ -210,26 +209,24 @@ async def driver_pool(url: str) -> asyncpg.Pool:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    async with common.scratch_database("bench_sse") as url:
+    async with scratch_database(ADMIN_URL, "bench_sse") as url:
         pool = await driver_pool(url)
         try:
             claimed = await create_claimed_jobs(pool, args.jobs)
             with tempfile.TemporaryDirectory(prefix="bench-sse-") as tmp:
-                server = common.service_process(url, Path(tmp), args.app)
-                with common.stopping(server):
-                    await server.start()
+                async with servers.serving(args.app, url, Path(tmp)) as server:
                     await warm_up(server, claimed[0][0], claimed[0][2], min(20, args.streams))
-                    results["machine_busy_before"] = await common.wait_for_quiet(args.quiet_wait)
-                    rss_before = common.rss_kib(server.pid)
+                    results["machine_busy_before"] = await machine.wait_for_quiet(args.quiet_wait)
+                    rss_before = machine.rss_kib(server.pid)
                     results.update(await fan_out(args, server, pool, claimed, rss_before))
         finally:
             await pool.close()
     return results
 
 
-async def fan_out(args: argparse.Namespace, server: common.ServerProcess, pool: asyncpg.Pool,
+async def fan_out(args: argparse.Namespace, server: servers.Server, pool: asyncpg.Pool,
                   claimed: list[tuple[str, Any, int]], rss_before: int) -> dict[str, Any]:
-    token = common.token(OWNER, 24 * 3600)
+    token = servers.token(OWNER, 24 * 3600)
     assignments = [(claimed[i % len(claimed)][0], claimed[i % len(claimed)][2]) for i in range(args.streams)]
     context = multiprocessing.get_context("spawn")
     procs: list[tuple[Any, Connection]] = []  # (SpawnProcess, its pipe)
@@ -244,13 +241,13 @@ async def fan_out(args: argparse.Namespace, server: common.ServerProcess, pool: 
         opened = sum([(await recv(pipe, 180))[1] for _, pipe in procs])
         open_seconds = time.monotonic() - opening
         await asyncio.sleep(1.0)  # let the server settle before reading its memory
-        rss_open = common.rss_kib(server.pid)
+        rss_open = machine.rss_kib(server.pid)
         print(f"{opened} streams open in {open_seconds:.1f} s; service RSS {rss_before / 1024:.1f} MiB before, "
               f"{rss_open / 1024:.1f} MiB with them open")
 
         for _, pipe in procs:
             pipe.send("measure")
-        cpu_before = common.cpu_seconds(server.pid)
+        cpu_before = machine.proc_cpu_seconds(server.pid)[0]
         commits: dict[int, float] = {}
         phases: dict[str, range] = {}
         drive_started = time.monotonic()
@@ -259,7 +256,7 @@ async def fan_out(args: argparse.Namespace, server: common.ServerProcess, pool: 
             await drive(pool, claimed, pattern, args, commits)
             phases[pattern] = range(first, len(commits))
         drive_seconds = time.monotonic() - drive_started
-        server_cpu = common.cpu_seconds(server.pid) - cpu_before
+        server_cpu = machine.proc_cpu_seconds(server.pid)[0] - cpu_before
         expected = {job_id: args.rounds * len(phases) for job_id, _, _ in claimed}
         for _, pipe in procs:
             pipe.send(expected)
@@ -283,9 +280,9 @@ async def fan_out(args: argparse.Namespace, server: common.ServerProcess, pool: 
         per_phase[pattern] = {
             "updates": len(updates),
             "deliveries": len(latencies),
-            "latency": common.latency_summary_ms(latencies),
-            "first_client_latency": common.latency_summary_ms([min(by_update[i]) for i in updates if i in by_update]),
-            "last_client_latency": common.latency_summary_ms([max(by_update[i]) for i in updates if i in by_update]),
+            "latency": latency_summary_ms(latencies),
+            "first_client_latency": latency_summary_ms([min(by_update[i]) for i in updates if i in by_update]),
+            "last_client_latency": latency_summary_ms([max(by_update[i]) for i in updates if i in by_update]),
         }
     expected_deliveries = len(commits) // len(claimed) * args.streams
     rss_per_stream = (rss_open - rss_before) / args.streams
@@ -303,7 +300,7 @@ async def fan_out(args: argparse.Namespace, server: common.ServerProcess, pool: 
         "deliveries_per_s": round(received / drive_seconds, 1),
         "streams_ended_early": sum(o["ended_early"] for o in outcomes),
         "open_seconds": round(open_seconds, 2),
-        "latency": common.latency_summary_ms([x for v in by_update.values() for x in v]),
+        "latency": latency_summary_ms([x for v in by_update.values() for x in v]),
         "by_pattern": per_phase,
         "service_rss_kib_before": rss_before,
         "service_rss_kib_open": rss_open,
@@ -348,8 +345,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between rounds (one update per job)")
     parser.add_argument("--pattern", choices=["both", "spread", "burst"], default="both",
                         help="a round's updates evenly spaced over the interval, all at once, or both in turn")
-    parser.add_argument("--app", choices=["service", "dubbing"], default="service",
-                        help="service: bench/serve_app.py (no engines); dubbing: the `dubbing serve` command")
+    servers.add_app_option(parser)
     parser.add_argument("--quiet-wait", type=float, default=0.0,
                         help="before opening the streams, wait up to this many seconds for the machine to be idle")
     return parser.parse_args()
@@ -359,7 +355,7 @@ async def main() -> None:
     args = parse_args()
     if args.quick:
         args.streams, args.rounds, args.client_procs = min(args.streams, 100), min(args.rounds, 8), 2
-    nofile = common.raise_nofile(args.streams + 4096)
+    nofile = machine.raise_nofile(args.streams + 4096)
     print(f"{args.streams} SSE streams over {args.jobs} jobs, {args.client_procs} client processes; "
           f"{args.rounds} rounds of one update per job every {args.interval} s, pattern {args.pattern} "
           f"(open files limit {nofile})")
@@ -367,7 +363,7 @@ async def main() -> None:
     figures = await run(args)
     results: dict[str, Any] = {
         "name": "sse_fanout", "mode": "quick" if args.quick else "full",
-        "environment": common.environment(), "load_average_after": common.load_average(),
+        "environment": machine.environment(), "load_average_after": machine.load_average(),
         **figures,
     }
     lat = figures["latency"]
@@ -410,8 +406,8 @@ async def main() -> None:
           f"{figures['clients_cpu_cores_while_updating']} cores")
     print(f"target p99 < {P99_TARGET_MS} ms: {'met' if s['p99_target_met'] else 'NOT met'}; {s['wall_seconds']} s "
           f"(machine {figures['machine_busy_before']:.0%} busy before the streams opened)")
-    common.write_results("sse_fanout", results)
+    write_results("sse_fanout", results, quick=args.quick)
 
 
 if __name__ == "__main__":
-    common.run(main)
+    machine.run(main)

@@ -1,7 +1,8 @@
 """Serve an app for the HTTP benchmarks in its own process, the way `dubbing serve` does.
 
-    python bench/serve_app.py service   # create_app(Settings.from_env(), registry={}) under uvicorn.run
-    python bench/serve_app.py bare      # a bare Starlette app: POST /v1/uploads returns a small JSON
+    python -m bench._lib.serve_app service   # create_app(Settings.from_env(), registry={}) under uvicorn.run
+    python -m bench._lib.serve_app bare      # a bare Starlette app: POST /v1/uploads returns a small JSON
+    (or by path: python bench/_lib/serve_app.py service)
 
 Both run exactly as `service.cli._serve` runs the service (uvicorn.run, lifespan on, log_level warning,
 uvicorn's default loop and HTTP implementations), configured from the same environment (HOST, PORT,
@@ -15,14 +16,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+if not __package__:  # run by path: the repository root is not on sys.path yet
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from starlette.applications import Starlette  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import JSONResponse, Response  # noqa: E402
-from starlette.routing import Route  # noqa: E402
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 
 async def bare_upload(request: Request) -> Response:
