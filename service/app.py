@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -36,6 +37,9 @@ from service.stages.context import StageFn
 from service.storage.factory import open_storage
 from service.supervisor import cpu_pool
 from service.supervisor.supervisor import Supervisor
+from service.web import web_routes
+from service.web.cors import CorsMiddleware
+from service.web.routes import handle_http_exception
 
 log = structlog.get_logger(__name__)
 
@@ -203,12 +207,14 @@ def create_app(
             yield
 
     app = Starlette(
-        routes=routes(),
+        routes=routes() + web_routes(settings),
         lifespan=lifespan,
-        exception_handlers={ApiError: handle_api_error, Exception: handle_unexpected},
+        exception_handlers={ApiError: handle_api_error, HTTPException: handle_http_exception,
+                            Exception: handle_unexpected},
     )
     app.state.settings = settings
     app.state.language_check = language_check
     app.state.verifier = make_verifier(settings, provider_transport)
+    app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
     app.add_middleware(RequestContext)
     return app
