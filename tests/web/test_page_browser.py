@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable
@@ -350,7 +351,7 @@ async def test_dub_two_languages_listen_and_download(site: Site, desktop: Any, t
     assert console.problems() == [], console.problems()
 
 
-async def test_an_api_error_is_shown_beside_its_field_on_a_phone(site: Site, phone: Any, tmp_path: Path) -> None:
+async def test_a_dropped_file_the_api_refuses_is_explained_on_a_phone(site: Site, phone: Any, tmp_path: Path) -> None:
     page = await phone.new_page()
     console = watch(page)
     await sign_in(page, site, "pat")
@@ -360,7 +361,15 @@ async def test_an_api_error_is_shown_beside_its_field_on_a_phone(site: Site, pho
     await expect(page.locator("#voice-error")).to_have_text("Choose the voice recording to dub.")
     await expect(page.locator("#targets-error")).to_have_text("Pick at least one language to dub into.")
 
-    await page.locator("#voice-input").set_input_files(site.text_file)
+    # Drag and drop a file that is not audio onto the voice field.
+    dropped = await page.evaluate_handle(
+        "([name, text]) => { const dt = new DataTransfer(); dt.items.add(new File([text], name, {type: 'text/plain'}));"
+        " return dt; }", [site.text_file.name, site.text_file.read_text()])
+    await page.dispatch_event("#voice-drop", "dragenter", {"dataTransfer": dropped})
+    await expect(page.locator("#voice-drop")).to_have_class(re.compile(r"\bdragging\b"))
+    await page.dispatch_event("#voice-drop", "drop", {"dataTransfer": dropped})
+    await expect(page.locator("#voice-file")).to_contain_text("notes.txt")
+    assert await page.locator("#voice-input").evaluate("i => i.files.length && i.files[0].name") == "notes.txt"
     await pick_language(page, "es")
     await page.get_by_role("button", name="Dub it").click()
     error = page.locator("#voice-error")

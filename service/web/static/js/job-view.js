@@ -248,7 +248,7 @@ class LanguageCard {
 
   resultFailed(error) {
     this.resultShown = false;
-    clear(this.result).append(h('p', { class: 'lang-error', text: `The results could not be loaded: ${error.message}` }));
+    clear(this.result).append(h('p', { class: 'lang-note', text: `This language cannot be played here: ${error.message}` }));
     this.result.hidden = false;
   }
 
@@ -382,7 +382,7 @@ export class JobView {
       await this.urls.refresh();
       artifact = this.urls.byKind(language, 'manifest');
     }
-    if (!artifact) throw new Error('the manifest is missing');
+    if (!artifact) throw new Error('its files have expired and were removed.');
     const response = await fetch(artifact.download_url, { credentials: 'omit', cache: 'no-store' });
     if (!response.ok) throw new Error(`the manifest could not be read (${response.status})`);
     const manifest = await response.json();
@@ -395,6 +395,7 @@ export class JobView {
     await this.urls.refresh();
     const manifest = await this.manifestFor(language);
     const web = this.urls.byKind(language, 'master_web');
+    if (!web) throw new Error('its files have expired and were removed.');
     const vtt = this.urls.byKind(language, 'captions_vtt');
     const voice = this.urls.inputs.get('voice');
     const transcript = this.urls.jobLevel().find((a) => a.kind === 'transcript_vtt');

@@ -212,6 +212,11 @@ export class Player {
 
   destroy() {
     this.pause();
+    for (const audio of Object.values(this.audio)) {
+      if (!audio) continue;
+      audio.removeAttribute('src'); // stop any download still going
+      audio.load();
+    }
     this.timeline.destroy();
     players.delete(this);
   }
