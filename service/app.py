@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
@@ -18,21 +16,20 @@ from typing import Any
 import anyio
 import structlog
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException
 
 from service import scratch
-from service.api import events, health, jobs, signed_urls, uploads
+from service.api import routes as api_routes
 from service.api.auth import JwksCache, TokenVerifier
-from service.api.openapi import openapi_document
+from service.api.cors import CorsMiddleware
+from service.api.middleware import RequestContext
+from service.api.routes import handle_http_exception
 from service.db import connection, migrations
 from service.db.database import Database
 from service.db.listener import Listener
 from service.engines import capabilities
 from service.engines.selection import choose_engines, open_clients
-from service.errors import ApiError, error_response, handle_api_error
+from service.errors import ApiError, handle_api_error, handle_unexpected
 from service.pipeline.context import StageFn
 from service.providers.http import ProviderClient, RetryPolicy
 from service.settings import Settings
@@ -41,64 +38,6 @@ from service.supervisor import cpu_pool
 from service.supervisor.supervisor import Supervisor
 
 log = structlog.get_logger(__name__)
-
-
-class RequestContext:
-    """Binds a request id to every log line of a request and logs one line per request."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = dict(scope["headers"]).get(b"x-request-id", b"").decode()[:64] or uuid.uuid4().hex
-        started = time.perf_counter()
-        status = 0
-
-        async def send_with_id(message: Any) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-            await send(message)
-
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                await self.app(scope, receive, send_with_id)
-            finally:
-                if scope["path"] not in ("/healthz", "/readyz"):
-                    log.info("http.request", method=scope["method"], path=scope["path"], status=status,
-                             ms=round((time.perf_counter() - started) * 1000, 1))
-
-
-async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("http.unhandled", path=request.url.path)
-    return error_response(500, "internal_error", "Something went wrong on our side")
-
-
-async def serve_openapi(request: Request) -> Response:
-    return JSONResponse(openapi_document(request.app.state.settings.public_base_url))
-
-
-def routes() -> list[Route]:
-    return [
-        Route("/healthz", health.healthz, methods=["GET"]),
-        Route("/readyz", health.readyz, methods=["GET"]),
-        Route("/openapi.json", serve_openapi, methods=["GET"]),
-        Route("/v1/uploads", uploads.create_uploads, methods=["POST"]),
-        Route("/v1/jobs", jobs.create_job, methods=["POST"]),
-        Route("/v1/jobs", jobs.list_jobs, methods=["GET"]),
-        Route("/v1/jobs/{job_id}", jobs.get_job, methods=["GET"]),
-        Route("/v1/jobs/{job_id}/artifacts", jobs.list_artifacts, methods=["GET"]),
-        Route("/v1/jobs/{job_id}/cancel", jobs.cancel_job, methods=["POST"]),
-        Route("/v1/jobs/{job_id}/events", events.job_events, methods=["GET"]),
-        Route("/storage/v1/object/upload/sign/{bucket}/{path:path}", signed_urls.upload_to_signed_url,
-              methods=["PUT", "POST"]),
-        Route("/storage/v1/object/sign/{bucket}/{path:path}", signed_urls.download_from_signed_url,
-              methods=["GET", "HEAD"]),
-    ]
 
 
 def default_registry() -> Mapping[str, StageFn]:
@@ -240,12 +179,14 @@ def create_app(
             yield
 
     app = Starlette(
-        routes=routes(),
+        routes=api_routes.table(settings),
         lifespan=lifespan,
-        exception_handlers={ApiError: handle_api_error, Exception: handle_unexpected},
+        exception_handlers={ApiError: handle_api_error, HTTPException: handle_http_exception,
+                            Exception: handle_unexpected},
     )
     app.state.settings = settings
     app.state.language_check = language_check
     app.state.verifier = make_verifier(settings, provider_transport)
+    app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
     app.add_middleware(RequestContext)
     return app

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -124,6 +125,12 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return error_response(exc.status, exc.code, without_paths(exc.message), headers)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    """A bug: logged with its traceback, answered as a 500 that says nothing about our insides."""
+    structlog.get_logger(__name__).exception("http.unhandled", path=request.url.path)
+    return error_response(500, "internal_error", "Something went wrong on our side")
 
 
 def bad_request(code: str, message: str) -> ApiError:

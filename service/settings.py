@@ -51,6 +51,10 @@ class Settings:
     database_listen_url: str | None = None
     jwt_secret: str = field(default="", repr=False)
     supabase_url: str | None = None
+    # The web page: local sign-in exists only with the secret generated into DATA_DIR (local mode).
+    local_auth: bool = False
+    supabase_anon_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
     log_format: str = "console"
     log_level: str = "info"
 
@@ -142,6 +146,9 @@ class Settings:
             jwt_secret=env.get("SUPABASE_JWT_SECRET")
             or ("" if env.get("SUPABASE_URL") else local_jwt_secret(data_dir)),
             supabase_url=env.get("SUPABASE_URL") or None,
+            local_auth=not env.get("SUPABASE_JWT_SECRET") and not env.get("SUPABASE_URL"),
+            supabase_anon_key=env.get("SUPABASE_ANON_KEY") or None,
+            cors_origins=tuple(o.strip().rstrip("/") for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),
             log_format=env.get("LOG_FORMAT", "console"),
             log_level=env.get("LOG_LEVEL", "info"),
             storage_bucket=env.get("STORAGE_BUCKET", "dubbing"),

@@ -1,4 +1,5 @@
-"""`GET /v1/jobs/{id}/events`: the job's `task_events` as server-sent events.
+"""`GET /v1/jobs/{id}/events`: the job's `task_events` as server-sent events (and `.../events/stream?ticket=`,
+the same for a browser's EventSource, which cannot send the access token).
 
 The backlog comes from the table (everything after `Last-Event-ID`), live events from the process's
 one LISTEN connection; sequence numbers make the hand-over exact. Ends after the `done` event.
@@ -10,15 +11,20 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+import jwt
+import structlog
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from service.api.auth import current_user
+from service.api import tickets
+from service.api.auth import bearer_token, current_user
+from service.api.models import StreamTicket, respond
 from service.api.requests import path_uuid
 from service.db import events, jobs
 from service.db.events import Event
 from service.db.listener import END, RESYNC, Listener
 from service.errors import ApiError, bad_request, not_found
+from service.settings import Settings
 
 _MAX_SEQ = 2**63 - 1  # task_events.seq is a bigint
 
@@ -91,3 +97,40 @@ async def job_events(request: Request) -> Response:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+# -- the same stream for EventSource, which cannot send an Authorization header (see `tickets.py`) --
+
+
+def _token_expiry(token: str) -> float | None:
+    """The `exp` of an access token `current_user` has just verified."""
+    try:
+        exp = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:
+        return None
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+async def events_ticket(request: Request) -> Response:
+    user = await current_user(request)
+    settings: Settings = request.app.state.settings
+    job_id = path_uuid(request)
+    if not await jobs.owned(request.app.state.pool, user.id, job_id):
+        raise not_found("Job not found")
+    ticket = tickets.issue(settings, user.id, job_id, not_after=_token_expiry(bearer_token(request)))
+    path = f"/v1/jobs/{job_id}/events/stream?ticket={ticket.token}"
+    return respond({"url": f"{settings.public_base_url}{path}", "path": path, "expires_at": ticket.expires_at},
+                   StreamTicket)
+
+
+async def events_stream(request: Request) -> Response:
+    """The same stream as `GET /v1/jobs/{id}/events` (`id:` lines, `Last-Event-ID` resumes exactly)."""
+    settings: Settings = request.app.state.settings
+    job_id = path_uuid(request)
+    user_id = tickets.verify(settings, request.query_params.get("ticket", ""), job_id)
+    structlog.contextvars.bind_contextvars(user_id=user_id)
+    after = _last_event_id(request)
+    if not await jobs.owned(request.app.state.pool, user_id, job_id):
+        raise not_found("Job not found")
+    return StreamingResponse(_stream(request, str(job_id), after), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

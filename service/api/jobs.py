@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from service import languages
 from service.api.auth import current_user
-from service.api.models import ArtifactList, Job, JobPage, JobRequest, read_body, respond
+from service.api.models import ArtifactList, InputList, Job, JobPage, JobRequest, read_body, respond
 from service.api.requests import path_uuid, query_int
 from service.api.uploads import check_content_type, check_size
 from service.audio.probe import ProbeResult, probe
@@ -151,6 +151,25 @@ async def list_artifacts(request: Request) -> Response:
         signed = await storage.create_download_url(artifact["object_path"], settings.download_url_ttl_seconds, name)
         listed.append({**artifact, "download_url": signed.url, "download_expires_at": signed.expires_at.isoformat()})
     return respond({"artifacts": listed}, ArtifactList)
+
+
+async def job_inputs(request: Request) -> Response:
+    user = await current_user(request)
+    settings: Settings = request.app.state.settings
+    job = await jobs.representation(request.app.state.pool, user.id, path_uuid(request))
+    if job is None:
+        raise not_found("Job not found")
+    listed = []
+    for kind in ("voice", "background"):
+        item = job["inputs"].get(kind)
+        if item is None:
+            continue
+        name = item["object_path"].rsplit("/", 1)[-1]
+        signed = await request.app.state.storage.create_download_url(
+            item["object_path"], settings.download_url_ttl_seconds, name)
+        listed.append({"kind": kind, **item, "download_url": signed.url,
+                       "download_expires_at": signed.expires_at.isoformat()})
+    return respond({"inputs": listed}, InputList)
 
 
 async def cancel_job(request: Request) -> Response:

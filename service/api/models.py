@@ -142,8 +142,61 @@ class ArtifactList(Struct):
     artifacts: list[DownloadableArtifact]
 
 
-REQUESTS: tuple[type[Struct], ...] = (UploadRequest, JobRequest)
-RESPONSES: tuple[type[Struct], ...] = (Error, UploadResponse, Job, JobPage, ArtifactList)
+class InputDownload(Input):
+    kind: InputKind
+    download_url: str
+    download_expires_at: Time
+
+
+class InputList(Struct):
+    inputs: list[InputDownload]
+
+
+class SourceLanguage(Struct):
+    code: str
+    targets: list[str]
+
+
+class Detection(Struct):
+    available: bool
+    targets: list[str]
+
+
+class LanguageCatalog(Struct):
+    """What the installed engines can dub: each source with its targets, and language detection."""
+
+    sources: list[SourceLanguage]
+    detect: Detection
+
+
+class StreamTicket(Struct):
+    """A short-lived URL of the job's progress stream, for EventSource (which cannot send a token)."""
+
+    url: str
+    path: str
+    expires_at: Annotated[int, Meta(description="Unix time")]
+
+
+class LocalTokenRequest(Struct):
+    user: Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$",
+                              description="a user name: letters, digits and . _ @ + - (up to 64)")]
+
+
+class LocalUser(Struct):
+    id: str
+
+
+class LocalToken(Struct):
+    access_token: str
+    token_type: str
+    expires_in: int
+    expires_at: int
+    user: LocalUser
+
+
+REQUESTS: tuple[type[Struct], ...] = (UploadRequest, JobRequest, LocalTokenRequest)
+RESPONSES: tuple[type[Struct], ...] = (Error, UploadResponse, Job, JobPage, ArtifactList, InputList,
+                                       LanguageCatalog, StreamTicket, LocalToken)
 
 
 # -- reading and answering ----------------------------------------------------------------------------

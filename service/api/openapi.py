@@ -42,11 +42,11 @@ def components() -> dict[str, Any]:
     return schemas
 
 
-def openapi_document(server_url: str) -> dict[str, Any]:
+def openapi_document(server_url: str, local_auth: bool = False) -> dict[str, Any]:
     job_id = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}]
     auth: list[dict[str, list[str]]] = [{"bearer": []}]
     token = [{"name": "token", "in": "query", "required": True, "schema": _STR}]
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "Dubbing API", "version": "1"},
         "servers": [{"url": server_url}],
@@ -58,6 +58,10 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "/healthz": {"get": {"summary": "The process is up", "responses": {"200": {"description": "up"}}}},
             "/readyz": {"get": {"summary": "Database reachable, migrations applied, supervisor running",
                                 "responses": {"200": {"description": "ready"}, "503": {"description": "not"}}}},
+            "/v1/languages": {"get": {
+                "summary": "What the installed engines can dub: sources, their targets, language detection",
+                "security": auth, "responses": {"200": _json(models.LanguageCatalog, "The catalog"),
+                                                **_errors(401, 503)}}},
             "/v1/uploads": {"post": {
                 "summary": "Signed upload URLs for the files the client will upload", "security": auth,
                 "requestBody": _body(models.UploadRequest),
@@ -83,6 +87,20 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "summary": "Artifacts with short-lived signed download URLs", "security": auth,
                 "parameters": job_id,
                 "responses": {"200": _json(models.ArtifactList, "Artifacts"), **_errors(401, 404)}}},
+            "/v1/jobs/{job_id}/inputs": {"get": {
+                "summary": "The job's voice and background with short-lived signed download URLs",
+                "security": auth, "parameters": job_id,
+                "responses": {"200": _json(models.InputList, "Inputs"), **_errors(401, 404)}}},
+            "/v1/jobs/{job_id}/events/ticket": {"post": {
+                "summary": "A short-lived URL of the progress stream, for EventSource (which cannot send a token)",
+                "security": auth, "parameters": job_id,
+                "responses": {"200": _json(models.StreamTicket, "The stream's URL"), **_errors(401, 404)}}},
+            "/v1/jobs/{job_id}/events/stream": {"get": {
+                "summary": "The progress stream, opened with a ticket instead of a token",
+                "parameters": [*job_id, {"name": "ticket", "in": "query", "required": True, "schema": _STR}],
+                "responses": {"200": {"description": "An event stream",
+                                      "content": {"text/event-stream": {"schema": _STR}}},
+                              **_errors(400, 401, 404)}}},
             "/v1/jobs/{job_id}/cancel": {"post": {
                 "summary": "Cancel every unfinished language task", "security": auth, "parameters": job_id,
                 "responses": {"200": _json(models.Job, "The job after cancelling"), **_errors(401, 404)}}},
@@ -104,3 +122,9 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "responses": {"200": {"description": "The bytes"}, "206": {"description": "A range"}}}},
         },
     }
+    if local_auth:  # the route exists only in local mode
+        document["paths"]["/local/token"] = {"post": {
+            "summary": "A local access token for a user name (local mode, from this computer only)",
+            "requestBody": _body(models.LocalTokenRequest),
+            "responses": {"200": _json(models.LocalToken, "A token"), **_errors(400, 403, 422)}}}
+    return document

@@ -1,0 +1,65 @@
+"""`GET /v1/languages`: what the installed engines can dub, for the page's pickers.
+
+Derived from the same check `POST /v1/jobs` applies, so the page offers exactly what the API accepts.
+It needs a token like every `/v1` route: the list is cheap to give away, but it describes the
+deployment's providers, and "every /v1 route needs a token" stays a rule without exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service import languages
+from service.api.auth import current_user
+from service.api.models import LanguageCatalog, respond
+from service.engines.capabilities import can_transcribe
+from service.errors import ApiError
+
+LanguageCheck = Callable[[str, list[str]], str | None]
+
+
+def language_catalog(check: LanguageCheck, engines: Any) -> dict[str, Any]:
+    """Sources with the targets the API accepts for them, and whether `auto` (detection) is offered.
+
+    Candidates come from the translator's installed pairs when it lists them (Apertium), else from
+    every ISO 639-1 code (an any-pair translator); each is kept only if `check` accepts it.
+    Blocking (engines may look at the disk): run it in a thread.
+    """
+    codes = sorted(languages.ISO_639_1)
+    pairs: set[tuple[str, str]] = set(engines.translator.pairs()) if engines is not None else set()
+    if pairs:
+        candidates: dict[str, list[str]] = {}
+        for source, target in sorted(pairs):
+            candidates.setdefault(source, []).append(target)
+    else:
+        candidates = {source: codes for source in codes}
+    sources = []
+    for source, targets in candidates.items():
+        accepted = [t for t in targets if t != source and check(source, [t]) is None]
+        if accepted:
+            sources.append({"code": source, "targets": accepted})
+    # `auto` is offered where the engine detects the language: a transcriber that is not English-only.
+    detects = engines is not None and any(can_transcribe(engines, code) for code in codes if code != "en")
+    every_target = sorted({t for s in sources for t in s["targets"]}) if pairs else codes
+    detect_targets = [t for t in every_target if check(languages.AUTO, [t]) is None] if detects else []
+    return {"sources": sources, "detect": {"available": bool(detect_targets), "targets": detect_targets}}
+
+
+async def list_languages(request: Request) -> Response:
+    await current_user(request)
+    state = request.app.state
+    catalog = getattr(state, "web_language_catalog", None)
+    if catalog is None:
+        check: LanguageCheck | None = state.language_check
+        if check is None:
+            raise ApiError(503, "engines_unavailable", "The dubbing engines are not available; see the server log")
+        catalog = await asyncio.to_thread(language_catalog, check, getattr(state, "engines", None))
+        state.web_language_catalog = catalog
+    response = respond(catalog, LanguageCatalog)
+    response.headers["Cache-Control"] = "private, max-age=300"
+    return response

@@ -1,0 +1,365 @@
+// The "New dub" form: files (picked or dropped), languages, uploads with progress, the job.
+
+import { api, ApiError } from './api.js';
+import { $, clear, h } from './dom.js';
+import { bytes, duration, languageName } from './format.js';
+import { contentTypeOf, putFile, UploadCancelled } from './upload.js';
+
+const FIELDS = ['voice', 'background', 'source', 'targets', 'form'];
+
+function humanize(error) {
+  let message = error.message || '';
+  if (error.code === 'unsupported_content_type' || error.code === 'InvalidMimeType') {
+    message = `${message.split('; use one of')[0]}. Choose a WAV, MP3, M4A, AAC, OGG, Opus, WebM or FLAC file.`;
+  }
+  return message
+    .replace(/'voice_object'/g, 'The voice recording')
+    .replace(/'background_object'/g, 'The background')
+    .replace(/'target_languages'/g, 'The target languages')
+    .replace(/'source_language'/g, 'The spoken language');
+}
+
+// Which field an API error is about, so its message appears next to that field.
+function fieldOf(error) {
+  const message = error.message || '';
+  switch (error.code) {
+    case 'object_not_found':
+    case 'audio_undecodable':
+    case 'unsupported_content_type':
+    case 'file_too_large':
+      return message.includes('background') ? 'background' : 'voice';
+    case 'unsupported_language':
+      return /understands|recognition/.test(message) ? 'source' : 'targets';
+    case 'unknown_language':
+    case 'same_language':
+      return 'targets';
+    case 'invalid_field':
+    case 'missing_field':
+      if (message.includes('target_languages')) return 'targets';
+      if (message.includes('source_language')) return 'source';
+      if (message.includes('background')) return 'background';
+      if (message.includes('voice')) return 'voice';
+      return 'form';
+    default:
+      return 'form';
+  }
+}
+
+class FilePicker {
+  constructor(kind, form, onChange) {
+    this.kind = kind;
+    this.input = $(`#${kind}-input`, form);
+    this.zone = $(`#${kind}-drop`, form);
+    this.summary = $(`#${kind}-file`, form);
+    this.clearButton = $(`#${kind}-clear`, form);
+    this.file = null;
+    this.onChange = onChange;
+    this.input.addEventListener('change', () => this.set(this.input.files[0] || null));
+    for (const type of ['dragenter', 'dragover']) {
+      this.zone.addEventListener(type, (event) => {
+        event.preventDefault();
+        event.dataTransfer.dropEffect = 'copy';
+        this.zone.classList.add('dragging');
+      });
+    }
+    this.zone.addEventListener('dragleave', () => this.zone.classList.remove('dragging'));
+    this.zone.addEventListener('drop', (event) => {
+      event.preventDefault();
+      this.zone.classList.remove('dragging');
+      const files = event.dataTransfer.files;
+      if (!files || !files.length) return;
+      try {
+        this.input.files = files;
+      } catch {
+        // older browsers: keep the dropped file without mirroring it into the input
+      }
+      this.set(files[0]);
+    });
+    if (this.clearButton) this.clearButton.addEventListener('click', () => this.reset());
+  }
+
+  set(file) {
+    this.file = file;
+    clear(this.summary);
+    this.zone.classList.toggle('has-file', Boolean(file));
+    if (this.clearButton) this.clearButton.hidden = !file;
+    if (file) {
+      const details = h('span', { class: 'file-meta', text: bytes(file.size) });
+      this.summary.append(h('span', { class: 'file-name', text: file.name }), details);
+      probeDuration(file).then((seconds) => {
+        if (this.file === file && seconds) details.textContent = `${bytes(file.size)} · ${duration(seconds)}`;
+      });
+    }
+    this.onChange(this.kind);
+  }
+
+  reset() {
+    this.input.value = '';
+    this.set(null);
+  }
+
+  setDisabled(disabled) {
+    this.input.disabled = disabled;
+    this.zone.classList.toggle('disabled', disabled);
+    if (this.clearButton) this.clearButton.disabled = disabled;
+  }
+}
+
+// The file's length from its metadata, when the browser can read it (a blob: URL, never uploaded).
+function probeDuration(file) {
+  return new Promise((resolve) => {
+    const audio = document.createElement('audio');
+    const url = URL.createObjectURL(file);
+    const done = (value) => {
+      URL.revokeObjectURL(url);
+      audio.removeAttribute('src');
+      resolve(value);
+    };
+    audio.preload = 'metadata';
+    audio.addEventListener('loadedmetadata', () => done(Number.isFinite(audio.duration) ? audio.duration : null));
+    audio.addEventListener('error', () => done(null));
+    setTimeout(() => done(null), 5000);
+    audio.src = url;
+  });
+}
+
+export class NewDubForm {
+  constructor(form, { config, navigate }) {
+    this.form = form;
+    this.config = config;
+    this.navigate = navigate;
+    this.catalog = null;
+    this.uploads = [];
+    this.busy = false;
+    this.source = $('#source', form);
+    this.targets = $('#targets', form);
+    this.submit = $('#dub-submit', form);
+    this.cancel = $('#upload-cancel', form);
+    this.progressList = $('#upload-list', form);
+    this.progressPanel = $('#upload-panel', form);
+    this.pickers = {
+      voice: new FilePicker('voice', form, (kind) => this.clearError(kind)),
+      background: new FilePicker('background', form, (kind) => this.clearError(kind)),
+    };
+    this.source.addEventListener('change', () => {
+      this.renderTargets();
+      this.clearError('source');
+    });
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.start();
+    });
+    this.cancel.addEventListener('click', () => this.abortUploads());
+    // A file dropped beside a drop zone must not make the browser leave the page to open it.
+    for (const type of ['dragover', 'drop']) window.addEventListener(type, (event) => event.preventDefault());
+  }
+
+  async load() {
+    const hint = $('#languages-hint', this.form);
+    try {
+      this.catalog = await api('GET', '/v1/languages');
+    } catch (error) {
+      this.showError('source', error.message);
+      return;
+    }
+    const previous = this.source.value;
+    clear(this.source);
+    const sources = [...this.catalog.sources].sort((a, b) => languageName(a.code).localeCompare(languageName(b.code)));
+    if (this.catalog.detect.available) this.source.append(h('option', { value: 'auto', text: languageName('auto') }));
+    for (const source of sources) this.source.append(h('option', { value: source.code, text: languageName(source.code) }));
+    const codes = [...this.source.options].map((o) => o.value);
+    this.source.value = codes.includes(previous) ? previous : codes.includes('en') ? 'en' : codes[0] || '';
+    if (!codes.length) this.showError('source', 'No language can be dubbed with the engines installed on this service.');
+    hint.hidden = this.catalog.detect.available;
+    this.renderTargets();
+  }
+
+  targetsFor(source) {
+    if (!this.catalog) return [];
+    if (source === 'auto') return this.catalog.detect.targets;
+    const entry = this.catalog.sources.find((s) => s.code === source);
+    return entry ? entry.targets : [];
+  }
+
+  renderTargets() {
+    const chosen = new Set(this.chosenTargets());
+    clear(this.targets);
+    const targets = [...this.targetsFor(this.source.value)]
+      .sort((a, b) => languageName(a).localeCompare(languageName(b)));
+    for (const code of targets) {
+      const id = `target-${code}`;
+      this.targets.append(h('div', { class: 'chip' },
+        h('input', { type: 'checkbox', id, name: 'targets', value: code, checked: chosen.has(code),
+          onchange: () => this.clearError('targets') }),
+        h('label', { for: id }, languageName(code), h('span', { class: 'code', text: code }))));
+    }
+    if (!targets.length) this.targets.append(h('p', { class: 'muted', text: 'No target language for this source.' }));
+  }
+
+  chosenTargets() {
+    return [...this.targets.querySelectorAll('input[type=checkbox]:checked')].map((input) => input.value);
+  }
+
+  errorElement(field) {
+    return $(`#${field}-error`, this.form);
+  }
+
+  showError(field, message) {
+    const el = this.errorElement(field);
+    el.textContent = message;
+    el.hidden = false;
+    const control = { voice: '#voice-input', background: '#background-input', source: '#source' }[field];
+    if (control) $(control, this.form).setAttribute('aria-invalid', 'true');
+    if (field === 'targets') this.targets.setAttribute('aria-invalid', 'true');
+    const container = el.closest('.field');
+    if (container) container.classList.add('invalid');
+  }
+
+  clearError(field) {
+    const el = this.errorElement(field);
+    if (!el) return;
+    el.textContent = '';
+    el.hidden = true;
+    const container = el.closest('.field');
+    if (container) container.classList.remove('invalid');
+    for (const control of this.form.querySelectorAll('[aria-invalid]')) {
+      if (container && container.contains(control)) control.removeAttribute('aria-invalid');
+    }
+  }
+
+  setBusy(busy) {
+    this.busy = busy;
+    this.submit.disabled = busy;
+    this.submit.textContent = busy ? 'Uploading…' : 'Dub it';
+    this.source.disabled = busy;
+    for (const input of this.targets.querySelectorAll('input')) input.disabled = busy;
+    for (const picker of Object.values(this.pickers)) picker.setDisabled(busy);
+    this.cancel.hidden = !busy;
+  }
+
+  validate() {
+    let ok = true;
+    const limit = this.config.uploads.max_bytes;
+    if (!this.pickers.voice.file) {
+      this.showError('voice', 'Choose the voice recording to dub.');
+      ok = false;
+    }
+    for (const kind of ['voice', 'background']) {
+      const file = this.pickers[kind].file;
+      if (file && file.size > limit) {
+        this.showError(kind, `${file.name} is ${bytes(file.size)}; files may be at most ${bytes(limit)}.`);
+        ok = false;
+      }
+    }
+    const targets = this.chosenTargets();
+    if (!targets.length) {
+      this.showError('targets', 'Pick at least one language to dub into.');
+      ok = false;
+    } else if (targets.length > this.config.max_target_languages) {
+      this.showError('targets', `Pick at most ${this.config.max_target_languages} languages.`);
+      ok = false;
+    }
+    return ok;
+  }
+
+  async start() {
+    if (this.busy) return;
+    for (const field of FIELDS) this.clearError(field);
+    if (!this.validate()) {
+      const first = this.form.querySelector('.field.invalid input, .field.invalid select');
+      if (first) first.focus();
+      return;
+    }
+    const files = ['voice', 'background'].filter((kind) => this.pickers[kind].file)
+      .map((kind) => ({ kind, file: this.pickers[kind].file, contentType: contentTypeOf(this.pickers[kind].file) }));
+    this.setBusy(true);
+    this.cancelRequested = false;
+    this.renderProgress(files);
+    try {
+      // One request per file, so an error names the file it is about.
+      const signed = await Promise.all(files.map((entry) => api('POST', '/v1/uploads', {
+        files: [{ kind: entry.kind, filename: entry.file.name, content_type: entry.contentType,
+          size_bytes: entry.file.size }],
+      }).then((answer) => answer.uploads[0]).catch((error) => { error.field = entry.kind; throw error; })));
+      if (this.cancelRequested) throw new UploadCancelled();
+      this.uploads = files.map((entry, index) => {
+        const upload = putFile(signed[index].upload_url, entry.file, entry.contentType,
+          (fraction) => this.setProgress(entry.kind, fraction));
+        upload.promise.catch((error) => { error.field = entry.kind; });
+        return upload;
+      });
+      await Promise.all(this.uploads.map((u) => u.promise));
+      this.uploads = [];
+      this.cancel.hidden = true;
+      this.submit.textContent = 'Starting…';
+      const objects = Object.fromEntries(files.map((entry, index) => [entry.kind, signed[index].object_path]));
+      const body = {
+        voice_object: objects.voice,
+        source_language: this.source.value,
+        target_languages: this.chosenTargets(),
+        idempotency_key: crypto.randomUUID(),
+      };
+      if (objects.background) body.background_object = objects.background;
+      const job = await api('POST', '/v1/jobs', body);
+      this.reset();
+      this.navigate(`#/jobs/${job.id}`);
+    } catch (error) {
+      this.abortUploads(false);
+      this.setBusy(false);
+      if (error instanceof UploadCancelled) {
+        this.showError('form', 'Upload cancelled. Nothing was sent for dubbing.');
+        this.progressPanel.hidden = true;
+        return;
+      }
+      if (!(error instanceof ApiError)) throw error;
+      if (error.status === 401) return; // the sign-in screen takes over
+      const field = error.field || fieldOf(error);
+      const file = error.field && this.pickers[error.field] ? this.pickers[error.field].file : null;
+      const message = humanize(error);
+      this.showError(field, file ? `${file.name}: ${message}` : message);
+      this.progressPanel.hidden = true;
+      const control = this.form.querySelector('.field.invalid input, .field.invalid select');
+      if (control) control.focus();
+    }
+  }
+
+  abortUploads(byUser = true) {
+    if (byUser) this.cancelRequested = true;
+    const running = this.uploads;
+    this.uploads = [];
+    for (const upload of running) upload.abort();
+  }
+
+  renderProgress(files) {
+    clear(this.progressList);
+    this.rows = {};
+    for (const { kind, file } of files) {
+      const bar = h('progress', { max: '100', value: '0', 'aria-label': `Uploading ${file.name}` });
+      const pct = h('span', { class: 'pct', text: '0 %' });
+      const row = h('li', { class: 'upload-row', dataset: { kind } },
+        h('span', { class: 'upload-name' }, h('strong', { text: kind === 'voice' ? 'Voice' : 'Background' }),
+          ` ${file.name}`),
+        bar, pct);
+      this.rows[kind] = { bar, pct, row };
+      this.progressList.append(row);
+    }
+    this.progressPanel.hidden = false;
+  }
+
+  setProgress(kind, fraction) {
+    const row = this.rows && this.rows[kind];
+    if (!row) return;
+    const value = Math.round(fraction * 100);
+    row.bar.value = value;
+    row.pct.textContent = `${value} %`;
+    row.row.classList.toggle('done', value >= 100);
+  }
+
+  reset() {
+    this.pickers.voice.reset();
+    this.pickers.background.reset();
+    for (const input of this.targets.querySelectorAll('input')) input.checked = false;
+    this.progressPanel.hidden = true;
+    this.setBusy(false);
+  }
+}

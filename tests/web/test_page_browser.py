@@ -1,0 +1,563 @@
+"""The web page in a real browser (the Chromium Debian packages, driven by Playwright) against the real
+`dubbing serve` process, as a person uses it: sign in, upload, watch, listen, download, cancel, reload.
+
+Every wait is on something the page shows (text, a progress bar's value, the audio element's state),
+with a timeout. Browser traffic goes through a small TCP proxy so a test can cut the progress stream's
+connection and see the browser's own reconnect, `Last-Event-ID` header and all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import pytest_asyncio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service.api.auth import mint
+from service.sample import SAMPLE_LINES, Sample, make_sample
+from tests.support import free_port, fresh_database, served
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+REPO = Path(__file__).resolve().parents[2]
+DUB_TIMEOUT_MS = 120_000
+
+if not CHROMIUM.exists():
+    pytest.skip("Chromium is not installed at /usr/bin/chromium (apt-get install chromium; `just test` does)",
+                allow_module_level=True)
+playwright_api = pytest.importorskip("playwright.async_api", reason="playwright (Python) is not installed")
+expect = playwright_api.expect
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+# -- a proxy in front of the service, whose connections a test can cut ------------------------------
+
+@dataclass
+class Seen:
+    method: str
+    target: str
+    headers: dict[str, str]
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.target).path
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(urlsplit(self.target).query)
+
+
+@dataclass(eq=False)
+class Piped:
+    client: asyncio.StreamWriter
+    upstream: asyncio.StreamWriter
+    requests: list[Seen] = field(default_factory=list)
+
+    def abort(self) -> None:
+        self.client.transport.abort()
+        self.upstream.transport.abort()
+
+
+class CuttingProxy:
+    def __init__(self) -> None:
+        self.target_port = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.connections: set[Piped] = set()
+        self.requests: list[Seen] = []
+        self.arrived = asyncio.Condition()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        for piped in list(self.connections):
+            piped.abort()
+        if self.server:
+            self.server.close()
+
+    def cut(self, matches: Callable[[Seen], bool]) -> int:
+        """Drop (RST) every connection whose latest request matches; returns how many."""
+        dropped = [p for p in self.connections if p.requests and matches(p.requests[-1])]
+        for piped in dropped:
+            piped.abort()
+        return len(dropped)
+
+    async def wait_for(self, matches: Callable[[Seen], bool], timeout: float = 30) -> Seen:
+        async with asyncio.timeout(timeout), self.arrived:
+            while True:
+                found = [r for r in self.requests if matches(r)]
+                if found:
+                    return found[-1]
+                await self.arrived.wait()
+
+    async def _record(self, seen: Seen, piped: Piped) -> None:
+        piped.requests.append(seen)
+        self.requests.append(seen)
+        async with self.arrived:
+            self.arrived.notify_all()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        piped = Piped(writer, up_writer)
+        self.connections.add(piped)
+
+        async def browser_to_service() -> None:
+            buffer, body_left = b"", 0
+            while chunk := await reader.read(65536):
+                up_writer.write(chunk)
+                await up_writer.drain()
+                buffer += chunk
+                while buffer:  # follow request heads (and skip bodies) to know what each connection carries
+                    if body_left:
+                        taken = min(body_left, len(buffer))
+                        buffer, body_left = buffer[taken:], body_left - taken
+                        continue
+                    end = buffer.find(b"\r\n\r\n")
+                    if end < 0:
+                        break
+                    head, buffer = buffer[:end].decode("latin-1"), buffer[end + 4:]
+                    line, *lines = head.split("\r\n")
+                    method, target, _ = [*line.split(" "), "", ""][:3]
+                    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)}
+                    body_left = int(headers.get("content-length", "0") or 0)
+                    await self._record(Seen(method, target, headers), piped)
+
+        async def service_to_browser() -> None:
+            while chunk := await up_reader.read(65536):
+                writer.write(chunk)
+                await writer.drain()
+
+        directions = [asyncio.ensure_future(browser_to_service()), asyncio.ensure_future(service_to_browser())]
+        try:
+            # When either side closes, close the other: an open stream must not outlive its browser.
+            await asyncio.wait(directions, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.connections.discard(piped)
+            piped.abort()
+            for direction in directions:
+                direction.cancel()
+            await asyncio.gather(*directions, return_exceptions=True)
+
+
+# -- the service, the samples, the browser ---------------------------------------------------------
+
+@dataclass
+class Site:
+    base_url: str
+    proxy: CuttingProxy
+    data_dir: Path
+    sample: Sample
+    long_sample: Sample
+    text_file: Path
+    log: Callable[[], str]
+
+    def auth(self, user: str) -> dict[str, str]:
+        secret = (self.data_dir / "jwt_secret").read_text().strip()
+        return {"Authorization": f"Bearer {mint(secret, user)}"}
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def site(admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
+    root = tmp_path_factory.mktemp("web")
+    sample = make_sample(root / "sample")
+    # About a minute of speech: long enough to act while it is being dubbed.
+    lines = tuple((0.6 + 4.2 * i, SAMPLE_LINES[i % len(SAMPLE_LINES)][1]) for i in range(16))
+    long_sample = make_sample(root / "long", lines)
+    text_file = root / "notes.txt"
+    text_file.write_text("These are notes, not a recording.\n")
+    proxy = CuttingProxy()
+    await proxy.start()
+    async with fresh_database(admin_url, template_db) as database_url:
+        # Local mode, as `just serve` runs: the secret is generated into DATA_DIR, so local sign-in exists.
+        async with served(root / "data", database_url, SUPABASE_JWT_SECRET="", PUBLIC_BASE_URL=proxy.url) as svc:
+            proxy.target_port = urlsplit(svc.base_url).port or 0
+            try:
+                yield Site(proxy.url, proxy, root / "data", sample, long_sample, text_file, svc.logs)
+            finally:
+                await proxy.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def browser() -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield launched
+        await launched.close()
+
+
+@dataclass
+class Console:
+    messages: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        """CSP or Trusted Types refusals, duplicate events, uncaught errors."""
+        words = ("Content Security Policy", "Trusted Type", "duplicate event", "Uncaught")
+        return self.errors + [m for m in self.messages if any(w in m for w in words)]
+
+
+def watch(page: Any) -> Console:
+    console = Console()
+    page.on("console", lambda message: console.messages.append(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: console.errors.append(f"pageerror: {error}"))
+    return console
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def desktop(browser: Any) -> AsyncIterator[Any]:
+    context = await browser.new_context(viewport=DESKTOP, accept_downloads=True)
+    yield context
+    await context.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def phone(browser: Any) -> AsyncIterator[Any]:
+    context = await browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    yield context
+    await context.close()
+
+
+async def sign_in(page: Any, site: Site, name: str) -> None:
+    await page.goto(f"{site.base_url}/")
+    await expect(page.get_by_role("heading", name="Dub your recordings into other languages")).to_be_visible()
+    await page.get_by_label("Your name").fill(name)
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page.get_by_role("heading", name="New dub")).to_be_visible()
+    await expect(page.locator("#session-user")).to_have_text(name)
+
+
+async def pick_language(page: Any, code: str) -> None:
+    await page.locator(f"label[for=target-{code}]").click()
+    await expect(page.locator(f"#target-{code}")).to_be_checked()
+
+
+def language(page: Any, code: str) -> Any:
+    return page.locator(f".lang[data-lang={code}]")
+
+
+# -- the tests -----------------------------------------------------------------------------------------
+
+async def test_dub_two_languages_listen_and_download(site: Site, desktop: Any, tmp_path: Path) -> None:
+    page = await desktop.new_page()
+    console = watch(page)
+    await sign_in(page, site, "uma")
+    await expect(page.locator("#source")).to_have_value("en")
+
+    await page.locator("#voice-input").set_input_files(site.sample.voice)
+    await page.locator("#background-input").set_input_files(site.sample.background)
+    await expect(page.locator("#voice-file")).to_contain_text("voice.wav")
+    await expect(page.locator("#background-file")).to_contain_text("background.wav")
+    await pick_language(page, "es")
+    await pick_language(page, "ca")
+    await page.get_by_role("button", name="Dub it").click()
+
+    # Both uploads reach 100 % in their own bars, then the job page follows each language to the end.
+    await expect(page.locator("#view-job")).to_be_visible()
+    await expect(page.get_by_role("heading", name="English → Catalan & Spanish")).to_be_visible()
+    for code in ("es", "ca"):
+        await expect(language(page, code).locator(".stage")).to_have_text("Complete", timeout=DUB_TIMEOUT_MS)
+        await expect(language(page, code).locator("progress")).to_have_attribute("value", "100")
+        await expect(language(page, code).locator(".pct")).to_have_text("100 %")
+    await expect(page.locator(".job-head .status-chip")).to_have_text("Complete")
+    await expect(page.locator("#cancel-job")).to_be_hidden()
+
+    # Listen: the dubbed web master plays, and its WebVTT captions become active and show beside it.
+    spanish = language(page, "es")
+    await expect(spanish.locator(".player")).to_be_visible()
+    await expect(spanish.locator(".figures")).to_contain_text("Speech overlap")
+    await expect(spanish.locator(".figures")).to_contain_text("LUFS")
+    await spanish.get_by_role("button", name="Play").click()
+    dubbed = spanish.locator("audio.dubbed")
+    await page.wait_for_function("a => a.currentTime > 1.0 && !a.paused", arg=await dubbed.element_handle(),
+                                 timeout=20_000)
+    await page.wait_for_function(
+        "a => a.textTracks.length > 0 && a.textTracks[0].activeCues && a.textTracks[0].activeCues.length > 0",
+        arg=await dubbed.element_handle(), timeout=20_000)
+    cue = await dubbed.evaluate("a => a.textTracks[0].activeCues[0].text")
+    assert cue.strip()
+    await expect(spanish.locator(".caption")).to_have_text(cue.strip())
+
+    # A/B: the original voice takes over at the same position.
+    await spanish.get_by_role("radio", name="Original").click()
+    original = spanish.locator("audio.original")
+    await page.wait_for_function("a => !a.paused && a.currentTime > 1.0", arg=await original.element_handle(),
+                                 timeout=20_000)
+    positions = await spanish.evaluate(
+        "el => [el.querySelector('audio.dubbed').currentTime, el.querySelector('audio.original').currentTime,"
+        " el.querySelector('audio.dubbed').paused]")
+    assert positions[2] is True and abs(positions[0] - positions[1]) < 1.5, positions
+    await spanish.get_by_role("radio", name="Dubbed · Spanish").click()
+    await page.wait_for_function(
+        "a => !a.paused && a.textTracks[0].activeCues.length > 0", arg=await dubbed.element_handle(), timeout=20_000)
+    await spanish.get_by_role("button", name="Pause").click()
+    await expect(spanish.locator(".caption")).not_to_have_text("")
+
+    # The picture for the README: the finished dub, paused on a line with its caption showing.
+    await page.evaluate("window.scrollTo(0, 0)")
+    shot = tmp_path / "page.png"
+    await page.screenshot(path=shot, full_page=True)
+    (REPO / "docs").mkdir(exist_ok=True)
+    shutil.copyfile(shot, REPO / "docs" / "screenshot.png")
+
+    # Download the manifest, through a link whose signed URL has expired meanwhile: the page gets a new one.
+    link = spanish.locator("a.download[data-kind=manifest]")
+    stale = await link.get_attribute("href")
+    await link.evaluate("a => { a.dataset.expiresAt = new Date(Date.now() - 1000).toISOString(); }")
+    async with page.expect_download() as info:
+        await link.click()
+    download = await info.value
+    manifest = json.loads(Path(await download.path()).read_text())
+    assert manifest["target_language"] == "es" and manifest["segments"]
+    assert download.suggested_filename == "manifest.json"
+    assert await link.get_attribute("href") != stale
+
+    # My dubs lists it, newest first, with its languages.
+    await page.get_by_role("link", name="My dubs").click()
+    row = page.locator("#jobs-list .job-row").first
+    await expect(row.locator(".job-name")).to_have_text("English → Catalan & Spanish")
+    await expect(row.locator(".status-chip")).to_have_text("Complete")
+    await expect(row.locator(".lang-chip.stage-complete")).to_have_count(2)
+    assert console.problems() == [], console.problems()
+
+
+async def test_a_dropped_file_the_api_refuses_is_explained_on_a_phone(site: Site, phone: Any, tmp_path: Path) -> None:
+    page = await phone.new_page()
+    console = watch(page)
+    await sign_in(page, site, "pat")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+    await page.get_by_role("button", name="Dub it").click()
+    await expect(page.locator("#voice-error")).to_have_text("Choose the voice recording to dub.")
+    await expect(page.locator("#targets-error")).to_have_text("Pick at least one language to dub into.")
+
+    # Drag and drop a file that is not audio onto the voice field.
+    dropped = await page.evaluate_handle(
+        "([name, text]) => { const dt = new DataTransfer(); dt.items.add(new File([text], name, {type: 'text/plain'}));"
+        " return dt; }", [site.text_file.name, site.text_file.read_text()])
+    await page.dispatch_event("#voice-drop", "dragenter", {"dataTransfer": dropped})
+    await expect(page.locator("#voice-drop")).to_have_class(re.compile(r"\bdragging\b"))
+    await page.dispatch_event("#voice-drop", "drop", {"dataTransfer": dropped})
+    await expect(page.locator("#voice-file")).to_contain_text("notes.txt")
+    assert await page.locator("#voice-input").evaluate("i => i.files.length && i.files[0].name") == "notes.txt"
+    await pick_language(page, "es")
+    await page.get_by_role("button", name="Dub it").click()
+    error = page.locator("#voice-error")
+    await expect(error).to_contain_text("notes.txt: 'text/plain' is not an accepted audio type")
+    await expect(page.locator("#voice-input")).to_have_attribute("aria-invalid", "true")
+    await expect(page.locator("#targets-error")).to_be_hidden()
+    await expect(page.get_by_role("button", name="Dub it")).to_be_enabled()
+    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    await page.screenshot(path=tmp_path / "phone-error.png", full_page=True)
+    assert console.problems() == [], console.problems()
+
+
+async def test_cancel_an_upload_then_a_running_dub(site: Site, desktop: Any) -> None:
+    page = await desktop.new_page()
+    console = watch(page)
+    await sign_in(page, site, "cal")
+    await page.locator("#voice-input").set_input_files(site.long_sample.voice)
+    await pick_language(page, "es")
+
+    # A slow connection: the upload's bar moves, and "Cancel upload" stops it before any job exists.
+    cdp = await desktop.new_cdp_session(page)
+    await cdp.send("Network.enable")
+    await cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": 400_000})
+    await page.get_by_role("button", name="Dub it").click()
+    bar = page.locator("#upload-list [data-kind=voice] progress")
+    await page.wait_for_function("b => b && b.value > 0 && b.value < 100", arg=await bar.element_handle(),
+                                 timeout=20_000)
+    await page.get_by_role("button", name="Cancel upload").click()
+    await expect(page.locator("#form-error")).to_have_text("Upload cancelled. Nothing was sent for dubbing.")
+    await expect(page.get_by_role("button", name="Dub it")).to_be_enabled()
+    async with httpx.AsyncClient(base_url=site.base_url) as client:
+        assert (await client.get("/v1/jobs", headers=site.auth("cal"))).json()["jobs"] == []
+
+    await cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    await page.get_by_role("button", name="Dub it").click()
+    await expect(page.locator("#view-job")).to_be_visible()
+    await page.get_by_role("button", name="Cancel dub").click()
+    await expect(language(page, "es").locator(".stage")).to_have_text("Cancelled", timeout=20_000)
+    await expect(page.locator(".job-head .status-chip")).to_have_text("Cancelled")
+    await expect(page.get_by_role("button", name="Cancel dub")).to_be_hidden()
+    job_id = await page.locator("#view-job").get_attribute("data-job-id")
+    async with httpx.AsyncClient(base_url=site.base_url) as client:
+        job = (await client.get(f"/v1/jobs/{job_id}", headers=site.auth("cal"))).json()
+    assert job["status"] == "cancelled" and job["tasks"][0]["stage"] == "cancelled"
+    assert console.problems() == [], console.problems()
+
+
+async def test_progress_survives_a_dropped_connection_and_a_reload(site: Site, desktop: Any) -> None:
+    page = await desktop.new_page()
+    console = watch(page)
+    await sign_in(page, site, "rey")
+    await page.locator("#voice-input").set_input_files(site.long_sample.voice)
+    await pick_language(page, "es")
+    await page.get_by_role("button", name="Dub it").click()
+    spanish = language(page, "es")
+    await expect(spanish.locator(".stage")).to_have_text("Transcribing", timeout=20_000)
+    await expect(page.locator(".connection")).to_have_text("Live")
+    job_id = await page.locator("#view-job").get_attribute("data-job-id")
+    stream_path = f"/v1/jobs/{job_id}/events/stream"
+
+    # The network drops the stream: the browser reconnects by itself and says where it was.
+    assert site.proxy.cut(lambda r: r.path == stream_path) == 1
+    seen_before = int(await page.evaluate(f"sessionStorage.getItem('dubbing.events.{job_id}')"))
+    assert seen_before >= 2
+    resumed = await site.proxy.wait_for(lambda r: r.path == stream_path and "last-event-id" in r.headers)
+    assert int(resumed.headers["last-event-id"]) >= seen_before
+    await expect(page.locator(".connection")).to_have_text("Live")
+
+    # A reload mid-job: the tab's session and the last event seen survive, and the stream resumes there.
+    assert await page.locator(".job-head .status-chip").text_content() != "Complete"
+    await page.reload()
+    await expect(page.locator("#view-job")).to_be_visible()
+    after_reload = await site.proxy.wait_for(
+        lambda r: r.path == stream_path and "last_event_id" in r.query and "last-event-id" not in r.headers)
+    assert int(after_reload.query["last_event_id"][0]) >= seen_before
+    await expect(spanish.locator(".stage")).to_have_text("Complete", timeout=DUB_TIMEOUT_MS)
+    await expect(spanish.locator("progress")).to_have_attribute("value", "100")
+    await expect(page.locator(".job-head .status-chip")).to_have_text("Complete")
+    # No polling: the job itself was read once per page load; progress came only from the stream.
+    reads = [r for r in site.proxy.requests if r.method == "GET" and r.path == f"/v1/jobs/{job_id}"]
+    assert len(reads) == 2, [r.target for r in reads]
+    assert console.problems() == [], console.problems()
+
+
+async def test_my_dubs_pages_through_the_list(site: Site, desktop: Any) -> None:
+    # Eleven dubs of one upload, made and cancelled through the API (the page shows ten at a time).
+    created = []
+    async with httpx.AsyncClient(base_url=site.base_url, timeout=30) as client:
+        headers = site.auth("lee")
+        upload = (await client.post("/v1/uploads", headers=headers, json={"files": [
+            {"kind": "voice", "filename": "take.wav", "content_type": "audio/wav",
+             "size_bytes": site.sample.voice.stat().st_size}]})).json()["uploads"][0]
+        await client.put(upload["upload_url"], content=site.sample.voice.read_bytes(),
+                         headers={"Content-Type": "audio/wav"})
+        for _ in range(11):
+            job = (await client.post("/v1/jobs", headers=headers, json={
+                "voice_object": upload["object_path"], "source_language": "en", "target_languages": ["es"]})).json()
+            await client.post(f"/v1/jobs/{job['id']}/cancel", headers=headers)
+            created.append(job["id"])
+    page = await desktop.new_page()
+    await sign_in(page, site, "lee")
+    rows = page.locator("#jobs-list .job-row")
+    await expect(rows).to_have_count(10)
+    await expect(rows.first).to_have_attribute("data-job-id", created[-1])  # newest first
+    await expect(rows.first.locator(".status-chip")).to_have_text("Cancelled")
+    await page.get_by_role("button", name="Show older dubs").click()
+    await expect(rows).to_have_count(11)
+    await expect(rows.last).to_have_attribute("data-job-id", created[0])
+    await expect(page.get_by_role("button", name="Show older dubs")).to_be_hidden()
+    await rows.last.locator("a.job-link").click()
+    await expect(page.get_by_role("heading", name="English → Spanish")).to_be_visible()
+    await expect(language(page, "es").locator(".stage")).to_have_text("Cancelled")
+    assert await page.locator("#view-job").get_attribute("data-job-id") == created[0]
+
+
+# -- cloud mode: Supabase Auth in the browser ---------------------------------------------------------
+
+ANON_KEY = "anon-public-key-for-tests"
+CLOUD_SECRET = "legacy-project-jwt-secret-" + "y" * 24
+
+
+def fake_supabase_auth(url: str, calls: list[str]) -> Starlette:
+    """GoTrue's password grant and logout, as supabase-js calls them."""
+
+    async def token(request: Request) -> JSONResponse:
+        calls.append(f"token {request.query_params.get('grant_type')} {request.headers.get('apikey')}")
+        body = await request.json()
+        if body.get("password") != "correct horse":
+            return JSONResponse({"code": "invalid_credentials", "error_code": "invalid_credentials",
+                                 "msg": "Invalid login credentials"}, status_code=400)
+        user = {"id": "7f9c0a52-1111-4c1e-9a55-000000000001", "aud": "authenticated", "role": "authenticated",
+                "email": body["email"], "app_metadata": {"provider": "email"}, "user_metadata": {},
+                "created_at": "2026-01-01T00:00:00Z"}
+        access = mint(CLOUD_SECRET, user["id"], 3600, f"{url}/auth/v1", email=body["email"])
+        return JSONResponse({"access_token": access, "token_type": "bearer", "expires_in": 3600,
+                             "expires_at": int(time.time()) + 3600,
+                             "refresh_token": "refresh-1", "user": user})
+
+    async def logout(request: Request) -> Response:
+        calls.append("logout")
+        return Response(status_code=204)
+
+    return Starlette(routes=[Route("/auth/v1/token", token, methods=["POST"]),
+                             Route("/auth/v1/logout", logout, methods=["POST"])],
+                     middleware=[Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"],
+                                            allow_headers=["*"])])
+
+
+async def test_cloud_mode_signs_in_with_supabase_auth(admin_url: str, template_db: str, browser: Any,
+                                                      tmp_path: Path) -> None:
+    port = free_port()
+    auth_url = f"http://127.0.0.1:{port}"
+    calls: list[str] = []
+    server = uvicorn.Server(uvicorn.Config(fake_supabase_auth(auth_url, calls), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with fresh_database(admin_url, template_db) as database_url, served(
+                tmp_path / "data", database_url, SUPABASE_URL=auth_url, SUPABASE_ANON_KEY=ANON_KEY,
+                SUPABASE_JWT_SECRET=CLOUD_SECRET) as svc:
+            assert (await svc.client.post("/local/token", json={"user": "x"})).status_code == 404
+            context = await browser.new_context(viewport=DESKTOP)
+            page = await context.new_page()
+            console = watch(page)
+            await page.goto(f"{svc.base_url}/")
+            await page.get_by_label("Email").fill("ada@example.com")
+            await page.get_by_label("Password").fill("wrong")
+            await page.get_by_role("button", name="Sign in", exact=True).click()
+            await expect(page.locator("#cloud-error")).to_have_text("Invalid login credentials")
+
+            await page.get_by_label("Password").fill("correct horse")
+            await page.get_by_role("button", name="Sign in", exact=True).click()
+            await expect(page.get_by_role("heading", name="New dub")).to_be_visible()
+            await expect(page.locator("#session-user")).to_have_text("ada@example.com")
+            await expect(page.locator("#target-es")).to_be_attached()  # /v1/languages took the Supabase token
+            await expect(page.locator("#jobs-empty")).to_be_visible()
+            stored = await page.evaluate(
+                "[Object.keys(sessionStorage).filter(k => k.startsWith('sb-')), Object.keys(localStorage)]")
+            assert stored[0] and stored[1] == [], stored  # the session is in this tab only
+            assert calls[:2] == [f"token password {ANON_KEY}"] * 2
+
+            await page.get_by_role("button", name="Sign out").click()
+            await expect(page.get_by_role("heading", name="Dub your recordings into other languages")).to_be_visible()
+            assert console.problems() == [], console.problems()
+            await context.close()
+    finally:
+        server.should_exit = True
+        await serving
