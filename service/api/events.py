@@ -53,14 +53,16 @@ async def _stream(request: Request, job_id_text: str, after: int) -> AsyncIterat
     subscription = listener.subscribe(job_id_text)
     last = after
     try:
-        yield "retry: 2000\n\n"
+        # The reconnect delay rides on the first event (a block of its own would be an event without data).
+        retry = "retry: 2000\n"
         pending: list[Event] = await events.since(pool, job_id, last)
         while True:
             for event in pending:
                 if event.seq <= last:
                     continue
                 last = event.seq
-                yield format_event(event)
+                yield retry + format_event(event)
+                retry = ""
                 if event.kind == "done":
                     return
             pending = []

@@ -194,9 +194,36 @@ class LocalToken(Struct):
     user: LocalUser
 
 
+class ProgressEvent(Struct, forbid_unknown_fields=False):
+    """The `data:` of a progress-stream event (`event:` is its kind, `id:` its sequence number in the job).
+    Besides these fields an event carries what its kind says: `stage_progress`, `error`, `artifact`,
+    `status` (on `done`)."""
+
+    job_id: str
+    task_id: str | None
+    target_language: str | None
+    stage: Stage | None
+    progress: Annotated[float, Meta(ge=0, le=1)] | None
+    at: Time
+
+
+class StorageError(Struct):
+    """Supabase Storage's error body (the local signed-URL routes speak its wire format)."""
+
+    statusCode: str
+    code: str
+    error: str
+    message: str
+
+
+class StorageKey(Struct):
+    Key: str
+
+
 REQUESTS: tuple[type[Struct], ...] = (UploadRequest, JobRequest, LocalTokenRequest)
 RESPONSES: tuple[type[Struct], ...] = (Error, UploadResponse, Job, JobPage, ArtifactList, InputList,
-                                       LanguageCatalog, StreamTicket, LocalToken)
+                                       LanguageCatalog, StreamTicket, LocalToken, StorageError, StorageKey,
+                                       ProgressEvent)
 
 
 # -- reading and answering ----------------------------------------------------------------------------

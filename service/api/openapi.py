@@ -12,11 +12,12 @@ from typing import Any
 import msgspec
 
 from service.api import models
+from service.domain import EventKind
 
 _STR = {"type": "string"}
 _ERROR_TEXT = {400: "Malformed request", 401: "Missing, bad or expired token", 404: "Not found (or not yours)",
                409: "Conflict", 413: "Too large", 415: "Unsupported content type", 422: "Invalid input",
-               503: "Try again later"}
+               416: "Range not satisfiable", 503: "Try again later"}
 
 
 def _ref(model: type[msgspec.Struct]) -> dict[str, str]:
@@ -29,6 +30,25 @@ def _json(model: type[msgspec.Struct], description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _json(models.Error, _ERROR_TEXT[s]) for s in statuses}
+
+
+def _storage_errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): _json(models.StorageError, _ERROR_TEXT.get(s, "Refused")) for s in statuses}
+
+
+def _stream() -> dict[str, Any]:
+    """Server-sent events, each described as an event record (as OpenAPI 3.2's `itemSchema` does)."""
+    event = {
+        "type": "object", "required": ["data"],
+        "properties": {
+            "event": {"enum": [kind.value for kind in EventKind]},
+            "id": {"type": "string", "description": "the event's sequence number in the job (Last-Event-ID)"},
+            "retry": {"type": "integer"},
+            "data": {"type": "string", "contentMediaType": "application/json",
+                     "contentSchema": _ref(models.ProgressEvent)},
+        },
+    }
+    return {"description": "Server-sent events", "content": {"text/event-stream": {"schema": event}}}
 
 
 def _body(model: type[msgspec.Struct]) -> dict[str, Any]:
@@ -46,6 +66,8 @@ def openapi_document(server_url: str, local_auth: bool = False) -> dict[str, Any
     job_id = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}]
     auth: list[dict[str, list[str]]] = [{"bearer": []}]
     token = [{"name": "token", "in": "query", "required": True, "schema": _STR}]
+    object_path = [{"name": "bucket", "in": "path", "required": True, "schema": _STR},
+                   {"name": "path", "in": "path", "required": True, "schema": _STR}]
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "Dubbing API", "version": "1"},
@@ -98,9 +120,7 @@ def openapi_document(server_url: str, local_auth: bool = False) -> dict[str, Any
             "/v1/jobs/{job_id}/events/stream": {"get": {
                 "summary": "The progress stream, opened with a ticket instead of a token",
                 "parameters": [*job_id, {"name": "ticket", "in": "query", "required": True, "schema": _STR}],
-                "responses": {"200": {"description": "An event stream",
-                                      "content": {"text/event-stream": {"schema": _STR}}},
-                              **_errors(400, 401, 404)}}},
+                "responses": {"200": _stream(), **_errors(400, 401, 404, 503)}}},
             "/v1/jobs/{job_id}/cancel": {"post": {
                 "summary": "Cancel every unfinished language task", "security": auth, "parameters": job_id,
                 "responses": {"200": _json(models.Job, "The job after cancelling"), **_errors(401, 404)}}},
@@ -109,17 +129,21 @@ def openapi_document(server_url: str, local_auth: bool = False) -> dict[str, Any
                 "description": "Each event's id is its sequence number in the job; reconnect with "
                                "Last-Event-ID to receive exactly what was missed. Ends after 'done'.",
                 "security": auth, "parameters": job_id,
-                "responses": {"200": {"description": "An event stream",
-                                      "content": {"text/event-stream": {"schema": _STR}}},
-                              **_errors(400, 401, 404)}}},
+                "responses": {"200": _stream(), **_errors(400, 401, 404, 503)}}},
             "/storage/v1/object/upload/sign/{bucket}/{path}": {"put": {
-                "summary": "Upload to a signed URL (local storage; Supabase Storage's wire format)",
-                "parameters": token,
-                "responses": {"200": {"description": '{"Key": "bucket/path"}'}}}},
+                "summary": "Upload to a signed URL, once (local storage; Supabase Storage's wire format)",
+                "parameters": [*object_path, *token],
+                "requestBody": {"required": True, "description": "The file, with its own audio Content-Type "
+                                "(audio/wav, audio/mpeg, ...), or multipart with one file part",
+                                "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                    "format": "binary"}}}},
+                "responses": {"200": _json(models.StorageKey, "Stored"),
+                              **_storage_errors(400, 403, 404, 409, 413, 415)}}},
             "/storage/v1/object/sign/{bucket}/{path}": {"get": {
                 "summary": "Download from a signed URL (Range supported)",
-                "parameters": token,
-                "responses": {"200": {"description": "The bytes"}, "206": {"description": "A range"}}}},
+                "parameters": [*object_path, *token],
+                "responses": {"200": {"description": "The bytes"}, "206": {"description": "A range"},
+                              "304": {"description": "Not modified"}, **_storage_errors(400, 403, 404, 416)}}},
         },
     }
     if local_auth:  # the route exists only in local mode

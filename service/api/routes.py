@@ -9,11 +9,12 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from service.api import events, health, jobs, languages, local_token, signed_urls, uploads
 from service.api.openapi import openapi_document
-from service.errors import error_response
+from service.errors import StorageError, error_response
 from service.settings import Settings
 from service.web import page
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+_STORAGE_CODES = {404: "NoSuchKey", 405: "MethodNotAllowed"}
 
 
 async def serve_openapi(request: Request) -> Response:
@@ -53,5 +54,8 @@ def table(settings: Settings) -> list[BaseRoute]:
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     """Starlette's own 404/405 (unknown paths, static files) in the API's error shape."""
     assert isinstance(exc, HTTPException)
+    if request.url.path.startswith("/storage/"):  # Storage's own wire format on its routes
+        return signed_urls.storage_error(StorageError(exc.status_code, _STORAGE_CODES.get(exc.status_code, "Error"),
+                                                      str(exc.detail)))
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}) or None)

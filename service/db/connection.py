@@ -86,6 +86,7 @@ _OUTAGES: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.InterfaceError,  # the connection was closed under a query, the pool is closing
+    asyncpg.exceptions.InternalClientError,  # a connection cut mid-exchange ("cannot switch to state ...")
     ConnectionError,
     TimeoutError,  # waiting for a pool connection
 )

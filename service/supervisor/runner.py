@@ -35,6 +35,7 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 INTERRUPTIONS_ALLOWED = 5
+OUTAGES_PER_STAGE = 20
 
 
 class TaskRunner:
@@ -134,6 +135,7 @@ class TaskRunner:
             entered = await self._database(task, lambda: tasks.enter_stage(db, task.id, owner, first))
             stage = first if entered else None
         log.info("task.started", stage=stage, attempt=task.attempts, claims=task.claims)
+        outages = 0  # in a row, in one stage: past a handful with the database up, it is a bug, not an outage
         while stage is not None and not stage.is_terminal:
             if self.draining:  # shutting down: hand the task back before its next stage
                 await tasks.release(self.pool, task.id, owner)
@@ -155,7 +157,8 @@ class TaskRunner:
             except (LeaseLost, asyncio.CancelledError):
                 raise
             except Exception as exc:
-                if connection.is_outage(exc):
+                if connection.is_outage(exc) and outages < OUTAGES_PER_STAGE:
+                    outages += 1
                     await self._wait_for_database(task, exc)
                     stage = await self._current_stage(task)  # the stage's own work is redone or reused
                     continue
@@ -163,6 +166,7 @@ class TaskRunner:
                 await self._stage_failed(task, stage, "internal_error",
                                          f"The {stage} stage crashed: {type(exc).__name__}", True)
                 return
+            outages = 0
             advanced = await self._database(task, partial(self._advance, task, stage))
             stage = Stage(advanced) if advanced else None
         log.info("task.finished", stage=stage)
