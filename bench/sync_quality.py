@@ -33,7 +33,7 @@ work: beam 5, word timestamps, Silero VAD 500 ms, 300 s windows); the master's i
 peak by ffmpeg's ebur128 (target: -16 +- 0.5 LUFS, <= -1 dBTP). The manifest's own figures are reported beside
 them, and the worst segments with the manifest's rate, stretch and texts, and the reference words said there.
 
-    .venv/bin/python bench/sync_quality.py             # 10-minute voices, es and ca  (~10-20 min on 2 cores)
+    .venv/bin/python bench/sync_quality.py             # 10-minute voices, es and ca  (~10 min on 2 cores)
     .venv/bin/python bench/sync_quality.py --quick     # 1.5-minute voices
     .venv/bin/python bench/sync_quality.py --sets real --languages es --no-baseline
 

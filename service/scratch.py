@@ -31,6 +31,11 @@ def job_dir(root: Path, job_id: object) -> Path:
     return root / str(job_id)
 
 
+def source_dir(root: Path, job_id: object) -> Path:
+    """The job's own files, shared by its languages: its transcript, its background at the working rate."""
+    return root / str(job_id) / "source"
+
+
 def task_dir(root: Path, job_id: object, language: str) -> Path:
     return root / str(job_id) / language
 

@@ -171,6 +171,16 @@ def choose_stretch(duration_after_rate: float, span: float, ceiling: float = DEF
     return _clamp(wanted, min(bottom, 1.0), max(top, 1.0))
 
 
+def within_slot(duration: float, stretch: float, slot: float, ceiling: float, rate: float = 1.0,
+                max_tempo: float | None = None) -> float:
+    """`stretch`, raised so the clip also ends before the next unit starts (inside the same limits): the
+    tolerance that leaves a clip a little long must not let it be cut at its neighbour."""
+    if slot <= 0 or duration / stretch <= slot:
+        return stretch
+    top = ceiling if max_tempo is None else min(ceiling, max_tempo / rate)
+    return max(stretch, min(duration / slot, max(top, 1.0)))
+
+
 def place(timing: SegmentTiming, final_duration: float) -> Placement:
     """Place the final clip at ``source_start``; cut (and flag) anything past ``next_start``."""
     if final_duration < 0 or not math.isfinite(final_duration):

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import numpy.typing as npt
 
-from service.audio.voice_activity import FRAME_SECONDS, energy_activity
+from service.audio.voice_activity import BRIDGE_SECONDS, FRAME_SECONDS, bridged, energy_activity
 
 # How far before a unit's planned start its source onset is looked for, and after it.
 _ONSET_BEFORE, _ONSET_AFTER = 0.2, 0.3
@@ -92,15 +92,17 @@ def activity_iou(a: npt.NDArray[np.bool_], b: npt.NDArray[np.bool_]) -> float:
 def measure_sync(source_voice: str, voice_stem: str, units: Sequence[UnitWindow]) -> dict[str, object]:
     """The `sync` figures of the manifest: speech-activity IoU, share of units within ±10 % of their
     source span, onset offsets (p50/p95, absolute), and the per-unit measurements."""
-    source = energy_activity(source_voice)
-    stem = energy_activity(voice_stem)
+    # Edges come from the unbridged readings (a bridge would carry a dub across the gap before the next
+    # one, or a source span into the pause after it); the overlap from the bridged ones.
+    source = energy_activity(source_voice, bridge_seconds=0.0)
+    stem = energy_activity(voice_stem, bridge_seconds=0.0)
     per_unit = measure_units(source, stem, units)
     ratios = [u.duration_ratio for u in per_unit if u.duration_ratio is not None]
     offsets = [abs(u.onset_offset) for u in per_unit if u.onset_offset is not None]
     within = sum(1 for r in ratios if abs(r - 1.0) <= WITHIN)
     return {
         "method": "energy voice activity on 10 ms frames, the voice stem against the source voice",
-        "speech_iou": activity_iou(source, stem),
+        "speech_iou": activity_iou(bridged(source, BRIDGE_SECONDS), bridged(stem, BRIDGE_SECONDS)),
         "units": len(per_unit),
         "units_dubbed": len(ratios),
         "within_10_percent": round(within / len(per_unit), 4) if per_unit else 1.0,

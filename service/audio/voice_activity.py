@@ -75,19 +75,32 @@ def _runs(active: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
 
 
-def energy_activity(path: str) -> npt.NDArray[np.bool_]:
-    """True for every 10 ms frame of speech, after bridging short gaps and dropping blips."""
+def energy_activity(path: str, bridge_seconds: float = BRIDGE_SECONDS) -> npt.NDArray[np.bool_]:
+    """True for every 10 ms frame of speech, after bridging gaps up to `bridge_seconds` and dropping blips.
+
+    Bridged, a stretch of speech reads as one run (speech-activity overlap); unbridged, the edges of each
+    word stay where they are (a unit's first and last sound).
+    """
     levels = frame_levels_db(path)
     if levels.size == 0:
         return np.zeros(0, dtype=bool)
     loud, floor = np.percentile(levels, 95), np.percentile(levels, 10)
     threshold = max(loud - _BELOW_SPEECH_DB, floor + _ABOVE_FLOOR_DB, _SILENCE_DBFS)
-    active = levels > threshold
-    bridge = round(BRIDGE_SECONDS / FRAME_SECONDS)
-    runs = _runs(active)
+    return bridged(_without_blips(levels > threshold), bridge_seconds)
+
+
+def bridged(active: npt.NDArray[np.bool_], seconds: float) -> npt.NDArray[np.bool_]:
+    """`active` with gaps of up to `seconds` between runs filled in."""
+    out = active.copy()
+    bridge = round(seconds / FRAME_SECONDS)
+    runs = _runs(out)
     for (_, gap_start), (gap_end, _) in itertools.pairwise(runs):
         if gap_end - gap_start <= bridge:
-            active[gap_start:gap_end] = True
+            out[gap_start:gap_end] = True
+    return out
+
+
+def _without_blips(active: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     shortest = round(_MIN_SPEECH_SECONDS / FRAME_SECONDS)
     for start, end in _runs(active):
         if end - start < shortest:

@@ -50,7 +50,7 @@ def offline_engines(executor: Executor, model_dir: str | None) -> Engines:
     from service.engines.offline.espeak import EspeakSynthesizer
     from service.engines.offline.whisper import WhisperTranscriber
 
-    return Engines(WhisperTranscriber(executor, model_dir), ApertiumTranslator(), EspeakSynthesizer())
+    return Engines(WhisperTranscriber(executor, model_dir), ApertiumTranslator(), EspeakSynthesizer(executor=executor))
 
 
 def choose_engines(settings: Settings, clients: ProviderClients, executor: Executor) -> Engines:
@@ -80,7 +80,7 @@ def choose_engines(settings: Settings, clients: ProviderClients, executor: Execu
 
         synthesizer = DeepgramSynthesizer(clients.deepgram_tts, dict(settings.deepgram_tts_voices) or None)
     else:
-        synthesizer = EspeakSynthesizer()
+        synthesizer = EspeakSynthesizer(executor=executor)
     return Engines(transcriber=transcriber, translator=translator, synthesizer=synthesizer)
 
 

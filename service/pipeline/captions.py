@@ -46,7 +46,10 @@ def build_cues(segments: list[tuple[float, float, str]], *, max_cps: float | Non
     `timeline_end` is where the last cue must be gone.
     """
     cues: list[Cue] = []
-    for start, end, text in sorted(segments, key=lambda s: s[0]):
+    ordered = sorted(segments, key=lambda s: s[0])
+    if max_cps is not None:
+        ordered = _joined_when_hurried(ordered, max_cps)
+    for start, end, text in ordered:
         words = _words(text)
         if not words:
             continue
@@ -57,6 +60,30 @@ def build_cues(segments: list[tuple[float, float, str]], *, max_cps: float | Non
     if max_cps is None:
         return _no_overlap(cues)
     return _readable(cues, max_cps, timeline_end)
+
+
+# Lines this close together can share a cue.
+_JOIN_GAP = 0.6
+
+
+def _joined_when_hurried(segments: list[tuple[float, float, str]], max_cps: float) -> list[tuple[float, float, str]]:
+    """Neighbouring lines that would each be up too briefly to read become one cue (when it fits on two
+    lines and 7 s): one reading time for both, instead of each pushing the next later."""
+    out: list[tuple[float, float, str]] = []
+    for start, end, text in segments:
+        if not text.strip():
+            continue
+        if out:
+            p_start, p_end, p_text = out[-1]
+            joined = f"{p_text.strip()} {text.strip()}"
+            hurried = (reading_time(p_text, max_cps) > p_end - p_start
+                       or reading_time(text, max_cps) > end - start)
+            if (hurried and start - p_end <= _JOIN_GAP and end - p_start <= MAX_DURATION
+                    and wrap(_words(joined)) is not None):
+                out[-1] = (p_start, max(p_end, end), joined)
+                continue
+        out.append((start, end, text))
+    return out
 
 
 def reading_time(text: str, max_cps: float = MAX_CPS) -> float:

@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 
+from service import scratch
 from service.audio.probe import sha256_of
 from service.db import tasks
 from service.db.database import Database
@@ -58,7 +59,7 @@ class StageContext:
     @property
     def work_dir(self) -> Path:
         """Scratch space for this task, kept across its stages and attempts."""
-        path = self.settings.scratch_dir / str(self.task.job_id) / self.task.target_language
+        path = scratch.task_dir(self.settings.scratch_dir, self.task.job_id, self.task.target_language)
         path.mkdir(parents=True, exist_ok=True)
         return path
 

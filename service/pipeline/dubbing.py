@@ -27,6 +27,8 @@ from service.pipeline.outputs import Clip, Synthesis, TranslatedUnit, Translatio
 PARALLEL_UNITS = 2
 # Within this share of the span after the mixing stage's stretch, a second take is not worth it.
 _GOOD_ENOUGH = 0.10
+# The longest pause put between two words to make a short line fill its time.
+MAX_WORD_PAUSE = 0.4
 
 
 class VoicePace:
@@ -46,9 +48,13 @@ class VoicePace:
             self.seconds += natural_seconds
 
 
-async def _speak(ctx: StageContext, text: str, out: Path, rate: float, usage: dict[str, float]) -> SynthesizedClip:
-    clip: SynthesizedClip = await ctx.engine.synthesizer.synthesize(
-        text, ctx.task.target_language, str(out), rate=rate, sample_rate=ctx.settings.sample_rate, usage=usage)
+async def _speak(ctx: StageContext, text: str, out: Path, rate: float, usage: dict[str, float],
+                 word_pause: float = 0.0) -> SynthesizedClip:
+    synthesizer = ctx.engine.synthesizer
+    extra = {"word_pause": word_pause} if word_pause > 0 else {}
+    clip: SynthesizedClip = await synthesizer.synthesize(
+        text, ctx.task.target_language, str(out), rate=rate, sample_rate=ctx.settings.sample_rate, usage=usage,
+        **extra)
     return clip
 
 
@@ -74,6 +80,13 @@ async def _take(ctx: StageContext, text: str, span: float, out: Path, pace: Voic
     better = _rate_for(ctx, natural, span)
     if _residual(ctx, clip, span) > _GOOD_ENOUGH and abs(better - clip.rate) > 0.02:
         clip = await _speak(ctx, text, out, better, usage)
+    gaps = len(text.split()) - 1
+    if (span > 0 and clip.duration < span and gaps > 0 and ctx.engine.synthesizer.pauses_between_words
+            and _residual(ctx, clip, span) > _GOOD_ENOUGH):
+        # Short even at the slowest tempo: pause between the words, as a slow reader does, rather than
+        # drawing the sounds out further.
+        pause = min((span - clip.duration) / gaps, MAX_WORD_PAUSE)
+        clip = await _speak(ctx, text, out, clip.rate, usage, word_pause=pause)
     return clip, natural
 
 

@@ -12,7 +12,11 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
+import anyio
+
+from service import scratch
 from service.audio import fitting
+from service.audio.decode import decode_to_wav
 from service.audio.fitting import SegmentTiming
 from service.audio.mix import MixSettings, mix
 from service.audio.stretch import time_stretch
@@ -39,9 +43,11 @@ def mix_settings(ctx: StageContext) -> MixSettings:
 async def _fit(ctx: StageContext, unit: TranslatedUnit, slot: SegmentTiming, clip: Clip,
                limit: asyncio.Semaphore) -> tuple[PlacedClip, PlacedUnit]:
     settings = ctx.settings
+    max_tempo = settings.max_engine_rate * settings.stretch_ceiling
     stretch = fitting.choose_stretch(clip.duration, slot.span, settings.stretch_ceiling, rate=clip.rate,
-                                     min_tempo=settings.min_tempo,
-                                     max_tempo=settings.max_engine_rate * settings.stretch_ceiling)
+                                     min_tempo=settings.min_tempo, max_tempo=max_tempo)
+    stretch = fitting.within_slot(clip.duration, stretch, slot.slot, settings.stretch_ceiling, rate=clip.rate,
+                                  max_tempo=max_tempo)
     path, duration = clip.path, clip.duration
     if stretch != 1.0:
         record = Path(path).with_suffix(".fit.json")
@@ -63,6 +69,16 @@ async def _fit(ctx: StageContext, unit: TranslatedUnit, slot: SegmentTiming, cli
         overflowed=placement.overflowed, cut_seconds=round(placement.cut_seconds, 4),
         shortened_from=clip.shortened_from)
     return PlacedClip(path, placement.placed_start, placement.placed_end - placement.placed_start), placed
+
+
+async def _background(ctx: StageContext) -> str:
+    """The job's background bed at the working rate, decoded once for all its languages."""
+    path = scratch.source_dir(ctx.settings.scratch_dir, ctx.task.job_id) / f"background-{ctx.settings.sample_rate}.wav"
+    if not await anyio.Path(path).exists():
+        await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
+        async with ctx.input_copy(InputKind.BACKGROUND) as original:
+            await ctx.in_pool(decode_to_wav, original, str(path), ctx.settings.sample_rate)
+    return str(path)
 
 
 def planned_sync(units: list[PlacedUnit]) -> dict[str, object]:
@@ -102,11 +118,8 @@ async def run(ctx: StageContext) -> None:
                       settings.sample_rate)
     await ctx.progress(0.6)
     targets = (str(work / OUTPUTS["master_wav"]), str(work / web_name(ctx)), str(work / OUTPUTS["voice_stem"]))
-    if ctx.job["background_path"]:
-        async with ctx.input_copy(InputKind.BACKGROUND) as background:
-            result = await ctx.in_pool(mix, voice_track, background, *targets, mix_settings(ctx))
-    else:
-        result = await ctx.in_pool(mix, voice_track, None, *targets, mix_settings(ctx))
+    background = await _background(ctx) if ctx.job["background_path"] else None
+    result = await ctx.in_pool(mix, voice_track, background, *targets, mix_settings(ctx))
     units = [u for _, u in placed]
     await outputs.save(work, Mixdown(units, dataclasses.asdict(result), planned_sync(units)))
     await ctx.progress(1.0, overflow_count=sum(1 for u in units if u.overflowed))

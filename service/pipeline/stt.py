@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import structlog
 
+from service import scratch
 from service.audio.voice_activity import FRAME_SECONDS, energy_activity, speech_regions
 from service.db import transcripts
 from service.domain import ArtifactKind, InputKind
@@ -102,7 +103,7 @@ async def _transcribe(ctx: StageContext) -> None:
                 transcript = await transcriber.transcribe(voice, language, usage=usage)
                 if transcript.segments:
                     speech = await ctx.in_pool(speech_regions, voice, ctx.settings.unit_pause_seconds)
-                    activity = await ctx.in_pool(energy_activity, voice)
+                    activity = await ctx.in_pool(energy_activity, voice, 0.0)
     except DubbingError as exc:
         if exc.retryable:  # let the next attempt (of any of the job's tasks) take over
             await transcripts.give_up_lease(ctx.pool, ctx.task.job_id, transcript_owner(ctx))
@@ -137,7 +138,7 @@ def _unit_json(unit: Unit) -> dict[str, Any]:
 
 
 async def _publish_transcript(ctx: StageContext, timed: list[Unit], data: dict[str, Any]) -> None:
-    folder = ctx.settings.scratch_dir / str(ctx.task.job_id) / "source"
+    folder = scratch.source_dir(ctx.settings.scratch_dir, ctx.task.job_id)
     await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
     cues = captions.build_cues([(u.start, u.end, u.text) for u in timed], max_cps=ctx.settings.caption_max_cps)
     files = {

@@ -128,3 +128,12 @@ def test_parse_vtt_skips_notes_and_ids() -> None:
         "00:00:03.000 --> 00:00:04.000\nBye\n"
     )
     assert parse_vtt(text) == [Cue(1.0, 2.5, "Hi\nthere"), Cue(3.0, 4.0, "Bye")]
+
+
+def test_short_lines_close_together_share_a_cue_instead_of_falling_behind() -> None:
+    segments = [(0.0, 0.5, "Sí."), (0.8, 1.4, "Claro que sí."), (1.6, 2.0, "Vale."), (9.0, 9.5, "Adiós.")]
+    cues = build_cues(segments)
+    assert_readable(cues)
+    assert cues[0].text.replace("\n", " ") == "Sí. Claro que sí. Vale."
+    assert cues[0].start == 0.0 and cues[-1].start == 9.0
+    assert reading_lag(cues, segments) == 0.0

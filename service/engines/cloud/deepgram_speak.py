@@ -98,6 +98,7 @@ class DeepgramSynthesizer:
     """Synthesizer over Aura-2 voices; `rate` maps to Aura-2's `speed` where Deepgram supports it."""
 
     name = "deepgram-aura"
+    pauses_between_words = False
 
     def __init__(self, client: ProviderClient, voices: dict[str, str] | None = None, *, timeout: float = 120.0,
                  max_request_chars: int = MAX_REQUEST_CHARS) -> None:
@@ -132,7 +133,7 @@ class DeepgramSynthesizer:
 
     async def synthesize(
         self, text: str, language: str, out_path: str, rate: float = 1.0, sample_rate: int = 48000, *,
-        usage: Usage | None = None,
+        usage: Usage | None = None, word_pause: float = 0.0,
     ) -> SynthesizedClip:
         pieces = split_text(text, self.max_request_chars)
         if not pieces:

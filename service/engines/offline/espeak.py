@@ -10,14 +10,17 @@ import contextlib
 import os
 import subprocess
 import uuid
+from concurrent.futures import Executor
 
 import soundfile as sf
 
 from service.audio import ffmpeg
 from service.engines import process
+from service.engines.offline import espeak_lib
 from service.engines.protocols import Usage
 from service.engines.types import SynthesizedClip
 from service.errors import EngineError
+from service.supervisor import cpu_pool
 
 BASE_WPM = 175
 MIN_WPM, MAX_WPM = 80, 900  # below 80 espeak-ng clamps; above 450 it speeds up with libsonic
@@ -69,20 +72,40 @@ def wpm_for(rate: float) -> int:
     return max(MIN_WPM, min(MAX_WPM, round(BASE_WPM * rate)))
 
 
+# espeak-ng's word gap is counted in units of about 13 ms of pause at its default 175 words a minute
+# (measured), and scales with the speed.
+_WORD_GAP_SECONDS = 0.013
+MAX_WORD_GAP = 40
+
+
+def word_gap_for(pause_seconds: float, wpm: int) -> int:
+    """espeak-ng's `-g` for a pause of `pause_seconds` between words at `wpm`."""
+    if pause_seconds <= 0:
+        return 0
+    return max(0, min(MAX_WORD_GAP, round(pause_seconds / (_WORD_GAP_SECONDS * BASE_WPM / wpm))))
+
+
 class EspeakSynthesizer:
-    """Synthesizer over espeak-ng voices; `rate` maps to words per minute via `-s`."""
+    """Synthesizer over espeak-ng voices; `rate` maps to words per minute.
+
+    Given a process pool, lines are spoken in its workers by libespeak-ng itself (`espeak_lib`): no process
+    per line. Without one (or without the library), by the `espeak-ng` command and ffmpeg.
+    """
 
     name = "espeak-ng"
+    pauses_between_words = True
 
     def __init__(
         self,
         voices: frozenset[str] | None = None,
         binary: str = "espeak-ng",
         timeout: float = 60.0,
+        executor: Executor | None = None,
     ) -> None:
         self._binary = binary
         self._timeout = timeout
         self._voices = voices if voices is not None else list_voices(binary)
+        self._executor = executor if executor is not None and espeak_lib.available() else None
 
     def voice_for(self, language: str) -> str:
         code = language.strip().lower().replace("_", "-")
@@ -96,7 +119,7 @@ class EspeakSynthesizer:
 
     async def synthesize(
         self, text: str, language: str, out_path: str, rate: float = 1.0, sample_rate: int = 48000, *,
-        usage: Usage | None = None,
+        usage: Usage | None = None, word_pause: float = 0.0,
     ) -> SynthesizedClip:
         spoken = " ".join(text.split())
         if not spoken:
@@ -106,10 +129,15 @@ class EspeakSynthesizer:
         if rate <= 0 or sample_rate <= 0:
             raise EngineError("bad_input", f"rate and sample_rate must be positive, got {rate}, {sample_rate}")
         wpm = wpm_for(rate)
+        gap = word_gap_for(word_pause, wpm)
+        if self._executor is not None:
+            duration = await cpu_pool.run(self._executor, espeak_lib.synthesize_file, spoken,
+                                          self.voice_for(language), wpm, sample_rate, out_path, gap)
+            return SynthesizedClip(path=out_path, duration=duration, rate=wpm / BASE_WPM)
         raw = f"{out_path}.{uuid.uuid4().hex}.espeak.wav"  # beside the output, unique per call
         try:
             await process.run(
-                [self._binary, "-v", self.voice_for(language), "-s", str(wpm), "-w", raw, "--stdin"],
+                [self._binary, "-v", self.voice_for(language), "-s", str(wpm), "-g", str(gap), "-w", raw, "--stdin"],
                 spoken.encode("utf-8"),
                 self._timeout,
             )

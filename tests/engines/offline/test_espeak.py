@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -60,3 +61,24 @@ async def test_errors(tmp_path: Path) -> None:
     with pytest.raises(EngineError) as info:
         EspeakSynthesizer(binary="no-such-espeak")
     assert info.value.code == "engine_missing"
+
+
+async def test_in_process_synthesis_in_the_pool_matches_the_command(tmp_path: Path) -> None:
+    from service.supervisor import cpu_pool
+
+    pool = cpu_pool.create(1, str(tmp_path / "numba"))
+    try:
+        in_pool = EspeakSynthesizer(executor=pool)
+        command = EspeakSynthesizer()
+        line = "Cada frase se traduce y se vuelve a decir, más deprisa o más despacio."
+        for rate in (0.85, 1.0, 1.25):
+            a = await in_pool.synthesize(line, "es", str(tmp_path / f"pool{rate}.wav"), rate=rate)
+            b = await command.synthesize(line, "es", str(tmp_path / f"cli{rate}.wav"), rate=rate)
+            assert a.rate == b.rate
+            assert a.duration == pytest.approx(b.duration, abs=0.06), rate
+            audio, sample_rate = sf.read(a.path)
+            assert sample_rate == 48000 and audio.ndim == 1
+            assert np.abs(audio).max() > 0.1
+            assert np.abs(audio[:48]).max() < 0.05  # the leading silence was trimmed to ~20 ms
+    finally:
+        pool.shutdown()

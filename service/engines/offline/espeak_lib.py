@@ -1,0 +1,126 @@
+"""espeak-ng called in-process (libespeak-ng through ctypes), in a process-pool worker.
+
+Starting `espeak-ng` and then `ffmpeg` for every line cost more than the speech itself (two processes,
+their start-up, a temporary file); the library speaks into memory, numpy trims the silence espeak-ng pads
+the clip with, soxr resamples it, and soundfile writes the WAV. The library is not thread-safe and keeps
+global state: each pool worker initializes it once and runs one call at a time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from typing import Any
+
+import numpy as np
+
+from service import scratch
+from service.errors import EngineError
+
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_ESPEAK_RATE = 1
+_ESPEAK_WORDGAP = 7
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_EE_OK = 0
+# Leading and trailing samples quieter than this (-50 dBFS, as the CLI path's ffmpeg `silenceremove` did)
+# are silence; this much of it is kept at each end.
+_SILENCE = 10 ** (-50 / 20)
+_KEEP_SECONDS = 0.02
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+
+class _Library:
+    def __init__(self) -> None:
+        name = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
+        try:
+            self.lib = ctypes.CDLL(name)
+        except OSError as exc:
+            raise EngineError("engine_missing", "libespeak-ng is not installed") from exc
+        self.lib.espeak_Initialize.restype = ctypes.c_int
+        self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        self.lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
+        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        self.lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
+                                          ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        self.rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, 0)
+        if self.rate <= 0:
+            raise EngineError("engine_failed", "libespeak-ng could not be initialized")
+        self.chunks: list[Any] = []
+        self.callback = _CALLBACK(self._collect)  # kept referenced: the library holds the pointer
+        self.lib.espeak_SetSynthCallback(self.callback)
+        self.voice: str | None = None
+
+    def _collect(self, wav: Any, count: int, _events: Any) -> int:
+        if count > 0 and wav:
+            self.chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
+        return 0
+
+    def speak(self, text: str, voice: str, words_per_minute: int, word_gap: int = 0) -> Any:
+        if voice != self.voice:
+            if self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+                raise EngineError("unsupported_language", f"espeak-ng has no voice {voice!r}")
+            self.voice = voice
+        self.lib.espeak_SetParameter(_ESPEAK_RATE, words_per_minute, 0)
+        self.lib.espeak_SetParameter(_ESPEAK_WORDGAP, word_gap, 0)
+        data = text.encode("utf-8") + b"\0"
+        self.chunks = []
+        buffer = ctypes.create_string_buffer(data)
+        if self.lib.espeak_Synth(buffer, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None) != _EE_OK:
+            raise EngineError("engine_failed", "espeak-ng could not synthesize the line")
+        self.lib.espeak_Synchronize()
+        samples = np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.int16)
+        self.chunks = []
+        return samples.astype(np.float32) / 32768.0
+
+
+_library: _Library | None = None
+
+
+def available() -> bool:
+    try:
+        _loaded()
+    except EngineError:
+        return False
+    return True
+
+
+def _loaded() -> _Library:
+    global _library
+    if _library is None:
+        _library = _Library()
+    return _library
+
+
+def _trimmed(samples: Any, rate: int) -> Any:
+    loud = np.flatnonzero(np.abs(samples) > _SILENCE)
+    if loud.size == 0:
+        return samples[:0]
+    keep = round(_KEEP_SECONDS * rate)
+    return samples[max(int(loud[0]) - keep, 0): min(int(loud[-1]) + 1 + keep, samples.size)]
+
+
+def synthesize_file(text: str, voice: str, words_per_minute: int, sample_rate: int, out_path: str,
+                    word_gap: int = 0) -> float:
+    """Speak `text` into a mono 16-bit WAV at `sample_rate`; returns its duration in seconds. `word_gap` is
+    espeak-ng's pause between words, in its units (see `espeak.word_gap_for`)."""
+    import soundfile
+    import soxr
+
+    library = _loaded()
+    speech = _trimmed(library.speak(text, voice, words_per_minute, word_gap), library.rate)
+    if speech.size == 0:
+        raise EngineError("engine_failed", "espeak-ng produced no audio for the line")
+    if sample_rate != library.rate:
+        speech = soxr.resample(speech, library.rate, sample_rate)
+    tmp = scratch.partial_path(out_path)
+    try:
+        soundfile.write(tmp, np.clip(speech, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        os.replace(tmp, out_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return round(len(speech) / sample_rate, 4)
