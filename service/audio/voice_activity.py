@@ -27,6 +27,7 @@ FRAME_SECONDS = 0.010
 _BELOW_SPEECH_DB = 35.0
 _ABOVE_FLOOR_DB = 10.0
 _SILENCE_DBFS = -60.0
+_EXTEND_SECONDS = 0.25
 # Gaps between words shorter than this are bridged, and blips shorter than `_MIN_SPEECH` dropped, so a
 # stretch of speech reads as one run on both sides of the comparison.
 BRIDGE_SECONDS = 0.25
@@ -86,7 +87,25 @@ def energy_activity(path: str, bridge_seconds: float = BRIDGE_SECONDS) -> npt.ND
         return np.zeros(0, dtype=bool)
     loud, floor = np.percentile(levels, 95), np.percentile(levels, 10)
     threshold = max(loud - _BELOW_SPEECH_DB, floor + _ABOVE_FLOOR_DB, _SILENCE_DBFS)
-    return bridged(_without_blips(levels > threshold), bridge_seconds)
+    # Hysteresis: a run found above the threshold extends over the quieter frames around it (a breathy
+    # onset, a fading last syllable) while they stay clearly above the noise floor.
+    quieter = max(floor + _ABOVE_FLOOR_DB / 2, _SILENCE_DBFS)
+    active = _extended(_without_blips(levels > threshold), levels > min(quieter, threshold))
+    return bridged(active, bridge_seconds)
+
+
+def _extended(active: npt.NDArray[np.bool_], allowed: npt.NDArray[np.bool_],
+              reach: int = round(_EXTEND_SECONDS / FRAME_SECONDS)) -> npt.NDArray[np.bool_]:
+    out = active.copy()
+    for start, end in _runs(active):
+        low = start
+        while low > 0 and start - low < reach and allowed[low - 1]:
+            low -= 1
+        high = end
+        while high < len(out) and high - end < reach and allowed[high]:
+            high += 1
+        out[low:high] = True
+    return out
 
 
 def bridged(active: npt.NDArray[np.bool_], seconds: float) -> npt.NDArray[np.bool_]:
