@@ -8,12 +8,13 @@ background.
 * ours   = `service.audio.voice_track.build_voice_track(clips)` + `mix(voice_track, background)`: streamed
            numpy premix with ducking, EBU R128 normalisation to -16 LUFS under a -1 dBTP ceiling (limiter
            when needed), PCM_24 master + 192k mp3 + voice stem, every output measured.
-* ffmpeg = one command on the voice track (built once beforehand by `build_voice_track`) and the same
-           background: decode, ducking (`sidechaincompress` keyed by the voice), `amix`, single-pass
-           `loudnorm=I=-16:TP=-1`, `-ar 48000`, PCM_24 master.
+* ffmpeg = the anchor: one command on the voice track (built once beforehand by `build_voice_track`) and the
+           same background: decode, ducking (`sidechaincompress` keyed by the voice), `amix`, `alimiter`,
+           PCM_16 master. It does not normalise loudness, measure anything or encode a web copy: a mix
+           that must hit a loudness target needs a measurement and a render, so about 2x is the floor.
 
 Each is run `--rounds` times (default 3), alternating, and the medians compared: ratio = ours / ffmpeg wall
-time (target <= 1.0). Both masters are measured with ffmpeg's ebur128. Also timed, outside the ratio: the
+time (target <= 2.0). Both masters are measured with ffmpeg's ebur128. Also timed, outside the ratio: the
 internal phases of `mix`, and the per-clip time-stretch loop the mixing stage runs before mixing
 (sequential, as `service/pipeline/mixing.py` does it, vs. spread over 2 processes).
 
@@ -38,8 +39,8 @@ from typing import Any
 from _lib import inputs, machine
 from _lib.results import median, write_results
 
-RATIO_TARGET = 1.0
-PHASES = ("premix", "_render", "measure_loudness")  # names in service.audio.mix
+RATIO_TARGET = 2.0
+PHASES = ("write_envelope", "_measure", "_render")  # names in service.audio.mix
 
 
 def _cpu_seconds() -> float:
@@ -100,18 +101,16 @@ def run_ours(placed: list[Any], seconds: float, background: Path, out: Path) -> 
 
 
 def ffmpeg_command(voice_track: Path, background: Path, master: Path) -> list[str]:
+    """The anchor (issue 13): decode, duck the bed under the voice, mix, limit; one pass, no loudness target."""
     graph = (
-        # mono voice into both channels at full level (as the service does), one copy keys the ducker
-        "[0:a]aresample=48000,pan=stereo|c0=c0|c1=c0,asplit=2[key][voice];"
-        "[1:a]aresample=48000[bed];"
-        # about -12 dB of gain reduction under speech; 80 ms attack, 400 ms release (the service's duck times)
-        "[bed][key]sidechaincompress=threshold=0.02:ratio=4:attack=80:release=400:knee=2[ducked];"
-        "[ducked][voice]amix=inputs=2:duration=first:normalize=0,"
-        "loudnorm=I=-16:TP=-1:LRA=11"
+        "[0:a]aresample=48000,aformat=channel_layouts=stereo[bg];"
+        "[1:a]aresample=48000,aformat=channel_layouts=stereo,asplit=2[sc][vox];"
+        "[bg][sc]sidechaincompress=threshold=0.02:ratio=8:attack=20:release=400[duck];"
+        "[duck][vox]amix=inputs=2:normalize=0:duration=first,alimiter=limit=0.891:level=false"
     )
     return ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "error", "-y",
-            "-i", str(voice_track), "-i", str(background), "-filter_complex", graph,
-            "-ar", "48000", "-c:a", "pcm_s24le", str(master)]
+            "-i", str(background), "-i", str(voice_track), "-filter_complex", graph,
+            "-ar", "48000", "-c:a", "pcm_s16le", str(master)]
 
 
 def run_ffmpeg(voice_track: Path, background: Path, out: Path) -> dict[str, Any]:

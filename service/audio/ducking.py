@@ -1,6 +1,8 @@
-"""Ducking: the background bed dips under the dubbed voice, and the ducked premix both feed the master.
+"""Ducking: the background bed dips under the dubbed voice.
 
-Voice activity is measured per 10 ms hop; the gain envelope is one float per hop (about 3 MB per hour).
+Voice activity is measured per 10 ms hop; the gain curve reaches the full duck as speech starts (it looks
+ahead by the attack time), holds across the gaps between words, and recovers after. The mixer hands the
+curve to ffmpeg as a low-rate signal to multiply the bed by (`write_envelope`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ import numpy as np
 import soundfile as sf
 
 from service import cancellation
-from service.audio import wavfiles
-from service.audio.loudness import Loudness, StreamingLoudness
 
 if TYPE_CHECKING:
     from service.audio.mix import MixSettings
@@ -80,57 +80,21 @@ def duck_envelope(active: np.ndarray, settings: MixSettings) -> np.ndarray:
     return gains
 
 
-def premix(
-    voice_path: str,
-    background_path: str,
-    out_path: str,
-    total: int,
-    channels: int,
-    settings: MixSettings,
-) -> tuple[Loudness, float, float]:
-    """Write ducked background + voice as float WAV; return its loudness and the voice's and mix's sample peaks.
+ENVELOPE_RATE = 1000  # samples a second of the gain curve handed to ffmpeg
 
-    The loudness is measured by an ffmpeg process fed from the same blocks, so
-    it runs on the other core while numpy mixes. It is measured without true
-    peak (the 4x true-peak meter would make that process the bottleneck of
-    the pass); the returned loudness' ``true_peak_dbtp`` is therefore None.
-    """
+
+def write_envelope(voice_path: str, total: int, settings: MixSettings, out_path: str) -> int:
+    """The background's gain under the dub, as raw little-endian float32 at `ENVELOPE_RATE` (ffmpeg resamples
+    it to the mix's rate and multiplies the bed by it). Returns the number of envelope samples written."""
     sr = settings.sample_rate
     hop = max(1, round(HOP_SECONDS * sr))
     block = max(hop, round(settings.block_seconds * sr) // hop * hop)
-    active = voice_activity(voice_path, total, hop, settings.activity_threshold_dbfs, block)
-    gains_lin = 10.0 ** (duck_envelope(active, settings) / 20.0)
-    centres = np.arange(gains_lin.shape[0], dtype=np.float64) * hop + hop / 2.0
-    voice_peak = mix_peak = 0.0
-    with (
-        sf.SoundFile(background_path) as bg,
-        sf.SoundFile(voice_path) as voice,
-        wavfiles.open_for_write(out_path, sr, channels, total) as out,
-        StreamingLoudness(sr, channels, true_peak=False) as meter,
-    ):
-        position = 0
-        while position < total:
-            cancellation.check()
-            n = min(block, total - position)
-            back = bg.read(n, dtype="float32", always_2d=True)
-            if back.shape[0] < n:
-                back = np.pad(back, ((0, n - back.shape[0]), (0, 0)))
-            speech = voice.read(n, dtype="float32", always_2d=True)
-            if speech.shape[0] < n:
-                speech = np.pad(speech, ((0, n - speech.shape[0]), (0, 0)))
-            if speech.shape[1] not in (1, channels):
-                speech = speech.mean(axis=1, keepdims=True, dtype=np.float32)
-            voice_peak = max(voice_peak, float(np.max(np.abs(speech))) if n else 0.0)
-            h0 = position // hop
-            h1 = min(gains_lin.shape[0], (position + n - 1) // hop + 2)
-            samples = np.arange(position, position + n, dtype=np.float64)
-            g = np.interp(samples, centres[h0:h1], gains_lin[h0:h1]).astype(np.float32)
-            mixed = back * g[:, None] + speech
-            if n:
-                mix_peak = max(mix_peak, float(np.max(np.abs(mixed))))
-            out.write(mixed)
-            meter.feed(mixed)
-            position += n
-        loudness = meter.finish()
-    return loudness, voice_peak, mix_peak
-
+    gains = 10.0 ** (duck_envelope(voice_activity(voice_path, total, hop, settings.activity_threshold_dbfs, block),
+                                   settings) / 20.0)
+    count = math.ceil(total / sr * ENVELOPE_RATE)
+    centres = (np.arange(gains.shape[0]) + 0.5) * hop / sr
+    times = np.arange(count) / ENVELOPE_RATE
+    curve = np.interp(times, centres, gains, left=gains[0] if gains.size else 1.0,
+                      right=gains[-1] if gains.size else 1.0).astype("<f4")
+    curve.tofile(out_path)
+    return count

@@ -40,15 +40,20 @@ class Loudness:
         return self.integrated_lufs is None
 
 
-def parse_ebur128_summary(stderr: str) -> Loudness:
-    """Pull I / LRA / true peak out of the summary ffmpeg prints when the stream ends.
+def parse_ebur128_summary(stderr: str, name: str | None = None) -> Loudness:
+    """Pull I / LRA / peak out of the summary ffmpeg prints when the stream ends.
 
-    Without ``peak=true`` there is no peak section and ``true_peak_dbtp`` is None.
+    `name` picks the summary of the instance `ebur128@name` when a graph measures several streams. The
+    peak is the true peak with ``peak=true``, the sample peak with ``peak=sample``, None without a peak.
     """
-    at = stderr.rfind("Summary:")
+    marker = f"[ebur128@{name} @" if name else ""
+    at = stderr.rfind("Summary:") if not name else stderr.rfind(marker)
     if at < 0:
         raise AudioError("loudness_failed", "ebur128 printed no summary")
     summary = stderr[at:]
+    if name:
+        following = summary.find("[ebur128@", len(marker))
+        summary = summary[: following if following > 0 else len(summary)]
     i_match, lra_match, peak_match = _I.search(summary), _LRA.search(summary), _PEAK.search(summary)
     if i_match is None or lra_match is None:
         raise AudioError("loudness_failed", f"cannot parse ebur128 summary: {summary[:400]!r}")

@@ -1,34 +1,43 @@
-"""The final mix: normalise to the loudness target under the true-peak ceiling, master, web copy and stem.
+"""The final mix: duck the bed under the dub, normalise to the loudness target under the true-peak ceiling,
+and write the master, its web copy and the voice stem.
 
-Public functions take paths and plain values and return small frozen dataclasses, so they can run in a
-``ProcessPoolExecutor`` worker. Every figure in the result is measured on the samples written.
+Two passes of one ffmpeg graph over the inputs, nothing in between on disk:
+
+1. measure: the ducked mix (the bed multiplied by the duck curve, plus the voice in every channel) and the
+   voice, through `ebur128` (integrated loudness and sample peak);
+2. render: the same graph with the gain that reaches the target, a limiter only when the predicted peak
+   calls for one, the master (PCM_24) and the stem at the same gain, each measured again (true peak) as it
+   is written, and the web copy encoded alongside by a second ffmpeg on the other core.
+
+A miss (the measured true peak over the ceiling, or the loudness off by more than `LOUDNESS_TOLERANCE_LU`)
+renders again: with a 4x oversampled limiter, or with a corrected gain. Every figure in the result is
+measured on the samples written. Public functions take paths and plain values and return small frozen
+dataclasses, so they run in a ``ProcessPoolExecutor`` worker.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
 from service.audio import ffmpeg, wavfiles
 from service.audio.decode import DEFAULT_SAMPLE_RATE
-from service.audio.ducking import premix
-from service.audio.loudness import Loudness, measure_loudness, parse_ebur128_summary
+from service.audio.ducking import ENVELOPE_RATE, write_envelope
+from service.audio.loudness import Loudness, parse_ebur128_summary
 
-# Render the limiter this far under the ceiling: peaks between the oversampled limiter's samples and
-# the resampling back to the output rate can add a little overshoot.
-LIMITER_HEADROOM_DB = 0.5
-# The limiter first runs at 2x the output rate (about half the cost of 4x; enough for program material);
-# only if the measured true peak is still over the ceiling is the pass repeated at 4x.
-LIMITER_OVERSAMPLE = 2
+# The limiter aims this far under the true-peak ceiling: peaks between its samples (and, oversampled, the
+# resampling back to the output rate) add a little.
+LIMITER_HEADROOM_DB = 0.8
+# The limiter first runs at the output rate; only if the measured true peak is still over the ceiling is
+# the render repeated with it at 4x.
+LIMITER_OVERSAMPLE = 1
 FALLBACK_OVERSAMPLE = 4
-# The premix is measured without true peak (ebur128's 4x true-peak meter would be the slowest part of
-# the premix pass); its sample peak plus this margin decides whether the limiter is needed. A miss is
-# caught by the true-peak measurement of the written master and repaired by a second pass.
+# The measuring pass reads sample peaks (a true-peak meter would be its slowest part); a sample peak plus
+# this margin decides whether the limiter is needed. A miss is caught by the true-peak measurement of the
+# written master and repaired by a second render.
 INTERSAMPLE_MARGIN_DB = 1.0
 # Loudness error we accept before re-rendering with a corrected gain (the test tolerance is 1 LU).
 LOUDNESS_TOLERANCE_LU = 0.5
@@ -81,10 +90,6 @@ class MixResult:
 
 
 
-def _db(linear: float) -> float:
-    return 20.0 * math.log10(linear) if linear > 0 else -math.inf
-
-
 def _web_codec(settings: MixSettings) -> list[str]:
     """ffmpeg output options of the web copy (mp3 via libmp3lame, or Ogg Opus)."""
     if settings.web_format == "mp3":
@@ -98,65 +103,109 @@ def _web_codec(settings: MixSettings) -> list[str]:
 
 
 
-def _render(
-    src: str,
-    dst: str,
-    gain_db: float,
-    oversample: int,
-    frames: int,
-    settings: MixSettings,
-    web: str | None = None,
-) -> Loudness:
-    """One streamed pass: gain (and, if ``oversample``, a limiter), PCM_24 ``dst`` of exactly ``frames``.
+@dataclass(frozen=True)
+class _Graph:
+    """ffmpeg inputs, and a filter graph over them that ends in `[mix]` (the ducked mix at unity gain, every
+    channel of the bed) and `[voice]` (the dubbed voice, mono)."""
 
-    ``oversample`` 0 means no limiter; otherwise the limiter runs at that
-    multiple of the sample rate with its ceiling `LIMITER_HEADROOM_DB` under
-    the true-peak ceiling. The same graph feeds an ``ebur128`` (true peak)
-    branch, so the returned figures are those of exactly the samples written
-    (before 24-bit quantisation, which moves them by < 1e-6 dB). With ``web``
-    the same samples are also piped to a second ffmpeg process that encodes
-    the web copy on the other core.
-    """
+    inputs: list[str]
+    graph: str
+    frames: int
+    channels: int
+    with_background: bool
+
+
+def _fan(channels: int) -> str:
+    """The mono voice (or curve) copied into every channel."""
+    return "pan=mono|c0=c0" if channels == 1 else f"pan={channels}c|" + "|".join(f"c{i}=c0" for i in range(channels))
+
+
+def _sources(voice: str, background: str | None, envelope: str | None, settings: MixSettings) -> _Graph:
+    voice_info = ffmpeg.audio_info(voice)
+    if background is None or envelope is None:
+        graph = "[0:a]aformat=sample_fmts=flt,pan=mono|c0=c0,asplit=2[mix][voice]"
+        return _Graph(["-i", voice], graph, voice_info.frames, 1, False)
+    bed = ffmpeg.audio_info(background)
+    fan = _fan(bed.channels)
+    graph = (
+        f"[2:a]aresample={settings.sample_rate},aformat=sample_fmts=flt,{fan}[gain];"
+        "[0:a]aformat=sample_fmts=flt[bed];[bed][gain]amultiply[ducked];"
+        f"[1:a]aformat=sample_fmts=flt,pan=mono|c0=c0,asplit=2[voice][lead];[lead]{fan}[vox];"
+        "[ducked][vox]amix=inputs=2:normalize=0:duration=first[mix]"
+    )
+    inputs = ["-i", background, "-i", voice,
+              "-f", "f32le", "-ar", str(ENVELOPE_RATE), "-ac", "1", "-i", envelope]
+    return _Graph(inputs, graph, bed.frames, bed.channels, True)
+
+
+def _measure(sources: _Graph) -> tuple[Loudness, Loudness]:
+    """Pass 1: the mix's and the voice's integrated loudness and sample peaks."""
+    graph = (f"{sources.graph};[mix]ebur128@mix=peak=sample:framelog=verbose[m];"
+             "[voice]ebur128@voice=peak=sample:framelog=verbose[v]")
+    stderr = ffmpeg.run(["-loglevel", "info", *sources.inputs, "-filter_complex", graph,
+                         "-map", "[m]", "-f", "null", "-", "-map", "[v]", "-f", "null", "-"])
+    return parse_ebur128_summary(stderr, "mix"), parse_ebur128_summary(stderr, "voice")
+
+
+def _limiter(oversample: int, settings: MixSettings) -> list[str]:
+    if not oversample:
+        return []
+    ceiling = 10.0 ** ((settings.true_peak_dbtp - LIMITER_HEADROOM_DB) / 20.0)
+    limiter = (f"alimiter=limit={max(ceiling, 0.0625):.6f}:attack={settings.limiter_attack_ms}"
+               f":release={settings.limiter_release_ms}:level=false:latency=true")
+    if oversample == 1:
+        return [limiter]
     sr = settings.sample_rate
-    chain = [f"volume={gain_db:.4f}dB:precision=float"]
-    if oversample:
-        ceiling = 10.0 ** ((settings.true_peak_dbtp - LIMITER_HEADROOM_DB) / 20.0)
-        limiter = (
-            f"alimiter=limit={max(ceiling, 0.0625):.6f}:attack={settings.limiter_attack_ms}"
-            f":release={settings.limiter_release_ms}:level=false:latency=true"
-        )
-        if oversample > 1:
-            chain += [f"aresample={oversample * sr}:resampler=soxr", limiter, f"aresample={sr}:resampler=soxr"]
-        else:
-            chain.append(limiter)
-    chain += [f"apad=whole_len={frames}", f"atrim=end_sample={frames}"]
-    branches = 3 if web is not None else 2
-    labels = "[out][probe][web]" if web is not None else "[out][probe]"
-    graph = f"[0:a:0]{','.join(chain)},asplit={branches}{labels};[probe]ebur128=peak=true:framelog=verbose[probed]"
-    with ffmpeg.atomic_output(dst) as tmp:
-        args = ["-loglevel", "info", "-i", src, "-filter_complex", graph]
-        args += ["-map", "[out]", "-ar", str(sr), "-c:a", "pcm_s24le", "-rf64", "auto", "-f", "wav", tmp]
-        args += ["-map", "[probed]", "-f", "null", "-"]
-        if web is None:
-            return parse_ebur128_summary(ffmpeg.run(args))
+    return [f"aresample={oversample * sr}:resampler=soxr", limiter, f"aresample={sr}:resampler=soxr"]
+
+
+def _chain(gain_db: float, oversample: int, frames: int, settings: MixSettings) -> str:
+    steps = [f"volume={gain_db:.4f}dB:precision=float", *_limiter(oversample, settings),
+             f"apad=whole_len={frames}", f"atrim=end_sample={frames}"]
+    return ",".join(steps)
+
+
+def _render(sources: _Graph, gain_db: float, master_os: int, stem_os: int, settings: MixSettings,
+            master: str, web: str, stem: str | None) -> tuple[Loudness, Loudness | None]:
+    """Pass 2: master, web copy and (with a background) stem at `gain_db`; each written file measured."""
+    frames = sources.frames
+    graph = (f"{sources.graph};[mix]{_chain(gain_db, master_os, frames, settings)},asplit=3[out][probe][web];"
+             "[probe]ebur128@master=peak=true:framelog=verbose[probed]")
+    if stem is not None:
+        graph += (f";[voice]{_chain(gain_db, stem_os, frames, settings)},asplit=2[stem][stemprobe];"
+                  "[stemprobe]ebur128@stem=peak=true:framelog=verbose[stemprobed]")
+    else:
+        graph += ";[voice]anullsink"
+    sr = str(settings.sample_rate)
+    with ffmpeg.atomic_output(master) as master_tmp, ffmpeg.atomic_output(web) as web_tmp, \
+            ffmpeg.atomic_output(stem or master + ".nostem") as stem_tmp:
+        args = ["-loglevel", "info", *sources.inputs, "-filter_complex", graph,
+                "-map", "[out]", "-ar", sr, "-c:a", "pcm_s24le", "-rf64", "auto", "-f", "wav", master_tmp,
+                "-map", "[probed]", "-f", "null", "-"]
+        if stem is not None:
+            args += ["-map", "[stem]", "-ar", sr, "-c:a", "pcm_s24le", "-rf64", "auto", "-f", "wav", stem_tmp,
+                     "-map", "[stemprobed]", "-f", "null", "-"]
         args += ["-map", "[web]", "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1"]
-        with ffmpeg.atomic_output(web) as web_tmp:
-            encoder = ["-loglevel", "error", *ffmpeg.streaming_input(sr, ffmpeg.audio_info(src).channels),
-                       *_web_codec(settings), web_tmp]
-            stderr = ffmpeg.run_piped(args, encoder)
-    return parse_ebur128_summary(stderr)
+        encoder = ["-loglevel", "error", *ffmpeg.streaming_input(settings.sample_rate, sources.channels),
+                   *_web_codec(settings), web_tmp]
+        stderr = ffmpeg.run_piped(args, encoder)
+        if stem is None:
+            open(stem_tmp, "wb").close()  # nothing to keep: removed below, never renamed over anything
+    if stem is None:
+        os.remove(master + ".nostem")
+    return parse_ebur128_summary(stderr, "master"), (parse_ebur128_summary(stderr, "stem") if stem else None)
 
 
 def _needs_limiter(peak_db: float | None, gain_db: float, settings: MixSettings) -> bool:
     """Predicted (true) peak after gain would come within headroom of the ceiling."""
     if peak_db is None:
         return False
-    return peak_db + gain_db > settings.true_peak_dbtp - LIMITER_HEADROOM_DB
+    return peak_db + INTERSAMPLE_MARGIN_DB + gain_db > settings.true_peak_dbtp - LIMITER_HEADROOM_DB
 
 
-
-def _over_ceiling(measured: Loudness, settings: MixSettings) -> bool:
-    return measured.true_peak_dbtp is not None and measured.true_peak_dbtp > settings.true_peak_dbtp
+def _over_ceiling(measured: Loudness | None, settings: MixSettings) -> bool:
+    peak = measured.true_peak_dbtp if measured is not None else None
+    return peak is not None and peak > settings.true_peak_dbtp
 
 
 def mix(
@@ -169,17 +218,9 @@ def mix(
 ) -> MixResult:
     """Duck the background under the dub, sum, normalise to target LUFS under the true-peak ceiling.
 
-    Writes a PCM_24 WAV master (background's duration and channel count; a
-    mono voice is put in every channel), a web copy (mp3/opus) and the voice
-    stem at the master's gain (so stem + ducked background = master). Without
-    a background the voice alone is normalised and master == stem. All
-    figures in the result are measured on the samples written to the files.
-
-    The master, the web copy and the master's measurement come from one
-    streamed pass (the stem's pass runs alongside it). The limiter first runs
-    at `LIMITER_OVERSAMPLE`x; only if the measured true peak is still over the
-    ceiling, or the loudness misses the target by more than
-    `LOUDNESS_TOLERANCE_LU`, is the pass repeated (4x limiter, corrected gain).
+    Writes a PCM_24 WAV master (background's duration and channel count; a mono voice is put in every
+    channel), a web copy (mp3/opus) and the voice stem at the master's gain (so stem + ducked background
+    = master). Without a background the voice alone is normalised and master == stem.
     """
     settings = settings or MixSettings()
     sr = settings.sample_rate
@@ -187,102 +228,75 @@ def mix(
     notes: list[str] = []
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".mix-") as work_dir:
         voice = wavfiles.at_rate(voice_path, sr, work_dir, "voice")
-        voice_info = ffmpeg.audio_info(voice)
-        voice_peak: float | None = None
-        if background_path is None:
-            source, frames, channels = voice, voice_info.frames, voice_info.channels
-            measured = measure_loudness(voice)
-            peak_estimate = measured.true_peak_dbtp
-        else:
+        envelope = None
+        background = None
+        if background_path is not None:
             background = wavfiles.at_rate(background_path, sr, work_dir, "background")
-            bg_info = ffmpeg.audio_info(background)
-            frames, channels = bg_info.frames, bg_info.channels
-            if voice_info.frames != frames:
-                notes.append(f"voice has {voice_info.frames} frames, background {frames}; voice padded/cut")
-            source = os.path.join(work_dir, "premix.wav")
-            measured, voice_peak, mix_peak = premix(voice, background, source, frames, channels, settings)
-            # Only the sample peak is known here; true peaks can sit a little above it.
-            peak_estimate = _db(mix_peak) + INTERSAMPLE_MARGIN_DB if mix_peak > 0 else None
+            envelope = os.path.join(work_dir, "duck.f32")
+            write_envelope(voice, ffmpeg.audio_info(background).frames, settings, envelope)
+            if ffmpeg.audio_info(voice).frames != ffmpeg.audio_info(background).frames:
+                notes.append("voice and background differ in length; voice padded/cut to the background")
+        sources = _sources(voice, background, envelope, settings)
+        measured, voice_measured = _measure(sources)
+        result = _normalise(sources, measured, voice_measured, settings, out_master_wav, out_web,
+                            out_stem if sources.with_background else None, notes)
+    if not sources.with_background:
+        shutil.copyfile(out_master_wav, out_stem)
+    return result
 
-        if measured.integrated_lufs is None:  # silence: nothing to aim at, copy through
-            gain_db, oversample = 0.0, 0
+
+def _normalise(sources: _Graph, measured: Loudness, voice: Loudness, settings: MixSettings, master: str, web: str,
+               stem: str | None, notes: list[str]) -> MixResult:
+    """Render at the gain that reaches the target; render again while the measured output misses."""
+    if measured.integrated_lufs is None:  # silence: nothing to aim at, copy through
+        gain_db, oversample = 0.0, 0
+    else:
+        gain_db = settings.target_lufs - measured.integrated_lufs
+        oversample = LIMITER_OVERSAMPLE if _needs_limiter(measured.true_peak_dbtp, gain_db, settings) else 0
+    corrections, stem_floor = 0, 0
+    previous: tuple[float, float] | None = None  # (gain, achieved loudness) of the last loudness miss
+    while True:
+        stem_os = max(stem_floor, LIMITER_OVERSAMPLE if _needs_limiter(voice.true_peak_dbtp, gain_db, settings)
+                      else 0) if stem is not None else 0
+        final, stem_figures = _render(sources, gain_db, oversample, stem_os, settings, master, web, stem)
+        master_over, stem_over = _over_ceiling(final, settings), _over_ceiling(stem_figures, settings)
+        achieved = final.integrated_lufs
+        miss = 0.0 if achieved is None or measured.integrated_lufs is None else settings.target_lufs - achieved
+        if not (master_over or stem_over or abs(miss) > LOUDNESS_TOLERANCE_LU) or corrections >= MAX_CORRECTIONS:
+            break
+        corrections += 1
+        if master_over or stem_over:
+            notes.append(f"true peak over ceiling (master {final.true_peak_dbtp} dBTP at {oversample}x limiting, "
+                         f"stem {stem_figures.true_peak_dbtp if stem_figures else None} dBTP at {stem_os}x)")
+            exhausted = (master_over and oversample >= FALLBACK_OVERSAMPLE) or (
+                stem_over and stem_os >= FALLBACK_OVERSAMPLE)
+            if master_over:
+                oversample = FALLBACK_OVERSAMPLE
+            if stem_over:
+                stem_floor = FALLBACK_OVERSAMPLE
+            if exhausted:  # even the 4x limiter overshot: pull the whole mix down
+                peaks = [p for p in (final.true_peak_dbtp, stem_figures.true_peak_dbtp if stem_figures else None)
+                         if p is not None]
+                gain_db -= max(peaks) - settings.true_peak_dbtp + 0.1
+                notes.append("gain reduced")
         else:
-            gain_db = settings.target_lufs - measured.integrated_lufs
-            oversample = LIMITER_OVERSAMPLE if _needs_limiter(peak_estimate, gain_db, settings) else 0
-        corrections, stem_floor = 0, 0
-        previous: tuple[float, float] | None = None  # (gain, achieved loudness) of the last loudness miss
-        master_key: tuple[float, int] | None = None
-        stem_key: tuple[float, int] | None = None
-        final = stem = Loudness(None, None, 0.0)
-        while True:
-            stem_os = 0
-            if voice_peak is not None:
-                voice_hot = _needs_limiter(_db(voice_peak) + INTERSAMPLE_MARGIN_DB, gain_db, settings)
-                stem_os = max(stem_floor, LIMITER_OVERSAMPLE if oversample or voice_hot else 0)
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                stem_job = None
-                if voice_peak is not None and stem_key != (gain_db, stem_os):
-                    stem_job = pool.submit(_render, voice, out_stem, gain_db, stem_os, frames, settings)
-                if master_key != (gain_db, oversample):
-                    final = _render(source, out_master_wav, gain_db, oversample, frames, settings, web=out_web)
-                    master_key = (gain_db, oversample)
-                if stem_job is not None:
-                    stem, stem_key = stem_job.result(), (gain_db, stem_os)
-            master_over = _over_ceiling(final, settings)
-            stem_over = voice_peak is not None and _over_ceiling(stem, settings)
-            achieved = final.integrated_lufs
-            miss = 0.0 if achieved is None or measured.integrated_lufs is None else settings.target_lufs - achieved
-            if not (master_over or stem_over or abs(miss) > LOUDNESS_TOLERANCE_LU) or corrections >= MAX_CORRECTIONS:
-                break
-            corrections += 1
-            if master_over or stem_over:
-                notes.append(
-                    f"true peak over ceiling (master {final.true_peak_dbtp} dBTP at {oversample}x limiting, "
-                    f"stem {stem.true_peak_dbtp} dBTP at {stem_os}x)"
-                )
-                exhausted = (master_over and oversample >= FALLBACK_OVERSAMPLE) or (
-                    stem_over and stem_os >= FALLBACK_OVERSAMPLE
-                )
-                if master_over:
-                    oversample = FALLBACK_OVERSAMPLE
-                if stem_over:
-                    stem_floor = FALLBACK_OVERSAMPLE
-                if exhausted:  # even the 4x limiter overshot: pull the whole mix down
-                    worst = max(p for p in (final.true_peak_dbtp, stem.true_peak_dbtp) if p is not None)
-                    gain_db -= worst - settings.true_peak_dbtp + 0.1
-                    notes.append("gain reduced")
-            else:
-                assert achieved is not None
-                # Under a limiter 1 dB of gain buys less than 1 LU: follow the measured slope (secant step).
-                slope = 1.0
-                if previous is not None and abs(gain_db - previous[0]) > 1e-3:
-                    slope = min(1.0, max(0.25, (achieved - previous[1]) / (gain_db - previous[0])))
-                previous = (gain_db, achieved)
-                gain_db += miss / slope
-                if not oversample and _needs_limiter(peak_estimate, gain_db, settings):
-                    oversample = LIMITER_OVERSAMPLE
-        if voice_peak is None:
-            shutil.copyfile(out_master_wav, out_stem)
-            stem = final
-    limited = oversample > 0
-    if limited:
+            assert achieved is not None
+            # Under a limiter 1 dB of gain buys less than 1 LU: follow the measured slope (secant step).
+            slope = 1.0
+            if previous is not None and abs(gain_db - previous[0]) > 1e-3:
+                slope = min(1.0, max(0.25, (achieved - previous[1]) / (gain_db - previous[0])))
+            previous = (gain_db, achieved)
+            gain_db += miss / slope
+            if not oversample and _needs_limiter(measured.true_peak_dbtp, gain_db, settings):
+                oversample = LIMITER_OVERSAMPLE
+    if oversample:
         notes.append("true-peak limiter applied")
+    stem_figures = stem_figures if stem is not None else final
     return MixResult(
-        duration=frames / sr,
-        frames=frames,
-        sample_rate=sr,
-        channels=channels,
-        integrated_lufs=final.integrated_lufs,
-        true_peak_dbtp=final.true_peak_dbtp,
-        lra=final.lra,
-        gain_db=gain_db,
-        limited=limited,
-        premix_integrated_lufs=measured.integrated_lufs,
-        stem_integrated_lufs=stem.integrated_lufs,
-        stem_true_peak_dbtp=stem.true_peak_dbtp,
-        master_path=out_master_wav,
-        web_path=out_web,
-        stem_path=out_stem,
-        corrections=corrections,
-        notes=tuple(notes),
+        duration=sources.frames / settings.sample_rate, frames=sources.frames, sample_rate=settings.sample_rate,
+        channels=sources.channels, integrated_lufs=final.integrated_lufs, true_peak_dbtp=final.true_peak_dbtp,
+        lra=final.lra, gain_db=gain_db, limited=oversample > 0, premix_integrated_lufs=measured.integrated_lufs,
+        stem_integrated_lufs=stem_figures.integrated_lufs if stem_figures else None,
+        stem_true_peak_dbtp=stem_figures.true_peak_dbtp if stem_figures else None,
+        master_path=master, web_path=web, stem_path=stem or master, corrections=corrections, notes=tuple(notes),
     )

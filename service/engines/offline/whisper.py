@@ -121,7 +121,7 @@ def _run_model(model: Any, audio: Any, lang: str | None) -> tuple[tuple[Segment,
         audio,
         language=lang,
         task="transcribe",
-        beam_size=5,  # 1 beam is 1.5-2x faster but lost words on synthetic speech (bench/sync_quality: WER 5.5 % vs 4.1 %)
+        beam_size=5,  # 1 beam is 1.5-2x faster but lost words on synthetic speech (WER 5.5 % vs 4.1 %)
         word_timestamps=True,
         vad_filter=True,  # drops silence up front: no hallucinated text on quiet input
         vad_parameters={"min_silence_duration_ms": 500},
