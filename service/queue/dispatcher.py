@@ -36,10 +36,11 @@ class Dispatcher:
             await dispatches.dispatch_job(self.pool, job_id, self.queue.send)
         except QueueUnavailable as exc:
             log.warning("queue.enqueue_failed", job_id=str(job_id), error=exc.message)
-        except Exception as exc:
-            if not connection.is_outage(exc):
-                raise
-            log.warning("queue.enqueue_failed", job_id=str(job_id), error=type(exc).__name__)
+        except Exception as exc:  # the job exists: answering 500 now would only make the client make another
+            if connection.is_outage(exc):
+                log.warning("queue.enqueue_failed", job_id=str(job_id), error=type(exc).__name__)
+            else:
+                log.exception("queue.enqueue_failed", job_id=str(job_id))
 
     async def tasks(self, task_ids: list[UUID]) -> list[UUID]:
         """Messages for these tasks, if they are runnable now and have none."""

@@ -102,7 +102,8 @@ class DramatiqWorker:
         self.runner.draining = True
         self._slot_freed.set()
         self._sweep_soon.set()
-        await asyncio.wait(self._loops, timeout=5.0)
+        if self._loops:
+            await asyncio.wait(self._loops, timeout=5.0)
         running = [runner for _, runner in self._running.values()]
         if running:
             log.info("worker.draining", tasks=len(running), seconds=seconds)
