@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import statistics
 import tempfile
@@ -155,25 +156,42 @@ async def real_run(backend: str, workers: int, n_jobs: int, voice: Path, backgro
     return {"backend": backend, "workers": workers, "jobs": n_jobs, "statuses": statuses,
             "seconds": round(seconds, 2), "jobs_per_min": round(n_jobs / seconds * 60, 2),
             "job_seconds_p50": round(median([r.wall_seconds for r in runs]), 2),
-            "events_per_job": round(events_per_job, 1), "artifact_mib_per_job": round(artifact_bytes / 2**20, 2)}
+            "events_per_job": round(events_per_job, 1), "artifact_mib_per_job": round(artifact_bytes / 2**20, 2),
+            "input_mib_per_job": round((voice.stat().st_size + background.stat().st_size) / 2**20, 2)}
 
 
 # -- 4: capacities -----------------------------------------------------------------------------------------
-async def redis_cycles(n: int) -> float:
-    """enqueue + fetch + ack through Dramatiq's broker, one client, as a worker and the API do them."""
+async def redis_cycles(n: int, clients: int = 8) -> float:
+    """enqueue + fetch + ack through Dramatiq's broker as the API and workers do them, `clients` at once (each its
+    own connection and threads); a lower bound of the server's rate, since this one Python process is the limit."""
     namespace = new_namespace()
-    queue = RedisQueue(redis_url(), namespace)
+    queues = [RedisQueue(redis_url(), namespace) for _ in range(clients)]
+
+    async def one(queue: RedisQueue, count: int) -> None:
+        ids = [(uuid.uuid4(), uuid.uuid4()) for _ in range(count)]
+        for i in range(0, count, 10):
+            await queue.send(ids[i:i + 10])
+        for _ in range(count):
+            delivery = await queue.receive()
+            if delivery is not None:
+                await queue.ack(delivery)
+
     try:
-        ids = [(uuid.uuid4(), uuid.uuid4()) for _ in range(n)]
         started = time.perf_counter()
-        for i in range(0, n, 50):
-            await queue.send(ids[i:i + 50])
-        while (delivery := await queue.receive()) is not None:
-            await queue.ack(delivery)
-        return n / (time.perf_counter() - started)
+        await asyncio.gather(*(one(queue, n // clients) for queue in queues))
+        return n // clients * clients / (time.perf_counter() - started)
     finally:
-        queue.close()
+        for queue in queues:
+            queue.close()
         clear_namespace(redis_url(), namespace)
+
+
+def claim_benchmark_transitions() -> float:
+    """bench/claim_throughput.py's best committed transitions/s on this machine, if it was run."""
+    path = Path(__file__).parent / "results" / "claim_throughput.json"
+    with contextlib.suppress(OSError, KeyError, ValueError):
+        return float(json.loads(path.read_text())["summary"]["ours_best_transitions_per_s"])
+    return 0.0
 
 
 def disk_write_mib_s(folder: Path, mib: int = 256) -> float:
@@ -200,11 +218,11 @@ def machines_model(noop: list[dict[str, Any]], real: list[dict[str, Any]], redis
     artifacts written."""
     best = max((r for r in real if r["backend"] == "dramatiq"), key=lambda r: r["jobs_per_min"])
     jobs_per_s = best["jobs_per_min"] / 60
-    pg_capacity = max(r["transitions_per_s"] for r in noop)
+    pg_capacity = max([r["transitions_per_s"] for r in noop] + [claim_benchmark_transitions()])
     pg_per_job = best["events_per_job"] + 2 + (1 / poll_interval) / max(jobs_per_s, 1e-9)
     redis_per_job = 3
     redis_idle_per_machine = 10
-    storage_mib_per_job = best["artifact_mib_per_job"] + 4.0  # + inputs read (a 20 s voice and a stereo bed)
+    storage_mib_per_job = best["artifact_mib_per_job"] + best["input_mib_per_job"]  # written + read
     per_machine = {"jobs_per_s": round(jobs_per_s, 3),
                    "postgres_commits_per_s": round(jobs_per_s * pg_per_job, 2),
                    "redis_ops_per_s": round(jobs_per_s * redis_per_job + redis_idle_per_machine, 2),
@@ -212,7 +230,12 @@ def machines_model(noop: list[dict[str, Any]], real: list[dict[str, Any]], redis
     limits = {"postgres": pg_capacity / per_machine["postgres_commits_per_s"],
               "redis": redis_per_s / per_machine["redis_ops_per_s"],
               "storage_local_disk": disk_mib_s / per_machine["storage_mib_per_s"]}
-    return {"per_machine": per_machine,
+    return {"per_machine": per_machine, "per_job": {"postgres_commits": round(pg_per_job, 1),
+                                                     "redis_ops": redis_per_job,
+                                                     "storage_mib": round(storage_mib_per_job, 2)},
+            "capacity_source": "PostgreSQL: the best committed transitions/s seen here or in claim_throughput.json "
+                               "(a lower bound: neither saturates the server); Redis: enqueue+fetch+ack cycles/s "
+                               "from 8 clients in one Python process (a lower bound); disk: one 256 MiB fsynced write",
             "capacity": {"postgres_transitions_per_s": pg_capacity, "redis_cycles_per_s": round(redis_per_s),
                          "disk_write_mib_per_s": round(disk_mib_s, 1)},
             "machines_to_saturate": {k: int(v) for k, v in limits.items()},

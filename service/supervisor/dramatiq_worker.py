@@ -14,7 +14,8 @@ it sends a message for every task that needs one: lease ran out (its worker died
 handed back, lost with a restarted Redis. Every worker sweeps; SKIP LOCKED keeps them from sending twice.
 
 Fan-out: a worker that already runs a task of the same job passes a new one over once (back on the
-queue, a short pause) when nothing else waits, so an idle worker elsewhere takes it.
+queue, a short pause) when nothing else waits, so an idle worker elsewhere takes it. An idle worker polls
+Redis at most every IDLE_POLL_SECONDS, and at once when the NOTIFY that creating a job sends anyway arrives.
 
 SIGTERM drains as the supervisor does: no more fetching, running stages get SHUTDOWN_DRAIN_SECONDS, the
 rest is handed back and sent to the queue again at once.
@@ -171,11 +172,22 @@ class DramatiqWorker:
             self._healthy["consumer"] = True
             backoff = 0.2
             if delivery is None:
-                misses += 1
-                await asyncio.sleep(min(0.005 * 2 ** min(misses, 8), IDLE_POLL_SECONDS) * random.uniform(0.5, 1.0))
+                misses = 0 if await self._idle(misses) else misses + 1
                 continue
             misses = 0
             await self._take(delivery)
+
+    async def _idle(self, misses: int) -> bool:
+        """Wait before the next look at the queue, backing off to IDLE_POLL_SECONDS; True when woken early by
+        the NOTIFY that creating a job sends anyway (its messages follow within milliseconds)."""
+        ready = self.listener.tasks_ready
+        delay = min(0.005 * 2 ** min(misses, 8), IDLE_POLL_SECONDS) * random.uniform(0.5, 1.0)
+        try:
+            await asyncio.wait_for(ready.wait(), delay)
+        except TimeoutError:
+            return False
+        ready.clear()
+        return True
 
     async def _take(self, delivery: Delivery) -> None:
         if self.draining:
