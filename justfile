@@ -41,9 +41,9 @@ python-env:
         rm -f {{venv}}/.installed-*; touch "$stamp"
     fi
 
-# Run the API and the supervisor (embedded database and storage unless configured otherwise).
-serve: setup
-    {{venv}}/bin/dubbing serve
+# Run the API and the supervisor (embedded database and storage unless configured otherwise): just serve [--role api|worker]
+serve *args: setup
+    {{venv}}/bin/dubbing serve {{args}}
 
 # Apply pending SQL migrations.
 migrate: setup
@@ -63,9 +63,24 @@ lint: python-env
     {{venv}}/bin/mypy service
     {{py}} scripts/check_sql_placement.py
 
-# Everything CI checks: lint, types, and the test suite on real PostgreSQL and real engines.
-test *args: setup lint
+# Everything CI checks: lint, types, and the test suite on real PostgreSQL, Redis and engines.
+test *args: setup lint redis
     {{py}} -m pytest -q {{args}}
+
+# A Redis on 127.0.0.1:6379 for QUEUE_BACKEND=dramatiq (and its tests): started, without persistence, when none answers.
+redis:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v redis-server >/dev/null; then  # the tests also start servers of their own
+        sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+        $sudo_cmd apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+    fi
+    if [ -n "${REDIS_URL:-}" ]; then exit 0; fi
+    if redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then exit 0; fi
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+    for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG && exit 0; sleep 0.1; done
+    echo "redis-server did not answer on 127.0.0.1:6379" >&2; exit 1
 
 # The benchmarks (figures printed and saved under bench/results/): just bench [--quick]
 bench *args: setup

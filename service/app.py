@@ -19,7 +19,6 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from service import scratch
-from service.api import routes as api_routes
 from service.api.auth import JwksCache, TokenVerifier
 from service.api.cors import CorsMiddleware
 from service.api.middleware import RequestContext
@@ -32,10 +31,10 @@ from service.engines.selection import choose_engines, open_clients
 from service.errors import ApiError, handle_api_error, handle_unexpected
 from service.pipeline.context import StageFn
 from service.providers.http import ProviderClient, RetryPolicy
+from service.queue import backends, roles
 from service.settings import Settings
 from service.storage.factory import open_storage
 from service.supervisor import cpu_pool
-from service.supervisor.supervisor import Supervisor
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +59,7 @@ async def load_engines(settings: Settings, executor: Executor, factory: Callable
         return None
     log.info("engines.selected", **describe(engines))
     model_dir = getattr(engines.transcriber, "model_dir", None)
-    if model_dir is None:
+    if model_dir is None or not roles.runs_stages(settings):  # an API process never transcribes
         return engines
     # Load the Whisper model into every worker in the background: start-up does not wait for it.
     warming = asyncio.create_task(cpu_pool.warm(executor, settings.cpu_workers, [partial(warm, model_dir)]))
@@ -161,25 +160,28 @@ def create_app(
                 state.engines = await load_engines(settings, state.executor, factory)
                 if state.engines is not None and app.state.language_check is None:
                     app.state.language_check = capabilities.language_check(state.engines)
+            # QUEUE_BACKEND: what `POST /v1/jobs` sets in motion, and what runs stages here (not in --role api).
+            state.queue = await stack.enter_async_context(backends.open_dispatch(settings, state.db))
             state.supervisor = None
-            if run_supervisor:
-                state.supervisor = Supervisor(
+            if run_supervisor and roles.runs_stages(settings):
+                state.supervisor = backends.stage_runner(
                     settings, state.db, state.listener,
                     default_registry() if registry is None else registry,
-                    state.storage, state.executor, state.engines,
+                    state.storage, state.executor, state.engines, state.queue,
                 )
                 await state.supervisor.start()
                 stack.push_async_callback(stop_supervisor, state)
             state.drain_task = None
             loop = asyncio.get_running_loop()
             state.request_drain = lambda: loop.call_soon_threadsafe(begin_drain, state, settings)
-            log.info("service.started", embedded_db=location.embedded, url=settings.public_base_url)
+            log.info("service.started", embedded_db=location.embedded, url=settings.public_base_url,
+                     role=settings.role, queue_backend=settings.queue_backend)
             # What start-up allocated lives for the whole process: keep it out of every GC pass.
             gc.freeze()
             yield
 
     app = Starlette(
-        routes=api_routes.table(settings),
+        routes=roles.routes(settings),
         lifespan=lifespan,
         exception_handlers={ApiError: handle_api_error, HTTPException: handle_http_exception,
                             Exception: handle_unexpected},

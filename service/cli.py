@@ -15,9 +15,13 @@ def _serve(settings: Settings) -> int:
 
     from service.app import create_app
     from service.logs import configure
+    from service.queue import roles
     from service.server import DrainingServer
 
     configure(settings.log_format, settings.log_level)
+    if problem := roles.problem(settings):
+        print(f"dubbing serve: {problem}", file=sys.stderr)
+        return 2
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on",
                             timeout_graceful_shutdown=int(settings.shutdown_drain_seconds) + 5)
@@ -55,7 +59,10 @@ async def _retention(settings: Settings) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dubbing", description="Automatic dubbing backend")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the API and the supervisor")
+    serve = sub.add_parser("serve", help="run the API and the supervisor")
+    serve.add_argument("--role", choices=["all", "api", "worker"], default="all",
+                       help="all: API and stages in one process; api: HTTP and progress streams only; "
+                            "worker: stages only (HTTP: /healthz, /readyz)")
     sub.add_parser("migrate", help="apply pending SQL migrations")
     sub.add_parser("demo", help="dub a sample or your file through the API", add_help=False)
     sub.add_parser("doctor", help="show the engine each stage uses and check each configured provider")
@@ -72,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
 
     if args.command == "serve":
-        return _serve(settings)
+        return _serve(settings.with_overrides(role=args.role))
     if args.command == "migrate":
         applied = asyncio.run(_migrate(settings))
         print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))

@@ -104,6 +104,12 @@ class Settings:
     deepgram_tts_concurrency: int = 10
     openai_concurrency: int = 8
 
+    # Scale-out (service/queue/): what this process does, and how work reaches the processes that run stages.
+    role: str = "all"  # all | api | worker (`dubbing serve --role`)
+    queue_backend: str = "postgres"  # postgres (the in-process supervisor) | dramatiq (Redis)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_namespace: str = "dramatiq"  # key prefix, so deployments can share one Redis
+
     @property
     def storage_dir(self) -> Path:
         return self.data_dir / "storage"
@@ -190,6 +196,9 @@ class Settings:
             deepgram_stt_concurrency=_int(env, "DEEPGRAM_STT_CONCURRENCY", 20),
             deepgram_tts_concurrency=_int(env, "DEEPGRAM_TTS_CONCURRENCY", 10),
             openai_concurrency=_int(env, "OPENAI_CONCURRENCY", 8),
+            queue_backend=env.get("QUEUE_BACKEND") or "postgres",
+            redis_url=env.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+            redis_namespace=env.get("REDIS_NAMESPACE") or "dramatiq",
         )
 
 

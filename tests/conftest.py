@@ -17,6 +17,7 @@ import pytest
 from service.db.connection import start_embedded
 from service.settings import Settings
 from tests.support import create_template, fresh_database, make_settings
+from tests.support.redis import BACKENDS, clear_namespace, new_namespace, reachable, redis_url, settings_for_backend
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "dubbing-numba-cache"))
 
@@ -47,3 +48,34 @@ async def database_url(admin_url: str, template_db: str) -> AsyncIterator[str]:
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return make_settings(tmp_path, database_url)
+
+
+@pytest.fixture(scope="session")
+def redis_available() -> str:
+    """The machine's Redis (`REDIS_URL`); CI must have one (.ci/run starts it), elsewhere its tests skip."""
+    url = redis_url()
+    if not reachable(url):
+        if os.environ.get("CI"):
+            pytest.fail(f"Redis does not answer at {url}: .ci/run should have started it")
+        pytest.skip(f"Redis does not answer at {url} (`just test` starts one; or set REDIS_URL)")
+    return url
+
+
+@pytest.fixture
+def redis_namespace(redis_available: str) -> Iterator[str]:
+    """A key namespace of this test's own on the shared Redis, deleted afterwards."""
+    namespace = new_namespace()
+    yield namespace
+    clear_namespace(redis_available, namespace)
+
+
+@pytest.fixture(params=BACKENDS)
+def queue_backend(request: pytest.FixtureRequest) -> str:
+    """Run the test once per QUEUE_BACKEND."""
+    return str(request.param)
+
+
+@pytest.fixture
+def backend_settings(settings: Settings, queue_backend: str, request: pytest.FixtureRequest) -> Settings:
+    """`settings` for `queue_backend`, with a Redis namespace of the test's own for dramatiq."""
+    return settings_for_backend(settings, queue_backend, request)

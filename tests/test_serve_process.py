@@ -1,5 +1,6 @@
 """`dubbing serve` as the README starts it, in its own process on its default event loop (uvloop),
-dubbing a file offline through HTTP as a browser would: signed uploads, the job, the progress stream."""
+dubbing a file offline through HTTP as a browser would: signed uploads, the job, the progress stream;
+once per QUEUE_BACKEND."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from pathlib import Path
 import soundfile
 
 from service.sample import make_sample
+from service.settings import Settings
 from tests.support import read_events, served
+from tests.support.redis import backend_env
 
 
-async def test_served_process_dubs_a_file_offline(tmp_path: Path, database_url: str) -> None:
+async def test_served_process_dubs_a_file_offline(tmp_path: Path, database_url: str,
+                                                  backend_settings: Settings) -> None:
     assert importlib.util.find_spec("uvloop") is not None, "uvicorn[standard] brings uvloop: serve runs on it"
     sample = make_sample(tmp_path / "sample")
-    async with served(tmp_path / "data", database_url) as svc:
+    async with served(tmp_path / "data", database_url, **backend_env(backend_settings)) as svc:
         voice = await svc.upload("uma", sample.voice, "voice")
         background = await svc.upload("uma", sample.background, "background")
         created = await svc.client.post("/v1/jobs", headers=svc.auth("uma"), json={

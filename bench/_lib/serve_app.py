@@ -2,6 +2,7 @@
 
     python -m bench._lib.serve_app service   # create_app(Settings.from_env(), registry={}) under uvicorn.run
     python -m bench._lib.serve_app bare      # a bare Starlette app: POST /v1/uploads returns a small JSON
+    python -m bench._lib.serve_app noop worker   # every stage a no-op, as `dubbing serve --role worker` (or all/api)
     (or by path: python bench/_lib/serve_app.py service)
 
 Both run exactly as `service.cli._serve` runs the service (uvicorn.run, lifespan on, log_level warning,
@@ -31,6 +32,17 @@ async def bare_upload(request: Request) -> Response:
     return JSONResponse({"ok": True}, status_code=201)
 
 
+async def _noop(_ctx: object) -> None:
+    return None
+
+
+def noop_registry() -> dict[str, object]:
+    """Every work stage does nothing: what is left is the queue, the claims and the transitions."""
+    from service.domain import WORK_STAGES
+
+    return dict.fromkeys(WORK_STAGES, _noop)
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -47,12 +59,15 @@ def main(argv: list[str]) -> int:
     from service.logs import configure
     from service.settings import Settings
 
-    if len(argv) != 1 or argv[0] not in ("service", "bare"):
+    if len(argv) not in (1, 2) or argv[0] not in ("service", "bare", "noop"):
         print(__doc__, file=sys.stderr)
         return 2
-    settings = Settings.from_env()
+    settings = Settings.from_env().with_overrides(role=argv[1] if len(argv) == 2 else "all")
     configure(settings.log_format, settings.log_level)
-    app = create_app(settings, registry={}) if argv[0] == "service" else bare_app()
+    if argv[0] == "bare":
+        app = bare_app()
+    else:
+        app = create_app(settings, registry=noop_registry() if argv[0] == "noop" else {})
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on")
     return 0
 

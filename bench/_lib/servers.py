@@ -27,7 +27,7 @@ from tests.support import dubbing_command, free_port
 from . import ROOT
 
 JWT_SECRET = "bench-secret-" + "x" * 40
-APPS = ("dubbing", "service", "bare")
+APPS = ("dubbing", "service", "bare", "noop")
 
 
 def token(user: str, ttl_seconds: int = 3600) -> str:
@@ -64,16 +64,16 @@ def add_app_option(parser: argparse.ArgumentParser) -> None:
                         help="service: bench/_lib/serve_app.py (no engines); dubbing: the `dubbing serve` command")
 
 
-def _argv(app: str) -> list[str]:
+def _argv(app: str, role: str = "all") -> list[str]:
     if app == "dubbing":
-        return [dubbing_command(), "serve"]
+        return [dubbing_command(), "serve", "--role", role]
     if app in APPS:
-        return [sys.executable, "-m", "bench._lib.serve_app", app]
+        return [sys.executable, "-m", "bench._lib.serve_app", app, role]
     raise ValueError(f"unknown app {app!r}: one of {APPS}")
 
 
 @contextlib.asynccontextmanager
-async def serving(app: str, database_url: str, data_dir: Path, timeout: float = 120.0,
+async def serving(app: str, database_url: str, data_dir: Path, timeout: float = 120.0, role: str = "all",
                   **env: str) -> AsyncIterator[Server]:
     """Start `app` (warning-level JSON logs, one CPU worker unless `env` says otherwise) on a free port, wait
     until it is ready (`/readyz`; `/healthz` for the bare app), stop it on exit (SIGTERM, SIGKILL if it lingers)."""
@@ -82,9 +82,9 @@ async def serving(app: str, database_url: str, data_dir: Path, timeout: float = 
                 "SUPABASE_JWT_SECRET": JWT_SECRET, "HOST": "127.0.0.1", "PORT": str(port),
                 "LOG_LEVEL": "warning", "LOG_FORMAT": "json", "CPU_WORKERS": "1", **env}
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / f"{app}-server.log"
+    log_path = data_dir / (f"{app}-server.log" if role == "all" else f"{app}-{role}-{port}.log")
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(_argv(app), env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(_argv(app, role), env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     server = Server(app, port, proc, log_path)
     ready_path = "/healthz" if app == "bare" else "/readyz"
     try:

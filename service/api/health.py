@@ -17,6 +17,8 @@ async def readyz(request: Request) -> Response:
     checks: dict[str, bool] = {"database": False, "migrations": False, "supervisor": False, "listener": False}
     checks["database"], checks["migrations"] = await migrations.database_state(state.pool)
     checks["supervisor"] = bool(state.supervisor and state.supervisor.running)
+    if state.settings.role == "api":  # never runs stages: nothing to supervise
+        del checks["supervisor"]
     checks["listener"] = state.listener.connected.is_set()
     ready = all(checks.values())
     return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks},

@@ -115,6 +115,8 @@ async def create_job(request: Request) -> Response:
         job_id, created = await jobs.create(pool, new_job)
     except IdempotencyConflict as exc:
         raise ApiError(409, exc.code, exc.message) from exc
+    if created:  # committed: QUEUE_BACKEND=dramatiq sends its tasks' messages now
+        await request.app.state.queue.job_created(job_id)
     return respond(await jobs.representation(pool, user.id, job_id), Job, status_code=201 if created else 200)
 
 

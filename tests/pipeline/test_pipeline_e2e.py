@@ -69,8 +69,9 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return make_sample(tmp_path_factory.mktemp("sample"))
 
 
-async def test_english_to_spanish_and_catalan_with_background(settings: Settings, sample: Any,
+async def test_english_to_spanish_and_catalan_with_background(backend_settings: Settings, sample: Any,
                                                               tmp_path: Path) -> None:
+    settings = backend_settings  # once per QUEUE_BACKEND
     async with running_service(settings.with_overrides(cpu_workers=2, max_concurrent_tasks=2),
                                pipeline=True) as svc:
         voice = await upload_file(svc, "ana", sample.voice, "voice")
@@ -218,8 +219,9 @@ async def test_an_engine_crash_fails_one_language_and_the_others_go_on(settings:
             assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == job["inputs"]["voice"]["sha256"]
 
 
-async def test_speech_is_transcribed_once_per_job(settings: Settings, sample: Any) -> None:
-    """Two languages claimed by one process: the recogniser runs once and both tasks reuse it."""
+async def test_speech_is_transcribed_once_per_job(backend_settings: Settings, sample: Any) -> None:
+    """Two languages claimed by one process: the recogniser runs once and both tasks reuse it (either backend)."""
+    settings = backend_settings
     from service.engines.offline.apertium import ApertiumTranslator
     from service.engines.offline.espeak import EspeakSynthesizer
     from service.engines.offline.whisper import WhisperTranscriber

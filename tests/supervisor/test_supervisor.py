@@ -1,4 +1,5 @@
-"""The supervisor on real PostgreSQL, with stage functions defined here."""
+"""The supervisor on real PostgreSQL, with stage functions defined here; every test runs once per QUEUE_BACKEND
+(postgres: the SKIP LOCKED supervisor; dramatiq: workers fed by messages on a real Redis)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,20 @@ from service.db.listener import RESYNC, Listener
 from service.domain import WORK_STAGES
 from service.errors import StageError
 from service.pipeline.context import StageContext, StageFn
+from service.queue import backends
 from service.settings import Settings
 from service.storage.local import LocalStorage
+from service.supervisor.dramatiq_worker import DramatiqWorker
 from service.supervisor.supervisor import Supervisor
+from tests.support.redis import settings_for_backend
 
 SHA = "0" * 64
+Runner = Supervisor | DramatiqWorker
+
+
+@pytest.fixture
+def settings(settings: Settings, queue_backend: str, request: pytest.FixtureRequest) -> Settings:
+    return settings_for_backend(settings, queue_backend, request)
 
 
 async def new_job(pool: asyncpg.Pool, targets: list[str], owner: str = "u1") -> uuid.UUID:
@@ -70,6 +80,7 @@ class Harness:
         self.stack = stack
         self.storage = LocalStorage(settings.storage_dir, "dubbing", "http://x", settings.jwt_secret)
         self.executor = ThreadPoolExecutor(2)
+        self.dispatch: Any = None
 
     async def listener(self) -> Listener:
         listener = Listener(self.settings.database_url or "")
@@ -77,15 +88,27 @@ class Harness:
         self.stack.push_async_callback(listener.stop)
         return listener
 
-    async def supervisor(self, registry: dict[str, StageFn], **overrides: Any) -> Supervisor:
+    async def supervisor(self, registry: dict[str, StageFn], **overrides: Any) -> Runner:
+        """What `dubbing serve` runs for the settings' QUEUE_BACKEND: a Supervisor or a DramatiqWorker."""
         pool = await connection.create_pool(self.settings.database_url or "", max_size=4)
         self.stack.push_async_callback(pool.close)
-        supervisor = Supervisor(self.settings.with_overrides(**overrides), Database.on(pool), await self.listener(),
-                                registry,
-                                self.storage, self.executor)
+        settings = self.settings.with_overrides(**overrides)
+        db = Database.on(pool)
+        dispatch = await self.stack.enter_async_context(backends.open_dispatch(settings, db))
+        supervisor = backends.stage_runner(settings, db, await self.listener(), registry, self.storage, self.executor,
+                                           None, dispatch)
         await supervisor.start()
         self.stack.push_async_callback(supervisor.stop)
         return supervisor
+
+    async def new_job(self, targets: list[str], owner: str = "u1") -> uuid.UUID:
+        """A job as `POST /v1/jobs` makes it: committed, then (dramatiq) its messages sent."""
+        job_id = await new_job(self.pool, targets, owner)
+        if self.dispatch is None:
+            self.dispatch = await self.stack.enter_async_context(
+                backends.open_dispatch(self.settings, Database.on(self.pool)))
+        await self.dispatch.job_created(job_id)
+        return job_id
 
 
 @asynccontextmanager
@@ -108,7 +131,7 @@ def recording(calls: list[tuple[uuid.UUID, str, str]], stages: tuple[str, ...] =
 async def test_concurrent_claimers_run_each_task_exactly_once(settings: Settings) -> None:
     calls: list[tuple[uuid.UUID, str, str]] = []
     async with harness(settings) as h:
-        job_ids = [await new_job(h.pool, ["es", "fr", "de"]) for _ in range(20)]
+        job_ids = [await h.new_job(["es", "fr", "de"]) for _ in range(20)]
         supervisors = [await h.supervisor(recording(calls), max_concurrent_tasks=3, claim_batch_size=2)
                        for _ in range(4)]
         listener = await h.listener()
@@ -129,7 +152,7 @@ async def test_concurrent_claimers_run_each_task_exactly_once(settings: Settings
 async def test_expired_lease_is_reclaimed_and_resumes_at_the_unfinished_stage(settings: Settings) -> None:
     calls: list[tuple[uuid.UUID, str, str]] = []
     async with harness(settings) as h:
-        job_id = await new_job(h.pool, ["es"])
+        job_id = await h.new_job(["es"])
         # A process claims the task, finishes stt, starts translating... and dies (no heartbeat).
         [claimed] = await tasks.claim(h.pool, "dead-process", 1, lease_seconds=0.5)
         assert await tasks.enter_stage(Database.on(h.pool), claimed.id, "dead-process", "stt")
@@ -159,13 +182,13 @@ async def test_notify_wakes_the_supervisor_long_before_the_poll(settings: Settin
         # Let the supervisor go idle: its first claim finds nothing and it waits.
         await asyncio.wait_for(_idle(supervisor), 10)
         enqueued = time.perf_counter()
-        await new_job(h.pool, ["es"])
+        await h.new_job(["es"])
         latency = await asyncio.wait_for(started, 10) - enqueued
         print(f"LISTEN wake-up latency: {latency * 1000:.1f} ms")
         assert latency < 2.0  # the poll interval is 60 s: only the NOTIFY can explain this
 
 
-async def _idle(supervisor: Supervisor) -> None:
+async def _idle(supervisor: Runner) -> None:
     while not supervisor.running:
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.2)
@@ -177,7 +200,7 @@ async def test_a_failing_language_does_not_stop_the_others(settings: Settings) -
             raise StageError("voice_unavailable", "No voice for French")
 
     async with harness(settings) as h:
-        job_id = await new_job(h.pool, ["es", "fr"])
+        job_id = await h.new_job(["es", "fr"])
         await h.supervisor({**recording([]), "dubbing": dubbing})
         history = await wait_done(await h.listener(), h.pool, job_id)
         rows = {r["target_language"]: r for r in await h.pool.fetch(
@@ -198,7 +221,7 @@ async def test_crashes_are_retried_then_given_up(settings: Settings) -> None:
             raise RuntimeError("engine segfault")
 
     async with harness(settings) as h:
-        job_id = await new_job(h.pool, ["es", "de"])
+        job_id = await h.new_job(["es", "de"])
         await h.supervisor({**recording([]), "mixing": mixing}, max_attempts=3)
         await wait_done(await h.listener(), h.pool, job_id)
         rows = {r["target_language"]: r for r in await h.pool.fetch(
@@ -222,7 +245,7 @@ async def test_cancel_stops_a_running_stage(settings: Settings) -> None:
             raise
 
     async with harness(settings) as h:
-        job_id = await new_job(h.pool, ["es"], owner="u9")
+        job_id = await h.new_job(["es"], owner="u9")
         await h.supervisor({**recording([]), "translating": translating}, lease_seconds=0.6)
         await asyncio.wait_for(entered.wait(), 10)
         assert await jobs.cancel(h.pool, "u9", job_id)
@@ -238,17 +261,22 @@ async def test_recovers_when_its_database_connections_are_cut(settings: Settings
     calls: list[tuple[uuid.UUID, str, str]] = []
     async with harness(settings) as h:
         supervisor = await h.supervisor(recording(calls), poll_interval_seconds=0.5)
-        first = await new_job(h.pool, ["es"])
+        first = await h.new_job(["es"])
         await wait_done(supervisor.listener, h.pool, first)
         # Cut every other connection to this database: the listener's and the supervisor's pool.
         await h.pool.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()")
         await asyncio.wait_for(_reconnected(supervisor.listener), 15)
-        second = await new_job(h.pool, ["fr"])
+        second = await h.new_job(["fr"])
         history = await wait_done(supervisor.listener, h.pool, second)
         assert history[-1].data == {"status": "complete"}
-        assert supervisor.running
+        await asyncio.wait_for(_until_running(supervisor), 10)
+
+
+async def _until_running(supervisor: Runner) -> None:
+    while not supervisor.running:
+        await asyncio.sleep(0.05)
 
 
 async def _reconnected(listener: Listener) -> None:
@@ -267,7 +295,7 @@ async def test_heartbeat_keeps_a_long_stage_leased(settings: Settings, lease: fl
         await asyncio.sleep(lease * 4)
 
     async with harness(settings) as h:
-        job_id = await new_job(h.pool, ["es"])
+        job_id = await h.new_job(["es"])
         await h.supervisor({**recording(calls), "stt": slow}, lease_seconds=lease, poll_interval_seconds=0.1)
         await h.supervisor({**recording(calls), "stt": slow}, lease_seconds=lease, poll_interval_seconds=0.1)
         await wait_done(await h.listener(), h.pool, job_id)

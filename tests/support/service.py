@@ -169,8 +169,12 @@ class ServedProcess:
 
 
 @asynccontextmanager
-async def served(data_dir: Path, database_url: str | None, **env: str) -> AsyncIterator[ServedProcess]:
-    """Start `dubbing serve` with the given environment; wait until `/readyz` says ready."""
+async def served(data_dir: Path, database_url: str | None, role: str = "all", **env: str
+                 ) -> AsyncIterator[ServedProcess]:
+    """Start `dubbing serve --role ROLE` with the given environment; wait until `/readyz` says ready.
+
+    Several may share `data_dir` (each logs to its own file). The process leads its own process group, so a
+    test can kill it together with its CPU workers, as a machine that dies would."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     environment = {**os.environ, "DATA_DIR": str(data_dir), "PORT": str(port), "HOST": "127.0.0.1",
@@ -178,11 +182,11 @@ async def served(data_dir: Path, database_url: str | None, **env: str) -> AsyncI
     environment.pop("DATABASE_URL", None)
     if database_url:
         environment["DATABASE_URL"] = database_url
-    log_path = data_dir / "serve.log"
+    log_path = data_dir / ("serve.log" if role == "all" else f"serve-{role}-{port}.log")
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
-        process = await asyncio.create_subprocess_exec(dubbing_command(), "serve", env=environment,
-                                                       stdout=log, stderr=log)
+        process = await asyncio.create_subprocess_exec(dubbing_command(), "serve", "--role", role, env=environment,
+                                                       stdout=log, stderr=log, start_new_session=True)
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         served_process = ServedProcess(base_url, process, log_path, client)
         try:
