@@ -67,6 +67,10 @@ async def test_delete_removes_every_file_and_the_job_is_gone_for_its_owner(setti
         assert kinds[-1] == "done" and kinds.count("stage") == 4  # queued and cancelled, per language
         storage_row = await svc.pool.fetchrow("SELECT * FROM ops.storage_by_user WHERE owner_id = 'ada'")
         assert storage_row["live_bytes"] == 0 and storage_row["deleted_bytes"] > 0
+        documented = (await svc.client.get("/openapi.json")).json()
+        answer = documented["paths"]["/v1/jobs/{job_id}"]["delete"]["responses"]["200"]
+        assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JobDeletion"}
+        assert set(documented["components"]["schemas"]["JobDeletion"]["properties"]) == set(body)
 
 
 async def test_a_running_language_is_cancelled_before_the_files_go(settings: Settings) -> None:
