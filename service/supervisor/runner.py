@@ -135,7 +135,6 @@ class TaskRunner:
 
     async def _run_stages(self, task: ClaimedTask) -> None:
         db, owner = self.db, self.owner_id
-        self._enter(task.stage)
         if task.claims > self.settings.max_attempts + INTERRUPTIONS_ALLOWED:
             await self._fail(task, "too_many_interruptions",
                              f"The task was interrupted {task.claims - 1} times before it could finish", task.stage)
@@ -150,7 +149,7 @@ class TaskRunner:
             first = WORK_STAGES[0]
             entered = await self._database(task, lambda: tasks.enter_stage(db, task.id, owner, first))
             stage = first if entered else None
-        engine = self._enter(stage)
+        self._enter(stage)
         log.info("task.started", stage=stage, attempt=task.attempts, claims=task.claims)
         while stage is not None and not stage.is_terminal:
             engine = self._enter(stage)
