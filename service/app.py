@@ -18,7 +18,7 @@ import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
-from service import scratch
+from service import metrics, retention_schedule, scratch
 from service.api.auth import JwksCache, TokenVerifier
 from service.api.cors import CorsMiddleware
 from service.api.middleware import RequestContext
@@ -146,6 +146,10 @@ def create_app(
             await state.listener.start()
             stack.push_async_callback(state.listener.stop)
             state.storage = await stack.enter_async_context(open_storage(settings, provider_transport))
+            # Operations (docs/operations.md): event-loop lag for /metrics, retention every RETENTION_INTERVAL_MINUTES.
+            await stack.enter_async_context(metrics.watching_event_loop())
+            state.retention = await stack.enter_async_context(
+                retention_schedule.running(state.pool, state.storage, settings))
             await anyio.to_thread.run_sync(sweep_leftovers, settings)
             state.executor = cpu_pool.create(settings.cpu_workers, str(settings.data_dir / "numba-cache"))
             stack.callback(state.executor.shutdown, wait=False, cancel_futures=True)

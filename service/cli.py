@@ -40,8 +40,8 @@ async def _migrate(settings: Settings) -> list[str]:
         await conn.close()
 
 
-async def _retention(settings: Settings) -> Any:
-    from service import retention
+async def _retention(settings: Settings, dry_run: bool) -> Any:
+    from service import retention, retention_schedule
     from service.db import connection, migrations
     from service.storage.factory import open_storage
 
@@ -50,8 +50,10 @@ async def _retention(settings: Settings) -> Any:
     try:
         async with pool.acquire() as conn:
             await migrations.migrate(conn)
+        if dry_run:
+            return await retention.preview(pool, settings)
         async with open_storage(settings) as storage:
-            return await retention.expire_artifacts(pool, storage, settings.scratch_dir)
+            return await retention_schedule.record(pool, storage, settings, "command")
     finally:
         await pool.close()
 
@@ -66,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply pending SQL migrations")
     sub.add_parser("demo", help="dub a sample or your file through the API", add_help=False)
     sub.add_parser("doctor", help="show the engine each stage uses and check each configured provider")
-    sub.add_parser("retention", help="delete artifacts past their expiry (run it from cron)")
+    retention = sub.add_parser("retention", help="delete expired artifacts, inputs of finished jobs, unused uploads "
+                               "and finished jobs' scratch (the service also runs it every RETENTION_INTERVAL_MINUTES)")
+    retention.add_argument("--dry-run", action="store_true",
+                           help="print what would go (counts and bytes), delete nothing")
     token = sub.add_parser("token", help="mint a local access token for a user id")
     token.add_argument("--user", required=True, help="the user id (the token's sub)")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
@@ -89,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return doctor.run(settings)
     if args.command == "retention":
-        report = asyncio.run(_retention(settings))
-        print(f"deleted {report.artifacts_deleted} expired artifacts, "
-              f"removed {report.scratch_dirs_removed} scratch folders")
+        report = asyncio.run(_retention(settings, args.dry_run))
+        print("dry run, nothing deleted; would delete:" if args.dry_run else "deleted:")
+        print("\n".join(f"  {line}" for line in report.lines()))
         return 0
     if args.command == "token":
         from service.api.auth import mint

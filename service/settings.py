@@ -64,6 +64,11 @@ class Settings:
     upload_url_ttl_seconds: int = 2 * 3600
     download_url_ttl_seconds: int = 3600
     artifact_ttl_hours: int = 48
+    # Operations (docs/operations.md): retention of inputs and unused uploads, its schedule, /metrics.
+    input_ttl_hours: int = 48
+    upload_ttl_hours: int = 24
+    retention_interval_minutes: float = 60.0
+    metrics_token: str | None = field(default=None, repr=False)
     max_target_languages: int = 10
     min_input_seconds: float = 0.5
 
@@ -162,6 +167,10 @@ class Settings:
             upload_url_ttl_seconds=_int(env, "UPLOAD_URL_TTL_SECONDS", 2 * 3600),
             download_url_ttl_seconds=_int(env, "DOWNLOAD_URL_TTL_SECONDS", 3600),
             artifact_ttl_hours=_int(env, "ARTIFACT_TTL_HOURS", 48),
+            input_ttl_hours=_int(env, "INPUT_TTL_HOURS", 48),
+            upload_ttl_hours=_int(env, "UPLOAD_TTL_HOURS", 24),
+            retention_interval_minutes=_float(env, "RETENTION_INTERVAL_MINUTES", 60.0),
+            metrics_token=env.get("METRICS_TOKEN") or None,
             min_input_seconds=_float(env, "MIN_INPUT_SECONDS", 0.5),
             lease_seconds=_float(env, "LEASE_SECONDS", 60.0),
             max_attempts=_int(env, "MAX_ATTEMPTS", 3),

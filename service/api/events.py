@@ -57,13 +57,14 @@ async def _stream(request: Request, job_id_text: str, after: int) -> AsyncIterat
         retry = "retry: 2000\n"
         pending: list[Event] = await events.since(pool, job_id, last)
         while True:
-            for event in pending:
+            for index, event in enumerate(pending):
                 if event.seq <= last:
                     continue
                 last = event.seq
                 yield retry + format_event(event)
                 retry = ""
-                if event.kind == "done":
+                # A `done` followed by more history is a job an operator ran again (ops.retry_task): go on.
+                if event.kind == "done" and index == len(pending) - 1:
                     return
             pending = []
             try:

@@ -1,4 +1,4 @@
-"""`/v1/jobs`: the metadata notify that creates a job, and reading, listing and cancelling jobs."""
+"""`/v1/jobs`: the metadata notify that creates a job, and reading, listing, cancelling and deleting jobs."""
 
 from __future__ import annotations
 
@@ -6,19 +6,22 @@ import asyncio
 import hashlib
 import json
 
+import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service import languages
+from service import languages, metrics, retention
 from service.api.auth import current_user
-from service.api.models import ArtifactList, InputList, Job, JobPage, JobRequest, read_body, respond
+from service.api.models import ArtifactList, InputList, Job, JobDeletion, JobPage, JobRequest, read_body, respond
 from service.api.requests import path_uuid, query_int
 from service.api.uploads import check_content_type, check_size
 from service.audio.probe import ProbeResult, probe
 from service.db import artifacts, jobs, uploads
 from service.db.jobs import IdempotencyConflict, InputObject, NewJob
-from service.errors import ApiError, StorageError, bad_request, not_found, unprocessable
+from service.errors import ApiError, ProviderError, StorageError, bad_request, not_found, unprocessable
 from service.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 
 def _languages(body: JobRequest, settings: Settings) -> tuple[str, list[str]]:
@@ -164,7 +167,7 @@ async def job_inputs(request: Request) -> Response:
     listed = []
     for kind in ("voice", "background"):
         item = job["inputs"].get(kind)
-        if item is None:
+        if item is None or item["deleted_at"] is not None:  # removed by retention: nothing to sign
             continue
         name = item["object_path"].rsplit("/", 1)[-1]
         signed = await request.app.state.storage.create_download_url(
@@ -178,6 +181,31 @@ async def cancel_job(request: Request) -> Response:
     user = await current_user(request)
     pool = request.app.state.pool
     job_id = path_uuid(request)
-    if not await jobs.cancel(pool, user.id, job_id):
+    cancelled = await jobs.cancel(pool, user.id, job_id)
+    if cancelled is None:
         raise not_found("Job not found")
+    metrics.task_finished("cancelled", count=cancelled)
     return respond(await jobs.representation(pool, user.id, job_id), Job)
+
+
+async def delete_job(request: Request) -> Response:
+    """Cancel what still runs (the same transition as cancelling), then delete every file of the job now: its
+    artifacts, its inputs and its scratch. The row stays for operators, marked; for its owner the job is gone."""
+    user = await current_user(request)
+    pool = request.app.state.pool
+    job_id = path_uuid(request)
+    deletion = await jobs.delete(pool, user.id, job_id)
+    if deletion is None:
+        raise not_found("Job not found")
+    metrics.task_finished("cancelled", count=deletion.cancelled_tasks)
+    settings: Settings = request.app.state.settings
+    try:
+        removed = await retention.delete_job_files(pool, request.app.state.storage, settings.scratch_dir, job_id)
+    except (StorageError, ProviderError) as exc:
+        log.warning("job.files_pending", job_id=str(job_id), error=str(exc))
+        removed, pending = retention.JobFilesRemoved(0, 0), True
+    else:
+        pending = False
+    return respond({"id": str(job_id), "deleted_at": deletion.deleted_at.isoformat(),
+                    "cancelled_tasks": deletion.cancelled_tasks, "artifacts_deleted": removed.artifacts,
+                    "inputs_deleted": removed.inputs, "files_pending": pending}, JobDeletion)

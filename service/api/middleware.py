@@ -37,6 +37,6 @@ class RequestContext:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
-                if scope["path"] not in ("/healthz", "/readyz"):
+                if scope["path"] not in ("/healthz", "/readyz", "/metrics"):
                     log.info("http.request", method=scope["method"], path=scope["path"], status=status,
                              ms=round((time.perf_counter() - started) * 1000, 1))

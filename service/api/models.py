@@ -78,6 +78,8 @@ class Input(Struct):
     size_bytes: int
     sha256: str
     duration_seconds: float
+    deleted_at: Annotated[Time | None, Meta(description="When the object was removed from storage: INPUT_TTL_HOURS "
+                                                       "after the job finished, or when its owner deleted it")]
 
 
 class Inputs(Struct):
@@ -131,6 +133,18 @@ class JobSummary(Struct):
 
 class Job(JobSummary):
     artifacts: list[Artifact]
+
+
+class JobDeletion(Struct):
+    """What `DELETE /v1/jobs/{id}` did: the job no longer exists for its owner, and neither do its files."""
+
+    id: str
+    deleted_at: Time
+    cancelled_tasks: int
+    artifacts_deleted: int
+    inputs_deleted: int
+    files_pending: Annotated[bool, Meta(description="True when storage could not be reached: the files left go "
+                                                    "at the next retention run")]
 
 
 class JobPage(Struct):
@@ -223,7 +237,7 @@ class StorageKey(Struct):
 REQUESTS: tuple[type[Struct], ...] = (UploadRequest, JobRequest, LocalTokenRequest)
 RESPONSES: tuple[type[Struct], ...] = (Error, UploadResponse, Job, JobPage, ArtifactList, InputList,
                                        LanguageCatalog, StreamTicket, LocalToken, StorageError, StorageKey,
-                                       ProgressEvent)
+                                       ProgressEvent, JobDeletion)
 
 
 # -- reading and answering ----------------------------------------------------------------------------

@@ -80,6 +80,12 @@ def openapi_document(server_url: str, local_auth: bool = False) -> dict[str, Any
             "/healthz": {"get": {"summary": "The process is up", "responses": {"200": {"description": "up"}}}},
             "/readyz": {"get": {"summary": "Database reachable, migrations applied, supervisor running",
                                 "responses": {"200": {"description": "ready"}, "503": {"description": "not"}}}},
+            "/metrics": {"get": {
+                "summary": "Prometheus metrics of this process (Authorization: Bearer $METRICS_TOKEN; off without it)",
+                "responses": {"200": {"description": "Prometheus text format",
+                                      "content": {"text/plain": {"schema": _STR}}},
+                              "401": {"description": "Missing or wrong token"},
+                              "404": {"description": "METRICS_TOKEN is not set"}}}},
             "/v1/languages": {"get": {
                 "summary": "What the installed engines can dub: sources, their targets, language detection",
                 "security": auth, "responses": {"200": _json(models.LanguageCatalog, "The catalog"),
@@ -102,9 +108,17 @@ def openapi_document(server_url: str, local_auth: bool = False) -> dict[str, Any
                         {"name": "cursor", "in": "query", "schema": _STR}],
                     "responses": {"200": _json(models.JobPage, "A page"), **_errors(400, 401)}},
             },
-            "/v1/jobs/{job_id}": {"get": {
-                "summary": "A job with its tasks and artifacts", "security": auth, "parameters": job_id,
-                "responses": {"200": _json(models.Job, "The job"), **_errors(401, 404)}}},
+            "/v1/jobs/{job_id}": {
+                "get": {
+                    "summary": "A job with its tasks and artifacts", "security": auth, "parameters": job_id,
+                    "responses": {"200": _json(models.Job, "The job"), **_errors(401, 404)}},
+                "delete": {
+                    "summary": "Delete the job and all its files now (running languages are cancelled first)",
+                    "description": "Artifacts, inputs (unless another of your jobs uses the same upload) and "
+                                   "intermediate files are deleted; afterwards the job is not found.",
+                    "security": auth, "parameters": job_id,
+                    "responses": {"200": _json(models.JobDeletion, "What was deleted"), **_errors(401, 404)}},
+            },
             "/v1/jobs/{job_id}/artifacts": {"get": {
                 "summary": "Artifacts with short-lived signed download URLs", "security": auth,
                 "parameters": job_id,

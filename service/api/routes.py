@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from service.api import events, health, jobs, languages, local_token, signed_urls, uploads
+from service.api.metrics import serve_metrics
 from service.api.openapi import openapi_document
 from service.errors import StorageError, error_response
 from service.settings import Settings
@@ -27,11 +28,13 @@ def table(settings: Settings) -> list[BaseRoute]:
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/openapi.json", serve_openapi, methods=["GET"]),
+        Route("/metrics", serve_metrics, methods=["GET"]),  # 404 unless METRICS_TOKEN is set
         Route("/v1/languages", languages.list_languages, methods=["GET"]),
         Route("/v1/uploads", uploads.create_uploads, methods=["POST"]),
         Route("/v1/jobs", jobs.create_job, methods=["POST"]),
         Route("/v1/jobs", jobs.list_jobs, methods=["GET"]),
         Route("/v1/jobs/{job_id}", jobs.get_job, methods=["GET"]),
+        Route("/v1/jobs/{job_id}", jobs.delete_job, methods=["DELETE"]),
         Route("/v1/jobs/{job_id}/artifacts", jobs.list_artifacts, methods=["GET"]),
         Route("/v1/jobs/{job_id}/inputs", jobs.job_inputs, methods=["GET"]),
         Route("/v1/jobs/{job_id}/cancel", jobs.cancel_job, methods=["POST"]),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -73,19 +75,45 @@ async def job_level(conn: asyncpg.Connection | asyncpg.Pool, job_id: UUID) -> li
     return [to_json(r) for r in rows]
 
 
-async def expired(pool: asyncpg.Pool, limit: int) -> list[tuple[UUID, str]]:
-    """Up to `limit` artifacts past their expiry whose files are still there: (id, object_path)."""
-    rows = await pool.fetch(
-        """SELECT id, object_path FROM artifacts
-           WHERE deleted_at IS NULL AND expires_at <= now()
-           ORDER BY expires_at LIMIT $1""",
-        limit,
-    )
-    return [(r["id"], r["object_path"]) for r in rows]
+@dataclass(frozen=True)
+class StoredObject:
+    id: UUID
+    object_path: str
+    size_bytes: int
 
 
-async def mark_deleted(pool: asyncpg.Pool, ids: list[UUID]) -> None:
-    await pool.execute("UPDATE artifacts SET deleted_at = now() WHERE id = ANY($1::uuid[])", ids)
+# Past their expiry, or of a job its owner deleted (including one a stage was still writing at that moment).
+_DUE = """a.deleted_at IS NULL AND (a.expires_at <= now()
+    OR EXISTS (SELECT 1 FROM jobs j WHERE j.id = a.job_id AND j.deleted_at IS NOT NULL))"""
+
+
+@asynccontextmanager
+async def to_remove(pool: asyncpg.Pool, limit: int, job_id: UUID | None = None) -> AsyncIterator[list[StoredObject]]:
+    """Up to `limit` artifacts whose files are due to go, locked (SKIP LOCKED: a concurrent run takes others), or
+    every live artifact of `job_id` (its owner deleted it). The caller deletes the files inside the block; when it
+    ends without an error the rows are marked `deleted_at` (rows stay, so operators still see what existed)."""
+    async with pool.acquire() as conn, conn.transaction():
+        if job_id is None:
+            rows = await conn.fetch(
+                f"""SELECT a.id, a.object_path, a.size_bytes FROM artifacts a WHERE {_DUE}
+                    ORDER BY a.expires_at LIMIT $1 FOR UPDATE OF a SKIP LOCKED""", limit)
+        else:
+            rows = await conn.fetch(
+                """SELECT id, object_path, size_bytes FROM artifacts WHERE job_id = $1 AND deleted_at IS NULL
+                   FOR UPDATE""", job_id)
+        batch = [StoredObject(r["id"], r["object_path"], r["size_bytes"]) for r in rows]
+        yield batch
+        if batch:
+            await conn.execute("UPDATE artifacts SET deleted_at = now() WHERE id = ANY($1::uuid[])",
+                               [a.id for a in batch])
+
+
+async def due(pool: asyncpg.Pool) -> tuple[int, int]:
+    """(artifacts, bytes) `to_remove` would take now, changing nothing."""
+    row = await pool.fetchrow(
+        f"SELECT count(*) AS n, coalesce(sum(a.size_bytes), 0) AS bytes FROM artifacts a WHERE {_DUE}")
+    assert row is not None
+    return int(row["n"]), int(row["bytes"])
 
 
 async def for_job(conn: asyncpg.Connection | asyncpg.Pool, job_id: UUID) -> list[dict[str, Any]]:

@@ -1,12 +1,14 @@
-"""The `jobs` table: creating a job with its tasks, reading it back, its status, cancelling it.
+"""The `jobs` table: creating a job with its tasks, reading it back, its status, cancelling and deleting it.
 
-Every query takes the owner: a job that is not the caller's does not exist for them.
+Every query takes the owner: a job that is not the caller's (or that its owner deleted) does not exist for them.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +17,6 @@ from uuid import UUID
 import asyncpg
 
 from service.db import artifacts, events, tasks, uploads
-from service.db.events import NewEvent
 from service.domain import FINISHED
 from service.errors import DubbingError
 
@@ -59,7 +60,8 @@ class IdempotencyConflict(DubbingError):
 _JOB_COLUMNS = """id, owner_id, status, source_language, created_at, updated_at,
     voice_path, voice_content_type, voice_size_bytes, voice_sha256, voice_duration_seconds,
     background_path, background_content_type, background_size_bytes, background_sha256,
-    background_duration_seconds"""
+    background_duration_seconds, inputs_deleted_at"""
+_FINISHED_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(FINISHED)) + ")"
 
 
 async def create(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
@@ -115,42 +117,49 @@ async def by_idempotency_key(conn: asyncpg.Pool | asyncpg.Connection, owner_id: 
 
 
 async def finished_among(pool: asyncpg.Pool, job_ids: list[str]) -> list[str]:
-    """Of these job ids, those that are over and have no live artifact left (their scratch can go)."""
+    """Of these job ids, those that are over or deleted (their scratch can go: results are in storage)."""
     rows = await pool.fetch(
         f"""SELECT j.id::text AS id FROM jobs j
-            WHERE j.id::text = ANY($1::text[])
-              AND j.status IN ({", ".join(f"'{s}'" for s in sorted(FINISHED))})
-              AND NOT EXISTS (SELECT 1 FROM artifacts a WHERE a.job_id = j.id AND a.deleted_at IS NULL)""",
+            WHERE j.id::text = ANY($1::text[]) AND (j.status IN {_FINISHED_SQL} OR j.deleted_at IS NOT NULL)""",
         job_ids,
     )
     return [r["id"] for r in rows]
 
 
-async def refresh_status(conn: asyncpg.Connection, job_id: UUID) -> list[NewEvent]:
-    """Set the job's status from its tasks (sql/004: `refresh_job_status`); returns the `done`
-    event if the job just ended."""
-    done = await conn.fetchval("SELECT refresh_job_status($1)", job_id)
-    return [NewEvent(kind=done["kind"], data=done["data"])] if done else []
+def _cancelled_count(appended: list[dict[str, Any]]) -> int:
+    return sum(1 for event in appended if event["kind"] == "stage")
 
 
-async def cancel(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> bool:
-    """Cancel every unfinished task. False when the job is not the caller's."""
+async def cancel(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> int | None:
+    """Cancel every unfinished task (sql/010 `cancel_job`, which `ops.cancel_job` calls too). Returns how many
+    were cancelled, or None when the job is not the caller's."""
+    appended = await pool.fetchval("SELECT cancel_job($1, $2)", job_id, owner_id)
+    return None if appended is None else _cancelled_count(appended)
+
+
+@dataclass(frozen=True)
+class Deletion:
+    cancelled_tasks: int
+    deleted_at: datetime
+
+
+async def delete(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> Deletion | None:
+    """The owner deletes the job: its unfinished tasks are cancelled (events, NOTIFY) and the row is marked, so it
+    no longer exists for them; it stays for operators. Its idempotency key is freed. None: not the caller's."""
     async with pool.acquire() as conn, conn.transaction():
-        found = await conn.fetchval(
-            "SELECT id FROM jobs WHERE id = $1 AND owner_id = $2 FOR UPDATE", job_id, owner_id
-        )
-        if found is None:
-            return False
-        cancelled = await tasks.cancel_for_job(conn, job_id)
-        if cancelled:
-            cancelled.extend(await refresh_status(conn, job_id))
-            await events.append(conn, job_id, cancelled)
-        return True
+        appended = await conn.fetchval("SELECT cancel_job($1, $2)", job_id, owner_id)
+        if appended is None:
+            return None
+        deleted_at = await conn.fetchval(
+            "UPDATE jobs SET deleted_at = now(), idempotency_key = NULL, updated_at = now() WHERE id = $1 "
+            "RETURNING deleted_at", job_id)
+        return Deletion(_cancelled_count(appended), deleted_at)
 
 
 async def owned(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> bool:
     return bool(
-        await pool.fetchval("SELECT true FROM jobs WHERE id = $1 AND owner_id = $2", job_id, owner_id)
+        await pool.fetchval("SELECT true FROM jobs WHERE id = $1 AND owner_id = $2 AND deleted_at IS NULL",
+                            job_id, owner_id)
     )
 
 
@@ -160,16 +169,19 @@ async def fetch_row(pool: asyncpg.Pool | asyncpg.Connection, job_id: UUID) -> as
 
 
 def _inputs(row: asyncpg.Record) -> dict[str, Any]:
+    """The job's inputs as recorded; `deleted_at` says when retention (or the owner) removed the objects."""
+    deleted_at = row["inputs_deleted_at"].isoformat() if row["inputs_deleted_at"] else None
+
     def one(prefix: str) -> dict[str, Any] | None:
         if row[f"{prefix}_path"] is None:
             return None
-        return InputObject(
+        return {**InputObject(
             path=row[f"{prefix}_path"],
             content_type=row[f"{prefix}_content_type"],
             size_bytes=row[f"{prefix}_size_bytes"],
             sha256=row[f"{prefix}_sha256"],
             duration_seconds=row[f"{prefix}_duration_seconds"],
-        ).to_json()
+        ).to_json(), "deleted_at": deleted_at}
 
     return {"voice": one("voice"), "background": one("background")}
 
@@ -189,7 +201,8 @@ async def representation(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> dic
     """The job as the API shows it: inputs, tasks and artifacts."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         row = await conn.fetchrow(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1 AND owner_id = $2", job_id, owner_id
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1 AND owner_id = $2 AND deleted_at IS NULL",
+            job_id, owner_id,
         )
         if row is None:
             return None
@@ -220,7 +233,7 @@ async def list_for_owner(
         created, last_id = decode_cursor(cursor)
         rows = await pool.fetch(
             f"""SELECT {_JOB_COLUMNS} FROM jobs
-                WHERE owner_id = $1 AND (created_at, id) < ($2, $3)
+                WHERE owner_id = $1 AND deleted_at IS NULL AND (created_at, id) < ($2, $3)
                 ORDER BY created_at DESC, id DESC LIMIT $4""",
             owner_id,
             created,
@@ -229,7 +242,8 @@ async def list_for_owner(
         )
     else:
         rows = await pool.fetch(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE owner_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+            f"""SELECT {_JOB_COLUMNS} FROM jobs WHERE owner_id = $1 AND deleted_at IS NULL
+                ORDER BY created_at DESC, id DESC LIMIT $2""",
             owner_id,
             limit + 1,
         )
@@ -246,3 +260,91 @@ async def list_for_owner(
     result = [{**_summary(r), "tasks": by_job.get(r["id"], [])} for r in page]
     next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
     return result, next_cursor
+
+
+# -- retention: the inputs of finished and deleted jobs -----------------------------------------------
+
+@dataclass(frozen=True)
+class InputsToRemove:
+    """Jobs whose inputs go now. `paths` are the objects no other job still needs (delete them); `kept` are
+    objects another job still uses (the same upload dubbed again), left for that job's own turn."""
+
+    job_ids: list[UUID]
+    paths: list[str]
+    kept: list[str]
+    bytes: int
+
+
+# A job's inputs are due when its owner deleted it, or when it finished more than $1 hours ago.
+_INPUTS_DUE = f"""j.inputs_deleted_at IS NULL AND (
+        j.deleted_at IS NOT NULL
+        OR (j.status IN {_FINISHED_SQL}
+            AND (SELECT max(t.finished_at) FROM language_tasks t WHERE t.job_id = j.id)
+                < now() - make_interval(hours => $1)))"""
+
+# Keys of the transaction-scoped advisory locks on an object path: two runs deciding about the same
+# object (two jobs made from one upload) decide one after the other.
+_PATH_LOCK_SPACE = 0x696E70
+
+
+@asynccontextmanager
+async def inputs_to_remove(pool: asyncpg.Pool, ttl_hours: float, limit: int,
+                           job_id: UUID | None = None) -> AsyncIterator[InputsToRemove]:
+    """Up to `limit` jobs whose inputs are due, locked (SKIP LOCKED: a concurrent run takes other jobs), or just
+    `job_id`'s (its owner deleted it). The caller deletes `paths` from storage inside the block; when the block
+    ends without an error the jobs' inputs, and the uploads they came from, are marked deleted."""
+    async with pool.acquire() as conn, conn.transaction():
+        if job_id is None:
+            rows = await conn.fetch(
+                f"""SELECT j.id, j.voice_path, j.voice_size_bytes, j.background_path, j.background_size_bytes
+                    FROM jobs j WHERE {_INPUTS_DUE}
+                    ORDER BY j.created_at LIMIT $2 FOR UPDATE OF j SKIP LOCKED""",
+                ttl_hours, limit)
+        else:
+            rows = await conn.fetch(
+                """SELECT id, voice_path, voice_size_bytes, background_path, background_size_bytes
+                   FROM jobs WHERE id = $1 AND inputs_deleted_at IS NULL FOR UPDATE""", job_id)
+        sizes: dict[str, int] = {}
+        for row in rows:
+            sizes[row["voice_path"]] = row["voice_size_bytes"]
+            if row["background_path"] is not None:
+                sizes[row["background_path"]] = row["background_size_bytes"]
+        ids = [row["id"] for row in rows]
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext(p)) FROM unnest($2::text[]) AS p ORDER BY p",
+            _PATH_LOCK_SPACE, sorted(sizes))
+        needed = {r["p"] for r in await conn.fetch(
+            """SELECT p FROM unnest($1::text[]) AS p
+               WHERE EXISTS (SELECT 1 FROM jobs o WHERE o.inputs_deleted_at IS NULL AND o.voice_path = p
+                                                    AND o.id <> ALL($2::uuid[]))
+                  OR EXISTS (SELECT 1 FROM jobs o WHERE o.inputs_deleted_at IS NULL AND o.background_path = p
+                                                    AND o.id <> ALL($2::uuid[]))""",
+            sorted(sizes), ids)}
+        paths = sorted(set(sizes) - needed)
+        yield InputsToRemove(ids, paths, sorted(needed), sum(sizes[p] for p in paths))
+        if ids:
+            await conn.execute("UPDATE jobs SET inputs_deleted_at = now() WHERE id = ANY($1::uuid[])", ids)
+            await uploads.mark_deleted(conn, paths)
+
+
+async def inputs_due(pool: asyncpg.Pool, ttl_hours: float) -> tuple[int, int, int]:
+    """What `inputs_to_remove` would take now, changing nothing: (jobs, objects, bytes) (`dubbing retention
+    --dry-run`)."""
+    row = await pool.fetchrow(
+        f"""WITH due AS (
+                SELECT j.id, j.voice_path, j.voice_size_bytes, j.background_path, j.background_size_bytes
+                FROM jobs j WHERE {_INPUTS_DUE}
+            ), objects AS (
+                SELECT voice_path AS path, voice_size_bytes AS size FROM due
+                UNION SELECT background_path, background_size_bytes FROM due WHERE background_path IS NOT NULL
+            ), free AS (
+                SELECT * FROM objects b
+                WHERE NOT EXISTS (SELECT 1 FROM jobs o WHERE o.inputs_deleted_at IS NULL
+                                    AND (o.voice_path = b.path OR o.background_path = b.path)
+                                    AND o.id NOT IN (SELECT id FROM due))
+            )
+            SELECT (SELECT count(*) FROM due) AS jobs, (SELECT count(*) FROM free) AS objects,
+                   (SELECT coalesce(sum(size), 0) FROM free) AS bytes""",
+        ttl_hours)
+    assert row is not None
+    return int(row["jobs"]), int(row["objects"]), int(row["bytes"])

@@ -53,6 +53,8 @@ async def claim(
                 lease_expires_at = now() + make_interval(secs => $2),
                 attempts = greatest(t.attempts, 1),
                 claims = t.claims + 1,
+                leased_at = now(),
+                heartbeat_at = now(),
                 started_at = coalesce(t.started_at, now()),
                 updated_at = now()
             WHERE t.id IN (
@@ -75,7 +77,7 @@ async def heartbeat(pool: asyncpg.Pool, task_id: UUID, lease_owner: str, lease_s
     """Extend the lease. False means the lease is gone (cancelled, or taken after expiry)."""
     row = await pool.fetchval(
         f"""UPDATE language_tasks
-            SET lease_expires_at = now() + make_interval(secs => $3)
+            SET lease_expires_at = now() + make_interval(secs => $3), heartbeat_at = now()
             WHERE id = $1 AND lease_owner = $2 AND stage NOT IN {_TERMINAL_SQL}
             RETURNING id""",
         task_id,
@@ -151,16 +153,19 @@ async def _change(
 
 
 async def enter_stage(
-    db: Database, task_id: UUID, lease_owner: str, stage: str) -> bool:
+    db: Database, task_id: UUID, lease_owner: str, stage: str, data: dict[str, Any] | None = None) -> bool:
     """Move a task into `stage` (a work stage or `complete`)."""
-    return await _change(db, task_id, lease_owner, EventKind.STAGE, stage=stage, progress=overall_progress(stage, 0.0))
+    return await _change(db, task_id, lease_owner, EventKind.STAGE, stage=stage, progress=overall_progress(stage, 0.0),
+                         data=data)
 
 
 async def advance(
-    db: Database, task_id: UUID, lease_owner: str, finished_stage: str) -> str | None:
-    """Record that `finished_stage` is done and enter the next one. Returns it, or None if the lease is gone."""
+    db: Database, task_id: UUID, lease_owner: str, finished_stage: str, data: dict[str, Any] | None = None,
+) -> str | None:
+    """Record that `finished_stage` is done (`data`: how it went, for the event) and enter the next one.
+    Returns it, or None if the lease is gone."""
     stage = Stage(finished_stage).next
-    return stage if await enter_stage(db, task_id, lease_owner, stage) else None
+    return stage if await enter_stage(db, task_id, lease_owner, stage, data) else None
 
 
 async def report_progress(
@@ -179,10 +184,12 @@ async def record_artifact(
 
 
 async def fail(
-    db: Database, task_id: UUID, lease_owner: str, code: str, message: str) -> bool:
+    db: Database, task_id: UUID, lease_owner: str, code: str, message: str, failed_in: str | None = None) -> bool:
+    """Fail the task for good; `failed_in` (the stage it was in) goes into the event for ops.failures_24h."""
     message = message[:2000]
+    where = {"failed_in": failed_in} if failed_in else {}
     return await _change(db, task_id, lease_owner, EventKind.FAILED, stage=Stage.FAILED, error=(code, message),
-                         data={"error": {"code": code, "message": message}})
+                         data={"error": {"code": code, "message": message}, **where})
 
 
 async def retry_later(
@@ -219,28 +226,6 @@ async def release(pool: asyncpg.Pool, task_id: UUID, lease_owner: str) -> None:
         task_id,
         lease_owner,
     )
-
-
-async def cancel_for_job(conn: asyncpg.Connection, job_id: UUID) -> list[NewEvent]:
-    """Cancel every unfinished task of a job. Runs in the caller's transaction."""
-    rows = await conn.fetch(
-        f"""UPDATE language_tasks
-            SET stage = '{Stage.CANCELLED}', lease_owner = NULL, lease_expires_at = NULL,
-                finished_at = now(), updated_at = now()
-            WHERE job_id = $1 AND stage NOT IN {_TERMINAL_SQL}
-            RETURNING id, target_language, stage, progress""",
-        job_id,
-    )
-    return [
-        NewEvent(
-            kind=EventKind.STAGE,
-            task_id=r["id"],
-            target_language=r["target_language"],
-            stage=r["stage"],
-            progress=float(r["progress"]),
-        )
-        for r in rows
-    ]
 
 
 async def insert_for_job(conn: asyncpg.Connection, job_id: UUID, languages: list[str]) -> list[NewEvent]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -45,16 +47,42 @@ async def mark_used(conn: asyncpg.Connection, job_id: UUID, paths: list[str]) ->
     )
 
 
-async def unused_before(pool: asyncpg.Pool, cutoff: datetime, limit: int) -> list[str]:
-    """Uploads no job used, made before `cutoff` (their objects can go), locked for this caller."""
-    rows = await pool.fetch(
-        """SELECT object_path FROM uploads
-           WHERE used_at IS NULL AND deleted_at IS NULL AND created_at < $1
-           ORDER BY created_at LIMIT $2""",
-        cutoff, limit,
-    )
-    return [r["object_path"] for r in rows]
+@dataclass(frozen=True)
+class UnusedUpload:
+    object_path: str
+    declared_size_bytes: int
 
 
-async def mark_deleted(pool: asyncpg.Pool, paths: list[str]) -> None:
-    await pool.execute("UPDATE uploads SET deleted_at = now() WHERE object_path = ANY($1::text[])", paths)
+# No job used it, it is older than $1 hours, and its signed URL can no longer write it.
+_UNUSED_DUE = """used_at IS NULL AND deleted_at IS NULL AND created_at < now() - make_interval(hours => $1)
+    AND url_expires_at < now()"""
+
+
+@asynccontextmanager
+async def unused_to_remove(pool: asyncpg.Pool, ttl_hours: float, limit: int) -> AsyncIterator[list[UnusedUpload]]:
+    """Up to `limit` uploads no job used that are due, locked (SKIP LOCKED: a concurrent run takes others). The
+    caller deletes their objects inside the block; when it ends without an error the rows are marked deleted."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            f"""SELECT object_path, declared_size_bytes FROM uploads WHERE {_UNUSED_DUE}
+                ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+            ttl_hours, limit)
+        batch = [UnusedUpload(r["object_path"], r["declared_size_bytes"]) for r in rows]
+        yield batch
+        await mark_deleted(conn, [u.object_path for u in batch])
+
+
+async def unused_due(pool: asyncpg.Pool, ttl_hours: float) -> tuple[int, int]:
+    """(uploads, declared bytes) `unused_to_remove` would take now, changing nothing."""
+    row = await pool.fetchrow(
+        f"SELECT count(*) AS n, coalesce(sum(declared_size_bytes), 0) AS bytes FROM uploads WHERE {_UNUSED_DUE}",
+        ttl_hours)
+    assert row is not None
+    return int(row["n"]), int(row["bytes"])
+
+
+async def mark_deleted(conn: asyncpg.Connection | asyncpg.Pool, paths: list[str]) -> None:
+    """Their objects are gone from storage (retention, or the owner deleted the job)."""
+    if paths:
+        await conn.execute("UPDATE uploads SET deleted_at = now() WHERE object_path = ANY($1::text[]) "
+                           "AND deleted_at IS NULL", paths)

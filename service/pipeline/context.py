@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -40,6 +40,8 @@ class StageContext:
     executor: Executor
     engines: Engines | None
     listener: Listener | None
+    # What the stage counted (segments, characters, ...): logged with its duration and kept in its event.
+    figures: dict[str, Any] = field(default_factory=dict)
 
     @property
     def engine(self) -> Engines:

@@ -148,6 +148,8 @@ async def run(ctx: StageContext) -> None:
         await run_all([one(u, s) for u, s in spoken if u.id not in clips])
     finally:
         await ctx.record_usage(usage)
+    ctx.figures.update(clips=len(spoken), reused_clips=reused,
+                       characters=sum(len(clips[u.id].text) for u, _ in spoken))
     synthesizer = ctx.engine.synthesizer
     await outputs.save(ctx.work_dir, Synthesis(synthesizer.name, synthesizer.voice_for(ctx.task.target_language),
                                                [clips[u.id] for u, _ in spoken]))

@@ -62,7 +62,9 @@ async def run(ctx: StageContext) -> None:
                        "reading_lag_max_seconds": captions.reading_lag(cues, timed)}
     manifest = await _manifest(ctx, mixdown, measured, caption_figures, published)
     await write_json(work / "manifest.json", manifest)
-    await publish(ctx, ArtifactKind.MANIFEST, str(work / "manifest.json"), "manifest.json")
+    manifest_row = await publish(ctx, ArtifactKind.MANIFEST, str(work / "manifest.json"), "manifest.json")
+    ctx.figures.update(artifacts=len(published) + 1, cues=len(cues),
+                       bytes=sum(int(a["size_bytes"]) for a in [*published, manifest_row]))
     await ctx.progress(1.0, artifact="manifest")
 
 

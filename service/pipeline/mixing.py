@@ -122,4 +122,6 @@ async def run(ctx: StageContext) -> None:
     result = await ctx.in_pool(mix, voice_track, background, *targets, mix_settings(ctx))
     units = [u for _, u in placed]
     await outputs.save(work, Mixdown(units, dataclasses.asdict(result), planned_sync(units)))
+    ctx.figures.update(units=len(units), stretched=sum(1 for u in units if u.stretch != 1.0),
+                       overflowed=sum(1 for u in units if u.overflowed))
     await ctx.progress(1.0, overflow_count=sum(1 for u in units if u.overflowed))

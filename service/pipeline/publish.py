@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from service import metrics
 from service.audio.probe import sha256_of
 from service.db import artifacts, tasks
 from service.db.artifacts import NewArtifact
@@ -25,6 +26,7 @@ async def publish(ctx: StageContext, kind: ArtifactKind, local_file: str, filena
     digest = await ctx.in_pool(sha256_of, local_file)
     path = object_path(ctx, filename, job_level)
     info = await ctx.storage.write_file(path, local_file, content_type)
+    metrics.artifact_written(kind, info.size_bytes)
     row = await artifacts.record(
         ctx.pool,
         NewArtifact(

@@ -54,6 +54,7 @@ async def run(ctx: StageContext) -> None:
         state = await transcripts.acquire(ctx.pool, ctx.task.job_id, transcript_owner(ctx), lease)
         if state.state == "ready":
             count = len((state.data or {}).get("segments", []))
+            ctx.figures.update(segments=count, shared=True)
             await ctx.progress(1.0, segments=count, shared=True)
             return
         if state.state == "failed":
@@ -130,6 +131,8 @@ async def _transcribe(ctx: StageContext) -> None:
     if not transcript.segments:
         note["note"] = "no speech found in the voice recording"
     log.info("stt.done", **note)
+    ctx.figures.update(segments=len(transcript.segments), units=len(timed),
+                       characters=sum(len(s.text) for s in transcript.segments))
     await ctx.progress(1.0, **note)
 
 

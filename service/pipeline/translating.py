@@ -34,4 +34,6 @@ async def run(ctx: StageContext) -> None:
         TranslatedUnit(u.id, u.start, u.end, u.group, u.text, text.strip())
         for u, text in zip(units, translated, strict=True)])
     await outputs.save(ctx.work_dir, result)
+    ctx.figures.update(units=len(units), characters=sum(len(u.text) for u in units),
+                       translated_characters=sum(len(t) for t in translated))
     await ctx.progress(1.0, units=len(units))

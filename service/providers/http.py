@@ -20,6 +20,7 @@ import httpx
 import stamina
 import structlog
 
+from service import metrics
 from service.errors import ProviderError
 
 log = structlog.get_logger(__name__)
@@ -127,9 +128,11 @@ class ProviderClient:
 
     def _log(self, endpoint: str, method: str, status: int | str, started: float, request_id: str | None,
              attempt: int) -> None:
+        seconds = time.perf_counter() - started
         log.info("provider.request", provider=self.name, endpoint=endpoint, method=method, status=status,
-                 ms=round((time.perf_counter() - started) * 1000, 1), provider_request_id=request_id,
-                 attempt=attempt)
+                 ms=round(seconds * 1000, 1), provider_request_id=request_id,
+                 request_attempt=attempt)  # `attempt` is the task's (bound by the runner)
+        metrics.provider_request(self.name, endpoint, status, seconds, attempt)
 
     @asynccontextmanager
     async def stream(self, method: str, url: str, *, endpoint: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:

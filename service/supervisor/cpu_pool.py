@@ -70,11 +70,20 @@ def _call(token: str, fn: Callable[..., T], *args: Any) -> T:
         cancellation.set_token(None)
 
 
+_in_flight = 0  # calls `run` sent and that have not returned: /metrics derives the pool's queue from it
+
+
+def calls_in_flight() -> int:
+    return _in_flight
+
+
 async def run(executor: Executor, fn: Callable[P, T], *args: P.args, **_: P.kwargs) -> T:
     """`fn(*args)` in the pool; cancelling this call stops the worker's work too."""
+    global _in_flight
     _TOKENS.mkdir(parents=True, exist_ok=True)
     token = _TOKENS / f"{os.getpid()}-{uuid.uuid4().hex}"
     future = asyncio.get_running_loop().run_in_executor(executor, _call, str(token), fn, *args)
+    _in_flight += 1
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
@@ -83,4 +92,5 @@ async def run(executor: Executor, fn: Callable[P, T], *args: P.args, **_: P.kwar
             await asyncio.wait_for(future, _STOP_WAIT_SECONDS)
         raise
     finally:
+        _in_flight -= 1
         token.unlink(missing_ok=True)

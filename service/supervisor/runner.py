@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from functools import partial
@@ -19,7 +20,7 @@ from typing import TypeVar
 import anyio
 import structlog
 
-from service import scratch
+from service import metrics, scratch
 from service.db import connection, jobs, tasks
 from service.db.database import Database
 from service.db.listener import Listener
@@ -30,6 +31,7 @@ from service.errors import DubbingError, LeaseLost, without_paths
 from service.pipeline.context import StageContext, StageFn
 from service.settings import Settings
 from service.storage import Storage
+from service.supervisor import stage_report
 
 log = structlog.get_logger(__name__)
 
@@ -55,13 +57,19 @@ class TaskRunner:
         self._lost: set[object] = set()
 
     async def run(self, task: ClaimedTask) -> None:
+        # Every line logged for the task (its heartbeat's too) carries these; `_enter` adds the stage and engine.
+        with structlog.contextvars.bound_contextvars(
+                job_id=str(task.job_id), task_id=str(task.id), target_language=task.target_language,
+                attempt=task.attempts, stage=task.stage,
+                engine=stage_report.engine_of(self.engines, task.stage)):
+            await self._run_under_lease(task)
+
+    async def _run_under_lease(self, task: ClaimedTask) -> None:
         runner = asyncio.current_task()
         assert runner is not None
         heartbeat = asyncio.create_task(self._heartbeat(task, runner))
         try:
-            with structlog.contextvars.bound_contextvars(
-                    job_id=str(task.job_id), task_id=str(task.id), target_language=task.target_language):
-                await self._run_stages(task)
+            await self._run_stages(task)
         except asyncio.CancelledError:
             if task.id not in self._lost:
                 raise  # shutting down or cancelled: the supervisor releases the lease
@@ -116,16 +124,24 @@ class TaskRunner:
         return Stage(stage)
 
     # -- stages -----------------------------------------------------------------------------------
+    def _enter(self, stage: str | None) -> str:
+        """Bind the stage and its engine to every log line from here on; returns the engine."""
+        engine = stage_report.engine_of(self.engines, stage) if stage else "none"
+        structlog.contextvars.bind_contextvars(stage=str(stage) if stage else None, engine=engine)
+        return engine
+
+    async def _fail(self, task: ClaimedTask, code: str, message: str, stage: str | None = None) -> None:
+        if await self._database(task, lambda: tasks.fail(self.db, task.id, self.owner_id, code, message, stage)):
+            metrics.task_finished("failed", code)
+
     async def _run_stages(self, task: ClaimedTask) -> None:
         db, owner = self.db, self.owner_id
         if task.claims > self.settings.max_attempts + INTERRUPTIONS_ALLOWED:
-            await self._database(task, lambda: tasks.fail(
-                db, task.id, owner, "too_many_interruptions",
-                f"The task was interrupted {task.claims - 1} times before it could finish"))
+            await self._fail(task, "too_many_interruptions",
+                             f"The task was interrupted {task.claims - 1} times before it could finish", task.stage)
             return
         if task.attempts > self.settings.max_attempts:
-            await self._database(task, lambda: tasks.fail(db, task.id, owner, "too_many_attempts",
-                                                          f"Gave up after {task.attempts - 1} attempts"))
+            await self._fail(task, "too_many_attempts", f"Gave up after {task.attempts - 1} attempts", task.stage)
             return
         job = await self._database(task, lambda: jobs.fetch_row(self.pool, task.job_id))
         assert job is not None
@@ -134,23 +150,26 @@ class TaskRunner:
             first = WORK_STAGES[0]
             entered = await self._database(task, lambda: tasks.enter_stage(db, task.id, owner, first))
             stage = first if entered else None
+        self._enter(stage)
         log.info("task.started", stage=stage, attempt=task.attempts, claims=task.claims)
         outages = 0  # in a row, in one stage: past a handful with the database up, it is a bug, not an outage
         while stage is not None and not stage.is_terminal:
+            engine = self._enter(stage)
             if self.draining:  # shutting down: hand the task back before its next stage
                 await tasks.release(self.pool, task.id, owner)
                 log.info("task.handed_back", stage=stage)
                 return
             stage_fn = self.registry.get(stage)
             if stage_fn is None:
-                reason = f"No engine is configured for the {stage} stage"
-                await self._database(task, partial(tasks.fail, db, task.id, owner, "stage_unavailable", reason))
+                await self._fail(task, "stage_unavailable", f"No engine is configured for the {stage} stage", stage)
                 return
             context = StageContext(task, job, stage, self.settings, db, self.storage, self.executor,
                                    self.engines, self.listener)
             try:
                 async with self.stage_limits[stage]:
+                    started = time.perf_counter()
                     await stage_fn(context)
+                    seconds = time.perf_counter() - started
             except DubbingError as exc:
                 await self._stage_failed(task, stage, exc.code, exc.message, exc.retryable)
                 return
@@ -167,18 +186,22 @@ class TaskRunner:
                                          f"The {stage} stage crashed: {type(exc).__name__}", True)
                 return
             outages = 0
-            advanced = await self._database(task, partial(self._advance, task, stage))
+            report = stage_report.finished(stage, engine, seconds, context.figures, job)
+            advanced = await self._database(task, partial(self._advance, task, stage, report))
             stage = Stage(advanced) if advanced else None
+        self._enter(stage)
+        if stage is Stage.COMPLETE:
+            metrics.task_finished("complete")
         log.info("task.finished", stage=stage)
 
-    async def _advance(self, task: ClaimedTask, finished: Stage) -> str | None:
+    async def _advance(self, task: ClaimedTask, finished: Stage, report: dict[str, object]) -> str | None:
         # After an outage the transition may have committed already: go on from where the table says.
         current = await tasks.stage_of(self.pool, task.id, self.owner_id)
         if current is None:
             return None
         if current != finished:
             return current
-        return await tasks.advance(self.db, task.id, self.owner_id, finished)
+        return await tasks.advance(self.db, task.id, self.owner_id, finished, report)
 
     async def _stage_failed(self, task: ClaimedTask, stage: str, code: str, detail: str, retryable: bool) -> None:
         log.warning("task.stage_failed", stage=stage, code=code, error=detail, retryable=retryable)
@@ -186,10 +209,11 @@ class TaskRunner:
         if retryable and task.attempts < self.settings.max_attempts:
             delay = self.settings.retry_base_seconds * 2 ** (task.attempts - 1)
             delay = round(min(delay, 600.0) * random.uniform(0.9, 1.1), 3)
-            await self._database(task, lambda: tasks.retry_later(self.db, task.id, self.owner_id, delay, code,
-                                                                 message))
+            if await self._database(task, lambda: tasks.retry_later(self.db, task.id, self.owner_id, delay, code,
+                                                                    message)):
+                metrics.task_retried(stage, code)
         else:
-            await self._database(task, lambda: tasks.fail(self.db, task.id, self.owner_id, code, message))
+            await self._fail(task, code, message, stage)
 
     async def _clean_up_if_over(self, task: ClaimedTask) -> None:
         """A task that has ended needs no scratch; a job that has ended, none of its own either."""

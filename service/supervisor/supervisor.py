@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Executor
 
 import structlog
 
+from service import metrics
 from service.db import tasks
 from service.db.database import Database
 from service.db.listener import Listener
@@ -120,7 +122,9 @@ class Supervisor:
             if free > 0:
                 wanted = min(free, self.settings.claim_batch_size)
                 self.listener.tasks_ready.clear()
+                started = time.perf_counter()
                 claimed = await tasks.claim(self.pool, self.owner_id, wanted, self.settings.lease_seconds)
+                metrics.claimed(time.perf_counter() - started, len(claimed))
                 for task in claimed:
                     self._start(task)
                 if len(claimed) == wanted:

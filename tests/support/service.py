@@ -38,6 +38,7 @@ def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settin
         retry_base_seconds=0.05,
         cpu_workers=1,
         sse_keepalive_seconds=5.0,
+        retention_interval_minutes=0,  # tests that want the schedule turn it on
     )
     return base.with_overrides(**overrides)
 
