@@ -26,6 +26,7 @@ DEFAULT_TOLERANCE = 0.03
 # Overruns smaller than this are float noise, not overflows (well under one 48 kHz block).
 OVERFLOW_TOLERANCE_S = 1e-3
 FADE_OUT_S = 0.020
+BREAK_S = 0.15
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class SegmentTiming:
     source_start: float
     source_end: float
     next_start: float
+    followed: bool = True  # another segment comes at `next_start` (False: it is the end of the timeline)
 
     @property
     def span(self) -> float:
@@ -44,8 +46,15 @@ class SegmentTiming:
 
     @property
     def slot(self) -> float:
-        """Longest the dub may last before it collides with the next segment."""
+        """From this segment's start to the next one's."""
         return max(0.0, self.next_start - self.source_start)
+
+    @property
+    def room(self) -> float:
+        """Longest the dub may last: up to the next segment, leaving the pause the source had before it (up
+        to `BREAK_S`), so one line never runs into the next without a breath."""
+        pause = min(BREAK_S, max(0.0, self.next_start - self.source_end)) if self.followed else 0.0
+        return max(0.0, self.slot - pause)
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,7 @@ def slots_from_segments(starts_ends: Sequence[tuple[float, float]], total_durati
                 source_start=source_start,
                 source_end=source_end,
                 next_start=max(source_start, min(bound, total_duration)),
+                followed=i + 1 < len(starts_ends),
             )
         )
     return timings
@@ -182,19 +192,21 @@ def within_slot(duration: float, stretch: float, slot: float, ceiling: float, ra
 
 
 def place(timing: SegmentTiming, final_duration: float) -> Placement:
-    """Place the final clip at ``source_start``; cut (and flag) anything past ``next_start``."""
+    """Place the final clip at ``source_start``; cut (and flag) anything past its `room` (the next segment's
+    start, less the pause before it)."""
     if final_duration < 0 or not math.isfinite(final_duration):
         raise ValueError(f"final_duration must be finite and non-negative, got {final_duration}")
     start = timing.source_start
     natural_end = start + final_duration
-    overrun = natural_end - timing.next_start
+    limit = start + timing.room
+    overrun = natural_end - limit
     overflowed = overrun > OVERFLOW_TOLERANCE_S
     return Placement(
         index=timing.index,
         source_start=timing.source_start,
         source_end=timing.source_end,
         placed_start=start,
-        placed_end=min(natural_end, timing.next_start),
+        placed_end=min(natural_end, limit),
         overflowed=overflowed,
         cut_seconds=overrun if overflowed else 0.0,
     )

@@ -27,7 +27,8 @@ FRAME_SECONDS = 0.010
 _BELOW_SPEECH_DB = 35.0
 _ABOVE_FLOOR_DB = 10.0
 _SILENCE_DBFS = -60.0
-_EXTEND_SECONDS = 0.25
+_EXTEND_SECONDS = 0.2
+_HYSTERESIS_DB = 10.0
 # Gaps between words shorter than this are bridged, and blips shorter than `_MIN_SPEECH` dropped, so a
 # stretch of speech reads as one run on both sides of the comparison.
 BRIDGE_SECONDS = 0.25
@@ -89,7 +90,7 @@ def energy_activity(path: str, bridge_seconds: float = BRIDGE_SECONDS) -> npt.ND
     threshold = max(loud - _BELOW_SPEECH_DB, floor + _ABOVE_FLOOR_DB, _SILENCE_DBFS)
     # Hysteresis: a run found above the threshold extends over the quieter frames around it (a breathy
     # onset, a fading last syllable) while they stay clearly above the noise floor.
-    quieter = max(floor + _ABOVE_FLOOR_DB / 2, _SILENCE_DBFS)
+    quieter = max(floor + _ABOVE_FLOOR_DB / 2, threshold - _HYSTERESIS_DB, _SILENCE_DBFS)
     active = _extended(_without_blips(levels > threshold), levels > min(quieter, threshold))
     return bridged(active, bridge_seconds)
 

@@ -46,7 +46,7 @@ async def _fit(ctx: StageContext, unit: TranslatedUnit, slot: SegmentTiming, cli
     max_tempo = settings.max_engine_rate * settings.stretch_ceiling
     stretch = fitting.choose_stretch(clip.duration, slot.span, settings.stretch_ceiling, rate=clip.rate,
                                      min_tempo=settings.min_tempo, max_tempo=max_tempo)
-    stretch = fitting.within_slot(clip.duration, stretch, slot.slot, settings.stretch_ceiling, rate=clip.rate,
+    stretch = fitting.within_slot(clip.duration, stretch, slot.room, settings.stretch_ceiling, rate=clip.rate,
                                   max_tempo=max_tempo)
     path, duration = clip.path, clip.duration
     if stretch != 1.0:

@@ -25,7 +25,7 @@ def test_slots_bounded_by_next_start_and_total() -> None:
     assert slots == [
         SegmentTiming(0, 1.0, 3.0, 4.0),
         SegmentTiming(1, 4.0, 6.0, 8.0),
-        SegmentTiming(2, 8.0, 9.5, 10.0),
+        SegmentTiming(2, 8.0, 9.5, 10.0, followed=False),
     ]
     assert slots[0].span == 2.0 and slots[0].slot == 3.0
 
@@ -75,13 +75,15 @@ def test_overflow_into_following_silence_is_not_an_overflow() -> None:
     assert not placement.overflowed
 
 
-def test_never_past_next_start() -> None:
+def test_never_into_the_next_segment() -> None:
     timing = SegmentTiming(3, 10.0, 12.0, 13.0)
     placement = place(timing, 3.5)
-    assert placement.placed_end == 13.0
+    assert placement.placed_end == pytest.approx(13.0 - 0.15)  # a breath before the next line, as the source had
     assert placement.overflowed
-    assert placement.cut_seconds == pytest.approx(0.5)
-    assert placement.max_duration == pytest.approx(3.0)
+    assert placement.cut_seconds == pytest.approx(0.65)
+    assert placement.max_duration == pytest.approx(2.85)
+    abutting = SegmentTiming(4, 20.0, 21.0, 21.05)  # the source itself paused only 50 ms
+    assert place(abutting, 1.5).placed_end == pytest.approx(21.0)
 
 
 def test_last_segment_bounded_by_total_duration() -> None:
@@ -125,5 +127,5 @@ def test_sync_figures() -> None:
 def test_fit_record_from_placement() -> None:
     placement = place(SegmentTiming(2, 1.0, 2.0, 2.5), 1.9)
     record = fit_record(placement, rate=1.25, stretch=1.1)
-    assert record == FitRecord(2, 1.0, 2.0, 1.0, 2.5, 1.25, 1.1, True)
-    assert math.isclose(placement.cut_seconds, 0.4)
+    assert record == FitRecord(2, 1.0, 2.0, 1.0, 2.35, 1.25, 1.1, True)
+    assert math.isclose(placement.cut_seconds, 0.55)
