@@ -19,13 +19,25 @@ def open_for_write(path: str, sample_rate: int, channels: int, frames: int) -> s
 
 
 def at_rate(path: str, sample_rate: int, work_dir: str, name: str) -> str:
-    """Path of a WAV at ``sample_rate`` holding ``path``'s audio (the original if already fine)."""
+    """Path of a WAV at ``sample_rate`` holding ``path``'s audio (the original if already fine).
+
+    A clip libsndfile reads is resampled in memory by soxr (a clip is seconds long; starting ffmpeg for it
+    cost more than the resampling); anything else is decoded by ffmpeg.
+    """
+    out = os.path.join(work_dir, f"{name}.wav")
     try:
         info = ffmpeg.audio_info(path)
         if info.sample_rate == sample_rate and info.frames > 0:
             return path
+        if info.frames > 0:
+            import soxr
+
+            samples, rate = sf.read(path, dtype="float32", always_2d=True)
+            resampled = soxr.resample(samples, rate, sample_rate, quality="HQ")
+            with ffmpeg.atomic_output(out) as tmp:
+                sf.write(tmp, resampled, sample_rate, subtype="FLOAT", format="WAV")
+            return out
     except (sf.LibsndfileError, RuntimeError):
         pass
-    out = os.path.join(work_dir, f"{name}.wav")
     decode_to_wav(path, out, sample_rate=sample_rate)
     return out

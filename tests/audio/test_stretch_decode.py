@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from service.audio import stretch as stretch_module
 from service.audio.decode import decode_to_wav
 from service.audio.ffmpeg import AudioInfo
 from service.audio.stretch import time_stretch
@@ -38,6 +39,34 @@ def test_stretch_shortens_and_keeps_pitch(tmp_path: Path, factor: float) -> None
     assert duration == pytest.approx(2.0 / factor, abs=0.020)
     assert sf.info(out).samplerate == SR
     assert _dominant_hz(out) == pytest.approx(440.0, rel=0.02)
+
+
+@pytest.mark.parametrize("factor", [0.85, 1.3])
+def test_in_process_stretch_matches_ffmpegs_filter(tmp_path: Path, factor: float) -> None:
+    """librubberband through ctypes and ffmpeg's rubberband filter give the same length and pitch, at the
+    working rate, from a clip at the synthesizer's rate."""
+    src = tmp_path / "tone.wav"
+    _tone(src, 330.0, 3.0, sr=22050)
+    ours = time_stretch(str(src), str(tmp_path / "ours.wav"), factor, SR)
+    theirs = stretch_module._by_ffmpeg(str(src), str(tmp_path / "theirs.wav"), factor, SR)
+    assert ours == pytest.approx(theirs, abs=0.005)
+    assert ours == pytest.approx(3.0 / factor, abs=0.02)
+    assert sf.info(tmp_path / "ours.wav").samplerate == SR
+    assert _dominant_hz(tmp_path / "ours.wav") == pytest.approx(330.0, rel=0.02)
+    level = np.sqrt(np.mean(sf.read(tmp_path / "ours.wav")[0] ** 2))
+    assert level == pytest.approx(0.5 / np.sqrt(2), rel=0.1)  # as loud as it came in
+
+
+def test_stretched_speech_keeps_its_level(tmp_path: Path) -> None:
+    """A spoken line stretched either way is as loud as it was (within 1 dB), not softer than its neighbours."""
+    src = tmp_path / "line.wav"
+    subprocess.run(["espeak-ng", "-v", "es", "-w", str(src), "Una frase de prueba para medir el nivel."], check=True)
+    before = sf.read(src)[0]
+    for factor in (0.85, 1.25):
+        time_stretch(str(src), str(tmp_path / "out.wav"), factor, SR)
+        after = sf.read(tmp_path / "out.wav")[0]
+        ratio_db = 20 * np.log10(np.sqrt(np.mean(after**2)) / np.sqrt(np.mean(before**2)))
+        assert abs(ratio_db) < 1.0, (factor, ratio_db)
 
 
 def test_stretch_factor_one_is_a_resampling_copy(tmp_path: Path) -> None:
