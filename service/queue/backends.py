@@ -21,7 +21,9 @@ from service.queue.dispatcher import Dispatcher
 from service.queue.redis_queue import RedisQueue
 from service.settings import Settings
 from service.storage import Storage
+from service.supervisor import owners
 from service.supervisor.dramatiq_worker import DramatiqWorker
+from service.supervisor.runner import TaskRunner
 from service.supervisor.supervisor import Supervisor
 
 
@@ -50,5 +52,6 @@ def stage_runner(settings: Settings, db: Database, listener: Listener, registry:
                  dispatch: NotifyOnly | Dispatcher) -> Supervisor | DramatiqWorker:
     """The loop that runs stages in this process: same interface (start, drain, stop, running)."""
     if isinstance(dispatch, Dispatcher):
-        return DramatiqWorker(settings, db, listener, registry, storage, executor, engines, dispatch)
+        runner = TaskRunner(settings, db, listener, dict(registry), storage, executor, engines, owners.new_owner_id())
+        return DramatiqWorker(runner, dispatch)
     return Supervisor(settings, db, listener, registry, storage, executor, engines)

@@ -28,23 +28,17 @@ import contextlib
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable
 
 import structlog
 
-from service.db import connection, dispatches, tasks
-from service.db.database import Database
-from service.db.listener import Listener
+from service.db import connection, dispatches
 from service.db.tasks import ClaimedTask
-from service.engines.protocols import Engines
-from service.pipeline.context import StageFn
 from service.queue.dispatcher import Dispatcher
 from service.queue.redis_queue import Delivery, QueueUnavailable
-from service.settings import Settings
-from service.storage import Storage
 from service.supervisor import owners
 from service.supervisor.runner import TaskRunner
+from service.supervisor.running import RunningTasks, keep_running
 
 log = structlog.get_logger(__name__)
 
@@ -54,29 +48,19 @@ PASSED_OVER_MEMORY_SECONDS = 60.0
 
 
 class DramatiqWorker:
-    def __init__(
-        self,
-        settings: Settings,
-        db: Database,
-        listener: Listener,
-        registry: Mapping[str, StageFn],
-        storage: Storage,
-        executor: Executor,
-        engines: Engines | None,
-        dispatcher: Dispatcher,
-        owner_id: str | None = None,
-    ) -> None:
-        self.settings = settings
-        self.db = db
-        self.pool = db.pool
-        self.listener = listener
+    """Runs the tasks that messages name with `runner` (whose owner id holds their leases)."""
+
+    def __init__(self, runner: TaskRunner, dispatcher: Dispatcher) -> None:
+        self.runner = runner
+        self.settings = runner.settings
+        self.db = runner.db
+        self.pool = runner.pool
+        self.listener = runner.listener
+        self.owner_id = runner.owner_id
         self.dispatcher = dispatcher
         self.queue = dispatcher.queue
-        self.owner_id = owner_id or owners.new_owner_id()
-        self.runner = TaskRunner(settings, db, listener, dict(registry), storage, executor, engines, self.owner_id)
-        self._running: dict[uuid.UUID, tuple[uuid.UUID, asyncio.Task[None]]] = {}  # task -> (job, runner)
+        self._running = RunningTasks(runner)
         self._passed_over: dict[uuid.UUID, float] = {}
-        self._slot_freed = asyncio.Event()
         self._sweep_soon = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._healthy = {"consumer": False, "sweeper": False}
@@ -90,10 +74,7 @@ class DramatiqWorker:
         return bool(self._loops) and not any(t.done() for t in self._loops) and all(self._healthy.values())
 
     async def start(self) -> None:
-        with contextlib.suppress(Exception):  # a database that is down now is waited for by the loops
-            freed = await owners.free_dead_local_leases(self.pool)
-            if freed:
-                log.info("worker.freed_dead_leases", owners=freed)
+        await owners.free_dead_at_start(self.pool, "worker.freed_dead_leases")
         self._loops = [asyncio.create_task(self._keep_going("consumer", self._consume), name="dramatiq-consumer"),
                        asyncio.create_task(self._keep_going("sweeper", self._sweep), name="dramatiq-sweeper")]
 
@@ -101,47 +82,33 @@ class DramatiqWorker:
         """Stop fetching; let running stages finish for up to `seconds`, then hand back what is left."""
         self.draining = True
         self.runner.draining = True
-        self._slot_freed.set()
+        self._running.freed.set()
         self._sweep_soon.set()
         if self._loops:
             await asyncio.wait(self._loops, timeout=5.0)
-        running = [runner for _, runner in self._running.values()]
-        if running:
-            log.info("worker.draining", tasks=len(running), seconds=seconds)
-            await asyncio.wait(running, timeout=seconds)
+        if self._running:
+            log.info("worker.draining", tasks=len(self._running), seconds=seconds)
+        await self._running.finish(seconds)
         await self.stop()
 
     async def stop(self) -> None:
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
-        running = list(self._running.items())
-        for _, (_, runner) in running:
-            runner.cancel()
-        await asyncio.gather(*(runner for _, (_, runner) in running), return_exceptions=True)
-        handed_back = [task_id for task_id, _ in running]
-        for task_id in handed_back:
-            with contextlib.suppress(Exception):
-                await tasks.release(self.pool, task_id, self.owner_id)
+        handed_back = await self._running.hand_back()
         if handed_back:  # another worker takes them now rather than at its next sweep
             with contextlib.suppress(Exception):
                 await self.dispatcher.tasks(handed_back)
 
     async def _keep_going(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
         """Run a loop until it returns (draining); restart it with backoff when it crashes."""
-        delay = 0.5
-        while True:
-            try:
-                await body()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._healthy[name] = False
-                self.restarts += 1
-                log.error("worker.loop_crashed", loop=name, error=repr(exc), restart_in=round(delay, 2))
-                await asyncio.sleep(delay * random.uniform(0.9, 1.1))
-                delay = min(delay * 2, 30.0)
+
+        def crashed(exc: Exception, delay: float) -> None:
+            self._healthy[name] = False
+            self.restarts += 1
+            log.error("worker.loop_crashed", loop=name, error=repr(exc), restart_in=round(delay, 2))
+
+        await keep_running(body, crashed)
 
     def _outage(self, name: str, exc: BaseException) -> bool:
         """Redis or PostgreSQL away: not ready meanwhile; True when `exc` is one of those."""
@@ -158,8 +125,8 @@ class DramatiqWorker:
         backoff = 0.2
         while not self.draining:
             if len(self._running) >= self.settings.max_concurrent_tasks:
-                self._slot_freed.clear()
-                await self._slot_freed.wait()
+                self._running.freed.clear()
+                await self._running.freed.wait()
                 continue
             try:
                 delivery = await self.queue.receive()
@@ -209,9 +176,7 @@ class DramatiqWorker:
         if task is None:
             log.debug("worker.nothing_to_do", task_id=str(delivery.task_id))
             return
-        if task.id not in self._running:  # else: reclaimed after an outage, and its runner carries on
-            runner = asyncio.create_task(self._run(task), name=f"task-{task.id}")
-            self._running[task.id] = (task.job_id, runner)
+        self._running.start(task, after=self._after)
 
     async def _claim(self, task_id: uuid.UUID) -> ClaimedTask | None:
         while True:
@@ -230,7 +195,7 @@ class DramatiqWorker:
         if delivery.task_id in self._passed_over:
             del self._passed_over[delivery.task_id]  # it came back: nobody else was free, so this worker runs it
             return False
-        if not any(job_id == delivery.job_id for job_id, _ in self._running.values()):
+        if not self._running.runs_job(delivery.job_id):
             return False
         try:
             if await self.queue.waiting() > 0:  # every worker is busy: spreading gains nothing
@@ -242,14 +207,6 @@ class DramatiqWorker:
         log.debug("worker.passed_over", task_id=str(delivery.task_id))
         await asyncio.sleep(PASS_OVER_SECONDS)
         return True
-
-    async def _run(self, task: ClaimedTask) -> None:
-        try:
-            await self.runner.run(task)
-        finally:
-            self._running.pop(task.id, None)
-            self._slot_freed.set()
-        await self._after(task)
 
     async def _after(self, task: ClaimedTask) -> None:
         """A task handed back (draining) goes out again now; one released for a retry, when it is due."""

@@ -6,15 +6,19 @@ from a live one that got its pid later (a container's pid 1 after a restart).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import uuid
 from pathlib import Path
 
 import asyncpg
+import structlog
 
 from service.db import tasks
 from service.scratch import pid_alive
+
+log = structlog.get_logger(__name__)
 
 
 def _started(pid: int) -> str:
@@ -51,3 +55,12 @@ async def free_dead_local_leases(pool: asyncpg.Pool) -> list[str]:
     if dead:
         await tasks.expire_leases(pool, dead)
     return dead
+
+
+async def free_dead_at_start(pool: asyncpg.Pool, event: str) -> None:
+    """At start-up, so the tasks of this host's dead processes resume at once (logged as `event`). A database
+    that is down now is waited for by the loops that follow: a failure here is passed over."""
+    with contextlib.suppress(Exception):
+        freed = await free_dead_local_leases(pool)
+        if freed:
+            log.info(event, owners=freed)

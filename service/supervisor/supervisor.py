@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
-import uuid
 from collections.abc import Mapping
 from concurrent.futures import Executor
 
@@ -24,13 +22,13 @@ from service import metrics
 from service.db import tasks
 from service.db.database import Database
 from service.db.listener import Listener
-from service.db.tasks import ClaimedTask
 from service.engines.protocols import Engines
 from service.pipeline.context import StageFn
 from service.settings import Settings
 from service.storage import Storage
 from service.supervisor import owners
 from service.supervisor.runner import TaskRunner
+from service.supervisor.running import RunningTasks, keep_running
 
 log = structlog.get_logger(__name__)
 
@@ -53,8 +51,7 @@ class Supervisor:
         self.listener = listener
         self.owner_id = owner_id or owners.new_owner_id()
         self.runner = TaskRunner(settings, db, listener, dict(registry), storage, executor, engines, self.owner_id)
-        self._running: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self._slot_freed = asyncio.Event()
+        self._running = RunningTasks(self.runner)
         self._main: asyncio.Task[None] | None = None
         self._loop_alive = False
         self.draining = False
@@ -66,10 +63,7 @@ class Supervisor:
         return self._main is not None and not self._main.done() and self._loop_alive
 
     async def start(self) -> None:
-        with contextlib.suppress(Exception):  # a database that is down now is waited for by the loop
-            freed = await owners.free_dead_local_leases(self.pool)
-            if freed:
-                log.info("supervisor.freed_dead_leases", owners=freed)
+        await owners.free_dead_at_start(self.pool, "supervisor.freed_dead_leases")
         self._main = asyncio.create_task(self._supervise(), name="supervisor")
 
     async def drain(self, seconds: float) -> None:
@@ -80,10 +74,9 @@ class Supervisor:
             self._main.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._main
-        running = list(self._running.values())
-        if running:
-            log.info("supervisor.draining", tasks=len(running), seconds=seconds)
-            await asyncio.wait(running, timeout=seconds)
+        if self._running:
+            log.info("supervisor.draining", tasks=len(self._running), seconds=seconds)
+        await self._running.finish(seconds)
         await self.stop()
 
     async def stop(self) -> None:
@@ -91,32 +84,22 @@ class Supervisor:
             self._main.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._main
-        running = list(self._running.items())
-        for _, runner in running:
-            runner.cancel()
-        await asyncio.gather(*(r for _, r in running), return_exceptions=True)
-        for task_id, _ in running:
-            with contextlib.suppress(Exception):
-                await tasks.release(self.pool, task_id, self.owner_id)
+        await self._running.hand_back()
 
     async def _supervise(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                self._loop_alive = True
-                await self._claim_loop()
-            except asyncio.CancelledError:
-                self._loop_alive = False
-                raise
-            except Exception as exc:
-                self._loop_alive = False
-                self.restarts += 1
-                log.error("supervisor.crashed", error=repr(exc), restart_in=round(delay, 2))
-                await asyncio.sleep(delay * random.uniform(0.9, 1.1))
-                delay = min(delay * 2, 30.0)
+        try:
+            await keep_running(self._claim_loop, self._crashed)
+        finally:
+            self._loop_alive = False
+
+    def _crashed(self, exc: Exception, delay: float) -> None:
+        self._loop_alive = False
+        self.restarts += 1
+        log.error("supervisor.crashed", error=repr(exc), restart_in=round(delay, 2))
 
     # -- claiming ---------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
+        self._loop_alive = True
         while not self.draining:
             free = self.settings.max_concurrent_tasks - len(self._running)
             if free > 0:
@@ -126,11 +109,11 @@ class Supervisor:
                 claimed = await tasks.claim(self.pool, self.owner_id, wanted, self.settings.lease_seconds)
                 metrics.claimed(time.perf_counter() - started, len(claimed))
                 for task in claimed:
-                    self._start(task)
+                    self._running.start(task)
                 if len(claimed) == wanted:
                     continue  # there may be more waiting
-            self._slot_freed.clear()
-            waits = [asyncio.ensure_future(self._slot_freed.wait())]
+            self._running.freed.clear()
+            waits = [asyncio.ensure_future(self._running.freed.wait())]
             if free > 0:
                 waits.append(asyncio.ensure_future(self.listener.tasks_ready.wait()))
             try:
@@ -139,17 +122,3 @@ class Supervisor:
             finally:
                 for waiter in waits:
                     waiter.cancel()
-
-    def _start(self, task: ClaimedTask) -> None:
-        if task.id in self._running:
-            # Its lease ran out while this process was waiting for the database, and this claim renewed
-            # it: the runner that has it carries on.
-            return
-        self._running[task.id] = asyncio.create_task(self._run(task), name=f"task-{task.id}")
-
-    async def _run(self, task: ClaimedTask) -> None:
-        try:
-            await self.runner.run(task)
-        finally:
-            self._running.pop(task.id, None)
-            self._slot_freed.set()

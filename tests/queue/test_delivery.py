@@ -26,7 +26,9 @@ from service.queue.dispatcher import Dispatcher
 from service.queue.redis_queue import QUEUE, RedisQueue
 from service.settings import Settings
 from service.storage.local import LocalStorage
+from service.supervisor import owners
 from service.supervisor.dramatiq_worker import DramatiqWorker
+from service.supervisor.runner import TaskRunner
 from tests.support.redis import redis_server, with_backend
 
 Calls = list[tuple[uuid.UUID, str, str]]
@@ -58,8 +60,9 @@ class Workers:
         self.stack.push_async_callback(pool.close)
         settings = self.settings.with_overrides(**overrides)
         db = Database.on(pool)
-        worker = DramatiqWorker(settings, db, await self.listener(), registry, self.storage, self.executor, None,
-                                Dispatcher(settings, db, self.redis_queue()))
+        runner = TaskRunner(settings, db, await self.listener(), registry, self.storage, self.executor, None,
+                            owners.new_owner_id())
+        worker = DramatiqWorker(runner, Dispatcher(settings, db, self.redis_queue()))
         await worker.start()
         self.stack.push_async_callback(worker.stop)
         return worker
