@@ -15,14 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
-from service.db.tasks import ClaimedTask
-from service.domain import TERMINAL
-
-_TERMINAL_SQL = "(" + ", ".join(f"'{stage}'" for stage in sorted(TERMINAL)) + ")"
-
-# A task that could be claimed right now.
-_RUNNABLE = f"""stage NOT IN {_TERMINAL_SQL} AND run_after <= now()
-    AND (lease_expires_at IS NULL OR lease_expires_at < now())"""
+from service.db.tasks import CLAIM_SET_SQL, CLAIMED_SQL, RUNNABLE_SQL, TERMINAL_SQL, ClaimedTask
 
 Send = Callable[[list[tuple[UUID, UUID]]], Awaitable[str | None]]
 
@@ -31,18 +24,13 @@ async def claim(pool: asyncpg.Pool, task_id: UUID, lease_owner: str, lease_secon
     """Take the task a message names if it can run now; None when it is over, leased elsewhere, or not due."""
     row = await pool.fetchrow(
         f"""UPDATE language_tasks AS t
-            SET lease_owner = $2,
-                lease_expires_at = now() + make_interval(secs => $3),
-                attempts = greatest(t.attempts, 1),
-                claims = t.claims + 1,
-                started_at = coalesce(t.started_at, now()),
-                dispatched_at = NULL, dispatched_to = NULL,
-                updated_at = now()
-            WHERE t.id = $1 AND {_RUNNABLE}
-            RETURNING t.id, t.job_id, t.target_language, t.stage, t.attempts, t.claims, t.lease_owner""",
-        task_id,
+            SET {CLAIM_SET_SQL},
+                dispatched_at = NULL, dispatched_to = NULL
+            WHERE t.id = $3 AND {RUNNABLE_SQL}
+            RETURNING {CLAIMED_SQL}""",
         lease_owner,
         lease_seconds,
+        task_id,
     )
     return None if row is None else ClaimedTask(**dict(row))
 
@@ -63,14 +51,14 @@ async def _dispatch(pool: asyncpg.Pool, select_sql: str, args: tuple[object, ...
 async def dispatch_job(pool: asyncpg.Pool, job_id: UUID, send: Send) -> list[UUID]:
     """Send a message for each of a new job's tasks that has none yet."""
     return await _dispatch(pool, f"""SELECT id, job_id FROM language_tasks
-        WHERE job_id = $1 AND dispatched_at IS NULL AND {_RUNNABLE}
+        WHERE job_id = $1 AND dispatched_at IS NULL AND {RUNNABLE_SQL}
         FOR UPDATE SKIP LOCKED""", (job_id,), send)
 
 
 async def dispatch_tasks(pool: asyncpg.Pool, task_ids: list[UUID], send: Send) -> list[UUID]:
     """Send a message for each of these tasks that is runnable and has none (handed back, released)."""
     return await _dispatch(pool, f"""SELECT id, job_id FROM language_tasks
-        WHERE id = ANY($1::uuid[]) AND dispatched_at IS NULL AND {_RUNNABLE}
+        WHERE id = ANY($1::uuid[]) AND dispatched_at IS NULL AND {RUNNABLE_SQL}
         FOR UPDATE SKIP LOCKED""", (task_ids,), send)
 
 
@@ -81,7 +69,7 @@ async def dispatch_due(pool: asyncpg.Pool, server: str | None, lost_after_second
     now); or, when nothing waits in the queue, with a message sent more than `lost_after_seconds` ago that
     no worker has claimed (lost with a worker that died holding it)."""
     return await _dispatch(pool, f"""SELECT id, job_id FROM language_tasks
-        WHERE {_RUNNABLE}
+        WHERE {RUNNABLE_SQL}
           AND (dispatched_at IS NULL
                OR lease_expires_at > dispatched_at
                OR ($1::text IS NOT NULL AND dispatched_to IS DISTINCT FROM $1::text)
@@ -96,7 +84,7 @@ async def needs_message_in(pool: asyncpg.Pool, task_id: UUID) -> float | None:
     none (it ended, someone holds it, or one was sent)."""
     value = await pool.fetchval(
         f"""SELECT extract(epoch FROM run_after - now())::float8 FROM language_tasks
-            WHERE id = $1 AND stage NOT IN {_TERMINAL_SQL} AND dispatched_at IS NULL
+            WHERE id = $1 AND stage NOT IN {TERMINAL_SQL} AND dispatched_at IS NULL
               AND (lease_expires_at IS NULL OR lease_expires_at < now())""",
         task_id,
     )
@@ -107,7 +95,7 @@ async def next_release_in(pool: asyncpg.Pool) -> float | None:
     """Seconds until the earliest retry that waits for its `run_after` (None: none waits)."""
     value = await pool.fetchval(
         f"""SELECT extract(epoch FROM min(run_after) - now())::float8 FROM language_tasks
-            WHERE stage NOT IN {_TERMINAL_SQL} AND run_after > now() AND lease_owner IS NULL
+            WHERE stage NOT IN {TERMINAL_SQL} AND run_after > now() AND lease_owner IS NULL
               AND dispatched_at IS NULL"""
     )
     return None if value is None else float(value)

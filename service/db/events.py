@@ -55,19 +55,6 @@ class Event:
             "at": self.at,
         }
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id,
-            "seq": self.seq,
-            "kind": self.kind,
-            "task_id": self.task_id,
-            "target_language": self.target_language,
-            "stage": self.stage,
-            "progress": self.progress,
-            "data": self.data,
-            "at": self.at,
-        }
-
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Event:
         return cls(**raw)

@@ -9,7 +9,7 @@ import base64
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -23,20 +23,14 @@ from service.errors import DubbingError
 
 @dataclass(frozen=True)
 class InputObject:
-    path: str
+    object_path: str
     content_type: str
     size_bytes: int
     sha256: str
     duration_seconds: float
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "object_path": self.path,
-            "content_type": self.content_type,
-            "size_bytes": self.size_bytes,
-            "sha256": self.sha256,
-            "duration_seconds": round(self.duration_seconds, 3),
-        }
+        return {**asdict(self), "duration_seconds": round(self.duration_seconds, 3)}
 
 
 @dataclass(frozen=True)
@@ -78,12 +72,12 @@ async def create(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
                RETURNING id""",
             job.owner_id,
             job.source_language,
-            job.voice.path,
+            job.voice.object_path,
             job.voice.content_type,
             job.voice.size_bytes,
             job.voice.sha256,
             job.voice.duration_seconds,
-            bg.path if bg else None,
+            bg.object_path if bg else None,
             bg.content_type if bg else None,
             bg.size_bytes if bg else None,
             bg.sha256 if bg else None,
@@ -96,7 +90,7 @@ async def create(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
             existing = await by_idempotency_key(conn, job.owner_id, job.idempotency_key, job.request_hash)
             assert existing is not None
             return existing, False
-        await uploads.mark_used(conn, job_id, [job.voice.path] + ([bg.path] if bg else []))
+        await uploads.mark_used(conn, job_id, [job.voice.object_path] + ([bg.object_path] if bg else []))
         queued = await tasks.insert_for_job(conn, job_id, job.target_languages)
         await events.append(conn, job_id, queued)
         await events.notify_tasks_ready(conn)
@@ -176,7 +170,7 @@ def _inputs(row: asyncpg.Record) -> dict[str, Any]:
         if row[f"{prefix}_path"] is None:
             return None
         return {**InputObject(
-            path=row[f"{prefix}_path"],
+            object_path=row[f"{prefix}_path"],
             content_type=row[f"{prefix}_content_type"],
             size_bytes=row[f"{prefix}_size_bytes"],
             sha256=row[f"{prefix}_sha256"],

@@ -8,7 +8,7 @@ stalled, or the task was cancelled) changes nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +19,11 @@ from service.db.events import NewEvent
 from service.db.transitions import Change
 from service.domain import FINISHED, TERMINAL, WORK_STAGES, EventKind, Stage
 
-_TERMINAL_SQL = "(" + ", ".join(f"'{stage}'" for stage in sorted(TERMINAL)) + ")"
+TERMINAL_SQL = "(" + ", ".join(f"'{stage}'" for stage in sorted(TERMINAL)) + ")"
+
+# A task that could be claimed right now.
+RUNNABLE_SQL = f"""stage NOT IN {TERMINAL_SQL} AND run_after <= now()
+    AND (lease_expires_at IS NULL OR lease_expires_at < now())"""
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,17 @@ class ClaimedTask:
     attempts: int  # this attempt's number: 1, then one more after each failed stage is retried
     claims: int  # times the task was taken, interruptions (a killed process, a lost lease) included
     lease_owner: str
+
+
+# What every claim (the supervisor's, or the Dramatiq worker's of the task a message names) sets in
+# `language_tasks AS t`, with `$1` the new lease owner and `$2` the lease's seconds; and what it returns.
+CLAIM_SET_SQL = """lease_owner = $1,
+                lease_expires_at = now() + make_interval(secs => $2),
+                attempts = greatest(t.attempts, 1),
+                claims = t.claims + 1,
+                started_at = coalesce(t.started_at, now()),
+                updated_at = now()"""
+CLAIMED_SQL = ", ".join(f"t.{f.name}" for f in fields(ClaimedTask))
 
 
 def overall_progress(stage: str, fraction: float) -> float:
@@ -49,23 +64,16 @@ async def claim(
     """Take up to `limit` runnable tasks: queued, due, and not leased (or their lease expired)."""
     rows = await pool.fetch(
         f"""UPDATE language_tasks AS t
-            SET lease_owner = $1,
-                lease_expires_at = now() + make_interval(secs => $2),
-                attempts = greatest(t.attempts, 1),
-                claims = t.claims + 1,
+            SET {CLAIM_SET_SQL},
                 leased_at = now(),
-                heartbeat_at = now(),
-                started_at = coalesce(t.started_at, now()),
-                updated_at = now()
+                heartbeat_at = now()
             WHERE t.id IN (
                 SELECT id FROM language_tasks
-                WHERE stage NOT IN {_TERMINAL_SQL}
-                  AND run_after <= now()
-                  AND (lease_expires_at IS NULL OR lease_expires_at < now())
+                WHERE {RUNNABLE_SQL}
                 ORDER BY run_after
                 LIMIT $3
                 FOR UPDATE SKIP LOCKED)
-            RETURNING t.id, t.job_id, t.target_language, t.stage, t.attempts, t.claims, t.lease_owner""",
+            RETURNING {CLAIMED_SQL}""",
         lease_owner,
         lease_seconds,
         limit,
@@ -78,7 +86,7 @@ async def heartbeat(pool: asyncpg.Pool, task_id: UUID, lease_owner: str, lease_s
     row = await pool.fetchval(
         f"""UPDATE language_tasks
             SET lease_expires_at = now() + make_interval(secs => $3), heartbeat_at = now()
-            WHERE id = $1 AND lease_owner = $2 AND stage NOT IN {_TERMINAL_SQL}
+            WHERE id = $1 AND lease_owner = $2 AND stage NOT IN {TERMINAL_SQL}
             RETURNING id""",
         task_id,
         lease_owner,
