@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 ALLOWED_AUDIO_TYPES = (
     "audio/wav",
@@ -39,6 +40,11 @@ def _pairs(raw: str) -> tuple[tuple[str, str], ...]:
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     return float(raw) if raw not in (None, "") else default
+
+
+def _number(env: Mapping[str, str], name: str, default: int | float) -> int | float:
+    """An int or a float, as its default is."""
+    return _float(env, name, default) if isinstance(default, float) else _int(env, name, default)
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,8 @@ class Settings:
         port = _int(env, "PORT", 8000)
         data_dir = Path(env.get("DATA_DIR", ".dubbing"))
         cpus = os.cpu_count() or 2
+        defaults: dict[str, Any] = {f.name: f.default for f in fields(cls)}
+        numbers: dict[str, Any] = {name: _number(env, name.upper(), defaults[name]) for name in NUMBERS_FROM_ENV}
         return cls(
             host=host,
             port=port,
@@ -163,35 +171,9 @@ class Settings:
             log_format=env.get("LOG_FORMAT", "console"),
             log_level=env.get("LOG_LEVEL", "info"),
             storage_bucket=env.get("STORAGE_BUCKET", "dubbing"),
-            max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 500 * 1024 * 1024),
-            upload_url_ttl_seconds=_int(env, "UPLOAD_URL_TTL_SECONDS", 2 * 3600),
-            download_url_ttl_seconds=_int(env, "DOWNLOAD_URL_TTL_SECONDS", 3600),
-            artifact_ttl_hours=_int(env, "ARTIFACT_TTL_HOURS", 48),
-            input_ttl_hours=_int(env, "INPUT_TTL_HOURS", 48),
-            upload_ttl_hours=_int(env, "UPLOAD_TTL_HOURS", 24),
-            retention_interval_minutes=_float(env, "RETENTION_INTERVAL_MINUTES", 60.0),
             metrics_token=env.get("METRICS_TOKEN") or None,
-            min_input_seconds=_float(env, "MIN_INPUT_SECONDS", 0.5),
-            lease_seconds=_float(env, "LEASE_SECONDS", 60.0),
-            max_attempts=_int(env, "MAX_ATTEMPTS", 3),
-            retry_base_seconds=_float(env, "RETRY_BASE_SECONDS", 5.0),
-            poll_interval_seconds=_float(env, "POLL_INTERVAL_SECONDS", 5.0),
-            max_concurrent_tasks=_int(env, "MAX_CONCURRENT_TASKS", 4),
-            claim_batch_size=_int(env, "CLAIM_BATCH_SIZE", 8),
-            stage_concurrency=_int(env, "STAGE_CONCURRENCY", 2),
             cpu_workers=_int(env, "CPU_WORKERS", cpus),
-            sse_keepalive_seconds=_float(env, "SSE_KEEPALIVE_SECONDS", 15.0),
-            shutdown_drain_seconds=_float(env, "SHUTDOWN_DRAIN_SECONDS", 30.0),
             whisper_model_dir=env.get("WHISPER_MODEL_DIR") or None,
-            sample_rate=_int(env, "SAMPLE_RATE", 48000),
-            max_engine_rate=_float(env, "MAX_ENGINE_RATE", 1.25),
-            stretch_ceiling=_float(env, "STRETCH_CEILING", 1.25),
-            min_tempo=_float(env, "MIN_TEMPO", 0.85),
-            unit_pause_seconds=_float(env, "UNIT_PAUSE_SECONDS", 0.3),
-            caption_max_cps=_float(env, "CAPTION_MAX_CPS", 17.0),
-            duck_db=_float(env, "DUCK_DB", -12.0),
-            target_lufs=_float(env, "TARGET_LUFS", -16.0),
-            true_peak_dbtp=_float(env, "TRUE_PEAK_DBTP", -1.0),
             web_format=env.get("WEB_FORMAT", "mp3"),
             supabase_service_key=env.get("SUPABASE_SERVICE_KEY") or None,
             deepgram_api_key=env.get("DEEPGRAM_API_KEY") or None,
@@ -201,14 +183,24 @@ class Settings:
             openai_api_key=env.get("OPENAI_API_KEY") or None,
             openai_base_url=env.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/"),
             openai_model=env.get("OPENAI_MODEL", "gpt-4o-mini"),
-            supabase_concurrency=_int(env, "SUPABASE_CONCURRENCY", 16),
-            deepgram_stt_concurrency=_int(env, "DEEPGRAM_STT_CONCURRENCY", 20),
-            deepgram_tts_concurrency=_int(env, "DEEPGRAM_TTS_CONCURRENCY", 10),
-            openai_concurrency=_int(env, "OPENAI_CONCURRENCY", 8),
             queue_backend=env.get("QUEUE_BACKEND") or "postgres",
             redis_url=env.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
             redis_namespace=env.get("REDIS_NAMESPACE") or "dramatiq",
+            **numbers,
         )
+
+
+# The numbers read from the environment by their name in capitals (`lease_seconds` from LEASE_SECONDS), as an
+# int or a float like their default above, which they keep when the variable is unset or empty.
+NUMBERS_FROM_ENV = (
+    "max_upload_bytes", "upload_url_ttl_seconds", "download_url_ttl_seconds", "artifact_ttl_hours",
+    "input_ttl_hours", "upload_ttl_hours", "retention_interval_minutes", "min_input_seconds",
+    "lease_seconds", "max_attempts", "retry_base_seconds", "poll_interval_seconds", "max_concurrent_tasks",
+    "claim_batch_size", "stage_concurrency", "sse_keepalive_seconds", "shutdown_drain_seconds",
+    "sample_rate", "max_engine_rate", "stretch_ceiling", "min_tempo", "unit_pause_seconds", "caption_max_cps",
+    "duck_db", "target_lufs", "true_peak_dbtp",
+    "supabase_concurrency", "deepgram_stt_concurrency", "deepgram_tts_concurrency", "openai_concurrency",
+)
 
 
 def local_jwt_secret(data_dir: Path) -> str:

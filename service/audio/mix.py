@@ -27,6 +27,7 @@ from service.audio import ffmpeg, wavfiles
 from service.audio.decode import DEFAULT_SAMPLE_RATE
 from service.audio.ducking import ENVELOPE_RATE, write_envelope
 from service.audio.loudness import Loudness, parse_ebur128_summary
+from service.settings import Settings
 
 # The limiter aims this far under the true-peak ceiling: peaks between its samples (and, oversampled, the
 # resampling back to the output rate) add a little.
@@ -46,16 +47,17 @@ MAX_CORRECTIONS = 3
 
 @dataclass(frozen=True)
 class MixSettings:
-    """Knobs of the final mix. Duck depth/times apply to the background under dubbed speech."""
+    """Knobs of the final mix. Duck depth/times apply to the background under dubbed speech; the depth and the
+    loudness targets default to the service's (DUCK_DB, TARGET_LUFS, TRUE_PEAK_DBTP)."""
 
     sample_rate: int = DEFAULT_SAMPLE_RATE
-    duck_db: float = -12.0
+    duck_db: float = Settings.duck_db
     attack_ms: float = 80.0
     release_ms: float = 400.0
     hold_ms: float = 200.0
     activity_threshold_dbfs: float = -50.0
-    target_lufs: float = -16.0
-    true_peak_dbtp: float = -1.0
+    target_lufs: float = Settings.target_lufs
+    true_peak_dbtp: float = Settings.true_peak_dbtp
     web_format: Literal["mp3", "opus"] = "mp3"
     mp3_bitrate: str = "192k"
     # libmp3lame's -compression_level (LAME -q: 0 best/slowest .. 9 fastest); ffmpeg's default is LAME's 3.
