@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from typing import TypeVar
 
 import structlog
 from starlette.requests import Request
@@ -22,6 +23,8 @@ from service.errors import ApiError, ProviderError, StorageError, bad_request, n
 from service.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 
 def _languages(body: JobRequest, settings: Settings) -> tuple[str, list[str]]:
@@ -134,11 +137,16 @@ async def list_jobs(request: Request) -> Response:
     return respond({"jobs": page, "next_cursor": next_cursor}, JobPage)
 
 
+def _job_found(found: T | None) -> T:
+    """What a query of the caller's job returned, or 404: a job of someone else's does not exist for them."""
+    if found is None:
+        raise not_found("Job not found")
+    return found
+
+
 async def get_job(request: Request) -> Response:
     user = await current_user(request)
-    job = await jobs.representation(request.app.state.pool, user.id, path_uuid(request))
-    if job is None:
-        raise not_found("Job not found")
+    job = _job_found(await jobs.representation(request.app.state.pool, user.id, path_uuid(request)))
     return respond(job, Job)
 
 
@@ -161,9 +169,7 @@ async def list_artifacts(request: Request) -> Response:
 async def job_inputs(request: Request) -> Response:
     user = await current_user(request)
     settings: Settings = request.app.state.settings
-    job = await jobs.representation(request.app.state.pool, user.id, path_uuid(request))
-    if job is None:
-        raise not_found("Job not found")
+    job = _job_found(await jobs.representation(request.app.state.pool, user.id, path_uuid(request)))
     listed = []
     for kind in ("voice", "background"):
         item = job["inputs"].get(kind)
@@ -181,9 +187,7 @@ async def cancel_job(request: Request) -> Response:
     user = await current_user(request)
     pool = request.app.state.pool
     job_id = path_uuid(request)
-    cancelled = await jobs.cancel(pool, user.id, job_id)
-    if cancelled is None:
-        raise not_found("Job not found")
+    cancelled = _job_found(await jobs.cancel(pool, user.id, job_id))
     metrics.task_finished("cancelled", count=cancelled)
     return respond(await jobs.representation(pool, user.id, job_id), Job)
 
@@ -194,9 +198,7 @@ async def delete_job(request: Request) -> Response:
     user = await current_user(request)
     pool = request.app.state.pool
     job_id = path_uuid(request)
-    deletion = await jobs.delete(pool, user.id, job_id)
-    if deletion is None:
-        raise not_found("Job not found")
+    deletion = _job_found(await jobs.delete(pool, user.id, job_id))
     metrics.task_finished("cancelled", count=deletion.cancelled_tasks)
     settings: Settings = request.app.state.settings
     try:

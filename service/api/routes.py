@@ -1,6 +1,8 @@
-"""Every route the app serves, in one table: the API, the local storage's signed URLs, the web page."""
+"""Every route the app serves, in one place: the API, the local storage's signed URLs, the web page."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -23,24 +25,31 @@ async def serve_openapi(request: Request) -> Response:
     return JSONResponse(openapi_document(settings.public_base_url, settings.local_auth))
 
 
+# The API's paths and, for each, its methods, in the order the router tries them.
+_API: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {
+    "/healthz": {"GET": health.healthz},
+    "/readyz": {"GET": health.readyz},
+    "/openapi.json": {"GET": serve_openapi},
+    "/metrics": {"GET": serve_metrics},  # 404 unless METRICS_TOKEN is set
+    "/v1/languages": {"GET": languages.list_languages},
+    "/v1/uploads": {"POST": uploads.create_uploads},
+    "/v1/jobs": {"POST": jobs.create_job, "GET": jobs.list_jobs},
+    "/v1/jobs/{job_id}": {"GET": jobs.get_job, "DELETE": jobs.delete_job},
+    "/v1/jobs/{job_id}/artifacts": {"GET": jobs.list_artifacts},
+    "/v1/jobs/{job_id}/inputs": {"GET": jobs.job_inputs},
+    "/v1/jobs/{job_id}/cancel": {"POST": jobs.cancel_job},
+    "/v1/jobs/{job_id}/events": {"GET": events.job_events},
+    "/v1/jobs/{job_id}/events/ticket": {"POST": events.events_ticket},
+    "/v1/jobs/{job_id}/events/stream": {"GET": events.events_stream},
+}
+
+
 def table(settings: Settings) -> list[BaseRoute]:
     routes: list[BaseRoute] = [
-        Route("/healthz", health.healthz, methods=["GET"]),
-        Route("/readyz", health.readyz, methods=["GET"]),
-        Route("/openapi.json", serve_openapi, methods=["GET"]),
-        Route("/metrics", serve_metrics, methods=["GET"]),  # 404 unless METRICS_TOKEN is set
-        Route("/v1/languages", languages.list_languages, methods=["GET"]),
-        Route("/v1/uploads", uploads.create_uploads, methods=["POST"]),
-        Route("/v1/jobs", jobs.create_job, methods=["POST"]),
-        Route("/v1/jobs", jobs.list_jobs, methods=["GET"]),
-        Route("/v1/jobs/{job_id}", jobs.get_job, methods=["GET"]),
-        Route("/v1/jobs/{job_id}", jobs.delete_job, methods=["DELETE"]),
-        Route("/v1/jobs/{job_id}/artifacts", jobs.list_artifacts, methods=["GET"]),
-        Route("/v1/jobs/{job_id}/inputs", jobs.job_inputs, methods=["GET"]),
-        Route("/v1/jobs/{job_id}/cancel", jobs.cancel_job, methods=["POST"]),
-        Route("/v1/jobs/{job_id}/events", events.job_events, methods=["GET"]),
-        Route("/v1/jobs/{job_id}/events/ticket", events.events_ticket, methods=["POST"]),
-        Route("/v1/jobs/{job_id}/events/stream", events.events_stream, methods=["GET"]),
+        Route(path, endpoint, methods=[method])
+        for path, endpoints in _API.items() for method, endpoint in endpoints.items()
+    ]
+    routes += [
         Route("/storage/v1/object/upload/sign/{bucket}/{path:path}", signed_urls.upload_to_signed_url,
               methods=["PUT", "POST"]),
         Route("/storage/v1/object/sign/{bucket}/{path:path}", signed_urls.download_from_signed_url,
