@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from service.engines.types import SynthesizedClip, Transcript
+from service.errors import EngineError
 
 Usage = dict[str, float]
 
@@ -88,6 +89,17 @@ class Synthesizer(Protocol):
         words: how a line that is short even at the slowest rate fills its time, as a slow reader would.
         """
         ...
+
+
+def check_synthesis_input(synthesizer: Synthesizer, engine: str, text: str, language: str, rate: float,
+                          sample_rate: int) -> None:
+    """What every `synthesize` checks first, so each engine refuses the same input with the same error."""
+    if not text.strip():
+        raise EngineError("empty_text", "nothing to synthesize")
+    if not synthesizer.supports(language):
+        raise EngineError("unsupported_language", f"{engine} has no voice for {language!r}")
+    if rate <= 0 or sample_rate <= 0:
+        raise EngineError("bad_input", f"rate and sample_rate must be positive, got {rate}, {sample_rate}")
 
 
 @dataclass(frozen=True, slots=True)

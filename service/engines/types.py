@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 
 @dataclass(frozen=True, slots=True)
 class Word:
@@ -12,14 +14,6 @@ class Word:
     start: float
     end: float
     confidence: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "start": self.start, "end": self.end, "confidence": self.confidence}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Word:
-        conf = data.get("confidence")
-        return cls(str(data["text"]), float(data["start"]), float(data["end"]), None if conf is None else float(conf))
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,25 +23,6 @@ class Segment:
     end: float
     text: str
     words: tuple[Word, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "start": self.start,
-            "end": self.end,
-            "text": self.text,
-            "words": [w.to_json() for w in self.words],
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Segment:
-        return cls(
-            int(data["id"]),
-            float(data["start"]),
-            float(data["end"]),
-            str(data["text"]),
-            tuple(Word.from_json(w) for w in data.get("words", ())),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,23 +38,16 @@ class Transcript:
         return " ".join(s.text for s in self.segments if s.text)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "language": self.language,
-            "duration": self.duration,
-            "engine": self.engine,
-            "model": self.model,
-            "segments": [s.to_json() for s in self.segments],
-        }
+        """Its JSON object (segments and words as tuples, which json writes as arrays); the segments last, so a
+        reader of transcript.json meets the header (language, duration, engine, model) first."""
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        data["segments"] = data.pop("segments")
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Transcript:
-        return cls(
-            str(data["language"]),
-            float(data["duration"]),
-            tuple(Segment.from_json(s) for s in data.get("segments", ())),
-            str(data["engine"]),
-            str(data["model"]),
-        )
+        """Back from `to_json` (keys it does not know are passed over), checked against the fields' types."""
+        return msgspec.convert(data, cls)
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,8 +72,10 @@ def is_retryable_status(status: int) -> bool:
     return status in RETRY_STATUSES or status >= 500
 
 
-@dataclass
+@dataclass(frozen=True)
 class RetryPolicy:
+    """How a call is retried (stamina): shared by clients and tests, so never changed in place."""
+
     attempts: int = 5
     wait_initial: float = 1.0
     wait_max: float = 60.0

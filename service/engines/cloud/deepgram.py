@@ -54,17 +54,14 @@ def make_client(settings: Settings, transport: httpx.AsyncBaseTransport | None =
     if not key:
         raise EngineError("provider_auth", "DEEPGRAM_API_KEY is not set")
     limit = max(concurrency if concurrency is not None else settings.deepgram_stt_concurrency, 1)
-    options: dict[str, Any] = {}
-    if policy is not None:
-        options["policy"] = policy
-    if timeout is not None:
-        options["timeout"] = timeout
+    options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}  # else ProviderClient's default
     return ProviderClient(
         name=PROVIDER,
         base_url=settings.deepgram_base_url.rstrip("/"),
         headers={"Authorization": f"Token {key}"},
         concurrency=limit,
         max_connections=limit,
+        policy=policy or RetryPolicy(),
         error_parser=error_parser(_extract, key),
         request_id_headers=REQUEST_ID_HEADERS,
         transport=transport,

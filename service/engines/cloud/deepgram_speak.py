@@ -20,7 +20,7 @@ import structlog
 from service.audio import ffmpeg
 from service.engines import process
 from service.engines.cloud.deepgram import failure
-from service.engines.protocols import Usage, add_usage
+from service.engines.protocols import Usage, add_usage, check_synthesis_input
 from service.engines.types import SynthesizedClip
 from service.errors import EngineError, ProviderError
 from service.languages import normalize
@@ -135,13 +135,8 @@ class DeepgramSynthesizer:
         self, text: str, language: str, out_path: str, rate: float = 1.0, sample_rate: int = 48000, *,
         usage: Usage | None = None, word_pause: float = 0.0,
     ) -> SynthesizedClip:
+        check_synthesis_input(self, "Deepgram Aura", text, language, rate, sample_rate)
         pieces = split_text(text, self.max_request_chars)
-        if not pieces:
-            raise EngineError("empty_text", "nothing to synthesize")
-        if not self.supports(language):
-            raise EngineError("unsupported_language", f"Deepgram Aura has no voice for {language!r}")
-        if rate <= 0 or sample_rate <= 0:
-            raise EngineError("bad_input", f"rate and sample_rate must be positive, got {rate}, {sample_rate}")
         voice = self.voice_for(language)
         speed = self.speed_for(language, rate)
         fetch_rate = sample_rate if sample_rate in AURA_SAMPLE_RATES else AURA_DEFAULT_SAMPLE_RATE

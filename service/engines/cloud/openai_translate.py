@@ -119,20 +119,17 @@ def make_client(settings: Settings, transport: httpx.AsyncBaseTransport | None =
     key = settings.openai_api_key
     if not key:
         raise EngineError("provider_auth", "OPENAI_API_KEY is not set")
-    options: dict[str, Any] = {}
-    if policy is not None:
-        options["policy"] = policy
     return ProviderClient(
         name=PROVIDER,
         base_url=settings.openai_base_url.rstrip("/"),
         headers={"Authorization": f"Bearer {key}"},
         concurrency=max(settings.openai_concurrency, 1),
         max_connections=max(settings.openai_concurrency, 1),
+        policy=policy or RetryPolicy(),
         error_parser=error_parser(_extract, key),
         request_id_headers=("x-request-id",),
         permanent_codes=frozenset({"insufficient_quota"}),
         transport=transport,
-        **options,
     )
 
 

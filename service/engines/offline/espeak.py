@@ -17,7 +17,7 @@ import soundfile as sf
 from service.audio import ffmpeg
 from service.engines import process
 from service.engines.offline import espeak_lib
-from service.engines.protocols import Usage
+from service.engines.protocols import Usage, check_synthesis_input
 from service.engines.types import SynthesizedClip
 from service.errors import EngineError
 from service.supervisor import cpu_pool
@@ -121,13 +121,8 @@ class EspeakSynthesizer:
         self, text: str, language: str, out_path: str, rate: float = 1.0, sample_rate: int = 48000, *,
         usage: Usage | None = None, word_pause: float = 0.0,
     ) -> SynthesizedClip:
+        check_synthesis_input(self, "espeak-ng", text, language, rate, sample_rate)
         spoken = " ".join(text.split())
-        if not spoken:
-            raise EngineError("empty_text", "nothing to synthesize")
-        if not self.supports(language):
-            raise EngineError("unsupported_language", f"espeak-ng has no voice for {language!r}")
-        if rate <= 0 or sample_rate <= 0:
-            raise EngineError("bad_input", f"rate and sample_rate must be positive, got {rate}, {sample_rate}")
         wpm = wpm_for(rate)
         gap = word_gap_for(word_pause, wpm)
         if self._executor is not None:
