@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 from service.db import connection, migrations
+from service.db.connection import masked_url
 from service.engines.selection import choose_engines, describe, open_clients
 from service.settings import Settings
 
@@ -23,14 +23,6 @@ class Check:
     name: str
     ok: bool
     detail: str
-
-
-def masked_url(url: str) -> str:
-    parsed = urlparse(url)
-    if parsed.password:
-        netloc = f"{parsed.username}:***@{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
-        parsed = parsed._replace(netloc=netloc)
-    return urlunparse(parsed)
 
 
 def _is_set(value: str | None) -> str:

@@ -51,10 +51,6 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
-    @property
-    def is_finished(self) -> bool:
-        return self in FINISHED
-
 
 FINISHED: frozenset[JobStatus] = frozenset(
     {JobStatus.COMPLETE, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.CANCELLED}

@@ -28,6 +28,15 @@ def is_transaction_pooler(url: str) -> bool:
     return parsed.port == 6543 or query.get("pgbouncer", [""])[0] == "true"
 
 
+def masked_url(url: str) -> str:
+    """The URL to show (`dubbing doctor`): its password replaced by `***`."""
+    parsed = urlparse(url)
+    if parsed.password:
+        netloc = f"{parsed.username}:***@{parsed.hostname}" + (f":{parsed.port}" if parsed.port else "")
+        parsed = parsed._replace(netloc=netloc)
+    return urlunparse(parsed)
+
+
 def start_embedded(data_dir: Path) -> str:
     """Start (or reuse) the embedded server; blocking, so callers run it in a thread."""
     import pgserver  # imported late: only the embedded mode needs it

@@ -125,10 +125,8 @@ class LocalStorage:
         target = self.file_path(path)
         if not upsert and await anyio.Path(target).exists():
             raise StorageError(409, "Duplicate", "The resource already exists")
-        await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
-        tmp = Path(scratch.partial_path(str(target)))
         size = 0
-        try:
+        async with self._partial(target) as tmp:
             async with await anyio.open_file(tmp, "wb") as fh:
                 async for chunk in chunks:
                     size += len(chunk)
@@ -142,10 +140,21 @@ class LocalStorage:
             if not upsert and await anyio.Path(target).exists():
                 raise StorageError(409, "Duplicate", "The resource already exists")
             await anyio.to_thread.run_sync(os.replace, tmp, target)
+        return await self._written(path)
+
+    @asynccontextmanager
+    async def _partial(self, target: Path) -> AsyncIterator[Path]:
+        """A temporary file beside `target`, for the caller to rename into place; gone if it does not."""
+        await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
+        tmp = Path(scratch.partial_path(str(target)))
+        try:
+            yield tmp
         finally:
             await anyio.Path(tmp).unlink(missing_ok=True)
+
+    async def _written(self, path: str) -> ObjectInfo:
         info = await self.stat(path)
-        assert info is not None
+        assert info is not None  # just renamed into place
         return info
 
     async def _write_meta(self, path: str, content_type: str) -> None:
@@ -158,17 +167,11 @@ class LocalStorage:
     async def write_file(self, path: str, source_file: str, content_type: str) -> ObjectInfo:
         """Store a finished local file (an artifact) under `path`, replacing what was there."""
         target = self.file_path(path)
-        await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
-        tmp = Path(scratch.partial_path(str(target)))
-        try:
+        async with self._partial(target) as tmp:
             await anyio.to_thread.run_sync(shutil.copyfile, source_file, tmp)
             await self._write_meta(path, content_type)
             await anyio.to_thread.run_sync(os.replace, tmp, target)
-        finally:
-            await anyio.Path(tmp).unlink(missing_ok=True)
-        info = await self.stat(path)
-        assert info is not None
-        return info
+        return await self._written(path)
 
     async def read(self, path: str, chunk_size: int = 1 << 16) -> AsyncIterator[bytes]:
         target = self.file_path(path)

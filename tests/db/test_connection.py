@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from service.db.connection import connect_kwargs, is_transaction_pooler
-from service.doctor import masked_url
+from service.db.connection import connect_kwargs, is_transaction_pooler, masked_url
 
 
 def test_transaction_pooler_gets_no_statement_cache() -> None:
