@@ -103,6 +103,18 @@ function busy(form, value) {
   for (const el of form.querySelectorAll('button, input, textarea')) el.disabled = value;
 }
 
+// Runs a sign-in step with the form's controls disabled; its failure goes to `failed`.
+async function whileBusy(form, step, failed) {
+  busy(form, true);
+  try {
+    await step();
+  } catch (error) {
+    failed(error);
+  } finally {
+    busy(form, false);
+  }
+}
+
 function setupSignIn(config, auth) {
   const mode = config.mode;
   if (mode === 'local') {
@@ -117,15 +129,10 @@ function setupSignIn(config, auth) {
         $('#local-user').focus();
         return;
       }
-      busy(form, true);
-      try {
-        await auth.signInLocal(name);
-      } catch (error) {
+      await whileBusy(form, () => auth.signInLocal(name), (error) => {
         fieldError('local-user-error', error.message.replace("'user'", 'The name'));
         $('#local-user').setAttribute('aria-invalid', 'true');
-      } finally {
-        busy(form, false);
-      }
+      });
     });
   } else if (mode === 'cloud' && config.supabase && config.supabase.anon_key) {
     const form = $('#signin-cloud');
@@ -140,14 +147,8 @@ function setupSignIn(config, auth) {
         fieldError('cloud-error', 'Type your email and password, or ask for a sign-in link.');
         return;
       }
-      busy(form, true);
-      try {
-        await auth.signInWithPassword(email, password);
-      } catch (error) {
-        fieldError('cloud-error', error.message);
-      } finally {
-        busy(form, false);
-      }
+      await whileBusy(form, () => auth.signInWithPassword(email, password),
+        (error) => fieldError('cloud-error', error.message));
     });
     $('#magic-link').addEventListener('click', async () => {
       fieldError('cloud-error', '');
@@ -157,17 +158,12 @@ function setupSignIn(config, auth) {
         $('#email').focus();
         return;
       }
-      busy(form, true);
-      try {
+      await whileBusy(form, async () => {
         await auth.sendMagicLink(email);
         const sent = $('#magic-sent');
         sent.textContent = `We sent a sign-in link to ${email}. Open it in this browser.`;
         sent.hidden = false;
-      } catch (error) {
-        fieldError('cloud-error', error.message);
-      } finally {
-        busy(form, false);
-      }
+      }, (error) => fieldError('cloud-error', error.message));
     });
   } else if (mode === 'cloud') {
     $('#signin-unavailable').hidden = false;
@@ -177,14 +173,8 @@ function setupSignIn(config, auth) {
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
       fieldError('token-error', '');
-      busy(form, true);
-      try {
-        await auth.signInWithToken($('#token').value);
-      } catch (error) {
-        fieldError('token-error', error.message);
-      } finally {
-        busy(form, false);
-      }
+      await whileBusy(form, () => auth.signInWithToken($('#token').value),
+        (error) => fieldError('token-error', error.message));
     });
   }
 }

@@ -13,14 +13,15 @@ const storageKey = (jobId) => `dubbing.events.${jobId}`;
 export class JobStream {
   constructor(jobId, { onEvent, onState }) {
     this.jobId = jobId;
+    // Where this tab is in the job's events (kept across reloads), and how many arrived twice.
+    this.lastId = Number(window.sessionStorage.getItem(storageKey(jobId)) || 0);
+    this.duplicates = 0;
     this.onEvent = onEvent;
     this.onState = onState;
     this.source = null;
     this.closed = false;
     this.failures = 0;
     this.timer = null;
-    this.lastId = Number(window.sessionStorage.getItem(storageKey(jobId)) || 0);
-    this.duplicates = 0;
   }
 
   async start() {
