@@ -71,9 +71,19 @@ def connect_kwargs(url: str) -> dict[str, Any]:
     return kwargs
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to reset when a connection goes back to the pool.
+
+    asyncpg's default reset sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every
+    release: a round trip per query the service makes. Pool connections never hold session state (no SET,
+    no LISTEN, which has its own connection, no session advisory lock: the locks taken are transaction-scoped),
+    so there is nothing for it to undo; asyncpg still rolls back a transaction left open.
+    """
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        **connect_kwargs(url), min_size=min_size, max_size=max_size, init=_init_connection
+        **connect_kwargs(url), min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session
     )
     assert pool is not None
     return pool

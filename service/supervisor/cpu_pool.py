@@ -28,10 +28,17 @@ _TOKENS = Path(tempfile.gettempdir()) / f"dubbing-cancel-{os.getuid()}"
 _STOP_WAIT_SECONDS = 10.0
 
 
+# Pool workers (and the ffmpeg processes they start, which inherit it) run at this lower CPU priority: when
+# the cores are full of dubbing work, the event loop answering HTTP requests and progress streams still gets
+# a core the moment it needs one. With nothing else to run, the workers have the cores all the same.
+WORKER_NICENESS = 10
+
+
 def _initialize_worker(numba_cache_dir: str) -> None:
     # librosa compiles with numba on first use; a persistent cache makes that a one-time cost.
     os.environ.setdefault("NUMBA_CACHE_DIR", numba_cache_dir)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.nice(WORKER_NICENESS)
 
 
 def warm_imports() -> int:
