@@ -1,27 +1,23 @@
 """Peak memory of the process tree for a short and a long stereo 48 kHz job (voice + background).
 
-A whole 60-minute pipeline run takes longer than this benchmark's budget on 2 cores (Whisper alone needs
-~5 minutes for an hour), so these are measured, each in a process tree of its own, sampled every 50 ms from
-/proc (VmRSS summed over the root and all its descendants; PSS too, which counts shared pages once):
+Each measured in a process tree of its own, sampled every 50 ms from /proc (VmRSS summed over the root and
+all its descendants; PSS too, which counts shared pages once):
 
-1. pipeline - the whole pipeline through the API for the short input only (default 5 minutes, target es):
-              `dubbing serve` in its own process (`_lib.servers.serving`, CPU_WORKERS=2); the tree is
-              the service process, the forkserver, its 2 pool workers (each holding the Whisper model) and
-              every ffmpeg / espeak-ng / apertium child. Sampled from job creation to the `done` event.
+1. pipeline - the whole pipeline through the API, 5 and 60 minutes (target es): `dubbing serve` in its own
+              process (`_lib.servers.serving`, CPU_WORKERS=2, MAX_UPLOAD_BYTES raised to 2 GiB for the
+              60-minute WAV bed); the tree is the service process, the forkserver, its 2 pool workers (each
+              holding the Whisper model) and every ffmpeg / espeak-ng / apertium child. Sampled from job
+              creation to the `done` event.
 2. mixing   - the mixing stage's `build_voice_track` + `mix` (with the stereo background), the per-language
               work whose data is proportional to the length, run in a worker of the service's own process pool
-              (`service.supervisor.cpu_pool.create(2)`), for 5 and 60 minutes. The tree is a small host
-              process standing in for the service, its pool and the ffmpeg children. Clips are Spanish
-              espeak-ng clips (the dubbing stage's output) laid along the timeline with natural pauses.
+              (`service.supervisor.cpu_pool.create(2)`), for 5 and 60 minutes. Clips are Spanish espeak-ng clips
+              (the dubbing stage's output) laid along the timeline with natural pauses.
 3. stt      - the stt stage's engine call, `service.engines.offline.whisper.transcribe_file` (what a pool worker
               runs), for 5 and 60 minutes, each in a fresh process.
 
-The pool worker that ran Whisper keeps the memory it reached, so the whole pipeline peaks during or
-after stt (at 5 minutes: during translation, workers + Apertium); a 60-minute job's peak is estimated as
-the 5-minute job's plus what the Whisper call grows by (2 and 3 show nothing else grows).
 Targets: 60-minute peak <= 1.5 x the 5-minute peak, and < 1 GiB.
 
-    .venv/bin/python bench/memory_peak.py           # pipeline 5 min; mixing and stt 5 vs 60 min (~8 min)
+    .venv/bin/python bench/memory_peak.py           # pipeline, mixing and stt at 5 and 60 min (~20 min)
     .venv/bin/python bench/memory_peak.py --quick   # pipeline 1 min; 0.5 vs 3 min
 """
 
@@ -121,7 +117,8 @@ async def measure_pipeline(minutes: float) -> dict[str, Any]:
     background = inputs.make_background(seconds)
     async with scratch_database(ADMIN_URL, "bench_mem") as url:
         with tempfile.TemporaryDirectory(prefix="bench-mem-pipe-") as tmp:
-            async with servers.serving("dubbing", url, Path(tmp), CPU_WORKERS="2") as server, \
+            async with servers.serving("dubbing", url, Path(tmp), CPU_WORKERS="2",
+                                       MAX_UPLOAD_BYTES=str(2 << 30)) as server, \
                     httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
                 headers = servers.auth("bench")
                 objects = await inputs.upload_files(client, headers, {"voice": voice.path, "background": background})
@@ -131,7 +128,7 @@ async def measure_pipeline(minutes: float) -> dict[str, Any]:
                 with machine.TreeMemorySampler(server.pid, SAMPLE_INTERVAL) as sampler:
                     run = await inputs.run_job(client, headers, {
                         "voice_object": objects["voice"], "background_object": objects["background"],
-                        "source_language": "en", "target_languages": ["es"]})
+                        "source_language": "en", "target_languages": ["es"]}, timeout=3600)
                 tasks = (await client.get(f"/v1/jobs/{run.job_id}", headers=headers)).json()["tasks"]
     return {"minutes": minutes, "status": run.status, "wall_seconds": round(run.wall_seconds, 1),
             "errors": [t["error"] for t in tasks if t.get("error")],
@@ -174,7 +171,7 @@ def main() -> None:
 
     short = args.short or (0.5 if args.quick else 5.0)
     long = args.long or (3.0 if args.quick else 60.0)
-    pipeline_minutes = args.pipeline_minutes or [1.0 if args.quick else short]
+    pipeline_minutes = args.pipeline_minutes or ([1.0] if args.quick else [short, long])
     clip_source = 60.0 if args.quick else 600.0
     started = time.perf_counter()
     results: dict[str, Any] = {"benchmark": "memory_peak", "quick": args.quick, "environment": machine.environment(),
@@ -196,6 +193,9 @@ def main() -> None:
               f"(PSS {figures['peak_pss_mib']:.0f}; idle before the job {figures['tree_idle_rss_mib']:.0f}), "
               f"{figures['wall_seconds']} s, {figures['status']} {figures['errors'] or ''}")
         print(f"  at the peak: {figures['rss_breakdown_at_peak_mib']}")
+    if len(results["pipeline"]) > 1:
+        results["pipeline_verdict"] = _verdict(results["pipeline"][0], results["pipeline"][-1])
+        print(f"\nwhole pipeline: {results['pipeline_verdict']}")
 
     results["mixing"] = {}
     for minutes in (short, long):

@@ -272,8 +272,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=None, help="input length (default 10, or 1 with --quick)")
     parser.add_argument("--whisper-variants", choices=("none", "some", "all"), default=None,
                         help="after the jobs, time the stt engine call alone: the service's Whisper settings and "
-                             "cheaper ones (some: beam 1 and batched, the default of a full run, ~1 min on 10 minutes), "
-                             "all five, or none (the default with --quick)")
+                             "cheaper ones (some: beam 1 and batched, the default of a full run, ~1 min on 10 "
+                             "minutes), all five, or none (the default with --quick)")
     parser.add_argument("--quiet-wait", type=float, default=None,
                         help="before each job, wait up to this many seconds for other processes to leave the CPUs idle")
     args = parser.parse_args()

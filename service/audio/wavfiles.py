@@ -10,6 +10,7 @@ from service.audio import ffmpeg
 from service.audio.decode import decode_to_wav
 
 _WAV_LIMIT_BYTES = 0xFFFF_FFFF - 1_000_000
+_IN_MEMORY_SECONDS = 60.0
 
 
 def open_for_write(path: str, sample_rate: int, channels: int, frames: int) -> sf.SoundFile:
@@ -22,14 +23,14 @@ def at_rate(path: str, sample_rate: int, work_dir: str, name: str) -> str:
     """Path of a WAV at ``sample_rate`` holding ``path``'s audio (the original if already fine).
 
     A clip libsndfile reads is resampled in memory by soxr (a clip is seconds long; starting ffmpeg for it
-    cost more than the resampling); anything else is decoded by ffmpeg.
+    cost more than the resampling); anything longer or in another format is streamed through ffmpeg.
     """
     out = os.path.join(work_dir, f"{name}.wav")
     try:
         info = ffmpeg.audio_info(path)
         if info.sample_rate == sample_rate and info.frames > 0:
             return path
-        if info.frames > 0:
+        if 0 < info.duration <= _IN_MEMORY_SECONDS:
             import soxr
 
             samples, rate = sf.read(path, dtype="float32", always_2d=True)
