@@ -78,7 +78,8 @@ def choose_engines(settings: Settings, clients: ProviderClients, executor: Execu
     if clients.deepgram_tts is not None:
         from service.engines.cloud.deepgram_speak import DeepgramSynthesizer
 
-        synthesizer = DeepgramSynthesizer(clients.deepgram_tts, dict(settings.deepgram_tts_voices) or None)
+        synthesizer = DeepgramSynthesizer(clients.deepgram_tts, dict(settings.deepgram_tts_voices) or None,
+                                          executor=executor)
     else:
         synthesizer = EspeakSynthesizer(executor=executor)
     return Engines(transcriber=transcriber, translator=translator, synthesizer=synthesizer)

@@ -1,24 +1,25 @@
 """Deepgram text-to-speech (`POST /v1/speak`, Aura-2 voices) as a `Synthesizer`.
 
 Asks for 16-bit WAV, splits long texts at sentence boundaries (about 2,000 characters a request), then
-ffmpeg joins the parts, trims leading and trailing silence and writes a mono WAV at the requested rate,
-as the espeak-ng engine does.
+joins the parts, trims leading and trailing silence and writes a mono WAV at the requested rate, as the
+espeak-ng engine does (`audio/speech_clip.py`, in the process pool).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
 import uuid
+from concurrent.futures import Executor
 
 import aiofiles
 import httpx
 import soundfile as sf
 import structlog
 
-from service.audio import ffmpeg
-from service.engines import process
+from service.audio import speech_clip
 from service.engines.cloud.deepgram import failure
 from service.engines.protocols import Usage, add_usage, check_synthesis_input
 from service.engines.types import SynthesizedClip
@@ -27,6 +28,7 @@ from service.languages import normalize
 from service.providers.http import ProviderClient
 from service.providers.redaction import redact
 from service.settings import Settings
+from service.supervisor import cpu_pool
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +50,7 @@ SPEED_MIN, SPEED_MAX = 0.7, 1.5
 SPEED_MIN_BY_LANGUAGE = {"es": 0.9}
 SPEED_LANGUAGES = frozenset({"en", "es"})
 MAX_REQUEST_CHARS = 2000
-# linear16 sample rates Aura accepts; another requested rate is resampled by ffmpeg from 24 kHz.
+# linear16 sample rates Aura accepts; another requested rate is resampled from 24 kHz by soxr.
 AURA_SAMPLE_RATES = frozenset({8000, 16000, 24000, 32000, 48000})
 AURA_DEFAULT_SAMPLE_RATE = 24000
 _SPLIT_SENTENCES = re.compile(r"(?<=[.!?\u2026])\s+|(?<=[\u3002\uff01\uff1f])")
@@ -101,8 +103,9 @@ class DeepgramSynthesizer:
     pauses_between_words = False
 
     def __init__(self, client: ProviderClient, voices: dict[str, str] | None = None, *, timeout: float = 120.0,
-                 max_request_chars: int = MAX_REQUEST_CHARS) -> None:
+                 max_request_chars: int = MAX_REQUEST_CHARS, executor: Executor | None = None) -> None:
         self.client = client
+        self._executor = executor  # joins and trims the parts; without one, a thread does
         self.voices = dict(AURA2_VOICES)
         for lang, voice in (voices or {}).items():
             self.voices[lang.strip().lower().replace("_", "-")] = voice  # `en-gb` overrides only en-GB
@@ -194,20 +197,11 @@ class DeepgramSynthesizer:
             raise EngineError("provider_unavailable", f"Deepgram synthesis returned no audio ({size} bytes)")
 
     async def _finish(self, parts: list[str], out_path: str, sample_rate: int) -> None:
-        """Join the parts, trim the ends, write mono 16-bit PCM at `sample_rate` (ffmpeg reads streamed WAVs)."""
-        inputs: list[str] = []
-        chains: list[str] = []
-        for i, part in enumerate(parts):
-            inputs += ["-i", part]
-            chains.append(f"[{i}:a]aresample={sample_rate},aformat=sample_fmts=s16:channel_layouts=mono[a{i}]")
-        joined = "".join(f"[a{i}]" for i in range(len(parts)))
-        graph = ";".join(chains) + f";{joined}concat=n={len(parts)}:v=0:a=1,{ffmpeg.TRIM_SILENCE}[out]"
-        await process.run(
-            ffmpeg.command("-loglevel", "error", *inputs, "-filter_complex", graph, "-map", "[out]", "-ac", "1",
-                           "-ar", str(sample_rate), "-c:a", "pcm_s16le", out_path),
-            None,
-            self._timeout,
-        )
+        """Join the parts, trim the ends, write mono 16-bit PCM at `sample_rate`."""
+        if self._executor is not None:
+            await cpu_pool.run(self._executor, speech_clip.join_trimmed, parts, out_path, sample_rate)
+        else:
+            await asyncio.to_thread(speech_clip.join_trimmed, parts, out_path, sample_rate)
 
 
 def voices_from_settings(settings: Settings) -> dict[str, str]:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 from typing import Any
 
 import numpy as np
 
-from service import scratch
+from service.audio import speech_clip
 from service.errors import EngineError
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
@@ -24,10 +23,6 @@ _ESPEAK_WORDGAP = 7
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _EE_OK = 0
-# Leading and trailing samples quieter than this (-50 dBFS, as the CLI path's ffmpeg `silenceremove` did)
-# are silence; this much of it is kept at each end.
-_SILENCE = 10 ** (-50 / 20)
-_KEEP_SECONDS = 0.02
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
@@ -95,32 +90,12 @@ def _loaded() -> _Library:
     return _library
 
 
-def _trimmed(samples: Any, rate: int) -> Any:
-    loud = np.flatnonzero(np.abs(samples) > _SILENCE)
-    if loud.size == 0:
-        return samples[:0]
-    keep = round(_KEEP_SECONDS * rate)
-    return samples[max(int(loud[0]) - keep, 0): min(int(loud[-1]) + 1 + keep, samples.size)]
-
-
 def synthesize_file(text: str, voice: str, words_per_minute: int, sample_rate: int, out_path: str,
                     word_gap: int = 0) -> float:
     """Speak `text` into a mono 16-bit WAV at `sample_rate`; returns its duration in seconds. `word_gap` is
     espeak-ng's pause between words, in its units (see `espeak.word_gap_for`)."""
-    import soundfile
-    import soxr
-
     library = _loaded()
-    speech = _trimmed(library.speak(text, voice, words_per_minute, word_gap), library.rate)
+    speech = speech_clip.trimmed(library.speak(text, voice, words_per_minute, word_gap), library.rate)
     if speech.size == 0:
         raise EngineError("engine_failed", "espeak-ng produced no audio for the line")
-    if sample_rate != library.rate:
-        speech = soxr.resample(speech, library.rate, sample_rate)
-    tmp = scratch.partial_path(out_path)
-    try:
-        soundfile.write(tmp, np.clip(speech, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return round(len(speech) / sample_rate, 4)
+    return speech_clip.write_clip(speech, library.rate, sample_rate, out_path)
