@@ -22,7 +22,7 @@ from service import metrics, retention_schedule, scratch
 from service.api.auth import JwksCache, TokenVerifier
 from service.api.cors import CorsMiddleware
 from service.api.middleware import RequestContext
-from service.api.routes import handle_http_exception
+from service.api.routes import handle_database_outage, handle_http_exception
 from service.db import connection, migrations
 from service.db.database import Database
 from service.db.listener import Listener
@@ -188,7 +188,7 @@ def create_app(
         routes=roles.routes(settings),
         lifespan=lifespan,
         exception_handlers={ApiError: handle_api_error, HTTPException: handle_http_exception,
-                            Exception: handle_unexpected},
+                            **dict.fromkeys(connection.OUTAGES, handle_database_outage), Exception: handle_unexpected},
     )
     app.state.settings = settings
     app.state.language_check = language_check

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import structlog
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -61,6 +62,15 @@ def table(settings: Settings) -> list[BaseRoute]:
     if settings.local_auth:  # never in cloud mode, nor with a configured SUPABASE_JWT_SECRET
         routes.append(Route("/local/token", local_token.local_token, methods=["POST"]))
     return routes
+
+
+async def handle_database_outage(request: Request, exc: Exception) -> Response:
+    """The database was unreachable, out of connections or gave up on a deadlock: the request did nothing
+    (its transaction rolled back) and may be sent again."""
+    structlog.get_logger(__name__).warning("http.database_unavailable", path=request.url.path,
+                                           error=type(exc).__name__)
+    return error_response(503, "database_unavailable", "The database is unavailable for a moment; try again",
+                          {"Retry-After": "1"})
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:

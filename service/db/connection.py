@@ -97,8 +97,9 @@ async def connect(url: str) -> asyncpg.Connection:
 
 # Failures of the database itself, not of the work: a connection cut or refused, the server shutting
 # down or out of connections, a serialization conflict or deadlock to retry. The work that met one
-# waits for the database and goes on; it is never counted as the task's own failure.
-_OUTAGES: tuple[type[BaseException], ...] = (
+# waits for the database and goes on; it is never counted as the task's own failure. A request that meets one
+# is answered 503 (`api/routes.handle_database_outage`).
+OUTAGES: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # 08xxx, including "connection does not exist"
     asyncpg.exceptions.OperatorInterventionError,  # 57xxx: terminated backend, shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # 53xxx: too many connections
@@ -112,7 +113,7 @@ _OUTAGES: tuple[type[BaseException], ...] = (
 
 
 def is_outage(exc: BaseException) -> bool:
-    return isinstance(exc, _OUTAGES)
+    return isinstance(exc, OUTAGES)
 
 
 async def wait_until_available(pool: asyncpg.Pool, *, first_wait: float = 0.2, longest_wait: float = 5.0) -> None:

@@ -58,8 +58,22 @@ _JOB_COLUMNS = """id, owner_id, status, source_language, created_at, updated_at,
 _FINISHED_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(FINISHED)) + ")"
 
 
+# A creation that loses a deadlock or a serialization conflict did nothing; it is run again this many times.
+_CREATE_ATTEMPTS = 3
+
+
 async def create(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
     """Insert the job and one task per language in one transaction. Returns (id, created)."""
+    for attempt in range(1, _CREATE_ATTEMPTS + 1):
+        try:
+            return await _create_once(pool, job)
+        except (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError):
+            if attempt == _CREATE_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _create_once(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
     bg = job.background
     async with pool.acquire() as conn, conn.transaction():
         job_id = await conn.fetchval(

@@ -39,10 +39,17 @@ async def find(pool: asyncpg.Pool, owner_id: str, object_path: str) -> Upload | 
 
 
 async def mark_used(conn: asyncpg.Connection, job_id: UUID, paths: list[str]) -> None:
-    """Inside the job's creating transaction: these uploads are now a job's inputs."""
+    """Inside the job's creating transaction: these uploads are now a job's inputs.
+
+    Only uploads no job used yet are written, locked in path order: concurrent jobs made from the same
+    uploads (a re-dub into other languages) then never wait on each other's rows in opposite orders.
+    """
     await conn.execute(
-        """UPDATE uploads SET first_job_id = coalesce(first_job_id, $1), used_at = coalesce(used_at, now())
-           WHERE object_path = ANY($2::text[])""",
+        """UPDATE uploads SET first_job_id = $1, used_at = now()
+           WHERE object_path IN (SELECT object_path FROM uploads
+                                 WHERE object_path = ANY($2::text[]) AND used_at IS NULL
+                                 ORDER BY object_path FOR UPDATE)
+             AND used_at IS NULL""",
         job_id, paths,
     )
 

@@ -65,6 +65,21 @@ async def test_idempotency_key_returns_the_same_job(service: Service) -> None:
     assert (await service.count_rows())["jobs"] == 1
 
 
+async def test_many_jobs_made_at_once_from_the_same_uploads(service: Service) -> None:
+    """Re-dubbing one recording into several languages at once: every creation succeeds (it once met a
+    deadlock on the uploads' rows under load, 32 creations while jobs ran, and answered 500)."""
+    import asyncio
+
+    voice = await service.upload("erin", wav_bytes(1.0))
+    background = await service.upload("erin", wav_bytes(1.0, freq=220), kind="background", filename="bed.wav")
+    bodies = [{"voice_object": voice, "background_object": background, "source_language": "en",
+               "target_languages": [lang]} for lang in ("es", "fr", "de", "it", "pt", "ca", "nl", "pl") * 2]
+    answers = await asyncio.gather(*(service.client.post("/v1/jobs", headers=service.auth("erin"), json=body)
+                                     for body in bodies))
+    assert [a.status_code for a in answers] == [201] * len(bodies), [a.text for a in answers if a.status_code != 201]
+    assert (await service.count_rows())["jobs"] == len(bodies)
+
+
 async def test_list_is_newest_first_with_cursor(service: Service) -> None:
     ids = []
     for _ in range(5):
