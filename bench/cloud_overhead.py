@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import re
@@ -402,7 +403,14 @@ class LoopSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.wait(SAMPLE_INTERVAL_S):
-            frame = sys._current_frames().get(self.thread_id)
+            # CPython 3.11 can deadlock when a garbage collection starts inside sys._current_frames() (it
+            # holds the interpreter's thread-list lock, which the collection then waits for): two full runs
+            # hung that way at 32-64 concurrent jobs. No collection may start while the frames are read.
+            gc.disable()
+            try:
+                frame = sys._current_frames().get(self.thread_id)
+            finally:
+                gc.enable()
             now = time.perf_counter()
             stalled = now - self.probe.last_tick > self.probe.interval + STALL_S
             category, where = _category(frame)
