@@ -152,7 +152,7 @@ def create_app(
                 retention_schedule.running(state.pool, state.storage, settings))
             await anyio.to_thread.run_sync(sweep_leftovers, settings)
             state.executor = cpu_pool.create(settings.cpu_workers, str(settings.data_dir / "numba-cache"))
-            stack.callback(state.executor.shutdown, wait=False, cancel_futures=True)
+            stack.push_async_callback(cpu_pool.close, state.executor)
             state.probe_lane = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probe")
             stack.callback(state.probe_lane.shutdown, wait=False, cancel_futures=True)
             await cpu_pool.warm(state.executor, settings.cpu_workers, [])

@@ -60,6 +60,17 @@ def create(workers: int, numba_cache_dir: str) -> ProcessPoolExecutor:
     )
 
 
+async def close(executor: ProcessPoolExecutor, wait_seconds: float = _STOP_WAIT_SECONDS) -> None:
+    """Stop the pool at shutdown: queued calls are dropped, running ones (already told to stop by their
+    cancelled tasks) get `wait_seconds` to return, and the workers exit cleanly, so their semaphores and
+    queues are released instead of reported as leaked; workers that still run after that are killed."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True), wait_seconds)
+    except TimeoutError:
+        for process in list(getattr(executor, "_processes", {}).values()):
+            process.kill()
+
+
 async def warm(executor: Executor, workers: int, warmers: list[Callable[[], object]]) -> set[int]:
     """Run every warmer on every worker (submitted `workers` times at once so each worker starts)."""
     loop = asyncio.get_running_loop()
