@@ -27,6 +27,9 @@ DEFAULT_TOLERANCE = 0.03
 OVERFLOW_TOLERANCE_S = 1e-3
 FADE_OUT_S = 0.020
 BREAK_S = 0.15
+# Units are cut where the speaker pauses, but the edges drawn in by voice activity may meet (a breath, room
+# noise): even then a dub stops this much before the next one starts, so two lines never run together.
+MIN_BREAK_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -51,9 +54,9 @@ class SegmentTiming:
 
     @property
     def room(self) -> float:
-        """Longest the dub may last: up to the next segment, leaving the pause the source had before it (up
-        to `BREAK_S`), so one line never runs into the next without a breath."""
-        pause = min(BREAK_S, max(0.0, self.next_start - self.source_end)) if self.followed else 0.0
+        """Longest the dub may last: up to the next segment, leaving the pause the source had before it (from
+        `MIN_BREAK_S` up to `BREAK_S`), so one line never runs into the next without a breath."""
+        pause = min(BREAK_S, max(MIN_BREAK_S, self.next_start - self.source_end)) if self.followed else 0.0
         return max(0.0, self.slot - pause)
 
 

@@ -84,6 +84,8 @@ def test_never_into_the_next_segment() -> None:
     assert placement.max_duration == pytest.approx(2.85)
     abutting = SegmentTiming(4, 20.0, 21.0, 21.05)  # the source itself paused only 50 ms
     assert place(abutting, 1.5).placed_end == pytest.approx(21.0)
+    touching = SegmentTiming(5, 30.0, 31.0, 31.0)  # the edges met: a short break all the same
+    assert place(touching, 1.5).placed_end == pytest.approx(31.0 - 0.05)
 
 
 def test_last_segment_bounded_by_total_duration() -> None:
@@ -94,7 +96,7 @@ def test_last_segment_bounded_by_total_duration() -> None:
 
 
 def test_float_noise_is_not_an_overflow() -> None:
-    placement = place(SegmentTiming(0, 0.0, 1.0, 1.0), 1.0 + 1e-6)
+    placement = place(SegmentTiming(0, 0.0, 1.0, 1.05), 1.0 + 1e-6)  # room: up to 50 ms before the next
     assert not placement.overflowed
     assert placement.placed_end == 1.0
 
