@@ -21,6 +21,22 @@ SAMPLE_LINES = (
 )
 RATE = 48000
 
+_WHO = ("The old farmer", "My sister", "The young doctor", "Our teacher", "A tired traveller", "The baker")
+_DID = ("opened", "painted", "repaired", "cleaned", "sold", "found")
+_WHAT = ("the blue door", "a wooden table", "the kitchen window", "an old bicycle", "the garden gate")
+_WHEN = ("this morning", "after lunch", "last week", "before the storm", "on Sunday")
+
+
+def varied_lines(count: int, first: float = 0.6, every: float = 4.2) -> tuple[tuple[float, str], ...]:
+    """`count` different sentences, one every `every` seconds: a recording long enough to act on while it is
+    dubbed. Different, as real speech is: text that repeats itself makes Whisper decode each 30-second window
+    at every fallback temperature (six times over) because it looks like a hallucination loop."""
+    lines = []
+    for i in range(count):  # each part moves on at every line, at its own pace
+        words = (_WHO[i % 6], _DID[(5 * i + i // 6) % 6], _WHAT[2 * i % 5], _WHEN[(3 * i + i // 5) % 5])
+        lines.append((round(first + every * i, 3), " ".join(words) + "."))
+    return tuple(lines)
+
 
 @dataclass(frozen=True)
 class Sample:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ import structlog
 
 from service.db import connection
 from service.db.events import EVENTS_CHANNEL, TASKS_CHANNEL, Event
+from service.domain import EventKind, Stage
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +43,9 @@ class Listener:
         self._runner: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
         self.ending = False
+        # Told the ids of tasks that were just cancelled (None: some may have been, while a notification
+        # was lost or too big to carry them), so their runners stop now rather than at their next heartbeat.
+        self.cancelled_watchers: list[Callable[[set[str] | None], None]] = []
 
     # -- subscriptions ---------------------------------------------------------------------------
     def subscribe(self, job_id: str) -> Subscription:
@@ -68,6 +73,9 @@ class Listener:
 
     def _on_events(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         message = json.loads(payload)
+        self._tell_cancelled(None if message.get("refetch") else {
+            e["task_id"] for e in message["events"]
+            if e["kind"] == EventKind.STAGE and e["stage"] == Stage.CANCELLED and e.get("task_id")})
         subs = self._subscriptions.get(message["job_id"])
         if not subs:
             return
@@ -86,6 +94,12 @@ class Listener:
             for sub in subs:
                 sub.queue.put_nowait(RESYNC)
         self.tasks_ready.set()
+        self._tell_cancelled(None)
+
+    def _tell_cancelled(self, task_ids: set[str] | None) -> None:
+        if task_ids is None or task_ids:
+            for watcher in self.cancelled_watchers:
+                watcher(task_ids)
 
     # -- connection --------------------------------------------------------------------------------
     async def start(self) -> None:

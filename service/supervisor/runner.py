@@ -10,6 +10,7 @@ again without finishing) is failed after `max_attempts + INTERRUPTIONS_ALLOWED` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -55,6 +56,8 @@ class TaskRunner:
         self.stage_limits = {name: asyncio.Semaphore(settings.stage_concurrency) for name in registry}
         self.draining = False
         self._lost: set[object] = set()
+        self._check_now: dict[str, asyncio.Event] = {}  # task id -> "heartbeat now", for the running tasks
+        listener.cancelled_watchers.append(self._check_leases)
 
     async def run(self, task: ClaimedTask) -> None:
         # Every line logged for the task (its heartbeat's too) carries these; `_enter` adds the stage and engine.
@@ -67,7 +70,8 @@ class TaskRunner:
     async def _run_under_lease(self, task: ClaimedTask) -> None:
         runner = asyncio.current_task()
         assert runner is not None
-        heartbeat = asyncio.create_task(self._heartbeat(task, runner))
+        check_now = self._check_now[str(task.id)] = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(task, runner, check_now))
         try:
             await self._run_stages(task)
         except asyncio.CancelledError:
@@ -83,12 +87,23 @@ class TaskRunner:
         finally:
             heartbeat.cancel()
             self._lost.discard(task.id)
+            self._check_now.pop(str(task.id), None)
         await self._clean_up_if_over(task)
 
-    async def _heartbeat(self, task: ClaimedTask, runner: asyncio.Task[None]) -> None:
+    def _check_leases(self, task_ids: set[str] | None) -> None:
+        """Some tasks were cancelled (None: maybe any): those running here check their lease now, and stop."""
+        for task_id, check_now in self._check_now.items():
+            if task_ids is None or task_id in task_ids:
+                check_now.set()
+
+    async def _heartbeat(self, task: ClaimedTask, runner: asyncio.Task[None], check_now: asyncio.Event) -> None:
+        """Extend the lease every third of it, or at once when told the task may have been cancelled; when the
+        lease is gone (cancelled, or taken by another process after it ran out) the task's runner is stopped."""
         interval = self.settings.lease_seconds / 3
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(check_now.wait(), interval)
+            check_now.clear()
             try:
                 alive = await tasks.heartbeat(self.pool, task.id, self.owner_id, self.settings.lease_seconds)
             except Exception as exc:  # a database blip: keep the lease clock, try again

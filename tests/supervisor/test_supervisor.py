@@ -246,7 +246,8 @@ async def test_cancel_stops_a_running_stage(settings: Settings) -> None:
 
     async with harness(settings) as h:
         job_id = await h.new_job(["es"], owner="u9")
-        await h.supervisor({**recording([]), "translating": translating}, lease_seconds=0.6)
+        # A long lease: the stage must stop on the cancellation's notification, not at the next heartbeat.
+        await h.supervisor({**recording([]), "translating": translating}, lease_seconds=300)
         await asyncio.wait_for(entered.wait(), 10)
         assert await jobs.cancel(h.pool, "u9", job_id)
         await asyncio.wait_for(stopped.wait(), 10)

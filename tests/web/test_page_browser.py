@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.api.auth import mint
-from service.sample import SAMPLE_LINES, Sample, make_sample
+from service.sample import Sample, make_sample, varied_lines
 from tests.support import free_port, fresh_database, served
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -192,8 +192,7 @@ async def site(admin_url: str, template_db: str, tmp_path_factory: pytest.TempPa
     root = tmp_path_factory.mktemp("web")
     sample = make_sample(root / "sample")
     # About a minute of speech: long enough to act while it is being dubbed.
-    lines = tuple((0.6 + 4.2 * i, SAMPLE_LINES[i % len(SAMPLE_LINES)][1]) for i in range(16))
-    long_sample = make_sample(root / "long", lines)
+    long_sample = make_sample(root / "long", varied_lines(16))
     text_file = root / "notes.txt"
     text_file.write_text("These are notes, not a recording.\n")
     proxy = CuttingProxy()
