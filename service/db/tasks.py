@@ -44,6 +44,8 @@ CLAIM_SET_SQL = """lease_owner = $1,
                 attempts = greatest(t.attempts, 1),
                 claims = t.claims + 1,
                 started_at = coalesce(t.started_at, now()),
+                leased_at = now(),
+                heartbeat_at = now(),
                 updated_at = now()"""
 CLAIMED_SQL = ", ".join(f"t.{f.name}" for f in fields(ClaimedTask))
 
@@ -64,9 +66,7 @@ async def claim(
     """Take up to `limit` runnable tasks: queued, due, and not leased (or their lease expired)."""
     rows = await pool.fetch(
         f"""UPDATE language_tasks AS t
-            SET {CLAIM_SET_SQL},
-                leased_at = now(),
-                heartbeat_at = now()
+            SET {CLAIM_SET_SQL}
             WHERE t.id IN (
                 SELECT id FROM language_tasks
                 WHERE {RUNNABLE_SQL}

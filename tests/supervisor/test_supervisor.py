@@ -258,6 +258,24 @@ async def test_cancel_stops_a_running_stage(settings: Settings) -> None:
         assert kinds[-1] == "done"
 
 
+async def test_a_running_task_shows_when_it_was_leased_and_last_heard_from(settings: Settings) -> None:
+    """What operators read in `ops` views, whichever backend delivered the task."""
+    entered = asyncio.Event()
+
+    async def translating(ctx: StageContext) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    async with harness(settings) as h:
+        await h.new_job(["es"])
+        await h.supervisor({**recording([]), "translating": translating}, lease_seconds=300)
+        await asyncio.wait_for(entered.wait(), 10)
+        row = await h.pool.fetchrow("SELECT leased_at, heartbeat_at, lease_owner, now() AS now FROM language_tasks")
+        assert row["lease_owner"] is not None
+        assert row["leased_at"] is not None and row["heartbeat_at"] is not None
+        assert row["leased_at"] <= row["now"] and row["heartbeat_at"] <= row["now"]
+
+
 async def test_recovers_when_its_database_connections_are_cut(settings: Settings) -> None:
     calls: list[tuple[uuid.UUID, str, str]] = []
     async with harness(settings) as h:
