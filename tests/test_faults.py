@@ -135,8 +135,13 @@ async def test_kill9_resumes_within_seconds_and_redoes_only_unfinished_clips(tmp
         while len(list(clips.glob("*.json"))) < 3:  # a few clips spoken: the stage is under way
             assert time.monotonic() < deadline, "the dubbing stage never started"
             await asyncio.sleep(0.002)
-        svc.process.kill()
+        workers = [pid for pid, _ in descendants(svc.process.pid)]
+        svc.process.kill()  # the service alone, as the OOM killer or an operator's kill -9 would
         await svc.process.wait()
+        deadline = time.monotonic() + 10
+        while alive := [pid for pid in workers if running(pid)]:
+            assert time.monotonic() < deadline, f"the dead service's pool processes live on: {alive}"
+            await asyncio.sleep(0.05)
     finished = {p.name: p.stat().st_mtime_ns for p in clips.glob("*.wav") if (clips / f"{p.stem}.json").exists()}
     units = len(list(clips.glob("*.json")))
     assert finished, "some clips were finished before the kill"
@@ -171,6 +176,15 @@ async def test_error_messages_never_show_server_paths(tmp_path: Path, database_u
         assert response.status_code == 422
         assert no_server_path(response.json()["error"]["message"]), response.json()
         assert str(tmp_path) not in response.text
+
+
+def running(pid: int) -> bool:
+    """The process exists and has not exited (a zombie waiting for its parent has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
 
 
 def descendants(root: int) -> list[tuple[int, str]]:

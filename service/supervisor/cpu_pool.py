@@ -12,7 +12,10 @@ import contextlib
 import ctypes
 import multiprocessing
 import os
+import select
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -35,11 +38,38 @@ _STOP_WAIT_SECONDS = 10.0
 WORKER_NICENESS = 10
 
 
-def _initialize_worker(numba_cache_dir: str) -> None:
+def _initialize_worker(numba_cache_dir: str, service_pid: int) -> None:
     # librosa compiles with numba on first use; a persistent cache makes that a one-time cost.
     os.environ.setdefault("NUMBA_CACHE_DIR", numba_cache_dir)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.nice(WORKER_NICENESS)
+    threading.Thread(target=_exit_with, args=(service_pid,), name="exit-with-service", daemon=True).start()
+
+
+def _exit_with(service_pid: int) -> None:
+    """End this worker when the service process ends, however it ends.
+
+    Workers are the forkserver's children, not the service's: after a `kill -9` (or the OOM killer) of the
+    service they and the forkserver would otherwise live on, each holding its model and buffers, for ever.
+    """
+    try:
+        process = os.pidfd_open(service_pid)  # readable once the process has exited
+    except (AttributeError, OSError):  # not Linux 5.3+: look every second
+        while _alive(service_pid):
+            time.sleep(1.0)
+    else:
+        select.select([process], [], [])
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def warm_imports() -> int:
@@ -56,7 +86,8 @@ def create(workers: int, numba_cache_dir: str) -> ProcessPoolExecutor:
     os.makedirs(numba_cache_dir, exist_ok=True)
     _TOKENS.mkdir(parents=True, exist_ok=True)
     return ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_initialize_worker, initargs=(numba_cache_dir,)
+        max_workers=workers, mp_context=context, initializer=_initialize_worker,
+        initargs=(numba_cache_dir, os.getpid()),
     )
 
 
