@@ -37,6 +37,7 @@ from typing import Any
 
 import asyncpg
 from _lib import ADMIN_URL, machine
+from _lib.polling import until_none_left
 from _lib.results import median, write_results
 
 from service.db import connection, jobs
@@ -112,19 +113,6 @@ async def create_jobs(url: str, n_jobs: int, languages: list[str]) -> None:
         await pool.close()
 
 
-async def wait_until(conn: asyncpg.Connection, sql: str, poll: float, timeout: float) -> float:
-    """Poll `sql` (a count of what is left) until it is 0; returns the monotonic time it was seen 0."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = await conn.fetchval(sql)
-        now = time.monotonic()
-        if left == 0:
-            return now
-        if now > deadline:
-            raise TimeoutError(f"{left} still left after {timeout} s")
-        await asyncio.sleep(poll)
-
-
 async def run_ours(template: str, n_tasks: int, languages: list[str], config: OurConfig,
                    poll: float, timeout: float) -> dict[str, Any]:
     n_jobs = n_tasks // len(languages)
@@ -148,8 +136,8 @@ async def run_ours(template: str, n_tasks: int, languages: list[str], config: Ou
                 cpu_before = time.process_time()
                 started = time.monotonic()
                 await supervisor.start()
-                ended = await wait_until(
-                    watcher, "SELECT count(*) FROM language_tasks WHERE stage <> 'complete'", poll, timeout)
+                ended = await until_none_left(
+                    watcher, "SELECT count(*) FROM language_tasks WHERE stage <> 'complete'", timeout, poll)
                 cpu = time.process_time() - cpu_before
             finally:
                 if supervisor is not None:
@@ -218,7 +206,7 @@ async def run_pgqueuer(n_jobs: int, config: PgqConfig, poll: float, timeout: flo
             runner = asyncio.create_task(manager.run(
                 batch_size=config.batch_size, max_concurrent_tasks=config.max_concurrent_tasks,
                 dequeue_timeout=timedelta(seconds=5)))
-            waiting = asyncio.create_task(wait_until(watcher, "SELECT count(*) FROM pgqueuer", poll, timeout))
+            waiting = asyncio.create_task(until_none_left(watcher, "SELECT count(*) FROM pgqueuer", timeout, poll))
             done, _ = await asyncio.wait({runner, waiting}, return_when=asyncio.FIRST_COMPLETED)
             if runner in done:
                 runner.result()

@@ -38,7 +38,6 @@ from _lib import ADMIN_URL, inputs, machine, servers
 from _lib.real_speech import make_real_voice
 from _lib.results import write_results
 
-from service.sample import make_sample
 from tests.support import scratch_database
 
 RTF_TARGET = 10.0
@@ -76,14 +75,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                     results["supported_targets_from_en"] = targets_offered
                     print(f"targets offered from en: {', '.join(targets_offered)}; measuring {', '.join(wanted)}")
 
-                    sample = make_sample(data_dir / "warmup")
-                    warm_inputs = await inputs.upload_files(client, headers, {"voice": sample.voice,
-                                                                              "background": sample.background})
-                    started = time.perf_counter()
-                    warm = await inputs.run_job(client, headers, {
-                        "voice_object": warm_inputs["voice"], "background_object": warm_inputs["background"],
-                        "source_language": "en", "target_languages": wanted[:1]})
-                    print(f"warm-up job (the 15 s demo sample): {warm.status} in {time.perf_counter() - started:.1f} s")
+                    await inputs.warm_up(client, headers, data_dir / "warmup", wanted[0])
 
                     objects = await inputs.upload_files(client, headers,
                                                         {"voice": voice.path, "background": background})

@@ -35,6 +35,7 @@ from typing import Any
 import asyncpg
 from _lib import ADMIN_URL, machine
 from _lib.inputs import make_background, make_voice, run_job, upload_files
+from _lib.polling import until_none_left
 from _lib.results import median, write_results
 from _lib.servers import auth, serving
 
@@ -57,18 +58,6 @@ def queue_env(backend: str, namespace: str) -> dict[str, str]:
 
 def queue_settings(url: str, backend: str, namespace: str) -> Settings:
     return Settings(database_url=url, queue_backend=backend, redis_url=redis_url(), redis_namespace=namespace)
-
-
-async def wait_until_zero(conn: asyncpg.Connection, sql: str, timeout: float, poll: float = 0.05) -> float:
-    deadline = time.monotonic() + timeout
-    while True:
-        left = await conn.fetchval(sql)
-        now = time.monotonic()
-        if left == 0:
-            return now
-        if now > deadline:
-            raise TimeoutError(f"{left} left after {timeout} s")
-        await asyncio.sleep(poll)
 
 
 # -- 1 and 2: no-op tasks --------------------------------------------------------------------------------
@@ -101,12 +90,12 @@ async def noop_run(backend: str, workers: int, n_jobs: int, languages: list[str]
         if sequential:
             for i in range(n_jobs):
                 job_id = await create(i)
-                await wait_until_zero(conn, f"SELECT count(*) FROM jobs WHERE id = '{job_id}' AND status <> 'complete'",
+                await until_none_left(conn, f"SELECT count(*) FROM jobs WHERE id = '{job_id}' AND status <> 'complete'",
                                       60, poll=0.002)
             finished = time.monotonic()
         else:
             await asyncio.gather(*(create(i) for i in range(n_jobs)))
-            finished = await wait_until_zero(conn, left, 600)
+            finished = await until_none_left(conn, left, 600)
         seconds = finished - started
         tasks = n_jobs * len(languages)
         latencies = [r["s"] for r in await conn.fetch(

@@ -64,7 +64,6 @@ import numpy.typing as npt
 from _lib import ADMIN_URL, inputs, machine, real_speech, servers
 from _lib.results import median, percentile, write_results
 
-from service.sample import make_sample
 from service.settings import Settings
 from tests.support import scratch_database
 
@@ -553,15 +552,7 @@ async def run_sets(voices: dict[str, inputs.VoiceInput], background: Path, langu
             async with servers.serving("dubbing", url, Path(tmp), CPU_WORKERS="2") as server, \
                     httpx.AsyncClient(base_url=server.base_url, timeout=120) as client:
                 headers = servers.auth("bench")
-                sample = make_sample(Path(tmp) / "warmup")
-                objects = await inputs.upload_files(client, headers, {"voice": sample.voice,
-                                                                      "background": sample.background})
-                started = time.perf_counter()
-                warm = await inputs.run_job(client, headers, {
-                    "voice_object": objects["voice"], "background_object": objects["background"],
-                    "source_language": "en", "target_languages": languages[:1]})
-                print(f"warm-up job (the 15 s demo sample): {warm.status} in {time.perf_counter() - started:.1f} s",
-                      flush=True)
+                await inputs.warm_up(client, headers, Path(tmp) / "warmup", languages[0])
                 for name, voice in voices.items():
                     objects = await inputs.upload_files(client, headers, {"voice": voice.path,
                                                                           "background": background})

@@ -43,9 +43,10 @@ class Listener:
         self._runner: asyncio.Task[None] | None = None
         self._conn: asyncpg.Connection | None = None
         self.ending = False
-        # Told the ids of tasks that were just cancelled (None: some may have been, while a notification
-        # was lost or too big to carry them), so their runners stop now rather than at their next heartbeat.
-        self.cancelled_watchers: list[Callable[[set[str] | None], None]] = []
+        # Told which tasks were just cancelled, so their runners stop now rather than at their next heartbeat:
+        # (job, its cancelled tasks); (job, None) when the notification was too big to name them; (None, None)
+        # after a reconnect, when any may have been.
+        self.cancelled_watchers: list[Callable[[str | None, set[str] | None], None]] = []
 
     # -- subscriptions ---------------------------------------------------------------------------
     def subscribe(self, job_id: str) -> Subscription:
@@ -73,7 +74,7 @@ class Listener:
 
     def _on_events(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         message = json.loads(payload)
-        self._tell_cancelled(None if message.get("refetch") else {
+        self._tell_cancelled(message["job_id"], None if message.get("refetch") else {
             e["task_id"] for e in message["events"]
             if e["kind"] == EventKind.STAGE and e["stage"] == Stage.CANCELLED and e.get("task_id")})
         subs = self._subscriptions.get(message["job_id"])
@@ -94,12 +95,12 @@ class Listener:
             for sub in subs:
                 sub.queue.put_nowait(RESYNC)
         self.tasks_ready.set()
-        self._tell_cancelled(None)
+        self._tell_cancelled(None, None)
 
-    def _tell_cancelled(self, task_ids: set[str] | None) -> None:
+    def _tell_cancelled(self, job_id: str | None, task_ids: set[str] | None) -> None:
         if task_ids is None or task_ids:
             for watcher in self.cancelled_watchers:
-                watcher(task_ids)
+                watcher(job_id, task_ids)
 
     # -- connection --------------------------------------------------------------------------------
     async def start(self) -> None:

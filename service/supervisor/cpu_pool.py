@@ -22,7 +22,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from service import cancellation
+from service import cancellation, scratch
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -55,21 +55,11 @@ def _exit_with(service_pid: int) -> None:
     try:
         process = os.pidfd_open(service_pid)  # readable once the process has exited
     except (AttributeError, OSError):  # not Linux 5.3+: look every second
-        while _alive(service_pid):
+        while scratch.pid_alive(service_pid):
             time.sleep(1.0)
     else:
         select.select([process], [], [])
     os._exit(1)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def warm_imports() -> int:

@@ -56,7 +56,8 @@ class TaskRunner:
         self.stage_limits = {name: asyncio.Semaphore(settings.stage_concurrency) for name in registry}
         self.draining = False
         self._lost: set[object] = set()
-        self._check_now: dict[str, asyncio.Event] = {}  # task id -> "heartbeat now", for the running tasks
+        # (job id, task id) -> "heartbeat now", for the tasks running here
+        self._check_now: dict[tuple[str, str], asyncio.Event] = {}
         listener.cancelled_watchers.append(self._check_leases)
 
     async def run(self, task: ClaimedTask) -> None:
@@ -70,7 +71,8 @@ class TaskRunner:
     async def _run_under_lease(self, task: ClaimedTask) -> None:
         runner = asyncio.current_task()
         assert runner is not None
-        check_now = self._check_now[str(task.id)] = asyncio.Event()
+        key = (str(task.job_id), str(task.id))
+        check_now = self._check_now[key] = asyncio.Event()
         heartbeat = asyncio.create_task(self._heartbeat(task, runner, check_now))
         try:
             await self._run_stages(task)
@@ -87,13 +89,13 @@ class TaskRunner:
         finally:
             heartbeat.cancel()
             self._lost.discard(task.id)
-            self._check_now.pop(str(task.id), None)
+            self._check_now.pop(key, None)
         await self._clean_up_if_over(task)
 
-    def _check_leases(self, task_ids: set[str] | None) -> None:
-        """Some tasks were cancelled (None: maybe any): those running here check their lease now, and stop."""
-        for task_id, check_now in self._check_now.items():
-            if task_ids is None or task_id in task_ids:
+    def _check_leases(self, job_id: str | None, task_ids: set[str] | None) -> None:
+        """Tasks were cancelled (see `Listener.cancelled_watchers`): those running here check their lease now."""
+        for (job, task), check_now in self._check_now.items():
+            if (job_id is None or job == job_id) and (task_ids is None or task in task_ids):
                 check_now.set()
 
     async def _heartbeat(self, task: ClaimedTask, runner: asyncio.Task[None], check_now: asyncio.Event) -> None:

@@ -32,6 +32,15 @@ async def create_template(admin_url: str, name: str) -> None:
         await conn.close()
 
 
+async def drop_database(admin_url: str, name: str) -> None:
+    """Drop `name`, ending whatever sessions a test or benchmark left open on it."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 @asynccontextmanager
 async def fresh_database(admin_url: str, template: str) -> AsyncIterator[str]:
     name = f"t_{uuid.uuid4().hex[:16]}"
@@ -43,11 +52,7 @@ async def fresh_database(admin_url: str, template: str) -> AsyncIterator[str]:
     try:
         yield with_database(admin_url, name)
     finally:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await drop_database(admin_url, name)
 
 
 @asynccontextmanager
@@ -60,8 +65,4 @@ async def scratch_database(admin_url: str | None = None, prefix: str = "bench") 
         async with fresh_database(admin, template) as url:
             yield url
     finally:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
-        finally:
-            await conn.close()
+        await drop_database(admin, template)
