@@ -115,7 +115,7 @@ class ProviderClient:
                 return str(value)
         return None
 
-    def _backoff_hook(self, exc: Exception) -> bool | float:
+    def _backoff_hook(self, exc: BaseException) -> bool | float:
         if isinstance(exc, _RetryableResponse):
             return exc.wait if exc.wait is not None else True
         return isinstance(exc, httpx.TransportError)
