@@ -46,8 +46,8 @@ from service.db.jobs import InputObject, NewJob
 from service.db.listener import Listener
 from service.domain import WORK_STAGES
 from service.logs import configure as configure_logs
-from service.pipeline.context import StageContext, StageFn
 from service.settings import Settings
+from service.stages.context import StageContext, StageFn
 from service.storage.local import LocalStorage
 from service.supervisor.supervisor import Supervisor
 from tests.support import JWT_SECRET, fresh_database, scratch_database, with_database

@@ -71,7 +71,7 @@ from _lib import ADMIN_URL, ROOT, inputs, machine
 from _lib.results import percentile, write_results
 
 from service import logs
-from service.api.auth import mint
+from service.routes.auth import mint
 from tests.fakes.cloud import (
     DEEPGRAM,
     OPENAI,
@@ -578,7 +578,7 @@ async def stage_breakdown(pool: Any, job_id: str) -> dict[str, Any]:
 
 
 def _mixing_phases(rows: list[Any]) -> dict[str, float]:
-    """The mixing stage's own progress marks (service/pipeline/mixing.py): 0..0.5 while clips are fitted one by
+    """The mixing stage's own progress marks (service/stages/mixing.py): 0..0.5 while clips are fitted one by
     one (time-stretch in the pool, a progress write per clip), 0.6 after the voice track is built, 1.0 after
     the mix (ducking, loudness, encodes)."""
     start = next((r["created_at"] for r in rows if r["kind"] == "stage" and r["stage"] == "mixing"), None)

@@ -10,7 +10,7 @@ all its descendants; PSS too, which counts shared pages once):
               creation to the `done` event.
 2. mixing   - the mixing stage's `build_voice_track` + `mix` (with the stereo background), the per-language
               work whose data is proportional to the length, run in a worker of the service's own process pool
-              (`service.supervisor.cpu_pool.create(2)`), for 5 and 60 minutes. Clips are Spanish espeak-ng clips
+              (`service.workpool.cpu_pool.create(2)`), for 5 and 60 minutes. Clips are Spanish espeak-ng clips
               (the dubbing stage's output) laid along the timeline with natural pauses.
 3. stt      - the stt stage's engine call, `service.engines.offline.whisper.transcribe_file` (what a pool worker
               runs), for 5 and 60 minutes, each in a fresh process.
@@ -47,7 +47,7 @@ SAMPLE_INTERVAL = 0.05
 # ----------------------------------------------------------------------------------- child modes
 def _child_mixing(minutes: float, clip_source_seconds: float, out_json: str) -> None:
     """Host process for (2): create the service's pool, run the mixing path in one worker, report."""
-    from service.supervisor import cpu_pool
+    from service.workpool import cpu_pool
 
     seconds = minutes * 60.0
     source = inputs.make_voice(clip_source_seconds)

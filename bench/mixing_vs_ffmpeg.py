@@ -16,7 +16,7 @@ background.
 Each is run `--rounds` times (default 3), alternating, and the medians compared: ratio = ours / ffmpeg wall
 time (target <= 2.0). Both masters are measured with ffmpeg's ebur128. Also timed, outside the ratio: the
 internal phases of `mix`, and the per-clip time-stretch loop the mixing stage runs before mixing
-(sequential, as `service/pipeline/mixing.py` does it, vs. spread over 2 processes).
+(sequential, as `service/stages/mixing.py` does it, vs. spread over 2 processes).
 
     .venv/bin/python bench/mixing_vs_ffmpeg.py           # 10-minute inputs
     .venv/bin/python bench/mixing_vs_ffmpeg.py --quick   # 1-minute inputs
@@ -142,7 +142,7 @@ def time_stretch_loop(plan: list[tuple[str, float]], out: Path) -> dict[str, Any
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(path, str(out / f"{i:05d}.fit.wav"), factor) for i, (path, factor) in enumerate(plan)]
     started = time.perf_counter()
-    for path, dst, factor in jobs:  # one at a time, as service/pipeline/mixing.py awaits them
+    for path, dst, factor in jobs:  # one at a time, as service/stages/mixing.py awaits them
         time_stretch(path, dst, factor)
     sequential = time.perf_counter() - started
     with ProcessPoolExecutor(max_workers=2) as pool:

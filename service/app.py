@@ -19,29 +19,29 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from service import metrics, retention_schedule, scratch
-from service.api.auth import JwksCache, TokenVerifier
-from service.api.cors import CorsMiddleware
-from service.api.middleware import RequestContext
-from service.api.routes import handle_database_outage, handle_http_exception
 from service.db import connection, migrations
 from service.db.database import Database
 from service.db.listener import Listener
 from service.engines import capabilities
 from service.engines.selection import choose_engines, open_clients
 from service.errors import ApiError, handle_api_error, handle_unexpected
-from service.pipeline.context import StageFn
 from service.providers.http import ProviderClient, RetryPolicy
 from service.queue import backends, roles
+from service.routes.auth import JwksCache, TokenVerifier
+from service.routes.cors import CorsMiddleware
+from service.routes.middleware import RequestContext
+from service.routes.table import handle_database_outage, handle_http_exception
 from service.settings import Settings
+from service.stages.context import StageFn
 from service.storage.factory import open_storage
-from service.supervisor import cpu_pool
+from service.workpool import cpu_pool
 
 log = structlog.get_logger(__name__)
 
 
 def default_registry() -> Mapping[str, StageFn]:
     """The stage functions the service runs; the pipeline's stages register here."""
-    from service.pipeline import registry
+    from service.stages import registry
 
     return registry.stages()
 

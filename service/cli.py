@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(f"  {line}" for line in report.lines()))
         return 0
     if args.command == "token":
-        from service.api.auth import mint
+        from service.routes.auth import mint
 
         print(mint(settings.jwt_secret, args.user, args.ttl, settings.iss))
         return 0

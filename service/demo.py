@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 
 from service import client as client_api
-from service.api.auth import mint
 from service.logs import configure
+from service.routes.auth import mint
 from service.sample import make_sample
 from service.settings import Settings
 

@@ -12,9 +12,9 @@ import httpx
 import structlog
 from structlog.testing import capture_logs
 
-from service.pipeline.context import StageContext
 from service.providers.http import ProviderClient
 from service.settings import Settings
+from service.stages.context import StageContext
 from tests.support import read_events, running_service, served, wav_bytes
 
 TASK_KEYS = {"job_id", "task_id", "stage", "attempt", "engine"}

@@ -388,11 +388,11 @@ async def stage_times(pool: Any, job_id: str) -> dict[str, Any]:
 
 
 def scratch_figures(scratch: Path, job_id: str, language: str) -> dict[str, Any]:
-    """What a task did, from the outputs its stages left in its scratch directory (`service.pipeline.outputs`):
+    """What a task did, from the outputs its stages left in its scratch directory (`service.stages.outputs`):
     units spoken, re-spoken at another rate, time-stretched, shortened; planned sync; the mix's loudness."""
     import msgspec
 
-    from service.pipeline.outputs import Mixdown, Synthesis
+    from service.stages.outputs import Mixdown, Synthesis
 
     folder = scratch / job_id / language
     try:

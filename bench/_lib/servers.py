@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from service.api.auth import mint
+from service.routes.auth import mint
 from tests.support import dubbing_command, free_port
 
 from . import ROOT

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soundfile as sf
 
-from service import cancellation
+from service.workpool import cancellation
 
 if TYPE_CHECKING:
     from service.audio.mix import MixSettings

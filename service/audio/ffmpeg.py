@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import soundfile as sf
 
-from service import cancellation, scratch
+from service import scratch
 from service.errors import AudioError
+from service.workpool import cancellation
 
 FFMPEG = os.environ.get("DUBBING_FFMPEG", "ffmpeg")
 FFPROBE = os.environ.get("DUBBING_FFPROBE", "ffprobe")

@@ -16,10 +16,10 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
-from service import cancellation
 from service.audio import ffmpeg, wavfiles
 from service.audio.decode import DEFAULT_SAMPLE_RATE
 from service.audio.fitting import FADE_OUT_S
+from service.workpool import cancellation
 
 Float32Array = npt.NDArray[np.float32]
 

@@ -16,10 +16,10 @@ from uuid import UUID
 from service.db.database import Database
 from service.db.listener import Listener
 from service.engines.protocols import Engines
-from service.pipeline.context import StageFn
 from service.queue.dispatcher import Dispatcher
 from service.queue.redis_queue import RedisQueue
 from service.settings import Settings
+from service.stages.context import StageFn
 from service.storage import Storage
 from service.supervisor import owners
 from service.supervisor.dramatiq_worker import DramatiqWorker

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from service.api import health
-from service.api import routes as api_routes
+from service.routes import health
+from service.routes import table as api_routes
 from service.settings import Settings
 
 ROLES = ("all", "api", "worker")

@@ -29,8 +29,8 @@ from service.db.tasks import ClaimedTask
 from service.domain import WORK_STAGES, Stage
 from service.engines.protocols import Engines
 from service.errors import DubbingError, LeaseLost, without_paths
-from service.pipeline.context import StageContext, StageFn
 from service.settings import Settings
+from service.stages.context import StageContext, StageFn
 from service.storage import Storage
 from service.supervisor import stage_report
 

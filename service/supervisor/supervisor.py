@@ -23,8 +23,8 @@ from service.db import tasks
 from service.db.database import Database
 from service.db.listener import Listener
 from service.engines.protocols import Engines
-from service.pipeline.context import StageFn
 from service.settings import Settings
+from service.stages.context import StageFn
 from service.storage import Storage
 from service.supervisor import owners
 from service.supervisor.runner import TaskRunner

@@ -6,8 +6,8 @@ import re
 
 import asyncpg
 
-from service.api.openapi import components
 from service.domain import ArtifactKind, EventKind, JobStatus, Stage
+from service.routes.openapi import components
 
 
 async def _allowed(conn: asyncpg.Connection, table: str, column: str) -> set[str]:

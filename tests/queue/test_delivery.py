@@ -21,10 +21,10 @@ from service.db.events import Event
 from service.db.jobs import InputObject, NewJob
 from service.db.listener import RESYNC, Listener
 from service.domain import WORK_STAGES
-from service.pipeline.context import StageContext, StageFn
 from service.queue.dispatcher import Dispatcher
 from service.queue.redis_queue import QUEUE, RedisQueue
 from service.settings import Settings
+from service.stages.context import StageContext, StageFn
 from service.storage.local import LocalStorage
 from service.supervisor import owners
 from service.supervisor.dramatiq_worker import DramatiqWorker

@@ -23,9 +23,9 @@ from service.db.jobs import InputObject, NewJob
 from service.db.listener import RESYNC, Listener
 from service.domain import WORK_STAGES
 from service.errors import StageError
-from service.pipeline.context import StageContext, StageFn
 from service.queue import backends
 from service.settings import Settings
+from service.stages.context import StageContext, StageFn
 from service.storage.local import LocalStorage
 from service.supervisor.dramatiq_worker import DramatiqWorker
 from service.supervisor.supervisor import Supervisor

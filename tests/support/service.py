@@ -20,10 +20,10 @@ import numpy as np
 import soundfile
 import uvicorn
 
-from service.api.auth import mint
 from service.app import create_app
-from service.pipeline.context import StageFn
+from service.routes.auth import mint
 from service.settings import Settings
+from service.stages.context import StageFn
 
 JWT_SECRET = "test-secret-" + "x" * 40
 

@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.api.auth import mint
+from service.routes.auth import mint
 from service.sample import Sample, make_sample, varied_lines
 from tests.support import free_port, fresh_database, served
 

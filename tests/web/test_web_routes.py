@@ -15,10 +15,10 @@ import httpx
 import jwt
 import pytest
 
-from service.api import tickets
-from service.api.auth import verify
 from service.app import create_app
 from service.engines.protocols import Engines
+from service.routes import tickets
+from service.routes.auth import verify
 from service.settings import Settings
 from service.web.page import STATIC_DIR
 from tests.support import JWT_SECRET, Service, read_events, running_service, wav_bytes
@@ -369,7 +369,7 @@ async def test_signed_stream_resumes_and_refuses_bad_tickets(service: Service) -
 
 async def test_a_ticket_never_outlives_the_access_token(service: Service) -> None:
     job_id = (await service.create_job("uma", ["es"])).json()["id"]
-    from service.api.auth import mint
+    from service.routes.auth import mint
 
     short = mint(JWT_SECRET, "uma", ttl_seconds=90)
     ticket = (await service.client.post(f"/v1/jobs/{job_id}/events/ticket",

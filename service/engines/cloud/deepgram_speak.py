@@ -28,7 +28,7 @@ from service.languages import normalize
 from service.providers.http import ProviderClient
 from service.providers.redaction import redact
 from service.settings import Settings
-from service.supervisor import cpu_pool
+from service.workpool import cpu_pool
 
 log = structlog.get_logger(__name__)
 

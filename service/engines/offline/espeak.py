@@ -20,7 +20,7 @@ from service.engines.offline import espeak_lib
 from service.engines.protocols import Usage, check_synthesis_input
 from service.engines.types import SynthesizedClip
 from service.errors import EngineError
-from service.supervisor import cpu_pool
+from service.workpool import cpu_pool
 
 BASE_WPM = 175
 MIN_WPM, MAX_WPM = 80, 900  # below 80 espeak-ng clamps; above 450 it speeds up with libsonic

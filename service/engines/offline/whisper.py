@@ -14,12 +14,11 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
-from service import cancellation
 from service.audio import ffmpeg
 from service.engines.protocols import Usage
 from service.engines.types import Segment, Transcript, Word
 from service.errors import AudioError, EngineError
-from service.supervisor import cpu_pool
+from service.workpool import cancellation, cpu_pool
 
 # Never reach the Hugging Face hub: models come from a local directory only.
 os.environ["HF_HUB_OFFLINE"] = "1"

@@ -64,7 +64,7 @@ async def test_errors(tmp_path: Path) -> None:
 
 
 async def test_in_process_synthesis_in_the_pool_matches_the_command(tmp_path: Path) -> None:
-    from service.supervisor import cpu_pool
+    from service.workpool import cpu_pool
 
     pool = cpu_pool.create(1, str(tmp_path / "numba"))
     try:

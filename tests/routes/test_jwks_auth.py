@@ -13,9 +13,9 @@ import respx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from service.api.auth import JwksCache, TokenVerifier
 from service.errors import ApiError
 from service.providers.http import ProviderClient, RetryPolicy
+from service.routes.auth import JwksCache, TokenVerifier
 
 PROJECT = "https://proj.supabase.co"
 ISSUER = f"{PROJECT}/auth/v1"

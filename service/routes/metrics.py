@@ -13,7 +13,7 @@ from starlette.responses import Response
 from service import metrics
 from service.errors import error_response, not_found
 from service.settings import Settings
-from service.supervisor import cpu_pool
+from service.workpool import cpu_pool
 
 
 def _authorized(request: Request, token: str) -> bool:

@@ -15,10 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service import languages
-from service.api.auth import current_user
-from service.api.models import LanguageCatalog, respond
 from service.engines.capabilities import can_transcribe
 from service.errors import ApiError
+from service.routes.auth import current_user
+from service.routes.models import LanguageCatalog, respond
 
 LanguageCheck = Callable[[str, list[str]], str | None]
 

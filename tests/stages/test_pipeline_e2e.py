@@ -16,9 +16,9 @@ import pytest
 import soundfile
 
 from service.audio.fitting import interval_iou
-from service.pipeline.captions import parse_srt, parse_vtt
 from service.sample import make_sample
 from service.settings import Settings
+from service.stages.captions import parse_srt, parse_vtt
 from tests.support import Service, read_events, running_service
 
 

@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.api.auth import mint
-from service.api.models import LocalToken, LocalTokenRequest, read_body, respond
 from service.errors import ApiError
+from service.routes.auth import mint
+from service.routes.models import LocalToken, LocalTokenRequest, read_body, respond
 from service.settings import Settings
 
 LOCAL_TOKEN_TTL_SECONDS = 12 * 3600

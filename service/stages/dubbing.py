@@ -20,9 +20,9 @@ from service.audio.fitting import SegmentTiming
 from service.engines.protocols import Shortener
 from service.engines.speech_rates import chars_per_second
 from service.engines.types import SynthesizedClip
-from service.pipeline import outputs, timeline
-from service.pipeline.context import StageContext, run_all
-from service.pipeline.outputs import Clip, Synthesis, TranslatedUnit, Translation
+from service.stages import outputs, timeline
+from service.stages.context import StageContext, run_all
+from service.stages.outputs import Clip, Synthesis, TranslatedUnit, Translation
 
 PARALLEL_UNITS = 2
 # Within this share of the span after the mixing stage's stretch, a second take is not worth it.

@@ -1,7 +1,7 @@
 """The supervisor's process pool for CPU-bound work, created once and warmed at start-up.
 
 `run` is how the service sends work to it: the call can be cancelled like any coroutine, and the
-worker then stops what it was doing (see `service.cancellation`) instead of keeping a core busy for
+worker then stops what it was doing (see `service.workpool.cancellation`) instead of keeping a core busy for
 a result nobody will read.
 """
 
@@ -22,7 +22,8 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from service import cancellation, scratch
+from service import scratch
+from service.workpool import cancellation
 
 P = ParamSpec("P")
 T = TypeVar("T")

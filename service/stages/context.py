@@ -23,7 +23,7 @@ from service.engines.protocols import Engines
 from service.errors import LeaseLost, StageError
 from service.settings import Settings
 from service.storage import Storage
-from service.supervisor import cpu_pool
+from service.workpool import cpu_pool
 
 P = ParamSpec("P")
 T = TypeVar("T")

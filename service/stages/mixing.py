@@ -22,9 +22,9 @@ from service.audio.mix import MixSettings, mix
 from service.audio.stretch import time_stretch
 from service.audio.voice_track import PlacedClip, build_voice_track
 from service.domain import InputKind
-from service.pipeline import outputs, timeline
-from service.pipeline.context import StageContext, run_all
-from service.pipeline.outputs import Clip, Fitted, Mixdown, PlacedUnit, Synthesis, TranslatedUnit, Translation
+from service.stages import outputs, timeline
+from service.stages.context import StageContext, run_all
+from service.stages.outputs import Clip, Fitted, Mixdown, PlacedUnit, Synthesis, TranslatedUnit, Translation
 
 OUTPUTS = {"master_wav": "master.wav", "voice_stem": "voice_stem.wav"}
 

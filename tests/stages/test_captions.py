@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from service.pipeline.captions import (
+from service.stages.captions import (
     MAX_CPS,
     MAX_DURATION,
     MAX_LINE,

@@ -11,8 +11,8 @@ from typing import Any
 
 import msgspec
 
-from service.api import models
 from service.domain import EventKind
+from service.routes import models
 
 _STR = {"type": "string"}
 _ERROR_TEXT = {400: "Malformed request", 401: "Missing, bad or expired token", 404: "Not found (or not yours)",

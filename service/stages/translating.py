@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from service.engines.speech_rates import char_budget
 from service.errors import StageError
-from service.pipeline import outputs, stt, timeline
-from service.pipeline.context import StageContext
-from service.pipeline.outputs import TranslatedUnit, Translation
+from service.stages import outputs, stt, timeline
+from service.stages.context import StageContext
+from service.stages.outputs import TranslatedUnit, Translation
 
 
 async def run(ctx: StageContext) -> None:

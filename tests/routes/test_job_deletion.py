@@ -10,8 +10,8 @@ from pathlib import Path
 
 from service.db import artifacts
 from service.db.artifacts import NewArtifact
-from service.pipeline.context import StageContext
 from service.settings import Settings
+from service.stages.context import StageContext
 from tests.support import Service, read_events, running_service, wav_bytes
 
 

@@ -10,12 +10,12 @@ import anyio
 from service.audio.sync import UnitWindow, measure_sync
 from service.db import artifacts, tasks
 from service.domain import ArtifactKind, InputKind
-from service.pipeline import captions, outputs, stt
-from service.pipeline.context import StageContext
-from service.pipeline.mixing import OUTPUTS, web_name
-from service.pipeline.outputs import Mixdown, PlacedUnit, Synthesis, Translation
-from service.pipeline.publish import publish
-from service.pipeline.workfiles import write_json
+from service.stages import captions, outputs, stt
+from service.stages.context import StageContext
+from service.stages.mixing import OUTPUTS, web_name
+from service.stages.outputs import Mixdown, PlacedUnit, Synthesis, Translation
+from service.stages.publish import publish
+from service.stages.workfiles import write_json
 
 
 def _artifact_entry(row: dict[str, Any]) -> dict[str, Any]:

@@ -9,11 +9,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.api.auth import current_user
-from service.api.models import UploadRequest, UploadResponse, read_body, respond
 from service.db import uploads
 from service.db.uploads import Upload
 from service.errors import ApiError
+from service.routes.auth import current_user
+from service.routes.models import UploadRequest, UploadResponse, read_body, respond
 from service.settings import Settings
 
 

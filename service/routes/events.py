@@ -16,14 +16,14 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from service.api import tickets
-from service.api.auth import bearer_token, current_user
-from service.api.models import StreamTicket, respond
-from service.api.requests import path_uuid
 from service.db import events, jobs
 from service.db.events import Event
 from service.db.listener import END, RESYNC, Listener
 from service.errors import ApiError, bad_request, not_found
+from service.routes import tickets
+from service.routes.auth import bearer_token, current_user
+from service.routes.models import StreamTicket, respond
+from service.routes.requests import path_uuid
 from service.settings import Settings
 
 _MAX_SEQ = 2**63 - 1  # task_events.seq is a bigint

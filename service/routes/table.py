@@ -10,10 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from service.api import events, health, jobs, languages, local_token, signed_urls, uploads
-from service.api.metrics import serve_metrics
-from service.api.openapi import openapi_document
 from service.errors import StorageError, error_response
+from service.routes import events, health, jobs, languages, local_token, signed_urls, uploads
+from service.routes.metrics import serve_metrics
+from service.routes.openapi import openapi_document
 from service.settings import Settings
 from service.web import page
 

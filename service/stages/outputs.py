@@ -14,7 +14,7 @@ from typing import ClassVar, TypeVar
 import anyio
 import msgspec
 
-from service.pipeline.workfiles import write_bytes
+from service.stages.workfiles import write_bytes
 
 
 class TranslatedUnit(msgspec.Struct):

@@ -11,7 +11,7 @@ from service.db import artifacts, tasks
 from service.db.artifacts import NewArtifact
 from service.domain import ArtifactKind, web_content_type
 from service.errors import LeaseLost
-from service.pipeline.context import StageContext
+from service.stages.context import StageContext
 
 
 def object_path(ctx: StageContext, filename: str, job_level: bool) -> str:

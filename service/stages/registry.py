@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from service.domain import WORK_STAGES, Stage
-from service.pipeline import dubbing, exporting, mixing, stt, translating
-from service.pipeline.context import StageFn
+from service.stages import dubbing, exporting, mixing, stt, translating
+from service.stages.context import StageFn
 
 _FUNCTIONS: dict[Stage, StageFn] = {
     Stage.STT: stt.run,

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 
 from service.engines.types import Segment, Word
-from service.pipeline.units import build_units, refine_edges
+from service.stages.units import build_units, refine_edges
 
 
 def words(*timed: tuple[str, float, float]) -> tuple[Word, ...]:

@@ -12,7 +12,7 @@ import pytest
 import respx
 import soundfile
 
-from service.api.auth import mint
+from service.routes.auth import mint
 from service.sample import SAMPLE_LINES, make_sample
 from service.settings import Settings
 from tests.fakes.cloud import PROJECT, SECRETS, FakeCloud, cloud_settings

@@ -9,8 +9,8 @@ import time
 import jwt
 import pytest
 
-from service.api.auth import mint, verify
 from service.errors import ApiError
+from service.routes.auth import mint, verify
 from service.settings import Settings
 from tests.support import JWT_SECRET, Service, running_service
 

@@ -12,14 +12,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service import languages, metrics, retention
-from service.api.auth import current_user
-from service.api.models import ArtifactList, InputList, Job, JobDeletion, JobPage, JobRequest, read_body, respond
-from service.api.requests import path_uuid, query_int
-from service.api.uploads import check_content_type, check_size
 from service.audio.probe import ProbeResult, probe
 from service.db import artifacts, jobs, uploads
 from service.db.jobs import IdempotencyConflict, InputObject, NewJob
 from service.errors import ApiError, ProviderError, StorageError, bad_request, not_found, unprocessable
+from service.routes.auth import current_user
+from service.routes.models import ArtifactList, InputList, Job, JobDeletion, JobPage, JobRequest, read_body, respond
+from service.routes.requests import path_uuid, query_int
+from service.routes.uploads import check_content_type, check_size
 from service.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 from service.domain import WORK_STAGES
-from service.pipeline.context import StageContext, StageFn
 from service.settings import Settings
+from service.stages.context import StageContext, StageFn
 from tests.support import Service, read_events, running_service
 
 

@@ -21,11 +21,11 @@ from service.db import transcripts
 from service.domain import ArtifactKind, InputKind
 from service.engines.types import Transcript
 from service.errors import DubbingError, StageError
-from service.pipeline import captions
-from service.pipeline.context import StageContext
-from service.pipeline.publish import publish
-from service.pipeline.units import Unit, build_units, refine_edges
-from service.pipeline.workfiles import write_json
+from service.stages import captions
+from service.stages.context import StageContext
+from service.stages.publish import publish
+from service.stages.units import Unit, build_units, refine_edges
+from service.stages.workfiles import write_json
 
 log = structlog.get_logger(__name__)
 
