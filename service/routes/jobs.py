@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from typing import TypeVar
 
 import structlog
@@ -16,8 +17,19 @@ from service.audio.probe import ProbeResult, probe
 from service.db import artifacts, jobs, uploads
 from service.db.jobs import IdempotencyConflict, InputObject, NewJob
 from service.errors import ApiError, ProviderError, StorageError, bad_request, not_found, unprocessable
+from service.routes import download_names
 from service.routes.auth import current_user
-from service.routes.models import ArtifactList, InputList, Job, JobDeletion, JobPage, JobRequest, read_body, respond
+from service.routes.models import (
+    CURSOR,
+    ArtifactList,
+    InputList,
+    Job,
+    JobDeletion,
+    JobPage,
+    JobRequest,
+    read_body,
+    respond,
+)
 from service.routes.requests import path_uuid, query_int
 from service.routes.uploads import check_content_type, check_size
 from service.settings import Settings
@@ -25,6 +37,7 @@ from service.settings import Settings
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+CURSOR_FORM = re.compile(CURSOR)
 
 
 def _languages(body: JobRequest, settings: Settings) -> tuple[str, list[str]]:
@@ -82,7 +95,7 @@ async def _inspect(request: Request, user_id: str, field: str, path: str) -> Inp
     if result.duration_seconds < settings.min_input_seconds:
         raise unprocessable("audio_too_short", f"'{field}' lasts {result.duration_seconds:.2f} s; "
                                                f"send at least {settings.min_input_seconds:g} s of audio")
-    return InputObject(path, content_type, info.size_bytes, result.sha256, result.duration_seconds)
+    return InputObject(path, content_type, info.size_bytes, result.sha256, result.duration_seconds, upload.filename)
 
 
 def _request_hash(voice: str, background: str | None, source: str, targets: list[str]) -> str:
@@ -129,11 +142,10 @@ async def create_job(request: Request) -> Response:
 async def list_jobs(request: Request) -> Response:
     user = await current_user(request)
     limit = query_int(request, "limit", 20, 1, 100)
-    cursor = request.query_params.get("cursor") or None
-    try:
-        page, next_cursor = await jobs.list_for_owner(request.app.state.pool, user.id, limit, cursor)
-    except (ValueError, TypeError) as exc:
-        raise bad_request("invalid_cursor", "The cursor is not one this API gave out") from exc
+    cursor = request.query_params.get("cursor")
+    if cursor is not None and not CURSOR_FORM.match(cursor):
+        raise bad_request("invalid_cursor", "The cursor is not one this API gave out: send next_cursor as it came")
+    page, next_cursor = await jobs.list_for_owner(request.app.state.pool, user.id, limit, cursor)
     return respond({"jobs": page, "next_cursor": next_cursor}, JobPage)
 
 
@@ -154,15 +166,18 @@ async def list_artifacts(request: Request) -> Response:
     user = await current_user(request)
     pool = request.app.state.pool
     job_id = path_uuid(request)
-    if not await jobs.owned(pool, user.id, job_id):
+    owned, voice_name = await jobs.voice_filename(pool, user.id, job_id)
+    if not owned:
         raise not_found("Job not found")
     settings: Settings = request.app.state.settings
     storage = request.app.state.storage
     listed = []
     for artifact in await artifacts.for_job(pool, job_id):
-        name = artifact["object_path"].rsplit("/", 1)[-1]
+        name = download_names.for_artifact(voice_name, artifact["kind"], artifact["target_language"],
+                                           artifact["object_path"])
         signed = await storage.create_download_url(artifact["object_path"], settings.download_url_ttl_seconds, name)
-        listed.append({**artifact, "download_url": signed.url, "download_expires_at": signed.expires_at.isoformat()})
+        listed.append({**artifact, "download_url": signed.url, "download_name": name,
+                       "download_expires_at": signed.expires_at.isoformat()})
     return respond({"artifacts": listed}, ArtifactList)
 
 
@@ -175,10 +190,10 @@ async def job_inputs(request: Request) -> Response:
         item = job["inputs"].get(kind)
         if item is None or item["deleted_at"] is not None:  # removed by retention: nothing to sign
             continue
-        name = item["object_path"].rsplit("/", 1)[-1]
+        name = download_names.for_input(item["filename"], kind, item["object_path"])
         signed = await request.app.state.storage.create_download_url(
             item["object_path"], settings.download_url_ttl_seconds, name)
-        listed.append({"kind": kind, **item, "download_url": signed.url,
+        listed.append({"kind": kind, **item, "download_url": signed.url, "download_name": name,
                        "download_expires_at": signed.expires_at.isoformat()})
     return respond({"inputs": listed}, InputList)
 

@@ -9,12 +9,12 @@ Errors use Storage's body, `{"statusCode": "<status>", "error", "message"}`, wit
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from service.errors import StorageError
+from service.routes.download_names import content_disposition
 from service.settings import Settings
 from service.storage.local import LocalStorage
 from service.storage.tokens import DOWNLOAD, UPLOAD, StorageClaims
@@ -23,11 +23,11 @@ _ERROR_NAMES = {400: "Bad Request", 403: "Forbidden", 404: "not_found", 409: "Du
                 413: "Payload too large", 415: "invalid_mime_type", 416: "Range Not Satisfiable"}
 
 
-def storage_error(exc: StorageError) -> Response:
+def storage_error(exc: StorageError, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse(
         {"statusCode": str(exc.status), "code": exc.code, "error": _ERROR_NAMES.get(exc.status, "Error"),
          "message": exc.message},
-        status_code=exc.status,
+        status_code=exc.status, headers=headers,
     )
 
 
@@ -99,6 +99,6 @@ async def download_from_signed_url(request: Request) -> Response:
     download = request.query_params.get("download")
     if download is not None:
         name = download or path.rsplit("/", 1)[-1]
-        headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
+        headers["Content-Disposition"] = content_disposition(name)
     return FileResponse(storage.file_path(path), media_type=info.content_type, headers=headers,
                         stat_result=None)
