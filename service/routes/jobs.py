@@ -54,7 +54,7 @@ def _languages(body: JobRequest, settings: Settings) -> tuple[str, list[str]]:
             raise unprocessable("same_language", f"'{code}' is the source language; pick another target")
         if code not in targets:
             targets.append(code)
-    if len(targets) > settings.max_target_languages:
+    if len(body.target_languages) > settings.max_target_languages:  # as the OpenAPI document's maxItems
         raise ApiError(422, "invalid_field",
                        f"'target_languages' may name at most {settings.max_target_languages} languages")
     return source, targets

@@ -23,13 +23,13 @@ MAX_JSON_BYTES = 64 * 1024
 
 # The patterns the API enforces (in the OpenAPI document too), each with the plain words an error message
 # says instead: a person is never shown a regular expression.
-NOT_BLANK = r"\S"
-LANGUAGE_CODE = r"^[A-Za-z]{2}(?:[-_][A-Za-z0-9]{1,8})*$"
-SOURCE_LANGUAGE = r"^(?:auto|[A-Za-z]{2}(?:[-_][A-Za-z0-9]{1,8})*)$"
+NOT_BLANK = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+LANGUAGE_CODE = r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$"
+SOURCE_LANGUAGE = r"^(?:auto|[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*)$"
 DISPLAY_NAME = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
 CURSOR = r"^[0-9]{1,16}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 PLAIN_RULES = {
-    NOT_BLANK: "must not be blank",
+    NOT_BLANK: "must not be blank, nor hold control characters",
     LANGUAGE_CODE: "must be a language code such as 'es' or 'pt-BR'",
     SOURCE_LANGUAGE: "must be a language code such as 'en', or 'auto'",
     DISPLAY_NAME: "must have a letter or a digit, and no control characters",
