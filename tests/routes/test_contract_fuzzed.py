@@ -17,9 +17,10 @@ from tests.support import served
 REPO = Path(__file__).resolve().parents[2]
 CHECKS = "all"
 
-# A declared size over the limit is refused as too large (413), not as malformed. Refusals no schema can foresee, allowed on the operations that make them: a job names objects that must be the
-# caller's own uploads in a language pair installed here (422); a signed storage URL's token is a signature,
-# and Supabase Storage's wire format (which the local routes speak) answers a bad one with 400.
+# A declared size over the limit is refused as too large (413), not as malformed. Refusals no schema can
+# foresee are allowed on the operations that make them: a job names objects that must be the caller's own
+# uploads, in a language pair installed here (422); a signed storage URL's token is a signature, and Supabase
+# Storage's wire format (which the local routes speak) answers a bad one with 400.
 SEMANTIC_REFUSALS = """
 [checks.negative_data_rejection]
 expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
