@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+
 @dataclass(frozen=True)
 class AudioFormat:
     """A file format the service takes: its name as people know it, its media types, its file extensions."""
