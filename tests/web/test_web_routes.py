@@ -111,7 +111,13 @@ async def test_config_tells_the_page_how_to_sign_in(tmp_path: Path) -> None:
         assert "connect-src 'self' http://127.0.0.1:8000 https://proj.supabase.co" in csp
     fixed = Settings(data_dir=tmp_path, jwt_secret=JWT_SECRET)
     async with asgi_client(fixed) as client:
-        assert (await client.get("/config.json")).json()["mode"] == "token"
+        config = (await client.get("/config.json")).json()
+        assert config["mode"] == "token"
+        # The page's one list of formats (hint, picker, early check) is the API's list of types.
+        formats = config["uploads"]["formats"]
+        assert [t for f in formats for t in f["types"]] == config["uploads"]["accepted_types"]
+        assert [f["name"] for f in formats] == ["WAV", "MP3", "M4A", "AAC", "OGG", "Opus", "WebM", "FLAC"]
+        assert all(e.startswith(".") for f in formats for e in f["extensions"])
 
 
 # -- local sign-in -----------------------------------------------------------------------------------
