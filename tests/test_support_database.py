@@ -1,0 +1,29 @@
+"""The test helpers derive admin and per-test URLs from TCP and socket URLs alike (the embedded server's is a socket)."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from tests.support import admin_url_of, database_name, with_database
+
+TCP = "postgresql://postgres@127.0.0.1:5432/t_abc"
+SOCKET = "postgresql://postgres:@/t_abc?host=/tmp/dubbing-pg-x1/data"
+
+
+@pytest.mark.parametrize("url", [TCP, SOCKET])
+def test_names_and_admin_urls_keep_the_server(url: str) -> None:
+    assert database_name(url) == "t_abc"
+    admin = admin_url_of(url)
+    assert database_name(admin) == "postgres"
+    assert admin.replace("/postgres", "/t_abc", 1) == url  # host, port, socket and user unchanged
+    assert database_name(with_database(url, "other")) == "other"
+
+
+async def test_the_admin_url_of_the_suites_database_connects(database_url: str) -> None:
+    conn = await asyncpg.connect(admin_url_of(database_url))
+    try:
+        assert await conn.fetchval("SELECT current_database()") == "postgres"
+        assert await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database_name(database_url)) == 1
+    finally:
+        await conn.close()
