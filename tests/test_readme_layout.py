@@ -1,4 +1,4 @@
-"""The README's layout table matches the tree: every path it names exists, every `service/` folder and module is named."""
+"""The README's layout table matches the tree: every path it names exists, every folder and module is named."""
 
 from __future__ import annotations
 

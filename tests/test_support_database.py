@@ -1,4 +1,4 @@
-"""The test helpers derive admin and per-test URLs from TCP and socket URLs alike (the embedded server's is a socket)."""
+"""The test helpers derive admin and per-test URLs from TCP and socket URLs alike (the embedded one is a socket)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Object storage: one interface (`base`), local disk speaking Supabase's signed-URL wire format, and Supabase Storage."""
+"""Object storage: one interface (`base`), local disk speaking Supabase's signed-URL format, Supabase Storage."""
 
 from service.errors import StorageError
 from service.storage.base import ObjectInfo, SignedUrl, Storage
