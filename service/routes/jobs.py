@@ -6,6 +6,8 @@ import asyncio
 import hashlib
 import json
 import re
+import unicodedata
+from pathlib import PurePosixPath
 from typing import TypeVar
 
 import structlog
@@ -16,8 +18,8 @@ from service import languages, metrics, retention
 from service.audio.probe import ProbeResult, probe
 from service.db import artifacts, jobs, uploads
 from service.db.jobs import IdempotencyConflict, InputObject, NewJob
+from service.domain import ArtifactKind
 from service.errors import ApiError, ProviderError, StorageError, bad_request, not_found, unprocessable
-from service.routes import download_names
 from service.routes.auth import current_user
 from service.routes.models import (
     CURSOR,
@@ -38,6 +40,44 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 CURSOR_FORM = re.compile(CURSOR)
+
+
+# -- what downloads are called -------------------------------------------------------------------------
+
+FALLBACK_STEM = "dub"
+# What the artifact is, when its extension alone does not say it (two kinds share ".wav" and ".json").
+_SUFFIX = {ArtifactKind.VOICE_STEM: "_voice", ArtifactKind.MANIFEST: "_manifest",
+           ArtifactKind.TRANSCRIPT_JSON: "_transcript", ArtifactKind.TRANSCRIPT_SRT: "_transcript",
+           ArtifactKind.TRANSCRIPT_VTT: "_transcript"}
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f/\\:*?"<>|]+')
+
+
+def _clean(name: str) -> str:
+    """A file name any system accepts: no separators, control or reserved characters, no leading dots."""
+    return _UNSAFE.sub("_", unicodedata.normalize("NFC", name)).strip(" ._")[:120]
+
+
+def download_stem(input_name: str | None) -> str:
+    """The input's name without its extension ("Interview 3.mp3" → "Interview 3")."""
+    if not input_name:
+        return FALLBACK_STEM
+    base = PurePosixPath(input_name.replace("\\", "/")).name
+    return _clean(base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base) or FALLBACK_STEM
+
+
+def artifact_download_name(input_name: str | None, kind: str, language: str | None, object_path: str) -> str:
+    """What a downloaded artifact is called: after the input and the language ("interview_es.mp3"), never the
+    storage's own object name ("master.mp3"), so the files of two jobs or two languages do not collide. The name
+    travels in the signed URL (`download=`); storage answers it with `Content-Disposition`."""
+    extension = PurePosixPath(object_path).suffix
+    language_part = f"_{language}" if language else ""
+    return f"{download_stem(input_name)}{language_part}{_SUFFIX.get(ArtifactKind(kind), '')}{extension}"
+
+
+def input_download_name(input_name: str | None, kind: str, object_path: str) -> str:
+    """An input downloads under the name it was uploaded with."""
+    cleaned = _clean(PurePosixPath((input_name or "").replace("\\", "/")).name) if input_name else ""
+    return cleaned or f"{FALLBACK_STEM}_{kind}{PurePosixPath(object_path).suffix}"
 
 
 def _languages(body: JobRequest, settings: Settings) -> tuple[str, list[str]]:
@@ -173,7 +213,7 @@ async def list_artifacts(request: Request) -> Response:
     storage = request.app.state.storage
     listed = []
     for artifact in await artifacts.for_job(pool, job_id):
-        name = download_names.for_artifact(voice_name, artifact["kind"], artifact["target_language"],
+        name = artifact_download_name(voice_name, artifact["kind"], artifact["target_language"],
                                            artifact["object_path"])
         signed = await storage.create_download_url(artifact["object_path"], settings.download_url_ttl_seconds, name)
         listed.append({**artifact, "download_url": signed.url, "download_name": name,
@@ -190,7 +230,7 @@ async def job_inputs(request: Request) -> Response:
         item = job["inputs"].get(kind)
         if item is None or item["deleted_at"] is not None:  # removed by retention: nothing to sign
             continue
-        name = download_names.for_input(item["filename"], kind, item["object_path"])
+        name = input_download_name(item["filename"], kind, item["object_path"])
         signed = await request.app.state.storage.create_download_url(
             item["object_path"], settings.download_url_ttl_seconds, name)
         listed.append({"kind": kind, **item, "download_url": signed.url, "download_name": name,

@@ -8,19 +8,28 @@ Errors use Storage's body, `{"statusCode": "<status>", "error", "message"}`, wit
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from service.errors import StorageError
-from service.routes.download_names import content_disposition
 from service.settings import Settings
 from service.storage.local import LocalStorage
 from service.storage.tokens import DOWNLOAD, UPLOAD, StorageClaims
 
 _ERROR_NAMES = {400: "Bad Request", 403: "Forbidden", 404: "not_found", 409: "Duplicate",
                 413: "Payload too large", 415: "invalid_mime_type", 416: "Range Not Satisfiable"}
+
+
+def content_disposition(name: str) -> str:
+    """`attachment` with an ASCII `filename` for old clients and the exact UTF-8 `filename*` (RFC 6266)."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    ascii_name = re.sub(r'[^A-Za-z0-9._ ()+,-]+', "_", ascii_name).strip() or "download"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def storage_error(exc: StorageError, headers: dict[str, str] | None = None) -> Response:

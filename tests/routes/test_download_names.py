@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from service.routes import download_names
+from service.routes.jobs import artifact_download_name
 from service.settings import Settings
 from tests.support import Service, running_service, wav_bytes
 
@@ -23,13 +23,13 @@ def test_each_artifact_of_each_language_has_its_own_name() -> None:
     kinds = {"master_web": "x/es/master.mp3", "master_wav": "x/es/master.wav", "voice_stem": "x/es/voice_stem.wav",
              "captions_vtt": "x/es/captions.vtt", "captions_srt": "x/es/captions.srt",
              "manifest": "x/es/manifest.json"}
-    names = {download_names.for_artifact("interview.final.mp3", kind, "es", path) for kind, path in kinds.items()}
+    names = {artifact_download_name("interview.final.mp3", kind, "es", path) for kind, path in kinds.items()}
     assert "interview.final_es.mp3" in names and "interview.final_es_voice.wav" in names
     assert len(names) == len(kinds)
-    assert download_names.for_artifact("interview.mp3", "transcript_json", None, "x/transcript.json") == \
+    assert artifact_download_name("interview.mp3", "transcript_json", None, "x/transcript.json") == \
         "interview_transcript.json"
-    assert download_names.for_artifact(None, "master_web", "ca", "x/ca/master.mp3") == "dub_ca.mp3"
-    assert download_names.for_artifact('C:\\Users\\me\\"a:b"?.wav', "master_wav", "es", "m.wav") == "a_b_es.wav"
+    assert artifact_download_name(None, "master_web", "ca", "x/ca/master.mp3") == "dub_ca.mp3"
+    assert artifact_download_name('C:\\Users\\me\\"a:b"?.wav', "master_wav", "es", "m.wav") == "a_b_es.wav"
 
 
 async def test_the_inputs_name_is_kept_and_named_in_its_download(service: Service) -> None:
