@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from service.domain import WORK_STAGES, Stage
 from service.engines.types import SynthesizedClip, Transcript
 from service.errors import EngineError
 
@@ -109,3 +110,24 @@ class Engines:
     transcriber: Transcriber
     translator: Translator
     synthesizer: Synthesizer
+
+    def by_stage(self) -> dict[Stage, Transcriber | Translator | Synthesizer]:
+        """The stages an engine runs, in pipeline order, each with its engine."""
+        return {stage: getattr(self, field) for stage, field in _ENGINE_FIELDS.items()}
+
+
+# Which engine runs which stage: the one place that says so. The other work stages are our own code.
+_ENGINE_FIELDS: dict[Stage, str] = {
+    Stage.STT: "transcriber", Stage.TRANSLATING: "translator", Stage.DUBBING: "synthesizer",
+}
+BUILTIN = "builtin"
+
+
+def engine_name(engines: Engines | None, stage: str) -> str:
+    """The engine a stage runs on, as logs, events and metrics name it: `builtin` for the work stages that are
+    our own code (mixing, exporting), `none` outside the work stages or when no engines could be loaded."""
+    if stage not in WORK_STAGES:
+        return "none"
+    if stage not in _ENGINE_FIELDS:
+        return BUILTIN
+    return "none" if engines is None else str(getattr(engines, _ENGINE_FIELDS[Stage(stage)]).name)

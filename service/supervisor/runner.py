@@ -27,7 +27,7 @@ from service.db.database import Database
 from service.db.listener import Listener
 from service.db.tasks import ClaimedTask
 from service.domain import WORK_STAGES, Stage
-from service.engines.protocols import Engines
+from service.engines.protocols import Engines, engine_name
 from service.errors import DubbingError, LeaseLost, without_paths
 from service.settings import Settings
 from service.stages.context import StageContext, StageFn
@@ -65,7 +65,7 @@ class TaskRunner:
         with structlog.contextvars.bound_contextvars(
                 job_id=str(task.job_id), task_id=str(task.id), target_language=task.target_language,
                 attempt=task.attempts, stage=task.stage,
-                engine=stage_report.engine_of(self.engines, task.stage)):
+                engine=engine_name(self.engines, task.stage)):
             await self._run_under_lease(task)
 
     async def _run_under_lease(self, task: ClaimedTask) -> None:
@@ -143,7 +143,7 @@ class TaskRunner:
     # -- stages -----------------------------------------------------------------------------------
     def _enter(self, stage: str | None) -> str:
         """Bind the stage and its engine to every log line from here on; returns the engine."""
-        engine = stage_report.engine_of(self.engines, stage) if stage else "none"
+        engine = engine_name(self.engines, stage) if stage else "none"
         structlog.contextvars.bind_contextvars(stage=str(stage) if stage else None, engine=engine)
         return engine
 
