@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import soundfile as sf
 
 from service import scratch
-from service.errors import AudioError
+from service.errors import AudioError, Cancelled, ErrorCode
 from service.workpool import cancellation
 
 FFMPEG = os.environ.get("DUBBING_FFMPEG", "ffmpeg")
@@ -52,7 +52,7 @@ def _wait(proc: subprocess.Popen[bytes], stdin: bytes | None = None) -> tuple[by
             if cancellation.requested():
                 proc.kill()
                 proc.communicate()
-                raise cancellation.Cancelled("cancelled") from None
+                raise Cancelled("cancelled") from None
 
 
 def run(args: Sequence[str]) -> str:
@@ -61,12 +61,12 @@ def run(args: Sequence[str]) -> str:
         proc = subprocess.Popen(command(*args), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
     except FileNotFoundError as exc:
-        raise AudioError("ffmpeg_failed", f"ffmpeg is not installed ({FFMPEG})") from exc
+        raise AudioError(ErrorCode.FFMPEG_FAILED, f"ffmpeg is not installed ({FFMPEG})") from exc
     _, raw = _wait(proc)
     stderr = raw.decode("utf-8", "replace")
     if proc.returncode != 0:
         tail = stderr[-_STDERR_TAIL:].strip()
-        raise AudioError("ffmpeg_failed", f"ffmpeg exited with {proc.returncode}: {tail}")
+        raise AudioError(ErrorCode.FFMPEG_FAILED, f"ffmpeg exited with {proc.returncode}: {tail}")
     return stderr
 
 
@@ -80,7 +80,7 @@ def read_samples(path: str, *, rate: int, start: float = 0.0, seconds: float | N
                             stderr=subprocess.DEVNULL)
     out, _ = _wait(proc)
     if proc.returncode != 0:
-        raise AudioError("audio_undecodable", "The audio could not be decoded")
+        raise AudioError(ErrorCode.AUDIO_UNDECODABLE, "The audio could not be decoded")
     return out
 
 
@@ -111,9 +111,9 @@ def run_piped(producer: Sequence[str], consumer: Sequence[str]) -> str:
         encoder_tail = consumer_err.read().decode("utf-8", "replace")[-1000:].strip()
         if source.returncode != 0:
             tail = stderr[-_STDERR_TAIL:].strip() + (f"; encoder: {encoder_tail}" if encoder_tail else "")
-            raise AudioError("ffmpeg_failed", f"ffmpeg exited with {source.returncode}: {tail}")
+            raise AudioError(ErrorCode.FFMPEG_FAILED, f"ffmpeg exited with {source.returncode}: {tail}")
         if sink.returncode != 0:
-            raise AudioError("ffmpeg_failed", f"the encoder exited with {sink.returncode}: {encoder_tail}")
+            raise AudioError(ErrorCode.FFMPEG_FAILED, f"the encoder exited with {sink.returncode}: {encoder_tail}")
     return stderr
 
 

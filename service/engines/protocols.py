@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 from service.domain import WORK_STAGES, Stage
 from service.engines.types import SynthesizedClip, Transcript
-from service.errors import EngineError
+from service.errors import EngineError, ErrorCode
 
 Usage = dict[str, float]
 
@@ -96,11 +96,11 @@ def check_synthesis_input(synthesizer: Synthesizer, engine: str, text: str, lang
                           sample_rate: int) -> None:
     """What every `synthesize` checks first, so each engine refuses the same input with the same error."""
     if not text.strip():
-        raise EngineError("empty_text", "nothing to synthesize")
+        raise EngineError(ErrorCode.EMPTY_TEXT, "nothing to synthesize")
     if not synthesizer.supports(language):
-        raise EngineError("unsupported_language", f"{engine} has no voice for {language!r}")
+        raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, f"{engine} has no voice for {language!r}")
     if rate <= 0 or sample_rate <= 0:
-        raise EngineError("bad_input", f"rate and sample_rate must be positive, got {rate}, {sample_rate}")
+        raise EngineError(ErrorCode.BAD_INPUT, f"rate and sample_rate must be positive, got {rate}, {sample_rate}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import os
 
+from service.errors import Cancelled
+
 _token: str | None = None
-
-
-class Cancelled(Exception):
-    """The task this work was for was cancelled; nobody is waiting for the result."""
 
 
 def set_token(path: str | None) -> None:

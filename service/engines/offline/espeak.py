@@ -19,7 +19,7 @@ from service.engines import process
 from service.engines.offline import espeak_lib
 from service.engines.protocols import Usage, check_synthesis_input
 from service.engines.types import SynthesizedClip
-from service.errors import EngineError
+from service.errors import EngineError, ErrorCode
 from service.workpool import cpu_pool
 
 BASE_WPM = 175
@@ -57,9 +57,9 @@ def list_voices(binary: str = "espeak-ng") -> frozenset[str]:
     try:
         out = subprocess.run([binary, "--voices"], capture_output=True, text=True, check=True, timeout=30).stdout
     except FileNotFoundError as exc:
-        raise EngineError("engine_missing", f"{binary} is not installed") from exc
+        raise EngineError(ErrorCode.ENGINE_MISSING, f"{binary} is not installed") from exc
     except (subprocess.SubprocessError, OSError) as exc:
-        raise EngineError("engine_failed", f"{binary} --voices failed: {exc}") from exc
+        raise EngineError(ErrorCode.ENGINE_FAILED, f"{binary} --voices failed: {exc}") from exc
     names: set[str] = set()
     for line in out.splitlines()[1:]:
         cols = line.split()
