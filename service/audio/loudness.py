@@ -112,7 +112,8 @@ class StreamingLoudness:
             self._proc.stdin.close()
         except BrokenPipeError:
             pass
-        code = self._proc.wait()
+        ffmpeg.wait(self._proc)  # killed, and Cancelled raised, if the task is cancelled meanwhile
+        code = self._proc.returncode
         text = self._stderr_text()
         self._stderr.close()
         if code != 0:
@@ -125,9 +126,7 @@ class StreamingLoudness:
 
     def close(self) -> None:
         """Abandon the measurement (error path); safe to call after `finish`."""
-        if self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
+        ffmpeg.kill(self._proc)
         if not self._stderr.closed:
             self._stderr.close()
 

@@ -136,12 +136,9 @@ class EspeakSynthesizer:
                 spoken.encode("utf-8"),
                 self._timeout,
             )
-            await process.run(
-                ffmpeg.command("-loglevel", "error", "-i", raw, "-af", ffmpeg.TRIM_SILENCE, "-ac", "1",
-                               "-ar", str(sample_rate), "-c:a", "pcm_s16le", out_path),
-                None,
-                self._timeout,
-            )
+            with ffmpeg.atomic_output(out_path) as tmp:
+                await ffmpeg.run_async(["-i", raw, "-af", ffmpeg.TRIM_SILENCE, "-ac", "1", "-ar", str(sample_rate),
+                                        "-c:a", "pcm_s16le", "-f", "wav", tmp], time_limit=self._timeout)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(raw)
