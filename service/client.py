@@ -77,4 +77,3 @@ async def upload(client: httpx.AsyncClient, headers: dict[str, str], files: dict
         put.raise_for_status()
         objects[kind] = ticket["object_path"]
     return objects
-

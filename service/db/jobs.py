@@ -44,7 +44,6 @@ class NewJob:
     request_hash: str
 
 
-
 _JOB_COLUMNS = """id, owner_id, status, source_language, created_at, updated_at,
     voice_path, voice_content_type, voice_size_bytes, voice_sha256, voice_duration_seconds,
     background_path, background_content_type, background_size_bytes, background_sha256,

@@ -35,7 +35,6 @@ ACTOR = "run_task"
 T = TypeVar("T")
 
 
-
 @dataclass(frozen=True)
 class Delivery:
     """A fetched message: what it names, and the broker's handle to ack or requeue it."""

@@ -40,7 +40,6 @@ DEFAULT_MAX_SEGMENTS = 50
 CONTEXT_LINES = 2  # earlier source lines sent along (not translated) so batches read as one text
 
 
-
 def _strict_object(properties: dict[str, Any]) -> dict[str, Any]:
     """An object as strict structured outputs want it: every property required, nothing else allowed."""
     return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
