@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from service.errors import ApiRefused
 from service.settings import AUDIO_FORMATS
 
 
@@ -81,16 +82,3 @@ async def upload(client: httpx.AsyncClient, headers: dict[str, str], files: dict
         put.raise_for_status()
         objects[kind] = ticket["object_path"]
     return objects
-
-
-class ApiRefused(Exception):
-    """The API answered with an error body."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        try:
-            error = response.json()["error"]
-            message = f"{error['code']}: {error['message']}"
-        except (ValueError, KeyError, TypeError):
-            message = response.text[:300]
-        super().__init__(f"HTTP {response.status_code}: {message}")
-        self.response = response

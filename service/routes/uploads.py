@@ -11,15 +11,16 @@ from starlette.responses import Response
 
 from service.db import uploads
 from service.db.uploads import Upload
-from service.errors import ApiError
+from service.errors import ApiError, ErrorCode
 from service.routes.auth import current_user
 from service.routes.models import UploadRequest, UploadResponse, read_body, respond
 from service.settings import Settings
 
 
 def unsupported_content_type(settings: Settings, content_type: str) -> ApiError:
-    return ApiError(415, "unsupported_content_type", f"'{content_type[:100]}' is not an accepted audio type; "
-                                                     f"use one of {', '.join(settings.allowed_content_types)}")
+    return ApiError(415, ErrorCode.UNSUPPORTED_CONTENT_TYPE,
+                    f"'{content_type[:100]}' is not an accepted audio type; "
+                    f"use one of {', '.join(settings.allowed_content_types)}")
 
 
 def check_content_type(settings: Settings, content_type: str) -> str:
@@ -32,9 +33,9 @@ def check_content_type(settings: Settings, content_type: str) -> str:
 
 def check_size(settings: Settings, size: int) -> int:
     if size <= 0:
-        raise ApiError(422, "invalid_field", "'size_bytes' must be positive")
+        raise ApiError(422, ErrorCode.INVALID_FIELD, "'size_bytes' must be positive")
     if size > settings.max_upload_bytes:
-        raise ApiError(413, "file_too_large", f"Files may be at most {settings.max_upload_bytes} bytes")
+        raise ApiError(413, ErrorCode.FILE_TOO_LARGE, f"Files may be at most {settings.max_upload_bytes} bytes")
     return size
 
 
