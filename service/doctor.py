@@ -93,7 +93,7 @@ async def diagnose(settings: Settings, transport: Any = None) -> tuple[list[str]
             finally:
                 await storage_client.aclose()
         if settings.supabase_url:
-            from service.app import make_verifier
+            from service.wiring.lifespan import make_verifier
 
             verifier = make_verifier(settings, transport)
             assert verifier.jwks is not None
