@@ -237,7 +237,7 @@ class JobView:
         return shown
 
 
-async def fetch(pool: asyncpg.Pool | asyncpg.Connection, job_id: UUID) -> StoredJob | None:
+async def by_id(pool: asyncpg.Pool | asyncpg.Connection, job_id: UUID) -> StoredJob | None:
     """A job by id, for the supervisor (which works on behalf of every owner)."""
     row = await pool.fetchrow(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1", job_id)
     return None if row is None else _stored_job(row)

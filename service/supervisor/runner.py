@@ -152,7 +152,7 @@ class TaskRunner:
         if task.attempts > self.settings.max_attempts:
             await self._fail(task, "too_many_attempts", f"Gave up after {task.attempts - 1} attempts", task.stage)
             return
-        job = await self._database(task, lambda: jobs.fetch(self.pool, task.job_id))
+        job = await self._database(task, lambda: jobs.by_id(self.pool, task.job_id))
         assert job is not None
         stage: Stage | None = Stage(task.stage)
         if stage is Stage.QUEUED:
