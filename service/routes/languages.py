@@ -20,7 +20,7 @@ from service.engines.protocols import Engines
 from service.errors import ApiError
 from service.routes.auth import current_user
 from service.routes.models import LanguageCatalog, respond
-from service.routes.services import services
+from service.routes.services import Services, services
 
 
 def language_catalog(check: LanguageCheck, engines: Engines | None) -> dict[str, Any]:
@@ -50,8 +50,8 @@ def language_catalog(check: LanguageCheck, engines: Engines | None) -> dict[str,
     return {"sources": sources, "detect": {"available": bool(detect_targets), "targets": detect_targets}}
 
 
-# The catalog of each language check, worked out on first use: the engines do not change while the process runs.
-_catalogs: weakref.WeakKeyDictionary[LanguageCheck, dict[str, Any]] = weakref.WeakKeyDictionary()
+# The catalog of each process's engines, worked out on first use: they do not change while the process runs.
+_catalogs: weakref.WeakKeyDictionary[Services, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 async def list_languages(request: Request) -> Response:
@@ -60,9 +60,9 @@ async def list_languages(request: Request) -> Response:
     check = svc.language_check
     if check is None:
         raise ApiError(503, "engines_unavailable", "The dubbing engines are not available; see the server log")
-    catalog = _catalogs.get(check)
+    catalog = _catalogs.get(svc)
     if catalog is None:
-        catalog = _catalogs[check] = await asyncio.to_thread(language_catalog, check, svc.engines)
+        catalog = _catalogs[svc] = await asyncio.to_thread(language_catalog, check, svc.engines)
     response = respond(catalog, LanguageCatalog)
     response.headers["Cache-Control"] = "private, max-age=300"
     return response

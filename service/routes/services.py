@@ -27,7 +27,7 @@ class JobDispatch(Protocol):
     async def job_created(self, job_id: UUID) -> None: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Services(StageServices):
     """Everything one `dubbing serve` process started: the stages' services and what only HTTP needs."""
 

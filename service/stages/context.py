@@ -30,7 +30,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one per process: compared and hashed by identity
 class StageServices:
     """What the stages, and the loop that runs them, use: built once at start-up (service/wiring)."""
 
