@@ -29,17 +29,24 @@ system-packages:
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 
-# The virtual environment with the project and its development tools.
+# The virtual environment: exactly requirements.lock (hash-checked), then the project itself, editable.
 python-env:
     #!/usr/bin/env bash
     set -euo pipefail
     if [ ! -x {{py}} ]; then python3 -m venv {{venv}}; fi
-    stamp={{venv}}/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+    stamp={{venv}}/.installed-$(cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
     if [ ! -f "$stamp" ]; then
-        {{py}} -m pip install -q --upgrade pip
-        {{py}} -m pip install -q -e '.[dev]'
+        {{py}} -m pip install -q --require-hashes -r requirements.lock
+        {{py}} -m pip install -q --no-deps --no-build-isolation -e .
+        {{py}} scripts/check_lock.py --remove-extraneous
         rm -f {{venv}}/.installed-*; touch "$stamp"
     fi
+
+# Resolve pyproject.toml's ranges into requirements.lock again (newest versions that fit), with hashes.
+lock: python-env
+    {{venv}}/bin/uv pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 \
+        --upgrade -o requirements.lock
+    @echo "requirements.lock refreshed: run \`just setup\` and \`just test\`, then commit it"
 
 # Run the API and the supervisor (embedded database and storage unless configured otherwise): just serve [--role api|worker]
 serve *args: setup
@@ -59,6 +66,7 @@ demo *args: setup
 
 # Lint and type-check.
 lint: python-env
+    {{py}} scripts/check_lock.py
     {{venv}}/bin/ruff check service tests bench scripts
     {{venv}}/bin/mypy service
     {{py}} scripts/check_sql_placement.py

@@ -50,7 +50,7 @@ from service.settings import Settings
 from service.stages.context import StageContext, StageFn, StageServices
 from service.storage.local import LocalStorage
 from service.supervisor.supervisor import Supervisor
-from tests.support import JWT_SECRET, fresh_database, scratch_database, with_database
+from tests.support import JWT_SECRET, database_name, fresh_database, scratch_database, with_database
 
 LANGUAGES = ["es", "fr", "de", "it", "pt", "nl", "sv", "pl", "ja", "ko"]
 SHA = "0" * 64
@@ -317,7 +317,7 @@ async def main() -> None:
         "load_average_before": machine.load_average(), "tasks": n_tasks, "languages_per_job": len(languages),
     }
     async with scratch_database(ADMIN_URL, "bench_claim") as template_url:  # each run gets a copy of it
-        template = template_url.rsplit("/", 1)[1]
+        template = database_name(template_url)
         our_runs, pgq_runs = await measure(args, template, n_tasks, languages, ours, pgq)
 
     def summarize(runs: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:

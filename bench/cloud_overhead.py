@@ -83,7 +83,7 @@ from tests.fakes.cloud import (
     cloud_settings,
     speech_wav,
 )
-from tests.support import make_settings, running_service, scratch_database
+from tests.support import database_name, make_settings, running_service, scratch_database
 
 NAME = "cloud_overhead"
 RATE = 48000
@@ -524,7 +524,7 @@ class CpuMeter:
 async def cpu_meter(svc: Any, database_url: str) -> CpuMeter:
     executor = svc.services.executor
     workers = list(getattr(executor, "_processes", {}) or {})
-    name = database_url.rsplit("/", 1)[-1]
+    name = database_name(database_url)
     rows = await svc.pool.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)
     return CpuMeter(workers, [r["pid"] for r in rows])
 

@@ -38,7 +38,7 @@ from _lib import ADMIN_URL, inputs, machine, servers
 from _lib.real_speech import make_real_voice
 from _lib.results import write_results
 
-from tests.support import scratch_database
+from tests.support import database_name, scratch_database
 
 RTF_TARGET = 10.0
 EXTRA_LANGUAGE_TARGET = 0.25
@@ -82,7 +82,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                     for count in range(1, len(wanted) + 1):
                         targets = wanted[:count]
                         busy = await machine.wait_for_quiet(args.quiet_wait, threshold=0.15)
-                        with machine.CpuSampler(root=server.pid, db_name=url.rsplit("/", 1)[-1]) as cpu:
+                        with machine.CpuSampler(root=server.pid, db_name=database_name(url)) as cpu:
                             run = await inputs.run_job(client, headers, {
                                 "voice_object": objects["voice"], "background_object": objects["background"],
                                 "source_language": "en", "target_languages": targets}, timeout=3600)

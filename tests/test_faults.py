@@ -19,7 +19,7 @@ import pytest
 
 from service.client import read_events
 from service.sample import Sample, make_sample, varied_lines
-from tests.support import ServedProcess, served
+from tests.support import ServedProcess, admin_url_of, database_name, served
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,8 @@ async def job_status(svc: ServedProcess, user: str, job_id: str) -> dict[str, An
 
 async def test_database_outages_mid_stage_do_not_spend_attempts(tmp_path: Path, database_url: str,
                                                                  long_sample: Sample) -> None:
-    name = database_url.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(database_url.rsplit("/", 1)[0] + "/postgres")
+    name = database_name(database_url)
+    admin = await asyncpg.connect(admin_url_of(database_url))
     async with served(tmp_path / "data", database_url) as svc:
         job_id = await start_job(svc, long_sample, "dora")
         terminated = 0

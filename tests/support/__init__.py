@@ -1,7 +1,14 @@
 """What tests (and benchmarks) share: databases, the service under test, and its client."""
 
 from service.client import SseEvent, read_events
-from tests.support.database import create_template, fresh_database, scratch_database, with_database
+from tests.support.database import (
+    admin_url_of,
+    create_template,
+    database_name,
+    fresh_database,
+    scratch_database,
+    with_database,
+)
 from tests.support.service import (
     JWT_SECRET,
     ServedProcess,
@@ -15,7 +22,7 @@ from tests.support.service import (
 )
 
 __all__ = [
-    "JWT_SECRET", "ServedProcess", "Service", "SseEvent", "create_template", "dubbing_command", "free_port",
-    "fresh_database", "make_settings", "read_events", "running_service", "scratch_database", "served", "wav_bytes",
-    "with_database",
+    "JWT_SECRET", "ServedProcess", "Service", "SseEvent", "admin_url_of", "create_template", "database_name",
+    "dubbing_command", "free_port", "fresh_database", "make_settings", "read_events", "running_service",
+    "scratch_database", "served", "wav_bytes", "with_database",
 ]

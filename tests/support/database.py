@@ -12,10 +12,24 @@ import asyncpg
 
 from service.db import migrations
 
+ADMIN_DATABASE = "postgres"
+
 
 def with_database(url: str, name: str) -> str:
+    """`url` naming database `name` instead: TCP (`postgresql://u@host:5432/db`) and socket URLs
+    (`postgresql://u@/db?host=/tmp/dir`, the embedded server's) alike; the query string is kept."""
     parsed = urlparse(url)
     return urlunparse(parsed._replace(path=f"/{name}"))
+
+
+def database_name(url: str) -> str:
+    """The database a URL names (its path), whatever its host or socket query says."""
+    return urlparse(url).path.lstrip("/")
+
+
+def admin_url_of(url: str) -> str:
+    """The maintenance database on the same server as `url` (to create, drop or terminate others)."""
+    return with_database(url, ADMIN_DATABASE)
 
 
 async def create_template(admin_url: str, name: str) -> None:
