@@ -18,7 +18,8 @@ from service.routes.table import handle_database_outage, handle_http_exception
 from service.settings import Settings
 from service.stages.context import StageFn
 from service.wiring import roles
-from service.wiring.lifespan import EngineFactory, Options, lifespan
+from service.wiring.engines import EngineFactory
+from service.wiring.lifespan import Options, lifespan
 
 
 def create_app(

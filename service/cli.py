@@ -17,7 +17,7 @@ def _serve(settings: Settings) -> int:
     from service.logs import configure
     from service.server import DrainingServer
     from service.wiring import roles
-    from service.wiring.lifespan import request_drain
+    from service.wiring.drain import request_drain
 
     configure(settings.log_format, settings.log_level)
     if problem := roles.problem(settings):

@@ -7,7 +7,6 @@ One process, one event loop: the API and the stage loop share it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -15,7 +14,6 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, fields
 from functools import partial
-from typing import Any
 
 import anyio
 import httpx
@@ -31,7 +29,6 @@ from service.engines import capabilities
 from service.engines.capabilities import LanguageCheck
 from service.engines.protocols import Engines
 from service.engines.selection import choose_engines, open_clients
-from service.errors import EngineError
 from service.providers.http import ProviderClient, RetryPolicy
 from service.routes.auth import JwksCache, TokenVerifier
 from service.routes.services import Services
@@ -39,11 +36,11 @@ from service.settings import Settings
 from service.stages.context import StageFn, StageServices
 from service.storage.factory import open_storage
 from service.wiring import backends, roles
+from service.wiring.drain import Drain
+from service.wiring.engines import EngineFactory, default_registry, load_engines
 from service.workpool import cpu_pool
 
 log = structlog.get_logger(__name__)
-
-EngineFactory = Callable[[Executor], Engines]
 
 
 @dataclass(frozen=True)
@@ -56,43 +53,6 @@ class Options:
     run_supervisor: bool = True
     engines: EngineFactory | None = None
     provider_transport: httpx.AsyncBaseTransport | None = None
-
-
-def default_registry() -> Mapping[str, StageFn]:
-    """The stage functions the service runs; the pipeline's stages register here."""
-    from service.stages import registry
-
-    return registry.stages()
-
-
-_background: set[asyncio.Task[Any]] = set()
-
-
-def _warm_in_background(settings: Settings, executor: Executor, model_dir: str) -> None:
-    """Load the Whisper model into every worker in the background: start-up does not wait for it."""
-    from service.engines.offline.whisper import warm
-
-    warming = asyncio.create_task(cpu_pool.warm(executor, settings.cpu_workers, [partial(warm, model_dir)]))
-    warming.add_done_callback(lambda t: t.cancelled() or t.exception() is None or log.warning(
-        "engines.warm_failed", error=repr(t.exception())))
-    _background.add(warming)
-    warming.add_done_callback(_background.discard)
-
-
-async def load_engines(settings: Settings, executor: Executor, factory: EngineFactory) -> Engines | None:
-    """The engines, checked once at start-up; None (and a warning) when one is missing."""
-    from service.engines.selection import describe
-
-    try:
-        engines = await asyncio.to_thread(factory, executor)
-    except EngineError as exc:
-        log.warning("engines.unavailable", code=exc.code, error=exc.message)
-        return None
-    log.info("engines.selected", **describe(engines))
-    model_dir = getattr(engines.transcriber, "model_dir", None)
-    if model_dir is not None and roles.runs_stages(settings):  # an API process never transcribes
-        _warm_in_background(settings, executor, model_dir)
-    return engines
 
 
 def sweep_leftovers(settings: Settings) -> None:
@@ -192,43 +152,6 @@ async def open_services(stack: contextlib.AsyncExitStack, settings: Settings, op
                     verifier=_open_verifier(stack, settings, options), language_check=check,
                     probe_lane=_open_probe_lane(stack), dispatch=dispatch, stage_loop=stage_loop,
                     retention=retention)
-
-
-class Drain:
-    """SIGTERM: end every progress stream now (clients resume elsewhere with Last-Event-ID), stop claiming, give
-    the running stages SHUTDOWN_DRAIN_SECONDS, hand back the rest."""
-
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.loop = asyncio.get_running_loop()
-        self.task: asyncio.Task[None] | None = None
-
-    def request(self) -> None:
-        """From a signal handler: only schedules the drain on the loop."""
-        self.loop.call_soon_threadsafe(self.begin)
-
-    def begin(self) -> None:
-        if self.task is not None:
-            return
-        settings, listener = self.services.settings, self.services.listener
-        log.info("service.draining", seconds=settings.shutdown_drain_seconds, streams=listener.open_streams)
-        listener.end_streams()
-        if self.services.stage_loop is not None:
-            self.task = asyncio.create_task(self.services.stage_loop.drain(settings.shutdown_drain_seconds))
-
-    async def finish(self) -> None:
-        """At shutdown: the drain under way, or stop the stage loop now (handing back what it runs)."""
-        if self.task is not None:
-            await self.task
-        elif self.services.stage_loop is not None:
-            await self.services.stage_loop.stop()
-
-
-def request_drain(app: Starlette) -> None:
-    """`dubbing serve`'s signal handler: drain, if the lifespan got as far as starting."""
-    drain = getattr(app.state, "drain", None)
-    if isinstance(drain, Drain):
-        drain.request()
 
 
 def lifespan(settings: Settings, options: Options) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
