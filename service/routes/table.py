@@ -51,8 +51,8 @@ def table(settings: Settings) -> list[BaseRoute]:
         Route(path, endpoint, methods=[method])
         for path, endpoints in _API.items() for method, endpoint in endpoints.items()
     ]
-    routes.insert(2, Route("/openapi.json", partial(serve_openapi, settings), methods=["GET"]))
     routes += [
+        Route("/openapi.json", partial(serve_openapi, settings), methods=["GET"]),
         Route("/storage/v1/object/upload/sign/{bucket}/{path:path}", signed_urls.upload_to_signed_url,
               methods=["PUT", "POST"]),
         Route("/storage/v1/object/sign/{bucket}/{path:path}", signed_urls.download_from_signed_url,
