@@ -11,8 +11,9 @@ from starlette.exceptions import HTTPException
 
 from service.db import connection
 from service.engines.capabilities import LanguageCheck
-from service.errors import ApiError, handle_api_error, handle_unexpected
+from service.errors import ApiError
 from service.routes.cors import CorsMiddleware
+from service.routes.errors import handle_api_error, handle_unexpected
 from service.routes.middleware import RequestContext
 from service.routes.table import handle_database_outage, handle_http_exception
 from service.settings import Settings

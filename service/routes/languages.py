@@ -17,7 +17,7 @@ from starlette.responses import Response
 from service import languages
 from service.engines.capabilities import LanguageCheck, can_transcribe
 from service.engines.protocols import Engines
-from service.errors import ApiError
+from service.errors import ApiError, ErrorCode
 from service.routes.auth import current_user
 from service.routes.models import LanguageCatalog, respond
 from service.routes.services import Services, services
@@ -59,7 +59,7 @@ async def list_languages(request: Request) -> Response:
     svc = services(request)
     check = svc.language_check
     if check is None:
-        raise ApiError(503, "engines_unavailable", "The dubbing engines are not available; see the server log")
+        raise ApiError(503, ErrorCode.ENGINES_UNAVAILABLE, "The dubbing engines are not available; see the server log")
     catalog = _catalogs.get(svc)
     if catalog is None:
         catalog = _catalogs[svc] = await asyncio.to_thread(language_catalog, check, svc.engines)

@@ -14,7 +14,8 @@ from starlette.responses import Response
 
 from service import metrics
 from service.db import ops
-from service.errors import error_response, not_found
+from service.errors import ErrorCode
+from service.routes.errors import error_response, not_found
 from service.routes.services import services
 from service.workpool import cpu_pool
 
@@ -41,7 +42,7 @@ async def serve_metrics(request: Request) -> Response:
     if not token:
         raise not_found("Not Found")
     if not _authorized(request, token):
-        return error_response(401, "invalid_token", "Send Authorization: Bearer <METRICS_TOKEN>",
+        return error_response(401, ErrorCode.INVALID_TOKEN, "Send Authorization: Bearer <METRICS_TOKEN>",
                               {"WWW-Authenticate": 'Bearer realm="metrics"'})
     pool = svc.db.pool
     await _read_database(pool)
