@@ -57,8 +57,7 @@ def _local_only(request: Request, settings: Settings) -> None:
                                           f"open {settings.public_base_url}/ there")
 
 
-async def local_token(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+async def local_token(settings: Settings, request: Request) -> Response:
     _local_only(request, settings)
     name = display_name((await read_body(request, LocalTokenRequest)).user)
     user_id = user_id_for(name)
