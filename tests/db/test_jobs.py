@@ -33,7 +33,8 @@ def voice(owner: str = "u1") -> InputObject:
 
 def new_job(owner: str = "u1", targets: tuple[str, ...] = ("es", "fr"), background: bool = False,
             key: str | None = None, request_hash: str = "h1") -> NewJob:
-    bed = InputObject(f"{owner}/uploads/{uuid.uuid4()}/bed.wav", "audio/wav", 2048, "b" * 64, 2.5) if background else None
+    bed = (InputObject(f"{owner}/uploads/{uuid.uuid4()}/bed.wav", "audio/wav", 2048, "b" * 64, 2.5)
+           if background else None)
     return NewJob(owner, "en", list(targets), voice(owner), bed, key, request_hash)
 
 

@@ -27,6 +27,7 @@ from service.supervisor.runner import TaskRunner
 from tests.support.harness import Calls, Harness, recording, until
 from tests.support.redis import redis_server, with_backend
 
+
 class Workers(Harness):
     """The harness with Dramatiq workers made by hand, and the API's own dispatcher and queue to look into."""
 

@@ -3,6 +3,7 @@ captions (within the reading limits), the manifest, and every artifact stored an
 
 from __future__ import annotations
 
+import itertools
 from concurrent.futures import ProcessPoolExecutor
 
 from service.db import artifacts
@@ -39,9 +40,10 @@ async def test_exporting_stores_every_artifact_with_captions_within_limits_and_a
             for cue in cues:
                 assert 0 <= cue.start < cue.end <= duration + 0.001
                 assert cue.end - cue.start <= captions.MAX_DURATION + 0.001
-                assert len(cue.lines) <= captions.MAX_LINES and all(len(line) <= captions.MAX_LINE for line in cue.lines)
+                assert len(cue.lines) <= captions.MAX_LINES
+                assert all(len(line) <= captions.MAX_LINE for line in cue.lines)
                 assert len(cue.text.replace("\n", " ")) / (cue.end - cue.start) <= settings.caption_max_cps + 0.5
-            assert all(a.end <= b.start for a, b in zip(cues, cues[1:]))
+            assert all(a.end <= b.start for a, b in itertools.pairwise(cues))
 
         assert (manifest["source_language"], manifest["target_language"]) == ("en", "es")
         assert [s["id"] for s in manifest["segments"]] == [u.id for u in translation.units]

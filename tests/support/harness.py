@@ -20,7 +20,7 @@ from service.db import connection, events, jobs
 from service.db.database import Database
 from service.db.events import Event
 from service.db.jobs import InputObject, NewJob
-from service.db.listener import RESYNC, Listener
+from service.db.listener import Listener
 from service.domain import WORK_STAGES
 from service.queue.dispatcher import Dispatcher
 from service.settings import Settings
@@ -58,7 +58,8 @@ async def wait_done(listener: Listener, pool: asyncpg.Pool, job_id: uuid.UUID, t
                     return
             item = await sub.queue.get()
             last = seen[-1].seq if seen else 0
-            pending = await events.since(pool, job_id, last) if item == RESYNC or item.seq > last + 1 else [item]
+            in_order = isinstance(item, Event) and item.seq <= last + 1
+            pending = [item] if isinstance(item, Event) and in_order else await events.since(pool, job_id, last)
 
     try:
         await asyncio.wait_for(collect(), timeout)

@@ -104,8 +104,9 @@ class Bench:
     async def prepare_translation(self) -> Translation:
         """The translating stage's output for the prepared transcript."""
         units = await self.prepare_transcript()
-        translation = Translation("en", self.task.target_language, "prepared", [
-            TranslatedUnit(u.id, u.start, u.end, u.group, u.text, text) for u, text in zip(units, SPANISH, strict=True)])
+        translated = [TranslatedUnit(u.id, u.start, u.end, u.group, u.text, text)
+                      for u, text in zip(units, SPANISH, strict=True)]
+        translation = Translation("en", self.task.target_language, "prepared", translated)
         await outputs.save(self.work_dir, translation)
         return translation
 
