@@ -51,7 +51,8 @@ class IdempotencyConflict(DubbingError):
         super().__init__("idempotency_conflict", "This idempotency key was used for another request")
 
 
-_JOB_COLUMNS = """id, owner_id, status, source_language, created_at, updated_at,
+_JOB_COLUMNS = """id, owner_id, status, source_language, detected_language, detected_language_confidence,
+    created_at, updated_at,
     voice_path, voice_content_type, voice_size_bytes, voice_sha256, voice_duration_seconds,
     background_path, background_content_type, background_size_bytes, background_sha256,
     background_duration_seconds, inputs_deleted_at"""
@@ -164,6 +165,13 @@ async def delete(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> Deletion | 
         return Deletion(_cancelled_count(appended), deleted_at)
 
 
+async def record_detection(pool: asyncpg.Pool, job_id: UUID, language: str, confidence: float | None) -> None:
+    """The language the recogniser heard in the voice recording (sql/021)."""
+    await pool.execute(
+        "UPDATE jobs SET detected_language = $2, detected_language_confidence = $3, updated_at = now() WHERE id = $1",
+        job_id, language, None if confidence is None else min(max(confidence, 0.0), 1.0))
+
+
 async def owned(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> bool:
     return bool(
         await pool.fetchval("SELECT true FROM jobs WHERE id = $1 AND owner_id = $2 AND deleted_at IS NULL",
@@ -199,6 +207,10 @@ def _summary(row: asyncpg.Record) -> dict[str, Any]:
         "id": str(row["id"]),
         "status": row["status"],
         "source_language": row["source_language"],
+        "detected_language": None if row["detected_language"] is None else {
+            "code": row["detected_language"],
+            "confidence": None if row["detected_language_confidence"] is None
+            else round(float(row["detected_language_confidence"]), 4)},
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
         "inputs": _inputs(row),

@@ -40,8 +40,9 @@ def open_clients(settings: Settings, transport: Any = None) -> ProviderClients:
     return clients
 
 
-def offline_engines(executor: Executor, model_dir: str | None) -> Engines:
-    """faster-whisper + Apertium + espeak-ng; `model_dir` None means the bundled tiny.en.
+def offline_engines(executor: Executor, model_dir: str | None, multilingual_dir: str | None = None) -> Engines:
+    """faster-whisper + Apertium + espeak-ng; `model_dir` None means the bundled tiny.en, `multilingual_dir`
+    None English only (see `multilingual_dir`).
 
     Blocking (filesystem checks, `espeak-ng --voices`): call at startup, not per request.
     Raises EngineError('model_missing' / 'engine_missing') when something is not installed.
@@ -50,7 +51,19 @@ def offline_engines(executor: Executor, model_dir: str | None) -> Engines:
     from service.engines.offline.espeak import EspeakSynthesizer
     from service.engines.offline.whisper import WhisperTranscriber
 
-    return Engines(WhisperTranscriber(executor, model_dir), ApertiumTranslator(), EspeakSynthesizer(executor=executor))
+    return Engines(WhisperTranscriber(executor, model_dir, multilingual_dir=multilingual_dir), ApertiumTranslator(),
+                   EspeakSynthesizer(executor=executor))
+
+
+def multilingual_dir(settings: Settings) -> str | None:
+    """WHISPER_MULTILINGUAL_MODEL_DIR, or the packaged Whisper base joined into DATA_DIR (blocking the first
+    time: ~145 MB written and hashed), or None when it is turned off or not installed."""
+    from service.engines.offline.whisper import multilingual_model_dir
+
+    chosen = settings.whisper_multilingual_dir.strip()
+    if chosen.lower() == "none":
+        return None
+    return chosen or multilingual_model_dir(settings.data_dir)
 
 
 def choose_engines(settings: Settings, clients: ProviderClients, executor: Executor) -> Engines:
@@ -68,7 +81,8 @@ def choose_engines(settings: Settings, clients: ProviderClients, executor: Execu
 
         transcriber = DeepgramTranscriber(clients.deepgram_stt, settings.deepgram_stt_model)
     else:
-        transcriber = WhisperTranscriber(executor, settings.whisper_model_dir)
+        transcriber = WhisperTranscriber(executor, settings.whisper_model_dir,
+                                         multilingual_dir=multilingual_dir(settings))
     if clients.openai is not None:
         from service.engines.cloud.openai_translate import OpenAITranslator
 
@@ -88,6 +102,9 @@ def choose_engines(settings: Settings, clients: ProviderClients, executor: Execu
 def describe(engines: Engines) -> dict[str, str]:
     """One line per stage for `doctor` and the start-up log."""
     model = engines.transcriber.model
+    other = getattr(engines.transcriber, "multilingual_model", None)
+    if other:
+        model = f"{model} for English, {other} for other languages and detection"
     return {
         "stt": f"{engines.transcriber.name} ({model})",
         "translating": engines.translator.name + (f" ({getattr(engines.translator, 'model', '')})"
