@@ -24,8 +24,8 @@ SPEECH = {
     "fr": "Bonjour à tous, et merci d'être venus ce soir. Je voudrais vous présenter notre projet pour la nouvelle "
           "école du quartier. Les enfants auront une grande bibliothèque, un jardin et une cantine. Nous pensons "
           "que les travaux commenceront au printemps prochain.",
-    "ru": "Здравствуйте, дорогие друзья. Сегодня я хочу рассказать вам о нашем новом проекте. Мы строим большую "
-          "школу для детей нашего района. В ней будет библиотека, сад и столовая. Работы начнутся весной.",
+    "ru": "Здравствуйте, дорогие друзья. Сегодня я хочу рассказать вам о нашем новом проекте. Мы строим большую "  # noqa: RUF001
+          "школу для детей нашего района. В ней будет библиотека, сад и столовая. Работы начнутся весной.",  # noqa: RUF001
     "en": "Good morning everyone. Today we are going to talk about the history of the city and its people.",
 }
 RATES = {"fr": "140", "ru": "140"}

@@ -298,7 +298,11 @@ export class JobView {
   render() {
     const job = this.job;
     const targets = job.tasks.map((t) => t.target_language);
-    const source = job.source_language === 'auto' ? 'Detected language' : languageName(job.source_language);
+    const detected = job.detected_language;
+    const heard = detected ? `${languageName(detected.code)}${detected.confidence == null ? ''
+      : ` (${Math.round(detected.confidence * 100)} %)`}` : '';
+    const source = job.source_language === 'auto' ? (heard ? `Detected: ${heard}` : 'Detected language')
+      : languageName(job.source_language);
     const voice = job.inputs.voice;
     this.status = h('span', { class: 'status-chip', text: '' });
     this.cancelButton = h('button', { type: 'button', class: 'secondary danger', id: 'cancel-job',
@@ -422,6 +426,7 @@ export class JobView {
     const result = h('div', { class: 'result-grid' },
       h('div', { class: 'result-main' }, card.player.element, segmentTable(manifest, (t) => card.player.seek(t))),
       h('aside', { class: 'result-side' },
+        manifest.pivot ? h('p', { class: 'muted', text: `Translated through ${languageName(manifest.pivot)}` }) : null,
         figures(manifest),
         h('h3', { text: 'Downloads' }),
         downloadList(this.urls, this.urls.forLanguage(language))));
