@@ -6,9 +6,10 @@ Greek, Arabic or Hebrew are read alike); lines mostly in Chinese or Japanese cha
 held to 9 characters a second, Korean (Hangul) to 12 and Thai to 15, as subtitle style guides do for
 scripts that pack a word into one or two characters (`max_cps_for`). Long segments are cut at
 punctuation where possible, else at word boundaries, and their time is shared out in proportion to
-characters, since that is how the speech fills the slot. A cue that would flash by faster than a person reads stays up longer, into the
-silence after its speech; when the next cue's speech comes first, that cue waits (its lag behind the
-speech is reported by `reading_lag`), so every cue can be read and none overlaps another.
+characters, since that is how the speech fills the slot. A cue that would flash by faster than a person
+reads stays up longer, into the silence after its speech; when the next cue's speech comes first, that
+cue waits (its lag behind the speech is reported by `reading_lag`), so every cue can be read and none
+overlaps another.
 """
 
 from __future__ import annotations
