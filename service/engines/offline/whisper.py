@@ -196,17 +196,38 @@ def _quietest_offset(samples: Any, around: float) -> float:
     return (lo + quietest * hop + hop // 2) / _SAMPLE_RATE
 
 
-def _run_model(model: Any, audio: Any, lang: str | None) -> tuple[tuple[Segment, ...], Any]:
-    raw_segments, info = model.transcribe(
-        audio,
-        language=lang,
-        task="transcribe",
-        beam_size=5,  # 1 beam is 1.5-2x faster but lost words on synthetic speech (WER 5.5 % vs 4.1 %)
-        word_timestamps=True,
-        vad_filter=True,  # drops silence up front: no hallucinated text on quiet input
-        vad_parameters={"min_silence_duration_ms": 500},
-        condition_on_previous_text=False,
-    )
+# faster-whisper's batched pipeline: the voiced stretches (Silero VAD) are cut into windows of up to 30 s and
+# decoded `BATCH_SIZE` at a time, which keeps both cores busy; sequential decoding (one window after the other,
+# each waiting for the last) was measured slower on the same English speech (bench/recogniser.py).
+BATCHED = True
+BATCH_SIZE = 8
+_PIPELINES: dict[int, Any] = {}  # id(model) -> BatchedInferencePipeline, per worker process
+
+
+def _pipeline(model: Any) -> Any:
+    found = _PIPELINES.get(id(model))
+    if found is None:
+        from faster_whisper import BatchedInferencePipeline
+
+        found = _PIPELINES[id(model)] = BatchedInferencePipeline(model)
+    return found
+
+
+def _run_model(model: Any, audio: Any, lang: str | None, batched: bool = BATCHED
+               ) -> tuple[tuple[Segment, ...], Any]:
+    options: dict[str, Any] = {
+        "language": lang,
+        "task": "transcribe",
+        "beam_size": 5,  # 1 beam is 1.5-2x faster but lost words on synthetic speech (WER 5.5 % vs 4.1 %)
+        "word_timestamps": True,
+        "vad_filter": True,  # drops silence up front: no hallucinated text on quiet input
+        "vad_parameters": {"min_silence_duration_ms": 500},
+        "condition_on_previous_text": False,
+    }
+    if batched:
+        raw_segments, info = _pipeline(model).transcribe(audio, batch_size=BATCH_SIZE, **options)
+    else:
+        raw_segments, info = model.transcribe(audio, **options)
     return _to_segments(raw_segments), info  # the generator runs the decoding here
 
 
@@ -219,7 +240,8 @@ def _shifted(segments: tuple[Segment, ...], offset: float, first_id: int) -> lis
     ]
 
 
-def _transcribe_windows(model: Any, audio_path: str, lang: str | None, duration: float) -> tuple[list[Segment], str]:
+def _transcribe_windows(model: Any, audio_path: str, lang: str | None, duration: float, batched: bool
+                        ) -> tuple[list[Segment], str]:
     """Transcribe a long file window by window, so memory does not grow with its length."""
     segments: list[Segment] = []
     detected = lang
@@ -230,15 +252,15 @@ def _transcribe_windows(model: Any, audio_path: str, lang: str | None, duration:
         samples = _decode_window(audio_path, start, reach)
         cut = nominal if start + nominal >= duration - 0.05 else _quietest_offset(samples, nominal)
         window = samples[: int(cut * _SAMPLE_RATE)]
-        found, info = _run_model(model, window, detected)
+        found, info = _run_model(model, window, detected, batched)
         detected = detected or str(info.language)
         segments.extend(_shifted(found, start, len(segments)))
         start += max(cut, 1.0)
     return segments, detected or "en"
 
 
-def transcribe_file(model_dir: str, audio_path: str, language: str | None, model_name: str | None = None
-                    ) -> Transcript:
+def transcribe_file(model_dir: str, audio_path: str, language: str | None, model_name: str | None = None,
+                    batched: bool = BATCHED) -> Transcript:
     """Worker entry point: transcribe one file with word timestamps; silence gives no segments."""
     model = _load(model_dir)
     lang = _language_arg(model, language)
@@ -247,10 +269,10 @@ def transcribe_file(model_dir: str, audio_path: str, language: str | None, model
     try:
         duration = ffmpeg.duration_of(audio_path)
         if duration > CHUNK_SECONDS * 1.2:
-            segments, detected = _transcribe_windows(model, audio_path, lang, duration)
+            segments, detected = _transcribe_windows(model, audio_path, lang, duration, batched)
             result_language, result_duration = detected, duration
         else:
-            found, info = _run_model(model, audio_path, lang)
+            found, info = _run_model(model, audio_path, lang, batched)
             segments = list(found)
             result_language, result_duration = lang or str(info.language), float(info.duration)
     except EngineError:
