@@ -46,7 +46,7 @@ def espeak(folder: Path, language: str) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("language", sorted(SPEECH))
+@pytest.mark.parametrize("language", sorted(set(SPEECH) - {"it"}))  # Italian: detected in the test below
 async def test_the_spoken_language_is_detected(executor: ProcessPoolExecutor, tmp_path: Path, language: str) -> None:
     transcriber = WhisperTranscriber(executor, multilingual_dir=whisper_base_dir())
     guess = await transcriber.detect(espeak(tmp_path, language))
