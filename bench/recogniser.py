@@ -27,10 +27,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from bench._lib.real_speech import _decode, make_real_voice  # noqa: E402
-from service.engines.offline import whisper  # noqa: E402
+from bench._lib.real_speech import _decode, make_real_voice
+from service.engines.offline import whisper
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recogniser.json"
 SOUNDS = Path("/usr/share/asterisk/sounds")
@@ -39,7 +39,7 @@ _SKIP = {"digits", "letters", "phonetic", "silence"}
 
 
 def normalise(text: str) -> list[str]:
-    text = unicodedata.normalize("NFKC", text).lower().replace("’", "'")
+    text = unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'")
     return re.findall(r"[\w']+", text)
 
 
@@ -132,7 +132,8 @@ def other_languages(base_dir: str, count: int, clip_seconds: float) -> dict[str,
             for path, text in made:
                 guess = whisper.detect_file(base_dir, path)
                 right += guess is not None and guess.language == language
-                transcript, elapsed = timed(lambda path=path: whisper.transcribe_file(base_dir, path, language))
+                transcript, elapsed = timed(lambda path=path, language=language: whisper.transcribe_file(base_dir, path,
+                                                                                                language))
                 errors += edits(normalise(text), normalise(transcript.text))
                 words += len(normalise(text))
                 seconds += elapsed

@@ -8,6 +8,9 @@ from service import languages
 from service.engines.offline.apertium import iso1
 from service.engines.protocols import Engines
 
+LanguageCheck = Callable[[str, list[str]], str | None]
+"""None when a job from the source into the targets can be dubbed, else the reason, in words for the caller."""
+
 
 def supported_targets(engines: Engines, source: str) -> set[str]:
     """Targets reachable from `source`: the translator has the pair (direct or through a pivot) and a voice exists."""
@@ -30,7 +33,7 @@ def effective_source(engines: Engines, source: str) -> str:
     return "en" if source == languages.AUTO and not engines.transcriber.detects else source
 
 
-def language_check(engines: Engines) -> Callable[[str, list[str]], str | None]:
+def language_check(engines: Engines) -> LanguageCheck:
     """A check for the API: None when the job's languages can be dubbed, else the reason."""
 
     def check(source: str, targets: list[str]) -> str | None:

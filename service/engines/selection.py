@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+
+import httpx
 
 from service.engines.protocols import Engines
 from service.providers.http import ProviderClient
@@ -26,7 +27,7 @@ class ProviderClients:
                 await client.aclose()
 
 
-def open_clients(settings: Settings, transport: Any = None) -> ProviderClients:
+def open_clients(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> ProviderClients:
     clients = ProviderClients()
     if settings.deepgram_api_key:
         from service.engines.cloud import deepgram
@@ -100,14 +101,11 @@ def choose_engines(settings: Settings, clients: ProviderClients, executor: Execu
 
 
 def describe(engines: Engines) -> dict[str, str]:
-    """One line per stage for `doctor` and the start-up log."""
-    model = engines.transcriber.model
-    other = getattr(engines.transcriber, "multilingual_model", None)
-    if other:
-        model = f"{model} for English, {other} for other languages and detection"
-    return {
-        "stt": f"{engines.transcriber.name} ({model})",
-        "translating": engines.translator.name + (f" ({getattr(engines.translator, 'model', '')})"
-                                                 if getattr(engines.translator, "model", None) else ""),
-        "dubbing": engines.synthesizer.name,
-    }
+    """One line per engine-run stage for `doctor` and the start-up log: the engine's name and its model(s)."""
+    lines = {}
+    for stage, engine in engines.by_stage().items():
+        model = getattr(engine, "model", None)
+        if other := getattr(engine, "multilingual_model", None):
+            model = f"{model} for English, {other} for other languages and detection"
+        lines[str(stage)] = engine.name + (f" ({model})" if model else "")
+    return lines

@@ -20,8 +20,9 @@ import jwt
 import structlog
 from starlette.requests import Request
 
-from service.errors import ApiError, ProviderError
+from service.errors import ApiError, ErrorCode, ProviderError
 from service.providers.http import ProviderClient
+from service.routes.services import services
 
 log = structlog.get_logger(__name__)
 
@@ -37,7 +38,7 @@ class User:
     email: str | None = None
 
 
-def unauthorized(message: str, code: str = "invalid_token") -> ApiError:
+def unauthorized(message: str, code: ErrorCode = ErrorCode.INVALID_TOKEN) -> ApiError:
     return ApiError(401, code, message)
 
 
@@ -140,7 +141,7 @@ def _decode(token: str, key: Any, algorithm: str, issuer: str | None) -> tuple[U
             options={"require": ["exp", "sub", "aud"]},
         )
     except jwt.ExpiredSignatureError as exc:
-        raise unauthorized("The access token has expired", "token_expired") from exc
+        raise unauthorized("The access token has expired", ErrorCode.TOKEN_EXPIRED) from exc
     except jwt.InvalidAudienceError as exc:
         raise unauthorized("The access token is not for this audience") from exc
     except jwt.InvalidIssuerError as exc:
@@ -168,14 +169,14 @@ def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise unauthorized("Send the access token as 'Authorization: Bearer <token>'", "missing_token")
+        raise unauthorized("Send the access token as 'Authorization: Bearer <token>'", ErrorCode.MISSING_TOKEN)
     return token.strip()
 
 
 async def current_user(request: Request) -> User:
     """The caller of a `/v1` route; raises 401 otherwise."""
-    verifier: TokenVerifier = request.app.state.verifier
-    user = await verifier.verify(bearer_token(request))
+    token = bearer_token(request)  # first: a request without one is answered 401 before anything is read
+    user = await services(request).verifier.verify(token)
     request.state.user = user
     structlog.contextvars.bind_contextvars(user_id=user.id)
     return user

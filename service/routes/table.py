@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import structlog
 from starlette.exceptions import HTTPException
@@ -10,19 +11,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from service.errors import StorageError, error_response
+from service.errors import ErrorCode, StorageError
 from service.routes import events, health, jobs, languages, local_token, signed_urls, uploads
+from service.routes.errors import error_response
 from service.routes.metrics import serve_metrics
 from service.routes.openapi import openapi_document
 from service.settings import Settings
 from service.web import page
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+_HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.BODY_TOO_LARGE}
 _STORAGE_CODES = {404: "NoSuchKey", 405: "MethodNotAllowed"}
 
 
-async def serve_openapi(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+async def serve_openapi(settings: Settings, request: Request) -> Response:
     return JSONResponse(openapi_document(settings.public_base_url, settings.local_auth))
 
 
@@ -30,7 +31,6 @@ async def serve_openapi(request: Request) -> Response:
 _API: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {
     "/healthz": {"GET": health.healthz},
     "/readyz": {"GET": health.readyz},
-    "/openapi.json": {"GET": serve_openapi},
     "/metrics": {"GET": serve_metrics},  # 404 unless METRICS_TOKEN is set
     "/v1/languages": {"GET": languages.list_languages},
     "/v1/uploads": {"POST": uploads.create_uploads},
@@ -46,21 +46,24 @@ _API: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {
 
 
 def table(settings: Settings) -> list[BaseRoute]:
+    """The routes for these settings. Those that only read settings have them bound here: they answer before
+    (and without) the lifespan's services."""
     routes: list[BaseRoute] = [
         Route(path, endpoint, methods=[method])
         for path, endpoints in _API.items() for method, endpoint in endpoints.items()
     ]
     routes += [
+        Route("/openapi.json", partial(serve_openapi, settings), methods=["GET"]),
         Route("/storage/v1/object/upload/sign/{bucket}/{path:path}", signed_urls.upload_to_signed_url,
               methods=["PUT", "POST"]),
         Route("/storage/v1/object/sign/{bucket}/{path:path}", signed_urls.download_from_signed_url,
               methods=["GET", "HEAD"]),
-        Route("/", page.index, methods=["GET", "HEAD"]),
-        Route("/config.json", page.config, methods=["GET"]),
-        Mount("/static", app=page.PageFiles(directory=page.STATIC_DIR), name="static"),
+        Route("/", partial(page.index, settings), methods=["GET", "HEAD"]),
+        Route("/config.json", partial(page.config, settings), methods=["GET"]),
+        Mount("/static", app=page.PageFiles(settings, directory=page.STATIC_DIR), name="static"),
     ]
     if settings.local_auth:  # never in cloud mode, nor with a configured SUPABASE_JWT_SECRET
-        routes.append(Route("/local/token", local_token.local_token, methods=["POST"]))
+        routes.append(Route("/local/token", partial(local_token.local_token, settings), methods=["POST"]))
     return routes
 
 
@@ -69,7 +72,7 @@ async def handle_database_outage(request: Request, exc: Exception) -> Response:
     (its transaction rolled back) and may be sent again."""
     structlog.get_logger(__name__).warning("http.database_unavailable", path=request.url.path,
                                            error=type(exc).__name__)
-    return error_response(503, "database_unavailable", "The database is unavailable for a moment; try again",
+    return error_response(503, ErrorCode.DATABASE_UNAVAILABLE, "The database is unavailable for a moment; try again",
                           {"Retry-After": "1"})
 
 
@@ -79,5 +82,5 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     if request.url.path.startswith("/storage/"):  # Storage's own wire format on its routes
         return signed_urls.storage_error(StorageError(exc.status_code, _STORAGE_CODES.get(exc.status_code, "Error"),
                                                       str(exc.detail)))
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    code = _HTTP_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR)
     return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}) or None)

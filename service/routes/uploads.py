@@ -11,9 +11,10 @@ from starlette.responses import Response
 
 from service.db import uploads
 from service.db.uploads import Upload
-from service.errors import ApiError
+from service.errors import ApiError, ErrorCode
 from service.routes.auth import current_user
 from service.routes.models import UploadRequest, UploadResponse, read_body, respond
+from service.routes.services import services
 from service.settings import Settings
 
 
@@ -22,7 +23,7 @@ def check_content_type(settings: Settings, content_type: str) -> str:
     if base not in settings.allowed_content_types:
         raise ApiError(
             415,
-            "unsupported_content_type",
+            ErrorCode.UNSUPPORTED_CONTENT_TYPE,
             f"'{base}' is not an accepted audio type; use one of {', '.join(settings.allowed_content_types)}",
         )
     return base
@@ -30,9 +31,9 @@ def check_content_type(settings: Settings, content_type: str) -> str:
 
 def check_size(settings: Settings, size: int) -> int:
     if size <= 0:
-        raise ApiError(422, "invalid_field", "'size_bytes' must be positive")
+        raise ApiError(422, ErrorCode.INVALID_FIELD, "'size_bytes' must be positive")
     if size > settings.max_upload_bytes:
-        raise ApiError(413, "file_too_large", f"Files may be at most {settings.max_upload_bytes} bytes")
+        raise ApiError(413, ErrorCode.FILE_TOO_LARGE, f"Files may be at most {settings.max_upload_bytes} bytes")
     return size
 
 
@@ -47,12 +48,13 @@ def upload_object_path(user_id: str, kind: str, filename: str) -> str:
 
 async def create_uploads(request: Request) -> Response:
     user = await current_user(request)
-    settings: Settings = request.app.state.settings
+    svc = services(request)
+    settings = svc.settings
     body = await read_body(request, UploadRequest)
     planned: list[Upload] = []
     for entry in body.files:
         if entry.kind in (u.kind for u in planned):
-            raise ApiError(422, "invalid_field", f"'files' names '{entry.kind}' twice")
+            raise ApiError(422, ErrorCode.INVALID_FIELD, f"'files' names '{entry.kind}' twice")
         content_type = check_content_type(settings, entry.content_type)
         size = check_size(settings, entry.size_bytes)
         path = upload_object_path(user.id, entry.kind, entry.filename.strip())
@@ -60,11 +62,11 @@ async def create_uploads(request: Request) -> Response:
     tickets: list[dict[str, Any]] = []
     expires_at = None
     for upload in planned:
-        signed = await request.app.state.storage.create_upload_url(
+        signed = await svc.storage.create_upload_url(
             upload.object_path, settings.upload_url_ttl_seconds, size_bytes=upload.declared_size_bytes)
         expires_at = signed.expires_at
         tickets.append({"kind": upload.kind, "object_path": upload.object_path, "upload_url": signed.url,
                         "expires_at": signed.expires_at.isoformat()})
     assert expires_at is not None
-    await uploads.record(request.app.state.pool, planned, expires_at)
+    await uploads.record(svc.db.pool, planned, expires_at)
     return respond({"uploads": tickets}, UploadResponse, status_code=201)

@@ -16,11 +16,12 @@ from service import scratch
 from service.audio.probe import sha256_of
 from service.db import tasks
 from service.db.database import Database
+from service.db.jobs import StoredJob
 from service.db.listener import Listener
 from service.db.tasks import ClaimedTask
 from service.domain import InputKind
 from service.engines.protocols import Engines
-from service.errors import LeaseLost, StageError
+from service.errors import ErrorCode, LeaseLost, StageError
 from service.settings import Settings
 from service.storage import Storage
 from service.workpool import cpu_pool
@@ -29,25 +30,56 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-@dataclass
-class StageContext:
-    task: ClaimedTask
-    job: asyncpg.Record
-    stage: str
+@dataclass(frozen=True, eq=False)  # one per process: compared and hashed by identity
+class StageServices:
+    """What the stages, and the loop that runs them, use: built once at start-up (service/wiring)."""
+
     settings: Settings
     db: Database
+    listener: Listener
     storage: Storage
     executor: Executor
     engines: Engines | None
-    listener: Listener | None
+
+
+@dataclass
+class StageContext:
+    task: ClaimedTask
+    job: StoredJob
+    stage: str
+    services: StageServices
     # What the stage counted (segments, characters, ...): logged with its duration and kept in its event.
     figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    @property
+    def db(self) -> Database:
+        return self.services.db
+
+    @property
+    def storage(self) -> Storage:
+        return self.services.storage
+
+    @property
+    def executor(self) -> Executor:
+        return self.services.executor
+
+    @property
+    def engines(self) -> Engines | None:
+        return self.services.engines
+
+    @property
+    def listener(self) -> Listener:
+        return self.services.listener
 
     @property
     def engine(self) -> Engines:
         """The configured engines; a stage that needs one fails clearly when none could be loaded."""
         if self.engines is None:
-            raise StageError("engine_missing", f"No engine is configured for the {self.stage} stage")
+            raise StageError(ErrorCode.ENGINE_MISSING, f"No engine is configured for the {self.stage} stage")
         return self.engines
 
     @property
@@ -69,9 +101,10 @@ class StageContext:
     async def input_copy(self, kind: InputKind) -> AsyncIterator[str]:
         """A local path holding the job's `kind` input, checked against the hash recorded when the job was
         made: inputs are immutable, and a stage never works on a file nobody checked."""
-        async with self.storage.local_copy(self.job[f"{kind}_path"]) as local:
-            if await self.in_pool(sha256_of, local) != self.job[f"{kind}_sha256"]:
-                raise StageError("input_changed", f"The {kind} recording changed after the job was created")
+        stored = self.job.input(kind)
+        async with self.storage.local_copy(stored.object_path) as local:
+            if await self.in_pool(sha256_of, local) != stored.sha256:
+                raise StageError(ErrorCode.INPUT_CHANGED, f"The {kind} recording changed after the job was created")
             yield local
 
     async def in_pool(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

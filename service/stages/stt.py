@@ -27,7 +27,7 @@ from service.db import jobs, tasks, transcripts
 from service.domain import ArtifactKind, InputKind
 from service.engines.capabilities import cannot_dub_detected
 from service.engines.types import LanguageGuess, Transcript
-from service.errors import DubbingError, StageError
+from service.errors import DubbingError, ErrorCode, StageError
 from service.stages import captions
 from service.stages.context import StageContext
 from service.stages.publish import publish
@@ -45,7 +45,7 @@ async def load(ctx: StageContext) -> tuple[Transcript, list[Unit]]:
     """The job's finished transcript and its timed units, for the stages after this one."""
     data = await transcripts.ready(ctx.pool, ctx.task.job_id)
     if data is None:
-        raise StageError("transcript_missing", "The transcript is not ready", retryable=True)
+        raise StageError(ErrorCode.TRANSCRIPT_MISSING, "The transcript is not ready", retryable=True)
     units = [Unit(int(u["id"]), float(u["start"]), float(u["end"]), str(u["text"]), int(u["group"]))
              for u in data.get("units", [])]
     return Transcript.from_json(data), units
@@ -75,7 +75,9 @@ async def run(ctx: StageContext) -> None:
             await ctx.progress(1.0, segments=count, shared=True)
             return
         if state.state == "failed":
-            raise StageError(state.error_code or "stt_failed", state.error_message or "Transcription failed")
+            # The stored failure is final for every language of the job, whatever its code would say alone.
+            raise StageError(state.error_code or ErrorCode.STT_FAILED, state.error_message or "Transcription failed",
+                             retryable=False)
         if state.state == "mine":
             data = await _transcribe(ctx)
             _check_detected(ctx, data)
@@ -105,12 +107,12 @@ async def _keep_lease(ctx: StageContext) -> None:
 
 def _check_detected(ctx: StageContext, data: dict[str, Any]) -> None:
     """For `auto` jobs: this task's target must be reachable from the language heard, else a clear failure."""
-    if ctx.job["source_language"] != "auto" or not data.get("segments"):
+    if ctx.job.source_language != "auto" or not data.get("segments"):
         return
     problem = cannot_dub_detected(ctx.engine, str(data.get("language")), data.get("language_confidence"),
                                   ctx.task.target_language)
     if problem is not None:
-        raise StageError("unsupported_language", problem)
+        raise StageError(ErrorCode.UNSUPPORTED_LANGUAGE, problem)
 
 
 async def _detect(ctx: StageContext, voice: str) -> LanguageGuess | None:
@@ -120,18 +122,18 @@ async def _detect(ctx: StageContext, voice: str) -> LanguageGuess | None:
     if guess is None:
         return None
     await jobs.record_detection(ctx.pool, ctx.task.job_id, guess.language, guess.confidence)
-    if ctx.job["source_language"] == "auto":
-        targets = [str(t["target_language"]) for t in await tasks.for_job(ctx.pool, ctx.task.job_id)]
+    if ctx.job.source_language == "auto":
+        targets = [t.target_language for t in await tasks.for_job(ctx.pool, ctx.task.job_id)]
         problems = [cannot_dub_detected(ctx.engine, guess.language, guess.confidence, t) for t in targets]
         if problems and all(problems):
-            raise StageError("unsupported_language", "; ".join(sorted({str(p) for p in problems})))
+            raise StageError(ErrorCode.UNSUPPORTED_LANGUAGE, "; ".join(sorted({str(p) for p in problems})))
     log.info("stt.detected", language=guess.language, confidence=guess.confidence,
-             requested=ctx.job["source_language"])
+             requested=ctx.job.source_language)
     return guess
 
 
 async def _transcribe(ctx: StageContext) -> dict[str, Any]:
-    source = ctx.job["source_language"]
+    source = ctx.job.source_language
     keeper = asyncio.create_task(_keep_lease(ctx))
     language = None if source == "auto" else source
     transcriber = ctx.engine.transcriber
@@ -143,7 +145,7 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
         if transcriber.accepts_url and ctx.storage.is_remote:
             # The provider fetches the file itself through a short-lived URL: no download here (its
             # word timings then mark the pauses on their own).
-            signed = await ctx.storage.create_download_url(ctx.job["voice_path"], 15 * 60)
+            signed = await ctx.storage.create_download_url(ctx.job.voice.object_path, 15 * 60)
             transcript: Transcript = await transcriber.transcribe(None, language, audio_url=signed.url, usage=usage)
         else:
             async with ctx.input_copy(InputKind.VOICE) as voice:

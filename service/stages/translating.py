@@ -9,7 +9,7 @@ characters its span holds at a natural pace, for translators that can aim for a 
 from __future__ import annotations
 
 from service.engines.speech_rates import char_budget
-from service.errors import StageError
+from service.errors import ErrorCode, StageError
 from service.stages import outputs, stt, timeline
 from service.stages.context import StageContext
 from service.stages.outputs import TranslatedUnit, Translation
@@ -28,7 +28,7 @@ async def run(ctx: StageContext) -> None:
                                                 groups=[u.group for u in units], usage=usage)
         await ctx.record_usage(usage)
         if len(translated) != len(units):
-            raise StageError("translation_misaligned",
+            raise StageError(ErrorCode.TRANSLATION_MISALIGNED,
                              f"The translator returned {len(translated)} lines for {len(units)}")
     result = Translation(source, target, translator.name, [
         TranslatedUnit(u.id, u.start, u.end, u.group, u.text, text.strip())

@@ -13,8 +13,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import TypeVar
 
@@ -23,15 +22,11 @@ import structlog
 
 from service import metrics, scratch
 from service.db import connection, jobs, tasks
-from service.db.database import Database
-from service.db.listener import Listener
 from service.db.tasks import ClaimedTask
 from service.domain import WORK_STAGES, Stage
-from service.engines.protocols import Engines
-from service.errors import DubbingError, LeaseLost, without_paths
-from service.settings import Settings
-from service.stages.context import StageContext, StageFn
-from service.storage import Storage
+from service.engines.protocols import engine_name
+from service.errors import DubbingError, ErrorCode, LeaseLost, without_paths
+from service.stages.context import StageContext, StageFn, StageServices
 from service.supervisor import stage_report
 
 log = structlog.get_logger(__name__)
@@ -42,30 +37,28 @@ OUTAGES_PER_STAGE = 20
 
 
 class TaskRunner:
-    def __init__(self, settings: Settings, db: Database, listener: Listener, registry: dict[str, StageFn],
-                 storage: Storage, executor: Executor, engines: Engines | None, owner_id: str) -> None:
-        self.settings = settings
-        self.db = db
-        self.pool = db.pool
-        self.listener = listener
-        self.registry = registry
-        self.storage = storage
-        self.executor = executor
-        self.engines = engines
+    def __init__(self, services: StageServices, registry: Mapping[str, StageFn], owner_id: str) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.db = services.db
+        self.pool = services.db.pool
+        self.listener = services.listener
+        self.engines = services.engines
+        self.registry = dict(registry)
         self.owner_id = owner_id
-        self.stage_limits = {name: asyncio.Semaphore(settings.stage_concurrency) for name in registry}
+        self.stage_limits = {name: asyncio.Semaphore(self.settings.stage_concurrency) for name in registry}
         self.draining = False
         self._lost: set[object] = set()
         # (job id, task id) -> "heartbeat now", for the tasks running here
         self._check_now: dict[tuple[str, str], asyncio.Event] = {}
-        listener.cancelled_watchers.append(self._check_leases)
+        self.listener.cancelled_watchers.append(self._check_leases)
 
     async def run(self, task: ClaimedTask) -> None:
         # Every line logged for the task (its heartbeat's too) carries these; `_enter` adds the stage and engine.
         with structlog.contextvars.bound_contextvars(
                 job_id=str(task.job_id), task_id=str(task.id), target_language=task.target_language,
                 attempt=task.attempts, stage=task.stage,
-                engine=stage_report.engine_of(self.engines, task.stage)):
+                engine=engine_name(self.engines, task.stage)):
             await self._run_under_lease(task)
 
     async def _run_under_lease(self, task: ClaimedTask) -> None:
@@ -143,7 +136,7 @@ class TaskRunner:
     # -- stages -----------------------------------------------------------------------------------
     def _enter(self, stage: str | None) -> str:
         """Bind the stage and its engine to every log line from here on; returns the engine."""
-        engine = stage_report.engine_of(self.engines, stage) if stage else "none"
+        engine = engine_name(self.engines, stage) if stage else "none"
         structlog.contextvars.bind_contextvars(stage=str(stage) if stage else None, engine=engine)
         return engine
 
@@ -154,13 +147,14 @@ class TaskRunner:
     async def _run_stages(self, task: ClaimedTask) -> None:
         db, owner = self.db, self.owner_id
         if task.claims > self.settings.max_attempts + INTERRUPTIONS_ALLOWED:
-            await self._fail(task, "too_many_interruptions",
+            await self._fail(task, ErrorCode.TOO_MANY_INTERRUPTIONS,
                              f"The task was interrupted {task.claims - 1} times before it could finish", task.stage)
             return
         if task.attempts > self.settings.max_attempts:
-            await self._fail(task, "too_many_attempts", f"Gave up after {task.attempts - 1} attempts", task.stage)
+            await self._fail(task, ErrorCode.TOO_MANY_ATTEMPTS, f"Gave up after {task.attempts - 1} attempts",
+                             task.stage)
             return
-        job = await self._database(task, lambda: jobs.fetch_row(self.pool, task.job_id))
+        job = await self._database(task, lambda: jobs.by_id(self.pool, task.job_id))
         assert job is not None
         stage: Stage | None = Stage(task.stage)
         if stage is Stage.QUEUED:
@@ -178,10 +172,10 @@ class TaskRunner:
                 return
             stage_fn = self.registry.get(stage)
             if stage_fn is None:
-                await self._fail(task, "stage_unavailable", f"No engine is configured for the {stage} stage", stage)
+                await self._fail(task, ErrorCode.STAGE_UNAVAILABLE, f"No engine is configured for the {stage} stage",
+                                 stage)
                 return
-            context = StageContext(task, job, stage, self.settings, db, self.storage, self.executor,
-                                   self.engines, self.listener)
+            context = StageContext(task, job, stage, self.services)
             try:
                 async with self.stage_limits[stage]:
                     started = time.perf_counter()
@@ -199,7 +193,7 @@ class TaskRunner:
                     stage = await self._current_stage(task)  # the stage's own work is redone or reused
                     continue
                 log.exception("task.stage_crashed", stage=stage)
-                await self._stage_failed(task, stage, "internal_error",
+                await self._stage_failed(task, stage, ErrorCode.INTERNAL_ERROR,
                                          f"The {stage} stage crashed: {type(exc).__name__}", True)
                 return
             outages = 0

