@@ -159,7 +159,7 @@ async def delete(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> Deletion | 
 
 
 async def record_detection(pool: asyncpg.Pool, job_id: UUID, language: str, confidence: float | None) -> None:
-    """The language the recogniser heard in the voice recording (sql/021)."""
+    """The language the recogniser heard in the voice recording (sql/022)."""
     await pool.execute(
         "UPDATE jobs SET detected_language = $2, detected_language_confidence = $3, updated_at = now() WHERE id = $1",
         job_id, language, None if confidence is None else min(max(confidence, 0.0), 1.0))
@@ -185,7 +185,7 @@ class StoredJob:
     voice: InputObject
     background: InputObject | None
     inputs_deleted_at: datetime | None  # when retention (or the owner) removed the input objects
-    detected_language: str | None = None  # what the recogniser heard (sql/021), once transcription ran
+    detected_language: str | None = None  # what the recogniser heard (sql/022), once transcription ran
     detected_language_confidence: float | None = None
 
     def input(self, kind: str) -> InputObject:
