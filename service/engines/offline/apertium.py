@@ -3,6 +3,10 @@
 Segments are sent as HTML paragraphs: Apertium's HTML deformatter turns each `<p>`/`</p>`
 into a superblank and a forced sentence end, so text never flows across segment boundaries
 and the tags come back untouched, in order. Splitting on them restores a one-to-one mapping.
+
+Where no pair is installed, a pair goes through a pivot language that has both halves (fr->es->en,
+ca->es->pt): two rule-based steps, so rougher than a direct pair, and said so (`pivot_for`, the
+manifest, `GET /v1/languages`).
 """
 
 from __future__ import annotations
@@ -90,6 +94,26 @@ def discover_modes(modes_dir: str = DEFAULT_MODES_DIR) -> dict[tuple[str, str], 
     return found
 
 
+# Pivots tried in this order: Spanish is Apertium's hub (most pairs, most mature), then English and Catalan.
+PIVOT_PREFERENCE = ("es", "en", "ca", "fr", "pt", "it")
+
+
+def routes(direct: set[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+    """Every pair reachable from the `direct` ones: direct pairs map to None, the others to their pivot
+    (one intermediate language at most; the preferred pivot when several would do)."""
+    found: dict[tuple[str, str], str | None] = {pair: None for pair in direct}
+    targets_of: dict[str, set[str]] = {}
+    for source, target in direct:
+        targets_of.setdefault(source, set()).add(target)
+    order = {code: i for i, code in enumerate(PIVOT_PREFERENCE)}
+    for source, middles in targets_of.items():
+        for middle in sorted(middles, key=lambda code: (order.get(code, len(order)), code)):
+            for target in targets_of.get(middle, ()):
+                if target != source and (source, target) not in found:
+                    found[(source, target)] = middle
+    return found
+
+
 def group_runs(texts: list[str], groups: list[int] | None) -> list[list[int]]:
     """Indices of the non-empty texts, in runs of consecutive texts that share a group."""
     runs: list[list[int]] = []
@@ -169,11 +193,17 @@ class ApertiumTranslator:
         self._modes_dir = str(Path(data_dir) / "modes") if data_dir else DEFAULT_MODES_DIR
         self._timeout = timeout
 
+    def _routes(self) -> dict[tuple[str, str], str | None]:
+        return routes(set(discover_modes(self._modes_dir)))
+
     def pairs(self) -> set[tuple[str, str]]:
-        return set(discover_modes(self._modes_dir))
+        return set(self._routes())
 
     def supports(self, source: str, target: str) -> bool:
-        return (iso1(source), iso1(target)) in discover_modes(self._modes_dir)
+        return (iso1(source), iso1(target)) in self._routes()
+
+    def pivot_for(self, source: str, target: str) -> str | None:
+        return self._routes().get((iso1(source), iso1(target)))
 
     def mode_for(self, source: str, target: str) -> str:
         mode = discover_modes(self._modes_dir).get((iso1(source), iso1(target)))
@@ -187,6 +217,14 @@ class ApertiumTranslator:
     ) -> list[str]:
         if iso1(source) == iso1(target):
             return [" ".join(t.split()) for t in texts]
+        pivot = self.pivot_for(source, target)
+        if pivot is not None:
+            halfway = await self._translate_direct(texts, source, pivot, groups)
+            return await self._translate_direct(halfway, pivot, target, groups)
+        return await self._translate_direct(texts, source, target, groups)
+
+    async def _translate_direct(self, texts: list[str], source: str, target: str, groups: list[int] | None
+                                ) -> list[str]:
         mode = self.mode_for(source, target)
         runs = group_runs(texts, groups)
         result = [""] * len(texts)  # empty segments stay empty without a trip through Apertium
