@@ -36,6 +36,13 @@ them, and the worst segments with the manifest's rate, stretch and texts, and th
     .venv/bin/python bench/sync_quality.py             # 10-minute voices, es and ca  (~10 min on 2 cores)
     .venv/bin/python bench/sync_quality.py --quick     # 1.5-minute voices
     .venv/bin/python bench/sync_quality.py --sets real --languages es --no-baseline
+    .venv/bin/python bench/sync_quality.py --source fr --languages es   # real French prompts, source "auto"
+
+`--source es|fr|it|ru`: the real voice is the Asterisk prompts read in that language (`real_speech`, language=...),
+the job says `source_language: "auto"` (detection, the multilingual Whisper base), one warm-up job of 30 s of that
+language runs first, the synthetic set and the English-only baseline are skipped, the WER compares
+accent-folded words (the Spanish texts are packaged without accents; digits left as digits), and the figures go
+to sync_quality_<lang>.json (downloads under .../<full|quick>_<lang>/).
 
 Downloads are kept in /tmp/dubbing-bench-sync-quality/<full|quick>/<set>/ for a closer look; `--reuse` measures
 them again without running the service.
@@ -53,6 +60,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,8 +298,22 @@ def number_words(n: int) -> list[str]:
     return [_ONES[int(d)] for d in str(n)]
 
 
+SOURCE = {"language": "en"}  # the voice's language: set by main (--source), read by normalise
+
+
+def normalise_other(text: str) -> list[str]:
+    """Any language but English: lower case, no punctuation, accents folded (the packaged Spanish texts have
+    none; Cyrillic short i and yo fold to their base letters on both sides alike), digits kept as written."""
+    text = unicodedata.normalize("NFKD", text.lower().replace("\u2019", "'"))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return [tok.strip("'") for tok in re.findall(r"[\w']+", re.sub(r"[-\u2013\u2014/._]", " ", text))
+            if tok.strip("'")]
+
+
 def normalise(text: str) -> list[str]:
     """Lower case, no punctuation, digits spelled out (as the reference texts mostly are), one spelling of a word."""
+    if SOURCE["language"] != "en":
+        return normalise_other(text)
     text = text.lower().replace("\u2019", "'")
     text = re.sub(r"(\d),(\d)", r"\1\2", text)
     text = text.replace("%", " percent ").replace("&", " and ").replace("#", " pound ").replace("*", " star ")
@@ -545,21 +567,29 @@ async def download(client: httpx.AsyncClient, url: str, path: Path) -> None:
 
 
 async def run_sets(voices: dict[str, inputs.VoiceInput], background: Path, languages: list[str],
-                   out_dir: Path) -> dict[str, Any]:
+                   out_dir: Path, source: str = "en") -> dict[str, Any]:
     runs: dict[str, Any] = {}
     async with scratch_database(ADMIN_URL, "bench_sync") as url:
         with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
             async with servers.serving("dubbing", url, Path(tmp), CPU_WORKERS="2") as server, \
                     httpx.AsyncClient(base_url=server.base_url, timeout=120) as client:
                 headers = servers.auth("bench")
-                await inputs.warm_up(client, headers, Path(tmp) / "warmup", languages[0])
+                catalog = (await client.get("/v1/languages", headers=headers)).json()
+                offered = {s["code"]: s["targets"] for s in catalog["sources"]}
+                runs["_catalog"] = catalog
+                print(f"targets offered from {source}: {', '.join(offered.get(source, []))}", flush=True)
+                await inputs.warm_up(client, headers, Path(tmp) / "warmup",
+                                     languages[0] if source == "en" else offered.get("en", ["es"])[0])
+                if source != "en":
+                    await inputs.warm_up_language(client, headers, source, languages[0])
                 for name, voice in voices.items():
                     objects = await inputs.upload_files(client, headers, {"voice": voice.path,
                                                                           "background": background})
                     load = machine.load_average()
                     run = await inputs.run_job(client, headers, {
                         "voice_object": objects["voice"], "background_object": objects["background"],
-                        "source_language": "en", "target_languages": languages}, timeout=3600)
+                        "source_language": "en" if source == "en" else "auto", "target_languages": languages},
+                        timeout=3600)
                     job = (await client.get(f"/v1/jobs/{run.job_id}", headers=headers)).json()
                     listed = (await client.get(f"/v1/jobs/{run.job_id}/artifacts", headers=headers)).json()
                     folder = out_dir / name
@@ -582,6 +612,9 @@ async def run_sets(voices: dict[str, inputs.VoiceInput], background: Path, langu
                     runs[name] = {
                         "job_id": run.job_id, "status": run.status, "wall_seconds": round(run.wall_seconds, 1),
                         "load_average_before": load,
+                        "job_languages": {k: v for k, v in job.items() if "language" in k},
+                        "tasks": [{k: t.get(k) for k in ("target_language", "status", "pivot", "error")}
+                                  for t in job.get("tasks", [])],
                         "stage_seconds": {lang: t["stages"] for lang, t in timing["tasks"].items()},
                         "task_errors": {t["target_language"]: t.get("error") for t in job.get("tasks", [])
                                         if t.get("error")},
@@ -724,7 +757,8 @@ def print_worst(results: dict[str, Any], count: int) -> None:
                           f"{(w['manifest_measured'] or {}).get('duration_ratio')}); rate {w['rate']} x stretch "
                           f"{w['stretch']} = {w['tempo']} (needed {w['needed_tempo']}), natural "
                           f"{w['natural_duration']:.2f}s, cut {w['cut_seconds']}s")
-                    print(f"      en: {w['source_text']!r}\n      ref: {w['reference_there']!r}\n"
+                    print(f"      {results.get('source_language', 'en')}: {w['source_text']!r}\n"
+                          f"      ref: {w['reference_there']!r}\n"
                           f"      {lang}: {w['target_text']!r}\n      why: {'; '.join(w['why']) or '?'}")
 
 
@@ -734,7 +768,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1.5-minute voices")
     parser.add_argument("--minutes", type=float, default=None, help="voice length (default 10, quick 1.5)")
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated: real,synthetic")
-    parser.add_argument("--languages", default=",".join(LANGUAGES))
+    parser.add_argument("--languages", default=None, help="target languages (default es,ca; from another "
+                        "source: ca for es, es for fr and it, en for ru)")
+    parser.add_argument("--source", default="en", choices=real_speech.LANGUAGES,
+                        help="language of the real voice (default en); others are sent as source_language auto")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the Whisper run with the settings used before (WER compared against nothing)")
     parser.add_argument("--worst", type=int, default=5, help="worst segments printed per set and language")
@@ -743,14 +780,21 @@ def main() -> None:
     args = parser.parse_args()
     minutes = args.minutes or (1.5 if args.quick else 10.0)
     seconds = round(minutes * 60.0)
+    source = args.source
+    SOURCE["language"] = source
     sets = [s for s in args.sets.split(",") if s]
-    languages = [lang for lang in args.languages.split(",") if lang]
+    if source != "en":
+        sets = ["real"]  # the synthetic voice is English
+        args.no_baseline = True  # the baseline runs tiny.en with language en
+    default_targets = {"en": LANGUAGES, "es": ("ca",), "fr": ("es",), "it": ("es",), "ru": ("en",)}[source]
+    languages = [lang for lang in (args.languages or ",".join(default_targets)).split(",") if lang]
     settings = Settings.from_env()
-    out_dir = OUT_DIR / ("quick" if args.quick else "full")
+    out_dir = OUT_DIR / (("quick" if args.quick else "full") + ("" if source == "en" else f"_{source}"))
 
     started = time.perf_counter()
     print(f"preparing {seconds} s inputs (cached under {inputs.INPUTS_DIR})...", flush=True)
-    makers = {"real": lambda: real_speech.make_real_voice(seconds), "synthetic": lambda: inputs.make_voice(seconds)}
+    makers = {"real": lambda: real_speech.make_real_voice(seconds, language=source),
+              "synthetic": lambda: inputs.make_voice(seconds)}
     voices = {name: makers[name]() for name in sets}
     background = inputs.make_background(seconds)
     for name, voice in voices.items():
@@ -758,9 +802,10 @@ def main() -> None:
         print(f"  {name}: {len(voice.lines)} lines, {voice.speech_seconds:.0f} s of speech, {words} reference words")
 
     results: dict[str, Any] = {
-        "benchmark": "sync_quality", "quick": args.quick, "environment": machine.environment(),
+        "benchmark": "sync_quality", "source_language": source, "quick": args.quick,
+        "environment": machine.environment(),
         "input_seconds": seconds, "languages": languages, "targets": TARGETS,
-        "credits": real_speech.CREDIT,
+        "credits": real_speech.credit(source),
         "service_settings": {k: getattr(settings, k) for k in (
             "max_engine_rate", "stretch_ceiling", "min_tempo", "unit_pause_seconds", "caption_max_cps",
             "target_lufs", "true_peak_dbtp", "duck_db")},
@@ -771,7 +816,7 @@ def main() -> None:
     if args.reuse:
         runs = json.loads((out_dir / "runs.json").read_text())
     else:
-        runs = asyncio.run(run_sets(voices, background, languages, out_dir))
+        runs = asyncio.run(run_sets(voices, background, languages, out_dir, source))
         (out_dir / "runs.json").write_text(json.dumps(runs, indent=1))
 
     for name, voice in voices.items():
@@ -801,7 +846,8 @@ def main() -> None:
 
     print_worst(results, args.worst)
     print_table(results)
-    write_results("sync_quality", results, quick=args.quick)
+    results["catalog"] = runs.get("_catalog")
+    write_results("sync_quality" if source == "en" else f"sync_quality_{source}", results, quick=args.quick)
 
 
 if __name__ == "__main__":

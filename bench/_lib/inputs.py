@@ -364,6 +364,22 @@ async def warm_up(client: httpx.AsyncClient, headers: dict[str, str], folder: Pa
     return warm
 
 
+async def warm_up_language(client: httpx.AsyncClient, headers: dict[str, str], language: str,
+                           target: str) -> JobRun:
+    """A 30 s job of real speech in `language` with `source_language: "auto"`, so the measured jobs do not pay
+    for the multilingual model's first use (joined into DATA_DIR, loaded by a pool worker) or for detection's."""
+    from .real_speech import make_real_voice
+
+    voice = make_real_voice(30.0, language=language)
+    objects = await upload_files(client, headers, {"voice": voice.path, "background": make_background(30.0)})
+    started = time.perf_counter()
+    warm = await run_job(client, headers, {"voice_object": objects["voice"], "background_object": objects["background"],
+                                           "source_language": "auto", "target_languages": [target]})
+    print(f"warm-up job (30 s of real {language} speech, auto): {warm.status} in {time.perf_counter() - started:.1f} s",
+          flush=True)
+    return warm
+
+
 async def stage_times(pool: Any, job_id: str) -> dict[str, Any]:
     """From `task_events`: per task, when each `stage` event was written and how long each stage lasted; when
     `done` was written; and the rows themselves (seq order)."""

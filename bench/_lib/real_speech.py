@@ -1,4 +1,4 @@
-"""Real human English read speech with reference transcripts, from Debian packages only.
+"""Real human read speech with reference transcripts, from Debian packages only: English, and es/fr/it/ru.
 
 Sources (nothing is downloaded at run time; install once with apt):
 
@@ -20,6 +20,12 @@ temporary directory (`BENCH_INPUTS`, as `inputs.py`'s).
 * `make_real_voice(seconds)`: one mono 48 kHz PCM_16 voice of exactly `seconds`, with the (start, end, text) of
   every prompt in it (an `inputs.VoiceInput`, like the generated voice), for jobs and word error rates.
 * `load_real_speech(minutes)`: the original loader's clips of ~25 s (16 kHz WAV, reference text each).
+
+Other languages (`language="es"`, "fr", "it" or "ru"): the same Asterisk prompt set read in that language, from
+asterisk-core-sounds-<lang>(-g722) (es: Mexican Spanish, fr: Canadian French "June", it: "Carlo", ru: IvrvoiceRU;
+CC-BY-SA-3.0 / the packages' copyright files), texts in /usr/share/doc/asterisk-core-sounds-<lang>/core-sounds-<lang>
+.txt.gz. No LibriVox lines. The Spanish texts are written without accents (as packaged); the Italian file starts with
+a byte-order mark. About 15-20 minutes of multi-word prompts exist per language.
 
 Needs the `ffmpeg` binary (raw G.722 has no header, so it is decoded with an explicit demuxer).
 """
@@ -53,6 +59,7 @@ LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
 _SKIP_DIRS = {"digits", "letters", "phonetic", "silence"}
 _VERSION = "2"  # bump to invalidate cached clips when the selection logic changes
 _VOICE_VERSION = 1  # bump when make_real_voice changes
+LANGUAGES = ("en", "es", "fr", "it", "ru")
 _INSTALL = ("no speech found: apt-get install asterisk-core-sounds-en asterisk-core-sounds-en-g722 "
             "pocketsphinx-testdata")
 
@@ -73,25 +80,43 @@ def _clean(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def _asterisk_prompts() -> list[tuple[str, Path, str]]:
-    """(id, audio path, reference text) for every multi-word Allison prompt installed."""
-    if not ASTERISK_TEXT.is_file() or not ASTERISK_DIR.is_dir():
+def credit(language: str = "en") -> str:
+    if language == "en":
+        return CREDIT
+    return (f"Debian asterisk-core-sounds-{language}-g722 (Digium / the packages' voice talent, CC-BY-SA-3.0; see "
+            f"/usr/share/doc/asterisk-core-sounds-{language}/copyright)")
+
+
+def _asterisk_source(language: str) -> tuple[Path, Path]:
+    """The prompt folder and the text file of one language's Asterisk core sounds."""
+    if language == "en":
+        return ASTERISK_DIR, ASTERISK_TEXT
+    if language not in LANGUAGES:
+        raise ValueError(f"no real speech for {language!r}: one of {', '.join(LANGUAGES)}")
+    return (Path(f"/usr/share/asterisk/sounds/{language}"),
+            Path(f"/usr/share/doc/asterisk-core-sounds-{language}/core-sounds-{language}.txt.gz"))
+
+
+def _asterisk_prompts(language: str = "en") -> list[tuple[str, Path, str]]:
+    """(id, audio path, reference text) for every multi-word prompt installed in `language`."""
+    folder, text_file = _asterisk_source(language)
+    if not text_file.is_file() or not folder.is_dir():
         return []
     out, seen = [], set()
-    with gzip.open(ASTERISK_TEXT, "rt", encoding="utf-8", errors="replace") as fh:
+    with gzip.open(text_file, "rt", encoding="utf-8-sig", errors="replace") as fh:
         for line in fh:
-            m = re.match(r"^([^:;\s]+):\s*(.*)$", line.strip())
+            m = re.match(r"^([^:;\s]+):\s*(.*)$", line.strip().lstrip("\ufeff"))
             if not m:
                 continue
             name, raw = m.groups()
             if name.split("/")[0] in _SKIP_DIRS or raw.startswith("["):
                 continue
             text = _clean(raw)
-            key = re.sub(r"[^a-z0-9 ]", "", text.lower())
+            key = re.sub(r"[^a-z0-9 ]" if language == "en" else r"[^\w ]", "", text.lower())
             if len(text.split()) < 2 or key in seen:  # single words; same text recorded twice
                 continue
-            audio = next((ASTERISK_DIR / f"{name}{ext}" for ext in (".g722", ".wav")
-                          if (ASTERISK_DIR / f"{name}{ext}").is_file()), None)
+            audio = next((folder / f"{name}{ext}" for ext in (".g722", ".wav")
+                          if (folder / f"{name}{ext}").is_file()), None)
             if audio is None:
                 continue
             seen.add(key)
@@ -116,29 +141,34 @@ def _prompt_seconds(path: Path) -> float:
     return path.stat().st_size / (8000.0 if path.suffix == ".g722" else 16000.0)
 
 
-def _ordered(seed: int) -> tuple[random.Random, list[tuple[str, Path, str]]]:
-    """The LibriVox lines first (consecutive sentences of one chapter), then the prompts in a seeded order."""
+def _ordered(seed: int, language: str = "en") -> tuple[random.Random, list[tuple[str, Path, str]]]:
+    """The LibriVox lines first (English only: consecutive sentences of one chapter), then the prompts in a
+    seeded order."""
     rng = random.Random(seed)
-    prompts = _asterisk_prompts()
+    prompts = _asterisk_prompts(language)
     rng.shuffle(prompts)
-    ordered = _librivox_utterances() + prompts
+    ordered = (_librivox_utterances() if language == "en" else []) + prompts
     if not ordered:
-        raise RuntimeError(_INSTALL)
+        raise RuntimeError(_INSTALL if language == "en" else
+                           f"no speech found: apt-get install asterisk-core-sounds-{language} "
+                           f"asterisk-core-sounds-{language}-g722")
     return rng, ordered
 
 
 # ------------------------------------------------------------------------------ one long voice
-def make_real_voice(seconds: float, seed: int = 0, folder: Path | None = None) -> VoiceInput:
-    """Mono 48 kHz PCM_16 real speech of exactly `seconds`, each prompt's (start, end, text) known.
+def make_real_voice(seconds: float, seed: int = 0, folder: Path | None = None, language: str = "en") -> VoiceInput:
+    """Mono 48 kHz PCM_16 real speech of exactly `seconds` in `language`, each prompt's (start, end, text) known.
 
-    At most ~21 minutes of distinct prompts exist; a longer request raises `RuntimeError`.
+    At most ~21 minutes (English) or ~15-20 minutes (es/fr/it/ru) of distinct prompts exist; a longer request
+    raises `RuntimeError`.
     """
-    folder = folder or INPUTS_DIR / f"real_voice_{int(seconds)}s_seed{seed}_v{_VOICE_VERSION}"
+    tag = "" if language == "en" else f"_{language}"
+    folder = folder or INPUTS_DIR / f"real_voice{tag}_{int(seconds)}s_seed{seed}_v{_VOICE_VERSION}"
     meta_path, wav_path = folder / "voice.json", folder / "voice.wav"
     if meta_path.is_file() and wav_path.is_file():
         meta = json.loads(meta_path.read_text())
         return VoiceInput(wav_path, meta["seconds"], tuple(tuple(x) for x in meta["lines"]))
-    rng, ordered = _ordered(seed)
+    rng, ordered = _ordered(seed, language)
     folder.mkdir(parents=True, exist_ok=True)
     total = round(seconds * RATE)
     position = round(0.6 * RATE)
@@ -170,7 +200,8 @@ def make_real_voice(seconds: float, seed: int = 0, folder: Path | None = None) -
                 raise RuntimeError(f"only {position / RATE:.0f} s of real speech available, {seconds:.0f} s asked")
         out.write(np.zeros(total - position, dtype=np.int16))
     os.replace(str(wav_path) + ".part", wav_path)
-    meta_path.write_text(json.dumps({"seconds": seconds, "seed": seed, "credit": CREDIT, "lines": lines}, indent=1))
+    meta_path.write_text(json.dumps({"seconds": seconds, "seed": seed, "language": language,
+                                     "credit": credit(language), "lines": lines}, indent=1))
     return VoiceInput(wav_path, seconds, tuple(lines))
 
 
