@@ -780,20 +780,21 @@ def main() -> None:
     args = parser.parse_args()
     minutes = args.minutes or (1.5 if args.quick else 10.0)
     seconds = round(minutes * 60.0)
-    source = args.source
-    SOURCE["language"] = source
+    source_language = args.source
+    SOURCE["language"] = source_language
     sets = [s for s in args.sets.split(",") if s]
-    if source != "en":
+    if source_language != "en":
         sets = ["real"]  # the synthetic voice is English
         args.no_baseline = True  # the baseline runs tiny.en with language en
-    default_targets = {"en": LANGUAGES, "es": ("ca",), "fr": ("es",), "it": ("es",), "ru": ("en",)}[source]
-    languages = [lang for lang in (args.languages or ",".join(default_targets)).split(",") if lang]
+    default_targets = {"en": LANGUAGES, "es": ("ca",), "fr": ("es",), "it": ("es",), "ru": ("en",)}
+    languages = [lang for lang in (args.languages or ",".join(default_targets[source_language])).split(",") if lang]
     settings = Settings.from_env()
-    out_dir = OUT_DIR / (("quick" if args.quick else "full") + ("" if source == "en" else f"_{source}"))
+    suffix = "" if source_language == "en" else f"_{source_language}"
+    out_dir = OUT_DIR / (("quick" if args.quick else "full") + suffix)
 
     started = time.perf_counter()
     print(f"preparing {seconds} s inputs (cached under {inputs.INPUTS_DIR})...", flush=True)
-    makers = {"real": lambda: real_speech.make_real_voice(seconds, language=source),
+    makers = {"real": lambda: real_speech.make_real_voice(seconds, language=source_language),
               "synthetic": lambda: inputs.make_voice(seconds)}
     voices = {name: makers[name]() for name in sets}
     background = inputs.make_background(seconds)
@@ -802,10 +803,10 @@ def main() -> None:
         print(f"  {name}: {len(voice.lines)} lines, {voice.speech_seconds:.0f} s of speech, {words} reference words")
 
     results: dict[str, Any] = {
-        "benchmark": "sync_quality", "source_language": source, "quick": args.quick,
+        "benchmark": "sync_quality", "source_language": source_language, "quick": args.quick,
         "environment": machine.environment(),
         "input_seconds": seconds, "languages": languages, "targets": TARGETS,
-        "credits": real_speech.credit(source),
+        "credits": real_speech.credit(source_language),
         "service_settings": {k: getattr(settings, k) for k in (
             "max_engine_rate", "stretch_ceiling", "min_tempo", "unit_pause_seconds", "caption_max_cps",
             "target_lufs", "true_peak_dbtp", "duck_db")},
@@ -816,7 +817,7 @@ def main() -> None:
     if args.reuse:
         runs = json.loads((out_dir / "runs.json").read_text())
     else:
-        runs = asyncio.run(run_sets(voices, background, languages, out_dir, source))
+        runs = asyncio.run(run_sets(voices, background, languages, out_dir, source_language))
         (out_dir / "runs.json").write_text(json.dumps(runs, indent=1))
 
     for name, voice in voices.items():
@@ -847,7 +848,7 @@ def main() -> None:
     print_worst(results, args.worst)
     print_table(results)
     results["catalog"] = runs.get("_catalog")
-    write_results("sync_quality" if source == "en" else f"sync_quality_{source}", results, quick=args.quick)
+    write_results(f"sync_quality{suffix}", results, quick=args.quick)
 
 
 if __name__ == "__main__":
