@@ -203,6 +203,15 @@ def measure_segments(segments: list[dict[str, Any]], total: float, source: Activ
     return out
 
 
+def never_dubbed(lines: Sequence[tuple[float, float, str]], segments: list[dict[str, Any]]) -> dict[str, Any]:
+    """Reference lines (what was said) that no manifest segment overlaps: speech the recogniser dropped, which
+    the per-segment figures cannot see (they measure only what was dubbed)."""
+    missed = [(start, end) for start, end, _ in lines
+              if not any(seg["source_start"] < end - 0.1 and seg["source_end"] > start + 0.1 for seg in segments)]
+    return {"lines": len(missed), "of": len(lines), "seconds": round(sum(e - s for s, e in missed), 1),
+            "starts": [round(s, 1) for s, _ in missed]}
+
+
 def segment_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ratios = [r["duration_ratio"] for r in rows if r["duration_ratio"] is not None]
     offsets = sorted(abs(r["onset_offset"]) * 1000 for r in rows if r["onset_offset"] is not None)
@@ -641,6 +650,7 @@ def measure_language(voice: inputs.VoiceInput, source: Activity, files: dict[str
     rows = measure_segments(segments, total, source, stem)
     figures = segment_figures(rows)
     figures["speech_iou"] = round(iou(source.active, stem.active), 4)
+    figures["lines_never_dubbed"] = never_dubbed(voice.lines, segments)
     sensitivity = {}
     for below in (30.0, 40.0):  # how much the figures move with the detector's threshold
         src, stm = detect(frame_levels(voice.path), below), detect(frame_levels(files["voice_stem"]), below)
@@ -737,7 +747,9 @@ def print_table(results: dict[str, Any]) -> None:
         for lang, figures in data["languages"].items():
             failed = [k for k, ok in figures["verdict"].items() if ok is False]
             print(f"  {name}/{lang}: {'all targets met' if not failed else 'NOT MET: ' + ', '.join(failed)}; "
-                  f"segments {figures['mine']['segments']}, reaching the next start "
+                  f"segments {figures['mine']['segments']}, reference lines never dubbed "
+                  f"{figures['mine']['lines_never_dubbed']['lines']} of {figures['mine']['lines_never_dubbed']['of']} "
+                  f"({figures['mine']['lines_never_dubbed']['seconds']} s), reaching the next start "
                   f"{figures['mine']['reaches_next_start']}, manifest overflowed {figures['manifest']['overflowed']}, "
                   f"at tempo ceiling {figures['manifest']['at_tempo_ceiling']}, floor "
                   f"{figures['manifest']['at_tempo_floor']}; misses by cause: {figures['miss_causes']}; ±10 % if the "
