@@ -114,9 +114,12 @@ async def ending_of(pool: asyncpg.Pool, task_id: UUID) -> tuple[str | None, bool
 
 async def owners_holding_leases(pool: asyncpg.Pool, prefix: str) -> list[str]:
     """Lease owners (of tasks and transcripts) whose id starts with `prefix` (a host's processes)."""
+    # Run on every sweep: both halves read only rows that can hold a lease, through partial indexes (sql/021).
     rows = await pool.fetch(
-        """SELECT DISTINCT lease_owner FROM language_tasks WHERE lease_owner LIKE $1 || '%'
-           UNION SELECT DISTINCT split_part(lease_owner, '/', 1) FROM transcripts WHERE lease_owner LIKE $1 || '%'""",
+        f"""SELECT DISTINCT lease_owner FROM language_tasks
+            WHERE stage NOT IN {TERMINAL_SQL} AND lease_owner LIKE $1 || '%'
+            UNION SELECT DISTINCT split_part(lease_owner, '/', 1) FROM transcripts
+            WHERE state = 'running' AND lease_owner LIKE $1 || '%'""",
         prefix,
     )
     return [r[0] for r in rows]
