@@ -126,6 +126,8 @@ def create_app(
         location = await connection.locate(settings)
         state.database = location
         async with contextlib.AsyncExitStack() as stack:
+            if location.embedded:  # the last thing to go: nothing of ours may outlive the process
+                stack.push_async_callback(anyio.to_thread.run_sync, connection.stop_embedded, settings.embedded_db_dir)
             if app.state.verifier.jwks is not None:
                 stack.push_async_callback(app.state.verifier.jwks.client.aclose)
             state.db = await Database.open(location.url)
