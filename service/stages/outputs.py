@@ -34,6 +34,7 @@ class Translation(msgspec.Struct):
     target_language: str
     engine: str
     units: list[TranslatedUnit]
+    untranslated_words: int = 0  # words left in the source language (the translator did not know them)
 
 
 class Clip(msgspec.Struct):

@@ -18,7 +18,8 @@ import structlog
 from service import scratch
 from service.audio.voice_activity import FRAME_SECONDS, energy_activity, speech_regions
 from service.db import transcripts
-from service.domain import ArtifactKind, InputKind
+from service.db.events import Event
+from service.domain import ArtifactKind, EventKind, InputKind, Stage
 from service.engines.types import Transcript
 from service.errors import DubbingError, StageError
 from service.stages import captions
@@ -30,6 +31,7 @@ from service.stages.workfiles import write_json
 log = structlog.get_logger(__name__)
 
 _RECHECK_SECONDS = 5.0
+TRANSCRIBED = 0.9  # the stage's progress once the recogniser is done (voice activity and publishing follow)
 
 
 async def load(ctx: StageContext) -> tuple[Transcript, list[Unit]]:
@@ -66,14 +68,19 @@ async def run(ctx: StageContext) -> None:
 
 
 async def _wait_for_other_task(ctx: StageContext) -> None:
-    """Sleep until this job's next event (the transcriber finishing), or a slow re-check."""
+    """Sleep until this job's next event (the transcriber finishing), or a slow re-check. The transcribing
+    task's progress is this task's too: shown as it comes, so every language's bar moves."""
     if ctx.listener is None:
         await asyncio.sleep(_RECHECK_SECONDS)
         return
     subscription = ctx.listener.subscribe(str(ctx.task.job_id))
     try:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(subscription.queue.get(), _RECHECK_SECONDS)
+            event = await asyncio.wait_for(subscription.queue.get(), _RECHECK_SECONDS)
+            if (isinstance(event, Event) and event.kind == EventKind.PROGRESS and event.stage == Stage.STT
+                    and event.task_id != str(ctx.task.id) and "stage_progress" in event.data
+                    and not event.data.get("shared")):
+                await ctx.progress(float(event.data["stage_progress"]), shared=True)
     finally:
         ctx.listener.unsubscribe(subscription)
 
@@ -101,7 +108,10 @@ async def _transcribe(ctx: StageContext) -> None:
             transcript: Transcript = await transcriber.transcribe(None, language, audio_url=signed.url, usage=usage)
         else:
             async with ctx.input_copy(InputKind.VOICE) as voice:
-                transcript = await transcriber.transcribe(voice, language, usage=usage)
+                # Progress by the audio decoded so far, up to TRANSCRIBED; finding the pauses takes the rest.
+                async with ctx.reporting(0.0, TRANSCRIBED) as on_progress:
+                    transcript = await transcriber.transcribe(voice, language, usage=usage, on_progress=on_progress)
+                await ctx.progress(TRANSCRIBED)
                 if transcript.segments:
                     speech = await ctx.in_pool(speech_regions, voice, ctx.settings.unit_pause_seconds)
                     activity = await ctx.in_pool(energy_activity, voice, 0.0)

@@ -31,6 +31,7 @@ from service.engines.protocols import Engines
 from service.errors import DubbingError, LeaseLost, without_paths
 from service.settings import Settings
 from service.stages.context import StageContext, StageFn
+from service.stages.pace import Pace
 from service.storage import Storage
 from service.supervisor import stage_report
 
@@ -169,6 +170,7 @@ class TaskRunner:
             stage = first if entered else None
         self._enter(stage)
         log.info("task.started", stage=stage, attempt=task.attempts, claims=task.claims)
+        pace = Pace(tasks.overall_progress(stage, 0.0) if stage else 0.0)
         outages = 0  # in a row, in one stage: past a handful with the database up, it is a bug, not an outage
         while stage is not None and not stage.is_terminal:
             engine = self._enter(stage)
@@ -181,7 +183,7 @@ class TaskRunner:
                 await self._fail(task, "stage_unavailable", f"No engine is configured for the {stage} stage", stage)
                 return
             context = StageContext(task, job, stage, self.settings, db, self.storage, self.executor,
-                                   self.engines, self.listener)
+                                   self.engines, self.listener, pace=pace)
             try:
                 async with self.stage_limits[stage]:
                     started = time.perf_counter()

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from service import scratch
-from service.workpool import cancellation
+from service.workpool import cancellation, progress
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -105,10 +105,12 @@ async def warm(executor: Executor, workers: int, warmers: list[Callable[[], obje
 
 def _call(token: str, fn: Callable[..., T], *args: Any) -> T:
     cancellation.set_token(token)
+    progress.set_channel(progress.channel_of(token))
     try:
         return fn(*args)
     finally:
         cancellation.set_token(None)
+        progress.set_channel(None)
         _give_back_memory()
 
 
@@ -143,18 +145,32 @@ def calls_in_flight() -> int:
 
 async def run(executor: Executor, fn: Callable[P, T], *args: P.args, **_: P.kwargs) -> T:
     """`fn(*args)` in the pool; cancelling this call stops the worker's work too."""
+    return await _run(executor, None, fn, *args)
+
+
+async def run_reporting(executor: Executor, on_progress: Callable[[float], None], fn: Callable[..., T],
+                        *args: Any) -> T:
+    """`run`, with `on_progress(fraction)` called on the event loop for each `progress.report` of the worker."""
+    return await _run(executor, on_progress, fn, *args)
+
+
+async def _run(executor: Executor, on_progress: Callable[[float], None] | None, fn: Callable[..., T],
+               *args: Any) -> T:
     global _in_flight
     _TOKENS.mkdir(parents=True, exist_ok=True)
     token = _TOKENS / f"{os.getpid()}-{uuid.uuid4().hex}"
-    future = asyncio.get_running_loop().run_in_executor(executor, _call, str(token), fn, *args)
-    _in_flight += 1
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        token.touch()
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(future, _STOP_WAIT_SECONDS)
-        raise
-    finally:
-        _in_flight -= 1
-        token.unlink(missing_ok=True)
+    listening: contextlib.AbstractContextManager[None] = (
+        progress.listening(progress.channel_of(str(token)), on_progress) if on_progress else contextlib.nullcontext())
+    with listening:
+        future = asyncio.get_running_loop().run_in_executor(executor, _call, str(token), fn, *args)
+        _in_flight += 1
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            token.touch()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(future, _STOP_WAIT_SECONDS)
+            raise
+        finally:
+            _in_flight -= 1
+            token.unlink(missing_ok=True)

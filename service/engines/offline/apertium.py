@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from service.engines import process
-from service.engines.protocols import Usage
+from service.engines.protocols import UNTRANSLATED_WORDS, Usage, add_usage
 from service.errors import EngineError
 
 DEFAULT_MODES_DIR = "/usr/share/apertium/modes"
@@ -67,7 +67,8 @@ _TO_ISO1 = {
 }
 _MODE_RE = re.compile(r"^([a-z]{2,3})-([a-z]{2,3})$")
 _PARA_RE = re.compile(r"<p>(.*?)</p>", re.DOTALL)
-_MARK_RE = re.compile(r"(?<!\S)[*#@](?=\w)")
+_MARK_RE = re.compile(r"(?<!\S)[#@](?=\w)")  # generation and transfer errors
+_UNKNOWN_RE = re.compile(r"(?<!\w)\*(?=\w)")  # a word it does not know (left as it was), after a space or "(", "<"
 _BREAK_RE = re.compile(r"<br\s*/?>")
 
 
@@ -154,9 +155,18 @@ def split_like(text: str, sources: list[str]) -> list[str]:
 
 def _clean(translated: str, original: str) -> str:
     text = " ".join(html.unescape(translated).split())
-    # -u drops '*' unknown marks; '#' (generation) and '@' (transfer) marks can remain. Keep them only
-    # when the source itself had such characters (hashtags, handles).
-    return _MARK_RE.sub(lambda m: m.group(0) if m.group(0) in original else "", text)
+    # Apertium marks words it does not know with '*' (counted by `untranslated_words` first), and generation
+    # ('#') and transfer ('@') errors: drop them all, except where the source itself had such characters
+    # (hashtags, handles).
+    for mark in (_UNKNOWN_RE, _MARK_RE):
+        text = mark.sub(lambda m: m.group(0) if m.group(0) in original else "", text)
+    return text
+
+
+def untranslated_words(output: str, source: str) -> int:
+    """How many words Apertium left as they were (it did not know them): its `*` marks, less any the
+    source had itself."""
+    return max(len(_UNKNOWN_RE.findall(output)) - len(_UNKNOWN_RE.findall(source)), 0)
 
 
 class ApertiumTranslator:
@@ -192,11 +202,13 @@ class ApertiumTranslator:
         result = [""] * len(texts)  # empty segments stay empty without a trip through Apertium
         if not runs:
             return result
-        args = ["apertium", "-u", "-f", "html"]
+        args = ["apertium", "-f", "html"]  # without -u: unknown words come back marked, to be counted
         if self._data_dir:
             args += ["-d", self._data_dir]
-        out = await process.run([*args, mode], encode_batch(texts, runs).encode(), self._timeout)
-        translated = decode_batch(out.decode("utf-8", "replace"), texts, runs)
+        batch = encode_batch(texts, runs)
+        out = (await process.run([*args, mode], batch.encode(), self._timeout)).decode("utf-8", "replace")
+        add_usage(usage, **{UNTRANSLATED_WORDS: untranslated_words(out, batch)})
+        translated = decode_batch(out, texts, runs)
         for i, text in zip([i for run in runs for i in run], translated, strict=True):
             result[i] = text
         return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from service.audio import ffmpeg
 from service.engines.protocols import Usage
 from service.engines.types import Segment, Transcript, Word
 from service.errors import AudioError, EngineError
-from service.workpool import cancellation, cpu_pool
+from service.workpool import cancellation, cpu_pool, progress
 
 # Never reach the Hugging Face hub: models come from a local directory only.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -115,7 +116,10 @@ def _quietest_offset(samples: Any, around: float) -> float:
     return (lo + quietest * hop + hop // 2) / _SAMPLE_RATE
 
 
-def _run_model(model: Any, audio: Any, lang: str | None) -> tuple[tuple[Segment, ...], Any]:
+def _run_model(model: Any, audio: Any, lang: str | None, offset: float = 0.0,
+               total: float | None = None) -> tuple[tuple[Segment, ...], Any]:
+    """Transcribe `audio` (which starts `offset` seconds into a file of `total` seconds, for the progress
+    reports; `total` None: this audio is the whole file)."""
     raw_segments, info = model.transcribe(
         audio,
         language=lang,
@@ -126,14 +130,15 @@ def _run_model(model: Any, audio: Any, lang: str | None) -> tuple[tuple[Segment,
         vad_parameters={"min_silence_duration_ms": 500},
         condition_on_previous_text=False,
     )
-    return _to_segments(raw_segments), info  # the generator runs the decoding here
+    # The generator runs the decoding here, segment by segment: each one reports how far into the file it got.
+    return _to_segments(raw_segments, offset, total or float(info.duration)), info
 
 
 def _shifted(segments: tuple[Segment, ...], offset: float, first_id: int) -> list[Segment]:
     return [
         Segment(id=first_id + i, start=round(s.start + offset, 3), end=round(s.end + offset, 3), text=s.text,
-                words=tuple(Word(w.text, round(w.start + offset, 3), round(w.end + offset, 3), w.confidence)
-                            for w in s.words))
+                words=tuple(Word(w.text, round(w.start + offset, 3), round(w.end + offset, 3), w.confidence,
+                                 w.attached) for w in s.words))
         for i, s in enumerate(segments)
     ]
 
@@ -149,7 +154,7 @@ def _transcribe_windows(model: Any, audio_path: str, lang: str | None, duration:
         samples = _decode_window(audio_path, start, reach)
         cut = nominal if start + nominal >= duration - 0.05 else _quietest_offset(samples, nominal)
         window = samples[: int(cut * _SAMPLE_RATE)]
-        found, info = _run_model(model, window, detected)
+        found, info = _run_model(model, window, detected, start, duration)
         detected = detected or str(info.language)
         segments.extend(_shifted(found, start, len(segments)))
         start += max(cut, 1.0)
@@ -186,23 +191,30 @@ def transcribe_file(model_dir: str, audio_path: str, language: str | None) -> Tr
     )
 
 
-def _to_segments(raw: Any) -> tuple[Segment, ...]:
+def to_words(pieces: Any) -> tuple[Word, ...]:
+    """Whisper's word pieces as words. A piece that starts without a space continues the word before it
+    ("ill", "-disposed"): it is marked `attached`, so text built from the words reads "ill-disposed"."""
+    words: list[Word] = []
+    for piece in pieces:
+        raw = str(piece.word)
+        if not raw.strip():
+            continue
+        words.append(Word(text=raw.strip(), start=round(float(piece.start), 3), end=round(float(piece.end), 3),
+                          confidence=round(float(piece.probability), 4),
+                          attached=bool(words) and not raw[:1].isspace()))
+    return tuple(words)
+
+
+def _to_segments(raw: Any, offset: float, total: float) -> tuple[Segment, ...]:
     out: list[Segment] = []
     for seg in raw:
         cancellation.check()  # decoding happens as the generator is read: stop between segments
+        if total > 0:
+            progress.report((offset + float(seg.end)) / total)
         text = str(seg.text).strip()
         if not text:
             continue
-        words = tuple(
-            Word(
-                text=str(w.word).strip(),
-                start=round(float(w.start), 3),
-                end=round(float(w.end), 3),
-                confidence=round(float(w.probability), 4),
-            )
-            for w in (seg.words or ())
-            if str(w.word).strip()
-        )
+        words = to_words(seg.words or ())
         out.append(
             Segment(id=len(out), start=round(float(seg.start), 3), end=round(float(seg.end), 3), text=text, words=words)
         )
@@ -230,10 +242,13 @@ class WhisperTranscriber:
 
     async def transcribe(
         self, audio_path: str | None, language: str | None, *, audio_url: str | None = None,
-        usage: Usage | None = None,
+        usage: Usage | None = None, on_progress: Callable[[float], None] | None = None,
     ) -> Transcript:
         if audio_path is None:
             raise EngineError("bad_input", "faster-whisper needs a local file")
         if self.model.endswith(".en") and language not in _AUTO and not str(language).lower().startswith("en"):
             raise EngineError("unsupported_language", f"{self.model} is English-only, not {language!r}")
-        return await cpu_pool.run(self._executor, transcribe_file, self.model_dir, audio_path, language)
+        if on_progress is None:
+            return await cpu_pool.run(self._executor, transcribe_file, self.model_dir, audio_path, language)
+        return await cpu_pool.run_reporting(self._executor, on_progress, transcribe_file, self.model_dir,
+                                            audio_path, language)
