@@ -95,6 +95,7 @@ def listening(path: str, on_progress: Callable[[float], None]) -> Iterator[None]
     finally:
         if watching:
             loop.remove_reader(fd)
+            readable()  # what the worker wrote just before it returned
         os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
