@@ -1,4 +1,4 @@
-"""The `dubbing` command: serve, migrate, token."""
+"""The `dubbing` command: serve, migrate, demo, doctor, retention, token."""
 
 from __future__ import annotations
 

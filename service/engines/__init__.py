@@ -1,6 +1,7 @@
-"""Offline speech engines: transcription (faster-whisper), translation (Apertium), synthesis (espeak-ng).
+"""Speech engines: transcription, translation and synthesis, offline (faster-whisper, Apertium, espeak-ng)
+or in the cloud (Deepgram, OpenAI).
 
-Each engine sits behind a Protocol in `protocols` so the pipeline can swap implementations.
+Each engine sits behind a Protocol in `protocols`; `selection` picks one per stage from the settings.
 """
 
 from service.engines.protocols import Synthesizer, Transcriber, Translator

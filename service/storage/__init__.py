@@ -1,4 +1,4 @@
-"""Object storage: one interface, a local-disk backend now and Supabase Storage later."""
+"""Object storage: one interface (`base`), local disk speaking Supabase's signed-URL format, Supabase Storage."""
 
 from service.errors import StorageError
 from service.storage.base import ObjectInfo, SignedUrl, Storage

@@ -88,10 +88,6 @@ async def test_make_client_base_url_headers_and_request_ids() -> None:
         make_client(Settings(supabase_url=SUPABASE))
 
 
-def test_is_remote() -> None:
-    assert SupabaseStorage.is_remote is True
-
-
 # -- signed URLs -------------------------------------------------------------------------------
 
 

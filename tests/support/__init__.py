@@ -22,7 +22,7 @@ from tests.support.service import (
 )
 
 __all__ = [
-    "JWT_SECRET", "ServedProcess", "Service", "SseEvent", "admin_url_of", "create_template", "database_name", "dubbing_command", "free_port",
-    "fresh_database", "make_settings", "read_events", "running_service", "scratch_database", "served", "wav_bytes",
-    "with_database",
+    "JWT_SECRET", "ServedProcess", "Service", "SseEvent", "admin_url_of", "create_template", "database_name",
+    "dubbing_command", "free_port", "fresh_database", "make_settings", "read_events", "running_service",
+    "scratch_database", "served", "wav_bytes", "with_database",
 ]

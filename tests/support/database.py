@@ -12,7 +12,6 @@ import asyncpg
 
 from service.db import migrations
 
-
 ADMIN_DATABASE = "postgres"
 
 
