@@ -14,7 +14,7 @@ from pathlib import Path
 from service.demo import ProgressBoard
 from service.scratch import pid_alive
 from tests.support import JWT_SECRET, free_port
-from tests.test_stopping import gone_within, processes_using, session_members
+from tests.support.processes import embedded_data_dir, gone_within, processes_using, session_members
 
 EVENTS = [("es", 0.0, "stt", None), ("ca", 0.0, "stt", None)] + [
     ("es", 0.2 * k / 40, "stt", 30.0 - k * 0.5) for k in range(1, 41)] + [
@@ -49,7 +49,11 @@ def test_on_a_terminal_the_board_draws_a_live_bar_per_language() -> None:
 
 
 async def test_ctrl_c_during_a_job_leaves_nothing_running(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+    with embedded_data_dir() as data:
+        await interrupt_and_check(tmp_path, data)
+
+
+async def interrupt_and_check(tmp_path: Path, data: Path) -> None:
     env = {**os.environ, "DATA_DIR": str(data), "SUPABASE_JWT_SECRET": JWT_SECRET, "PORT": str(free_port())}
     env.pop("DATABASE_URL", None)  # the embedded database, as `just demo` runs with no configuration
     demo = await asyncio.create_subprocess_exec(

@@ -7,57 +7,22 @@ import asyncio
 import contextlib
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from service.scratch import pid_alive
 from tests.support import served
-
-
-def session_members(session: int) -> list[int]:
-    """Processes in the session `session` leads (everything `dubbing serve` started, except daemons)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if int(fields[3]) == session and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
-
-
-def processes_using(path: Path) -> list[int]:
-    """Live processes whose command line names `path` (the embedded server runs as `postgres -D DIR`)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if str(path) in command and pid_alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
-
-
-async def gone_within(seconds: float, check: object) -> list[int]:
-    """What `check()` still lists after up to `seconds` (an exited process's last children take a moment)."""
-    deadline = time.monotonic() + seconds
-    while (left := check()) and time.monotonic() < deadline:  # type: ignore[operator]
-        await asyncio.sleep(0.1)
-    return left  # type: ignore[no-any-return]
+from tests.support.processes import embedded_data_dir, gone_within, processes_using, session_members
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
-async def test_a_clean_stop_leaves_no_process_behind(tmp_path: Path, stop: signal.Signals) -> None:
-    data = tmp_path / "data"
+async def test_a_clean_stop_leaves_no_process_behind(stop: signal.Signals) -> None:
+    with embedded_data_dir() as data:
+        await stop_and_check(data, stop)
+
+
+async def stop_and_check(data: Path, stop: signal.Signals) -> None:
     async with served(data, None) as svc:  # embedded database, as `just serve` runs with no DATABASE_URL
         postmaster = int((data / "postgres" / "postmaster.pid").read_text().split()[0])
         assert pid_alive(postmaster)
