@@ -38,5 +38,5 @@ async def run(ctx: StageContext) -> None:
         for u, text in zip(units, translated, strict=True)], untranslated_words=untranslated)
     await outputs.save(ctx.work_dir, result)
     ctx.figures.update(units=len(units), characters=sum(len(u.text) for u in units),
-                       translated_characters=sum(len(t) for t in translated))
+                       translated_characters=sum(len(t) for t in translated), untranslated_words=untranslated)
     await ctx.progress(1.0, units=len(units))
