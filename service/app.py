@@ -24,11 +24,12 @@ from service.db.database import Database
 from service.db.listener import Listener
 from service.engines import capabilities
 from service.engines.selection import choose_engines, open_clients
-from service.errors import ApiError, handle_api_error, handle_unexpected
+from service.errors import ApiError
 from service.providers.http import ProviderClient, RetryPolicy
 from service.queue import backends, roles
 from service.routes.auth import JwksCache, TokenVerifier
 from service.routes.cors import CorsMiddleware
+from service.routes.errors import handle_api_error, handle_unexpected
 from service.routes.middleware import RequestContext
 from service.routes.table import handle_database_outage, handle_http_exception
 from service.settings import Settings

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from service.errors import ApiRefused
+
 
 def content_type_of(path: Path) -> str:
     guessed = mimetypes.guess_type(path.name)[0] or "audio/wav"
@@ -75,16 +77,3 @@ async def upload(client: httpx.AsyncClient, headers: dict[str, str], files: dict
         put.raise_for_status()
         objects[kind] = ticket["object_path"]
     return objects
-
-
-class ApiRefused(Exception):
-    """The API answered with an error body."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        try:
-            error = response.json()["error"]
-            message = f"{error['code']}: {error['message']}"
-        except (ValueError, KeyError, TypeError):
-            message = response.text[:300]
-        super().__init__(f"HTTP {response.status_code}: {message}")
-        self.response = response

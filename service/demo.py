@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from service import client as client_api
+from service.errors import ApiRefused
 from service.logs import configure
 from service.routes.auth import mint
 from service.sample import make_sample
@@ -140,7 +141,7 @@ async def _client_flow(base: str, settings: Settings, voice: Path, background: P
         try:
             objects = await client_api.upload(client, headers, {
                 kind: (path.name, path.read_bytes(), client_api.content_type_of(path)) for kind, path in paths.items()})
-        except client_api.ApiRefused as exc:
+        except ApiRefused as exc:
             print(f"Upload refused: {exc}")
             return 1
         for kind, path in paths.items():
@@ -151,7 +152,7 @@ async def _client_flow(base: str, settings: Settings, voice: Path, background: P
             body["background_object"] = objects["background"]
         created = await client.post("/v1/jobs", headers=headers, json=body)
         if created.status_code not in (200, 201):
-            print(f"Job refused: {client_api.ApiRefused(created)}")
+            print(f"Job refused: {ApiRefused(created)}")
             return 1
         job = created.json()
         print(f"Job {job['id']}: {source} → {', '.join(targets)}")

@@ -1,8 +1,8 @@
 """The words of the domain, defined once: stages (in order), job statuses, artifact kinds, event kinds.
 
-The stage registry, the OpenAPI enums and the schema test (tests/db/test_schema_matches_domain.py,
-which reads the CHECK constraints back from PostgreSQL) all derive from these; nothing else spells
-them out.
+The stage registry, the OpenAPI enums, the page's stage order (`/config.json`) and the schema tests
+(tests/db/test_schema_matches_domain.py, which reads the CHECK constraints and the `stage_order` table
+back from PostgreSQL) all derive from these; nothing else spells them out.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ class Stage(StrEnum):
 # The stages that do work, in the order a task passes through them.
 WORK_STAGES: tuple[Stage, ...] = (Stage.STT, Stage.TRANSLATING, Stage.DUBBING, Stage.MIXING, Stage.EXPORTING)
 TERMINAL: frozenset[Stage] = frozenset({Stage.COMPLETE, Stage.FAILED, Stage.CANCELLED})
+# Every stage in the order a task can reach it: waiting, the work stages, then the ends (which rank alike).
+# Served to the page (`/config.json`) and kept in the `stage_order` table (sql/021) for the ops views.
+STAGE_ORDER: tuple[Stage, ...] = (Stage.QUEUED, *WORK_STAGES, Stage.COMPLETE, Stage.FAILED, Stage.CANCELLED)
 
 
 class JobStatus(StrEnum):

@@ -1,30 +1,135 @@
 """One error hierarchy for the API, the stages, the engines, storage, providers and the audio code.
 
-Every expected failure is a `DubbingError`: a stable `code`, a `message` fit to show the person whose
-job it is (never a filesystem path, never a secret), and `retryable`, whether a later attempt may
-succeed. That flag is decided once, where the failure is understood (the provider's HTTP status, the
-engine's timeout), and read by whoever handles it: the supervisor retries a stage on it, the API
-answers 503 on it. An `ApiError` leaves the API as `{"error": {"code", "message"}}` with its status.
+Every expected failure is a `DubbingError`: a stable `code` (an `ErrorCode`), a `message` fit to show the
+person whose job it is (never a filesystem path, never a secret), and `retryable`, whether a later attempt
+may succeed. What a code means for retrying is decided here, once, in `RETRYABLE` beside the codes; an error
+may say otherwise where the failure is understood better (a provider's HTTP status, a storage status). The
+supervisor retries a stage on it, the API answers 503 on it. Codes a third party chose (a provider's, Supabase
+Storage's `NoSuchKey`) stay the strings it sent.
+
+Every exception class of the service lives here, and nothing here imports the web framework: pool workers
+load this module too. The HTTP answer (`{"error": {"code", "message"}}`) is rendered in `routes/errors.py`.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
-import structlog
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+if TYPE_CHECKING:
+    import httpx
+
+
+class ErrorCode(StrEnum):
+    """Every code the service itself gives a failure; the value is what the wire, the events and the logs carry."""
+
+    # -- requests the API refuses
+    AUDIO_TOO_SHORT = "audio_too_short"
+    BODY_TOO_LARGE = "body_too_large"
+    FILE_TOO_LARGE = "file_too_large"
+    HTTP_ERROR = "http_error"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    INVALID_BODY = "invalid_body"
+    INVALID_CURSOR = "invalid_cursor"
+    INVALID_FIELD = "invalid_field"
+    INVALID_LAST_EVENT_ID = "invalid_last_event_id"
+    INVALID_QUERY = "invalid_query"
+    INVALID_TICKET = "invalid_ticket"
+    INVALID_TOKEN = "invalid_token"
+    LOCAL_ONLY = "local_only"
+    MALFORMED_JSON = "malformed_json"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    MISSING_FIELD = "missing_field"
+    MISSING_TICKET = "missing_ticket"
+    MISSING_TOKEN = "missing_token"
+    NOT_FOUND = "not_found"
+    OBJECT_NOT_FOUND = "object_not_found"
+    SAME_LANGUAGE = "same_language"
+    TICKET_EXPIRED = "ticket_expired"
+    TOKEN_EXPIRED = "token_expired"
+    UNKNOWN_LANGUAGE = "unknown_language"
+    UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    UPLOAD_SIZE_MISMATCH = "upload_size_mismatch"
+    # -- the service cannot answer right now
+    DATABASE_UNAVAILABLE = "database_unavailable"
+    ENGINES_UNAVAILABLE = "engines_unavailable"
+    INTERNAL_ERROR = "internal_error"
+    QUEUE_UNAVAILABLE = "queue_unavailable"
+    SHUTTING_DOWN = "shutting_down"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
+    # -- a task's stages and the supervisor
+    INPUT_CHANGED = "input_changed"
+    STAGE_UNAVAILABLE = "stage_unavailable"
+    STT_FAILED = "stt_failed"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+    TOO_MANY_INTERRUPTIONS = "too_many_interruptions"
+    TRANSCRIPT_MISSING = "transcript_missing"
+    # -- engines (speech to text, translation, synthesis)
+    BAD_INPUT = "bad_input"
+    EMPTY_TEXT = "empty_text"
+    ENGINE_FAILED = "engine_failed"
+    ENGINE_MISSING = "engine_missing"
+    ENGINE_TIMEOUT = "engine_timeout"
+    MODEL_MISSING = "model_missing"
+    PROVIDER_AUTH = "provider_auth"
+    PROVIDER_QUOTA = "provider_quota"
+    PROVIDER_REJECTED = "provider_rejected"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    TRANSLATION_MALFORMED = "translation_malformed"
+    TRANSLATION_MISALIGNED = "translation_misaligned"
+    TRANSLATION_REFUSED = "translation_refused"
+    TRANSLATION_TRUNCATED = "translation_truncated"
+    UNSUPPORTED_LANGUAGE = "unsupported_language"
+    # -- audio (ffmpeg, loudness, time stretching)
+    AUDIO_UNDECODABLE = "audio_undecodable"
+    FFMPEG_FAILED = "ffmpeg_failed"
+    LOUDNESS_FAILED = "loudness_failed"
+    STRETCH_FAILED = "stretch_failed"
+    # -- talking to a provider or to storage
+    CONNECTION_FAILED = "connection_failed"
+    DOWNLOAD_INTERRUPTED = "download_interrupted"
+    MALFORMED_RESPONSE = "malformed_response"
+    TIMEOUT = "timeout"
+
+
+# The codes of failures that pass: the machine was busy, a provider or a dependency was down, ffmpeg failed on
+# our own intermediate file. Every other code is for good unless the error says otherwise.
+RETRYABLE: frozenset[ErrorCode] = frozenset({
+    ErrorCode.DATABASE_UNAVAILABLE,
+    ErrorCode.ENGINES_UNAVAILABLE,
+    ErrorCode.INTERNAL_ERROR,
+    ErrorCode.QUEUE_UNAVAILABLE,
+    ErrorCode.SHUTTING_DOWN,
+    ErrorCode.STORAGE_UNAVAILABLE,
+    ErrorCode.TRANSCRIPT_MISSING,
+    ErrorCode.ENGINE_TIMEOUT,
+    ErrorCode.PROVIDER_UNAVAILABLE,
+    ErrorCode.FFMPEG_FAILED,
+    ErrorCode.LOUDNESS_FAILED,
+    ErrorCode.STRETCH_FAILED,
+    ErrorCode.CONNECTION_FAILED,
+    ErrorCode.DOWNLOAD_INTERRUPTED,
+    ErrorCode.MALFORMED_RESPONSE,
+    ErrorCode.TIMEOUT,
+})
+
+
+def is_retryable(code: str) -> bool:
+    """Whether a later attempt may succeed after a failure with `code` (a third party's code: no)."""
+    return code in RETRYABLE
 
 
 class DubbingError(Exception):
-    """A failure with a code, a user-facing message and whether trying again later may help."""
+    """A failure with a code, a user-facing message and whether trying again later may help
+    (by default what `RETRYABLE` says of the code)."""
 
-    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+    def __init__(self, code: ErrorCode | str, message: str, *, retryable: bool | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.retryable = retryable
+        self.retryable = is_retryable(code) if retryable is None else retryable
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -43,52 +148,57 @@ def _rebuild(cls: type[DubbingError], state: dict[str, Any]) -> DubbingError:
 
 
 class ApiError(DubbingError):
-    """A request the API refuses: answered with `status` and the error body."""
+    """A request the API refuses: answered with `status` and the error body (`routes/errors.py`)."""
 
-    def __init__(self, status: int, code: str, message: str, *, retryable: bool = False) -> None:
+    code: ErrorCode
+
+    def __init__(self, status: int, code: ErrorCode, message: str, *, retryable: bool | None = None) -> None:
         super().__init__(code, message, retryable=retryable)
         self.status = status
 
 
 class StageError(DubbingError):
-    """A stage failed for a reason worth telling the user."""
+    """A stage failed for a reason worth telling the user; it may pass on a code stored by an earlier failure."""
 
 
 class EngineError(DubbingError):
-    """An engine (speech-to-text, translation, synthesis) failed.
+    """An engine (speech-to-text, translation, synthesis) failed."""
 
-    Codes: engine_missing, engine_failed, engine_timeout, unsupported_language, model_missing,
-    bad_input, empty_text, provider_auth, provider_quota, provider_unavailable, provider_rejected.
-    """
+    code: ErrorCode
 
-    def __init__(self, code: str, message: str, *, retryable: bool | None = None) -> None:
-        super().__init__(code, message, retryable=code in _PASSING_ENGINE_CODES if retryable is None else retryable)
+    def __init__(self, code: ErrorCode, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(code, message, retryable=retryable)
 
 
-# Engine failures that pass: the machine was busy, the provider was down.
-_PASSING_ENGINE_CODES = frozenset({"engine_timeout", "provider_unavailable"})
+class BadAnswer(EngineError):
+    """A translation model's answer that cannot be used as it is: the batch is asked again, smaller; if a
+    single segment's answer stays unusable, it fails the stage with this code."""
 
 
 class AudioError(DubbingError):
     """The audio code failed: `audio_undecodable` (the input's fault) or ffmpeg failing on our own
     intermediate files (`ffmpeg_failed`, `loudness_failed`, `stretch_failed`: worth another attempt)."""
 
-    def __init__(self, code: str, message: str, *, retryable: bool | None = None) -> None:
-        super().__init__(code, message, retryable=code != "audio_undecodable" if retryable is None else retryable)
+    code: ErrorCode
+
+    def __init__(self, code: ErrorCode, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(code, message, retryable=retryable)
 
 
 class StorageError(DubbingError):
-    """A storage failure with the HTTP status it maps to (Supabase Storage's codes: NoSuchKey, ...)."""
+    """A storage failure with the HTTP status it maps to (Supabase Storage's own codes: NoSuchKey, ...);
+    retryable when the status says the store had a moment (5xx, 429)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: ErrorCode | str, message: str) -> None:
         super().__init__(code, message, retryable=status >= 500 or status == 429)
         self.status = status
 
 
 class ProviderError(DubbingError):
-    """A provider call that failed for good, after the HTTP layer's own retries."""
+    """A provider call that failed for good, after the HTTP layer's own retries; `code` is the provider's
+    own when it sent one."""
 
-    def __init__(self, provider: str, status: int | None, code: str, message: str, *,
+    def __init__(self, provider: str, status: int | None, code: ErrorCode | str, message: str, *,
                  retryable: bool = False, request_id: str | None = None) -> None:
         super().__init__(code, message, retryable=retryable)
         self.provider = provider
@@ -99,8 +209,55 @@ class ProviderError(DubbingError):
         return f"{self.provider}: {self.message}"
 
 
+class IdempotencyConflict(DubbingError):
+    """The same idempotency key was used before with a different request."""
+
+    def __init__(self) -> None:
+        super().__init__(ErrorCode.IDEMPOTENCY_CONFLICT, "This idempotency key was used for another request")
+
+
+class QueueUnavailable(DubbingError):
+    """Redis did not answer (down, restarting, unreachable)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(ErrorCode.QUEUE_UNAVAILABLE, f"The task queue is unavailable: {detail}")
+
+
+# -- not failures of a job -----------------------------------------------------------------------------
+
+
 class LeaseLost(Exception):
     """Not a failure: the task was cancelled or taken over; stop without writing anything more."""
+
+
+class Cancelled(Exception):
+    """The task this work was for was cancelled; nobody is waiting for the result (`workpool/cancellation.py`)."""
+
+
+class RetryableResponse(Exception):
+    """A provider answer worth asking again (`providers/http.py`): what it said and how long it asked us to wait."""
+
+    def __init__(self, response: httpx.Response, wait: float | None) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+        self.wait = wait
+
+
+class MigrationChanged(Exception):
+    """A migration file was edited after it was applied: the database is not what the file says."""
+
+
+class ApiRefused(Exception):
+    """The API answered the command-line client with an error body."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        try:
+            error = response.json()["error"]
+            message = f"{error['code']}: {error['message']}"
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:300]
+        super().__init__(f"HTTP {response.status_code}: {message}")
+        self.response = response
 
 
 # -- what users see -------------------------------------------------------------------------------------
@@ -112,34 +269,3 @@ def without_paths(message: str) -> str:
     """`message` with every absolute filesystem path shortened to the file's name: error messages name the
     object, never where a server keeps it (logs keep the whole text)."""
     return _ABSOLUTE_PATH.sub(r"\1", message)
-
-
-# -- the API's answer ---------------------------------------------------------------------------------
-
-
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
-
-
-async def handle_api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return error_response(exc.status, exc.code, without_paths(exc.message), headers)
-
-
-async def handle_unexpected(request: Request, exc: Exception) -> Response:
-    """A bug: logged with its traceback, answered as a 500 that says nothing about our insides."""
-    structlog.get_logger(__name__).exception("http.unhandled", path=request.url.path)
-    return error_response(500, "internal_error", "Something went wrong on our side")
-
-
-def bad_request(code: str, message: str) -> ApiError:
-    return ApiError(400, code, message)
-
-
-def unprocessable(code: str, message: str) -> ApiError:
-    return ApiError(422, code, message)
-
-
-def not_found(message: str = "Not found") -> ApiError:
-    return ApiError(404, "not_found", message)

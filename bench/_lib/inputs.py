@@ -40,6 +40,7 @@ import numpy as np
 import soundfile as sf
 
 from service import client as api
+from service.errors import ApiRefused
 from service.sample import make_sample
 
 from . import RATE
@@ -341,7 +342,7 @@ async def run_job(client: httpx.AsyncClient, headers: dict[str, str], body: dict
     submitted = clock()
     response = await client.post("/v1/jobs", headers=headers, json=body, timeout=timeout)
     if response.status_code != 201:
-        raise api.ApiRefused(response)
+        raise ApiRefused(response)
     created = clock()
     job_id = response.json()["id"]
     events = 0

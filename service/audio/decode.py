@@ -8,7 +8,7 @@ import soundfile as sf
 
 from service.audio import ffmpeg
 from service.audio.ffmpeg import AudioInfo
-from service.errors import AudioError
+from service.errors import AudioError, ErrorCode
 
 DEFAULT_SAMPLE_RATE = 48000
 
@@ -30,7 +30,7 @@ def decode_to_wav(
     if codec is None:
         raise ValueError(f"unsupported subtype {subtype!r}")
     if not os.path.exists(in_path):
-        raise AudioError("audio_undecodable", "The input file does not exist")
+        raise AudioError(ErrorCode.AUDIO_UNDECODABLE, "The input file does not exist")
     args = ["-i", in_path, "-map", "0:a:0", "-vn", "-sn", "-dn"]
     if channels is not None:
         args += ["-ac", str(channels)]
@@ -44,9 +44,9 @@ def decode_to_wav(
             ffmpeg.run(args)
             info = ffmpeg.audio_info(tmp)
         except AudioError as exc:
-            raise AudioError("audio_undecodable", f"ffmpeg could not decode the audio: {exc.message}") from exc
+            raise AudioError(ErrorCode.AUDIO_UNDECODABLE, f"ffmpeg could not decode the audio: {exc.message}") from exc
         except (sf.LibsndfileError, RuntimeError) as exc:
-            raise AudioError("audio_undecodable", "The decoded audio is unreadable") from exc
+            raise AudioError(ErrorCode.AUDIO_UNDECODABLE, "The decoded audio is unreadable") from exc
         if info.frames == 0:
-            raise AudioError("audio_undecodable", "The audio decoded to zero length")
+            raise AudioError(ErrorCode.AUDIO_UNDECODABLE, "The audio decoded to zero length")
     return info

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.audio import ffmpeg
-from service.errors import AudioError
+from service.errors import AudioError, ErrorCode
 
 ABSOLUTE_GATE_LUFS = -70.0
 
@@ -49,14 +49,14 @@ def parse_ebur128_summary(stderr: str, name: str | None = None) -> Loudness:
     marker = f"[ebur128@{name} @" if name else ""
     at = stderr.rfind("Summary:") if not name else stderr.rfind(marker)
     if at < 0:
-        raise AudioError("loudness_failed", "ebur128 printed no summary")
+        raise AudioError(ErrorCode.LOUDNESS_FAILED, "ebur128 printed no summary")
     summary = stderr[at:]
     if name:
         following = summary.find("[ebur128@", len(marker))
         summary = summary[: following if following > 0 else len(summary)]
     i_match, lra_match, peak_match = _I.search(summary), _LRA.search(summary), _PEAK.search(summary)
     if i_match is None or lra_match is None:
-        raise AudioError("loudness_failed", f"cannot parse ebur128 summary: {summary[:400]!r}")
+        raise AudioError(ErrorCode.LOUDNESS_FAILED, f"cannot parse ebur128 summary: {summary[:400]!r}")
     integrated = float(i_match.group(1))
     # No peak section when the filter ran without peak=true: report the peak as unknown (None).
     peak = float(peak_match.group(1)) if peak_match is not None else math.nan
@@ -74,7 +74,7 @@ def measure_loudness(path: str) -> Loudness:
         stderr = ffmpeg.run(["-loglevel", "info", "-i", path, "-map", "0:a:0",
                              "-af", "ebur128=peak=true:framelog=verbose", "-f", "null", "-"])
     except AudioError as exc:
-        raise AudioError("loudness_failed", f"Measuring loudness failed: {exc.message}") from exc
+        raise AudioError(ErrorCode.LOUDNESS_FAILED, f"Measuring loudness failed: {exc.message}") from exc
     return parse_ebur128_summary(stderr)
 
 
@@ -103,7 +103,8 @@ class StreamingLoudness:
         try:
             self._proc.stdin.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
         except BrokenPipeError as exc:
-            raise AudioError("loudness_failed", f"ebur128 process ended early: {self._stderr_text()[-500:]}") from exc
+            raise AudioError(ErrorCode.LOUDNESS_FAILED,
+                             f"ebur128 process ended early: {self._stderr_text()[-500:]}") from exc
 
     def finish(self) -> Loudness:
         assert self._proc.stdin is not None
@@ -111,11 +112,12 @@ class StreamingLoudness:
             self._proc.stdin.close()
         except BrokenPipeError:
             pass
-        code = self._proc.wait()
+        ffmpeg.wait(self._proc)  # killed, and Cancelled raised, if the task is cancelled meanwhile
+        code = self._proc.returncode
         text = self._stderr_text()
         self._stderr.close()
         if code != 0:
-            raise AudioError("loudness_failed", f"ebur128 process exited with {code}: {text[-500:]}")
+            raise AudioError(ErrorCode.LOUDNESS_FAILED, f"ebur128 process exited with {code}: {text[-500:]}")
         return parse_ebur128_summary(text)
 
     def _stderr_text(self) -> str:
@@ -124,9 +126,7 @@ class StreamingLoudness:
 
     def close(self) -> None:
         """Abandon the measurement (error path); safe to call after `finish`."""
-        if self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
+        ffmpeg.kill(self._proc)
         if not self._stderr.closed:
             self._stderr.close()
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from service.errors import AudioError
+from service.errors import AudioError, ErrorCode
 
 # rubberband-c.h: offline processing, the R3 engine, the high-quality pitch path; pitch is never shifted,
 # so the formant and transient options (R2 only) do not matter.
@@ -38,7 +38,7 @@ def _library() -> Any:
     try:
         lib = ctypes.CDLL(name)
     except OSError as exc:
-        raise AudioError("stretch_failed", "librubberband is not installed (Debian: librubberband2)") from exc
+        raise AudioError(ErrorCode.STRETCH_FAILED, "librubberband is not installed (Debian: librubberband2)") from exc
     lib.rubberband_new.restype = ctypes.c_void_p
     lib.rubberband_new.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_int, ctypes.c_double, ctypes.c_double]
     lib.rubberband_delete.argtypes = [ctypes.c_void_p]
@@ -71,7 +71,7 @@ def stretch(samples: npt.NDArray[np.float32], sample_rate: int, tempo: float) ->
     samples = np.ascontiguousarray(samples, dtype=np.float32)
     state = lib.rubberband_new(sample_rate, 1, _OPTIONS, 1.0 / tempo, 1.0)
     if not state:
-        raise AudioError("stretch_failed", "librubberband could not start")
+        raise AudioError(ErrorCode.STRETCH_FAILED, "librubberband could not start")
     out: list[npt.NDArray[np.float32]] = []
     try:
         lib.rubberband_set_expected_input_duration(state, len(samples))

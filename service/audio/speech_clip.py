@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service import scratch
-from service.errors import EngineError
+from service.errors import EngineError, ErrorCode
 
 # Leading and trailing samples quieter than this (-50 dBFS) are silence; this much of it is kept at each end.
 SILENCE = 10 ** (-50 / 20)
@@ -58,7 +58,7 @@ def read_streamed_wav(path: str) -> tuple[npt.NDArray[np.float32], int]:
     with open(path, "rb") as fh:
         raw = fh.read()
     if len(raw) < 12 or raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
-        raise EngineError("provider_unavailable", "The synthesized audio is not a WAV file")
+        raise EngineError(ErrorCode.PROVIDER_UNAVAILABLE, "The synthesized audio is not a WAV file")
     channels = rate = bits = 0
     offset = 12
     while offset + 8 <= len(raw):
@@ -69,12 +69,12 @@ def read_streamed_wav(path: str) -> tuple[npt.NDArray[np.float32], int]:
         elif chunk == b"data":
             end = body + size if 0 < size <= len(raw) - body else len(raw)
             if bits != 16 or channels < 1:
-                raise EngineError("provider_unavailable", "The synthesized audio is not 16-bit PCM")
+                raise EngineError(ErrorCode.PROVIDER_UNAVAILABLE, "The synthesized audio is not 16-bit PCM")
             usable = (end - body) // (2 * channels) * 2 * channels
             pcm = np.frombuffer(raw, dtype="<i2", count=usable // 2, offset=body).reshape(-1, channels)
             return (pcm.mean(axis=1, dtype=np.float32) / 32768.0).astype(np.float32), int(rate)
         offset = body + size + (size & 1)
-    raise EngineError("provider_unavailable", "The synthesized audio has no data")
+    raise EngineError(ErrorCode.PROVIDER_UNAVAILABLE, "The synthesized audio has no data")
 
 
 def join_trimmed(parts: Sequence[str], out_path: str, sample_rate: int) -> float:
@@ -84,7 +84,7 @@ def join_trimmed(parts: Sequence[str], out_path: str, sample_rate: int) -> float
     joined = np.concatenate([p if r == rate else _resampled(p, r, rate) for p, r in pieces])
     speech = trimmed(joined, rate)
     if speech.size == 0:
-        raise EngineError("engine_failed", "The synthesized line is silent")
+        raise EngineError(ErrorCode.ENGINE_FAILED, "The synthesized line is silent")
     return write_clip(speech, rate, sample_rate, out_path)
 
 

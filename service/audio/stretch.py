@@ -10,7 +10,7 @@ import soundfile as sf
 
 from service.audio import ffmpeg, rubberband
 from service.audio.decode import DEFAULT_SAMPLE_RATE
-from service.errors import AudioError
+from service.errors import AudioError, ErrorCode
 
 # The synthesizers speak at 22.05 kHz (espeak-ng) and 24 kHz (Deepgram Aura): their clips hold nothing above
 # 12 kHz, so the stretch runs at 24 kHz (a quarter of the work at 48 kHz, whose larger FFT windows cost 4x)
@@ -37,7 +37,7 @@ def _in_process(in_path: str, out_path: str, factor: float, sample_rate: int) ->
     try:
         samples, rate = sf.read(in_path, dtype="float32", always_2d=True)
     except sf.LibsndfileError as exc:
-        raise AudioError("stretch_failed", f"The clip {in_path} is unreadable") from exc
+        raise AudioError(ErrorCode.STRETCH_FAILED, f"The clip {in_path} is unreadable") from exc
     mono = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
     if abs(factor - 1.0) > 1e-6:
         work_rate = min(STRETCH_RATE, rate)
@@ -61,6 +61,7 @@ def _by_ffmpeg(in_path: str, out_path: str, factor: float, sample_rate: int) -> 
             ffmpeg.run(["-i", in_path, "-map", "0:a:0", "-ac", "1", "-af", ",".join(filters),
                         "-ar", str(sample_rate), "-c:a", "pcm_f32le", "-f", "wav", tmp])
         except AudioError as exc:
-            raise AudioError("stretch_failed", f"Time-stretching a clip by {factor:.3f} failed: {exc.message}") from exc
+            raise AudioError(ErrorCode.STRETCH_FAILED,
+                             f"Time-stretching a clip by {factor:.3f} failed: {exc.message}") from exc
         duration = ffmpeg.audio_info(tmp).duration
     return duration

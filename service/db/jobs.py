@@ -18,7 +18,7 @@ import asyncpg
 
 from service.db import artifacts, events, tasks, uploads
 from service.domain import FINISHED
-from service.errors import DubbingError
+from service.errors import IdempotencyConflict
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,6 @@ class NewJob:
     background: InputObject | None
     idempotency_key: str | None
     request_hash: str
-
-
-class IdempotencyConflict(DubbingError):
-    """The same idempotency key was used before with a different request."""
-
-    def __init__(self) -> None:
-        super().__init__("idempotency_conflict", "This idempotency key was used for another request")
 
 
 _JOB_COLUMNS = """id, owner_id, status, source_language, created_at, updated_at,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import asyncpg
 
+from service.errors import MigrationChanged
+
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 # Any constant works; it keeps two processes starting at once from migrating twice.
@@ -30,10 +32,6 @@ class Migration:
 
 def discover(sql_dir: Path = SQL_DIR) -> list[Migration]:
     return [Migration(version=p.stem, path=p) for p in sorted(sql_dir.glob("[0-9][0-9][0-9]_*.sql"))]
-
-
-class MigrationChanged(Exception):
-    """A migration file was edited after it was applied: the database is not what the file says."""
 
 
 async def applied_checksums(conn: asyncpg.Connection) -> dict[str, str]:

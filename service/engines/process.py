@@ -17,7 +17,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from service.errors import EngineError
+from service.errors import EngineError, ErrorCode
 
 # Engine subprocesses wait on I/O, not the CPU: more threads than cores is right.
 _THREADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="engine-subprocess")
@@ -51,14 +51,14 @@ def _run_blocking(args: list[str], stdin: bytes | None, time_limit: float, child
                 stderr=subprocess.PIPE,
             )
         except FileNotFoundError as exc:
-            raise EngineError("engine_missing", f"{args[0]} is not installed") from exc
+            raise EngineError(ErrorCode.ENGINE_MISSING, f"{args[0]} is not installed") from exc
         child.proc = proc
     try:
         out, err = proc.communicate(stdin, timeout=time_limit)
     except subprocess.TimeoutExpired as exc:
         proc.kill()
         proc.communicate()
-        raise EngineError("engine_timeout", f"{args[0]} took longer than {time_limit:g}s") from exc
+        raise EngineError(ErrorCode.ENGINE_TIMEOUT, f"{args[0]} took longer than {time_limit:g}s") from exc
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -79,5 +79,5 @@ async def run(args: list[str], stdin: bytes | None = None, time_limit: float = 1
         raise
     if code != 0:
         detail = err.decode("utf-8", "replace").strip()[-500:]
-        raise EngineError("engine_failed", f"{args[0]} exited {code}: {detail}")
+        raise EngineError(ErrorCode.ENGINE_FAILED, f"{args[0]} exited {code}: {detail}")
     return out

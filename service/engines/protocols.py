@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from service.domain import WORK_STAGES, Stage
 from service.engines.types import SynthesizedClip, Transcript
-from service.errors import EngineError
+from service.errors import EngineError, ErrorCode
 
 Usage = dict[str, float]
 # Not a cost: words a translator left in the source language because it did not know them, counted by the
@@ -100,11 +101,11 @@ def check_synthesis_input(synthesizer: Synthesizer, engine: str, text: str, lang
                           sample_rate: int) -> None:
     """What every `synthesize` checks first, so each engine refuses the same input with the same error."""
     if not text.strip():
-        raise EngineError("empty_text", "nothing to synthesize")
+        raise EngineError(ErrorCode.EMPTY_TEXT, "nothing to synthesize")
     if not synthesizer.supports(language):
-        raise EngineError("unsupported_language", f"{engine} has no voice for {language!r}")
+        raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, f"{engine} has no voice for {language!r}")
     if rate <= 0 or sample_rate <= 0:
-        raise EngineError("bad_input", f"rate and sample_rate must be positive, got {rate}, {sample_rate}")
+        raise EngineError(ErrorCode.BAD_INPUT, f"rate and sample_rate must be positive, got {rate}, {sample_rate}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +115,24 @@ class Engines:
     transcriber: Transcriber
     translator: Translator
     synthesizer: Synthesizer
+
+    def by_stage(self) -> dict[Stage, Transcriber | Translator | Synthesizer]:
+        """The stages an engine runs, in pipeline order, each with its engine."""
+        return {stage: getattr(self, field) for stage, field in _ENGINE_FIELDS.items()}
+
+
+# Which engine runs which stage: the one place that says so. The other work stages are our own code.
+_ENGINE_FIELDS: dict[Stage, str] = {
+    Stage.STT: "transcriber", Stage.TRANSLATING: "translator", Stage.DUBBING: "synthesizer",
+}
+BUILTIN = "builtin"
+
+
+def engine_name(engines: Engines | None, stage: str) -> str:
+    """The engine a stage runs on, as logs, events and metrics name it: `builtin` for the work stages that are
+    our own code (mixing, exporting), `none` outside the work stages or when no engines could be loaded."""
+    if stage not in WORK_STAGES:
+        return "none"
+    if stage not in _ENGINE_FIELDS:
+        return BUILTIN
+    return "none" if engines is None else str(getattr(engines, _ENGINE_FIELDS[Stage(stage)]).name)

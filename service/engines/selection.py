@@ -86,11 +86,6 @@ def choose_engines(settings: Settings, clients: ProviderClients, executor: Execu
 
 
 def describe(engines: Engines) -> dict[str, str]:
-    """One line per stage for `doctor` and the start-up log."""
-    model = engines.transcriber.model
-    return {
-        "stt": f"{engines.transcriber.name} ({model})",
-        "translating": engines.translator.name + (f" ({getattr(engines.translator, 'model', '')})"
-                                                 if getattr(engines.translator, "model", None) else ""),
-        "dubbing": engines.synthesizer.name,
-    }
+    """One line per engine-run stage for `doctor` and the start-up log: the engine's name and its model."""
+    return {str(stage): engine.name + (f" ({model})" if (model := getattr(engine, "model", None)) else "")
+            for stage, engine in engines.by_stage().items()}

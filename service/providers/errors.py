@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from service.errors import EngineError, ProviderError
+from service.errors import EngineError, ErrorCode, ProviderError
 from service.providers.http import ErrorParser
 from service.providers.redaction import redact
 
@@ -49,9 +49,9 @@ def engine_error(exc: ProviderError, label: str, what: str, *, quota_codes: Coll
         detail += f" [request {exc.request_id}]"
     detail = redact(detail)
     if exc.status in (401, 403):
-        return EngineError("provider_auth", detail, retryable=False)
+        return EngineError(ErrorCode.PROVIDER_AUTH, detail, retryable=False)
     if exc.status in quota_statuses or exc.code in quota_codes:
-        return EngineError("provider_quota", detail, retryable=False)
+        return EngineError(ErrorCode.PROVIDER_QUOTA, detail, retryable=False)
     if exc.retryable:
-        return EngineError("provider_unavailable", detail, retryable=True)
-    return EngineError("provider_rejected", detail, retryable=False)
+        return EngineError(ErrorCode.PROVIDER_UNAVAILABLE, detail, retryable=True)
+    return EngineError(ErrorCode.PROVIDER_REJECTED, detail, retryable=False)

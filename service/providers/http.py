@@ -21,18 +21,11 @@ import stamina
 import structlog
 
 from service import metrics
-from service.errors import ProviderError
+from service.errors import ErrorCode, ProviderError, RetryableResponse
 
 log = structlog.get_logger(__name__)
 
 RETRY_STATUSES = frozenset({408, 409, 429})
-
-
-class _RetryableResponse(Exception):
-    def __init__(self, response: httpx.Response, wait: float | None) -> None:
-        super().__init__(f"HTTP {response.status_code}")
-        self.response = response
-        self.wait = wait
 
 
 # Parses a provider's error body into (code, message).
@@ -116,7 +109,7 @@ class ProviderClient:
         return None
 
     def _backoff_hook(self, exc: BaseException) -> bool | float:
-        if isinstance(exc, _RetryableResponse):
+        if isinstance(exc, RetryableResponse):
             return exc.wait if exc.wait is not None else True
         return isinstance(exc, httpx.TransportError)
 
@@ -125,7 +118,7 @@ class ProviderClient:
             return
         code, message = self.error_parser(response)
         if is_retryable_status(response.status_code) and code not in self.permanent_codes:
-            raise _RetryableResponse(response, retry_after_seconds(response))
+            raise RetryableResponse(response, retry_after_seconds(response))
         raise ProviderError(self.name, response.status_code, code, message, request_id=self._request_id(response))
 
     def _log(self, endpoint: str, method: str, status: int | str, started: float, request_id: str | None,
@@ -172,16 +165,16 @@ class ProviderClient:
                         await response.aclose()
                     self._raise_for(response, endpoint)
                     return response
-        except _RetryableResponse as exc:
+        except RetryableResponse as exc:
             code, message = self.error_parser(exc.response)
             raise ProviderError(self.name, exc.response.status_code, code,
                                 f"{message} (gave up after {attempt} attempts)", retryable=True,
                                 request_id=self._request_id(exc.response)) from exc
         except httpx.TimeoutException as exc:
-            raise ProviderError(self.name, None, "timeout", f"{endpoint} timed out after {attempt} attempts",
+            raise ProviderError(self.name, None, ErrorCode.TIMEOUT, f"{endpoint} timed out after {attempt} attempts",
                                 retryable=True) from exc
         except httpx.TransportError as exc:
-            raise ProviderError(self.name, None, "connection_failed",
+            raise ProviderError(self.name, None, ErrorCode.CONNECTION_FAILED,
                                 f"{endpoint}: {type(exc).__name__} after {attempt} attempts", retryable=True) from exc
         raise AssertionError("unreachable: stamina either returns a response or raises")
 
@@ -196,6 +189,6 @@ class ProviderClient:
         try:
             return response.json()
         except ValueError as exc:
-            raise ProviderError(self.name, response.status_code, "malformed_response",
+            raise ProviderError(self.name, response.status_code, ErrorCode.MALFORMED_RESPONSE,
                                 f"{endpoint} answered with a body that is not JSON",
                                 retryable=True, request_id=self._request_id(response)) from exc

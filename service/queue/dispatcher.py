@@ -15,7 +15,8 @@ import structlog
 
 from service.db import connection, dispatches
 from service.db.database import Database
-from service.queue.redis_queue import QueueUnavailable, RedisQueue
+from service.errors import QueueUnavailable
+from service.queue.redis_queue import RedisQueue
 from service.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -26,20 +26,13 @@ import structlog
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.message import Message
 
-from service.errors import DubbingError
+from service.errors import QueueUnavailable
 
 log = structlog.get_logger(__name__)
 
 QUEUE = "dubbing"
 ACTOR = "run_task"
 T = TypeVar("T")
-
-
-class QueueUnavailable(DubbingError):
-    """Redis did not answer (down, restarting, unreachable)."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__("queue_unavailable", f"The task queue is unavailable: {detail}", retryable=True)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import jwt
 import structlog
 from starlette.requests import Request
 
-from service.errors import ApiError, ProviderError
+from service.errors import ApiError, ErrorCode, ProviderError
 from service.providers.http import ProviderClient
 
 log = structlog.get_logger(__name__)
@@ -37,7 +37,7 @@ class User:
     email: str | None = None
 
 
-def unauthorized(message: str, code: str = "invalid_token") -> ApiError:
+def unauthorized(message: str, code: ErrorCode = ErrorCode.INVALID_TOKEN) -> ApiError:
     return ApiError(401, code, message)
 
 
@@ -140,7 +140,7 @@ def _decode(token: str, key: Any, algorithm: str, issuer: str | None) -> tuple[U
             options={"require": ["exp", "sub", "aud"]},
         )
     except jwt.ExpiredSignatureError as exc:
-        raise unauthorized("The access token has expired", "token_expired") from exc
+        raise unauthorized("The access token has expired", ErrorCode.TOKEN_EXPIRED) from exc
     except jwt.InvalidAudienceError as exc:
         raise unauthorized("The access token is not for this audience") from exc
     except jwt.InvalidIssuerError as exc:
@@ -168,7 +168,7 @@ def bearer_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise unauthorized("Send the access token as 'Authorization: Bearer <token>'", "missing_token")
+        raise unauthorized("Send the access token as 'Authorization: Bearer <token>'", ErrorCode.MISSING_TOKEN)
     return token.strip()
 
 

@@ -19,9 +19,10 @@ from starlette.responses import Response, StreamingResponse
 from service.db import events, jobs
 from service.db.events import Event
 from service.db.listener import END, RESYNC, Listener
-from service.errors import ApiError, bad_request, not_found
+from service.errors import ApiError, ErrorCode
 from service.routes import tickets
 from service.routes.auth import bearer_token, current_user
+from service.routes.errors import bad_request, not_found
 from service.routes.models import StreamTicket, respond
 from service.routes.requests import path_uuid
 from service.settings import Settings
@@ -39,9 +40,10 @@ def _last_event_id(request: Request) -> int:
     try:
         value = int(raw)
     except ValueError as exc:
-        raise bad_request("invalid_last_event_id", "Last-Event-ID must be an event id from this stream") from exc
+        raise bad_request(ErrorCode.INVALID_LAST_EVENT_ID,
+                          "Last-Event-ID must be an event id from this stream") from exc
     if value > _MAX_SEQ:
-        raise bad_request("invalid_last_event_id", "Last-Event-ID must be an event id from this stream")
+        raise bad_request(ErrorCode.INVALID_LAST_EVENT_ID, "Last-Event-ID must be an event id from this stream")
     return max(value, 0)
 
 
@@ -93,7 +95,7 @@ async def job_events(request: Request) -> Response:
     if not await jobs.owned(request.app.state.pool, user.id, job_id):
         raise not_found("Job not found")
     if request.app.state.listener.ending:
-        raise ApiError(503, "shutting_down", "The server is restarting; try again in a moment",
+        raise ApiError(503, ErrorCode.SHUTTING_DOWN, "The server is restarting; try again in a moment",
                        retryable=True)
     return StreamingResponse(
         _stream(request, str(job_id), after),

@@ -14,9 +14,10 @@ from starlette.responses import Response
 from service import languages, metrics, retention
 from service.audio.probe import ProbeResult, probe
 from service.db import artifacts, jobs, uploads
-from service.db.jobs import IdempotencyConflict, InputObject, NewJob
-from service.errors import ApiError, ProviderError, StorageError, bad_request, not_found, unprocessable
+from service.db.jobs import InputObject, NewJob
+from service.errors import ApiError, ErrorCode, IdempotencyConflict, ProviderError, StorageError
 from service.routes.auth import current_user
+from service.routes.errors import bad_request, not_found, unprocessable
 from service.routes.models import ArtifactList, InputList, Job, JobDeletion, JobPage, JobRequest, read_body, respond
 from service.routes.requests import path_uuid, query_int
 from service.routes.uploads import check_content_type, check_size
@@ -31,18 +32,18 @@ def _languages(body: JobRequest, settings: Settings) -> tuple[str, list[str]]:
     raw_source = body.source_language.strip()
     source = languages.AUTO if raw_source.lower() == languages.AUTO else languages.normalize(raw_source)
     if source is None:
-        raise unprocessable("unknown_language", f"'{raw_source}' is not a language code we know")
+        raise unprocessable(ErrorCode.UNKNOWN_LANGUAGE, f"'{raw_source}' is not a language code we know")
     targets: list[str] = []
     for raw in body.target_languages:
         code = languages.normalize(raw)
         if code is None:
-            raise unprocessable("unknown_language", f"'{raw}' is not a language code we know")
+            raise unprocessable(ErrorCode.UNKNOWN_LANGUAGE, f"'{raw}' is not a language code we know")
         if code == source:
-            raise unprocessable("same_language", f"'{code}' is the source language; pick another target")
+            raise unprocessable(ErrorCode.SAME_LANGUAGE, f"'{code}' is the source language; pick another target")
         if code not in targets:
             targets.append(code)
     if len(targets) > settings.max_target_languages:
-        raise ApiError(422, "invalid_field",
+        raise ApiError(422, ErrorCode.INVALID_FIELD,
                        f"'target_languages' may name at most {settings.max_target_languages} languages")
     return source, targets
 
@@ -51,7 +52,7 @@ async def _inspect(request: Request, user_id: str, field: str, path: str) -> Inp
     """Check that an uploaded object is the caller's, of an allowed type and size, and decodes."""
     settings: Settings = request.app.state.settings
     storage = request.app.state.storage
-    missing_object = unprocessable("object_not_found", f"'{field}' names no uploaded object of yours")
+    missing_object = unprocessable(ErrorCode.OBJECT_NOT_FOUND, f"'{field}' names no uploaded object of yours")
     if not path.startswith(f"{user_id}/"):
         raise missing_object
     upload = await uploads.find(request.app.state.pool, user_id, path)
@@ -66,7 +67,7 @@ async def _inspect(request: Request, user_id: str, field: str, path: str) -> Inp
     content_type = check_content_type(settings, info.content_type)
     check_size(settings, info.size_bytes)
     if info.size_bytes != upload.declared_size_bytes:
-        raise unprocessable("upload_size_mismatch", f"'{field}' has {info.size_bytes} bytes, not the "
+        raise unprocessable(ErrorCode.UPLOAD_SIZE_MISMATCH, f"'{field}' has {info.size_bytes} bytes, not the "
                                                     f"{upload.declared_size_bytes} declared when it was uploaded")
     loop = asyncio.get_running_loop()
     try:
@@ -76,11 +77,11 @@ async def _inspect(request: Request, user_id: str, field: str, path: str) -> Inp
     except StorageError as exc:
         if exc.status == 404:
             raise missing_object from exc
-        raise ApiError(503, "storage_unavailable", "Storage could not be read; try again") from exc
+        raise ApiError(503, ErrorCode.STORAGE_UNAVAILABLE, "Storage could not be read; try again") from exc
     if not result.ok:
-        raise unprocessable("audio_undecodable", f"'{field}' does not decode as audio: {result.reason}")
+        raise unprocessable(ErrorCode.AUDIO_UNDECODABLE, f"'{field}' does not decode as audio: {result.reason}")
     if result.duration_seconds < settings.min_input_seconds:
-        raise unprocessable("audio_too_short", f"'{field}' lasts {result.duration_seconds:.2f} s; "
+        raise unprocessable(ErrorCode.AUDIO_TOO_SHORT, f"'{field}' lasts {result.duration_seconds:.2f} s; "
                                                f"send at least {settings.min_input_seconds:g} s of audio")
     return InputObject(path, content_type, info.size_bytes, result.sha256, result.duration_seconds)
 
@@ -101,14 +102,14 @@ async def create_job(request: Request) -> Response:
     idempotency_key = body.idempotency_key.strip() if body.idempotency_key else None
     check = request.app.state.language_check
     if check is not None and (problem := check(source, targets)):
-        raise unprocessable("unsupported_language", problem)
+        raise unprocessable(ErrorCode.UNSUPPORTED_LANGUAGE, problem)
     request_hash = _request_hash(voice_path, background_path, source, targets)
 
     if idempotency_key is not None:
         try:
             existing = await jobs.by_idempotency_key(pool, user.id, idempotency_key, request_hash)
         except IdempotencyConflict as exc:
-            raise ApiError(409, exc.code, exc.message) from exc
+            raise ApiError(409, ErrorCode.IDEMPOTENCY_CONFLICT, exc.message) from exc
         if existing is not None:
             return respond(await jobs.representation(pool, user.id, existing), Job)
 
@@ -120,7 +121,7 @@ async def create_job(request: Request) -> Response:
     try:
         job_id, created = await jobs.create(pool, new_job)
     except IdempotencyConflict as exc:
-        raise ApiError(409, exc.code, exc.message) from exc
+        raise ApiError(409, ErrorCode.IDEMPOTENCY_CONFLICT, exc.message) from exc
     if created:  # committed: QUEUE_BACKEND=dramatiq sends its tasks' messages now
         await request.app.state.queue.job_created(job_id)
     return respond(await jobs.representation(pool, user.id, job_id), Job, status_code=201 if created else 200)
@@ -133,7 +134,7 @@ async def list_jobs(request: Request) -> Response:
     try:
         page, next_cursor = await jobs.list_for_owner(request.app.state.pool, user.id, limit, cursor)
     except (ValueError, TypeError) as exc:
-        raise bad_request("invalid_cursor", "The cursor is not one this API gave out") from exc
+        raise bad_request(ErrorCode.INVALID_CURSOR, "The cursor is not one this API gave out") from exc
     return respond({"jobs": page, "next_cursor": next_cursor}, JobPage)
 
 

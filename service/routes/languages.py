@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from service import languages
 from service.engines.capabilities import can_transcribe
-from service.errors import ApiError
+from service.errors import ApiError, ErrorCode
 from service.routes.auth import current_user
 from service.routes.models import LanguageCatalog, respond
 
@@ -57,7 +57,8 @@ async def list_languages(request: Request) -> Response:
     if catalog is None:
         check: LanguageCheck | None = state.language_check
         if check is None:
-            raise ApiError(503, "engines_unavailable", "The dubbing engines are not available; see the server log")
+            raise ApiError(503, ErrorCode.ENGINES_UNAVAILABLE,
+                           "The dubbing engines are not available; see the server log")
         catalog = await asyncio.to_thread(language_catalog, check, getattr(state, "engines", None))
         state.web_language_catalog = catalog
     response = respond(catalog, LanguageCatalog)

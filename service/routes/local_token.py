@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.errors import ApiError
+from service.errors import ApiError, ErrorCode
 from service.routes.auth import mint
 from service.routes.models import LocalToken, LocalTokenRequest, read_body, respond
 from service.settings import Settings
@@ -32,7 +32,7 @@ def _local_only(request: Request, settings: Settings) -> None:
     hosts = {urlsplit(settings.public_base_url).netloc.lower(), f"127.0.0.1:{port}", f"localhost:{port}",
              f"[::1]:{port}"}
     if not loopback or request.headers.get("host", "").lower() not in hosts:
-        raise ApiError(403, "local_only", "Local sign-in answers only on the computer the service runs on; "
+        raise ApiError(403, ErrorCode.LOCAL_ONLY, "Local sign-in answers only on the computer the service runs on; "
                                           f"open {settings.public_base_url}/ there")
 
 

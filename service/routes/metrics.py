@@ -11,7 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service import metrics
-from service.errors import error_response, not_found
+from service.errors import ErrorCode
+from service.routes.errors import error_response, not_found
 from service.settings import Settings
 from service.workpool import cpu_pool
 
@@ -26,7 +27,7 @@ async def serve_metrics(request: Request) -> Response:
     if not settings.metrics_token:
         raise not_found("Not Found")
     if not _authorized(request, settings.metrics_token):
-        return error_response(401, "invalid_token", "Send Authorization: Bearer <METRICS_TOKEN>",
+        return error_response(401, ErrorCode.INVALID_TOKEN, "Send Authorization: Bearer <METRICS_TOKEN>",
                               {"WWW-Authenticate": 'Bearer realm="metrics"'})
     state = request.app.state
     body = await metrics.scrape(state.pool, state.listener.open_streams, settings.cpu_workers,

@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.domain import ArtifactKind, InputKind, JobStatus, Stage
-from service.errors import ApiError, bad_request
+from service.errors import ApiError, ErrorCode
+from service.routes.errors import bad_request
 
 MAX_JSON_BYTES = 64 * 1024
 
@@ -260,28 +261,28 @@ def validation_error(exc: msgspec.ValidationError) -> ApiError:
     path = at.group(1) if at else ""
     detail = text[: at.start()] if at else text
     if missing := _MISSING.match(detail):
-        return ApiError(422, "missing_field", f"'{missing.group(1)}' is required")
+        return ApiError(422, ErrorCode.MISSING_FIELD, f"'{missing.group(1)}' is required")
     if not path:
-        return bad_request("invalid_body", "The body must be a JSON object")
-    return ApiError(422, "invalid_field", f"'{_field(path)}' is not valid: {detail[:1].lower()}{detail[1:]}")
+        return bad_request(ErrorCode.INVALID_BODY, "The body must be a JSON object")
+    return ApiError(422, ErrorCode.INVALID_FIELD, f"'{_field(path)}' is not valid: {detail[:1].lower()}{detail[1:]}")
 
 
 async def read_body(request: Request, model: type[T]) -> T:
     """The request's JSON body decoded into `model`, or the 4xx that says what is wrong with it."""
     content_type = request.headers.get("content-type", "application/json")
     if "json" not in content_type:
-        raise ApiError(415, "unsupported_media_type", "Send the body as application/json")
+        raise ApiError(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, "Send the body as application/json")
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_JSON_BYTES:
-            raise ApiError(413, "body_too_large", f"The JSON body is larger than {MAX_JSON_BYTES} bytes")
+            raise ApiError(413, ErrorCode.BODY_TOO_LARGE, f"The JSON body is larger than {MAX_JSON_BYTES} bytes")
     try:
         return msgspec.json.decode(body, type=model)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from exc
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
-        raise bad_request("malformed_json", "The body is not valid JSON") from exc
+        raise bad_request(ErrorCode.MALFORMED_JSON, "The body is not valid JSON") from exc
 
 
 _encoder = msgspec.json.Encoder()

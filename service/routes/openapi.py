@@ -17,7 +17,7 @@ from service.routes import models
 _STR = {"type": "string"}
 _ERROR_TEXT = {400: "Malformed request", 401: "Missing, bad or expired token", 404: "Not found (or not yours)",
                409: "Conflict", 413: "Too large", 415: "Unsupported content type", 422: "Invalid input",
-               416: "Range not satisfiable", 503: "Try again later"}
+               416: "Range not satisfiable", 403: "Only from this computer", 503: "Try again later"}
 
 
 def _ref(model: type[msgspec.Struct]) -> dict[str, str]:

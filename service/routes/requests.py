@@ -6,7 +6,8 @@ from uuid import UUID
 
 from starlette.requests import Request
 
-from service.errors import bad_request, not_found
+from service.errors import ErrorCode
+from service.routes.errors import bad_request, not_found
 
 MAX_JSON_BYTES = 64 * 1024
 
@@ -26,7 +27,7 @@ def query_int(request: Request, name: str, default: int, low: int, high: int) ->
     try:
         value = int(raw)
     except ValueError as exc:
-        raise bad_request("invalid_query", f"'{name}' must be an integer") from exc
+        raise bad_request(ErrorCode.INVALID_QUERY, f"'{name}' must be an integer") from exc
     if not low <= value <= high:
-        raise bad_request("invalid_query", f"'{name}' must be between {low} and {high}")
+        raise bad_request(ErrorCode.INVALID_QUERY, f"'{name}' must be between {low} and {high}")
     return value

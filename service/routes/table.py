@@ -10,14 +10,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from service.errors import StorageError, error_response
+from service.errors import ErrorCode, StorageError
 from service.routes import events, health, jobs, languages, local_token, signed_urls, uploads
+from service.routes.errors import error_response
 from service.routes.metrics import serve_metrics
 from service.routes.openapi import openapi_document
 from service.settings import Settings
 from service.web import page
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+_HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.BODY_TOO_LARGE}
 _STORAGE_CODES = {404: "NoSuchKey", 405: "MethodNotAllowed"}
 
 
@@ -69,7 +70,7 @@ async def handle_database_outage(request: Request, exc: Exception) -> Response:
     (its transaction rolled back) and may be sent again."""
     structlog.get_logger(__name__).warning("http.database_unavailable", path=request.url.path,
                                            error=type(exc).__name__)
-    return error_response(503, "database_unavailable", "The database is unavailable for a moment; try again",
+    return error_response(503, ErrorCode.DATABASE_UNAVAILABLE, "The database is unavailable for a moment; try again",
                           {"Retry-After": "1"})
 
 
@@ -79,5 +80,5 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     if request.url.path.startswith("/storage/"):  # Storage's own wire format on its routes
         return signed_urls.storage_error(StorageError(exc.status_code, _STORAGE_CODES.get(exc.status_code, "Error"),
                                                       str(exc.detail)))
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    code = _HTTP_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR)
     return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}) or None)

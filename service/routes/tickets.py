@@ -20,7 +20,7 @@ from uuid import UUID
 
 import jwt
 
-from service.errors import ApiError
+from service.errors import ApiError, ErrorCode
 from service.settings import Settings
 
 SCOPE = "events"
@@ -53,14 +53,15 @@ def issue(settings: Settings, user_id: str, job_id: UUID, not_after: float | Non
 def verify(settings: Settings, token: str, job_id: UUID) -> str:
     """The ticket's user; 401 when it is missing, forged, expired or for another job."""
     if not token:
-        raise ApiError(401, "missing_ticket", "Open the stream with the URL POST /v1/jobs/{id}/events/ticket gave")
+        raise ApiError(401, ErrorCode.MISSING_TICKET,
+                       "Open the stream with the URL POST /v1/jobs/{id}/events/ticket gave")
     try:
         claims = jwt.decode(token, ticket_key(settings), algorithms=["HS256"],
                             options={"require": ["exp", "sub", "job", "scope"]})
     except jwt.ExpiredSignatureError as exc:
-        raise ApiError(401, "ticket_expired", "The stream ticket has expired; ask for a new one") from exc
+        raise ApiError(401, ErrorCode.TICKET_EXPIRED, "The stream ticket has expired; ask for a new one") from exc
     except jwt.PyJWTError as exc:
-        raise ApiError(401, "invalid_ticket", "The stream ticket is not valid") from exc
+        raise ApiError(401, ErrorCode.INVALID_TICKET, "The stream ticket is not valid") from exc
     if claims.get("scope") != SCOPE or claims.get("job") != str(job_id) or not isinstance(claims.get("sub"), str):
-        raise ApiError(401, "invalid_ticket", "The stream ticket is not for this job")
+        raise ApiError(401, ErrorCode.INVALID_TICKET, "The stream ticket is not for this job")
     return str(claims["sub"])

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from service.db import uploads
 from service.db.uploads import Upload
-from service.errors import ApiError
+from service.errors import ApiError, ErrorCode
 from service.routes.auth import current_user
 from service.routes.models import UploadRequest, UploadResponse, read_body, respond
 from service.settings import Settings
@@ -22,7 +22,7 @@ def check_content_type(settings: Settings, content_type: str) -> str:
     if base not in settings.allowed_content_types:
         raise ApiError(
             415,
-            "unsupported_content_type",
+            ErrorCode.UNSUPPORTED_CONTENT_TYPE,
             f"'{base}' is not an accepted audio type; use one of {', '.join(settings.allowed_content_types)}",
         )
     return base
@@ -30,9 +30,9 @@ def check_content_type(settings: Settings, content_type: str) -> str:
 
 def check_size(settings: Settings, size: int) -> int:
     if size <= 0:
-        raise ApiError(422, "invalid_field", "'size_bytes' must be positive")
+        raise ApiError(422, ErrorCode.INVALID_FIELD, "'size_bytes' must be positive")
     if size > settings.max_upload_bytes:
-        raise ApiError(413, "file_too_large", f"Files may be at most {settings.max_upload_bytes} bytes")
+        raise ApiError(413, ErrorCode.FILE_TOO_LARGE, f"Files may be at most {settings.max_upload_bytes} bytes")
     return size
 
 
@@ -52,7 +52,7 @@ async def create_uploads(request: Request) -> Response:
     planned: list[Upload] = []
     for entry in body.files:
         if entry.kind in (u.kind for u in planned):
-            raise ApiError(422, "invalid_field", f"'files' names '{entry.kind}' twice")
+            raise ApiError(422, ErrorCode.INVALID_FIELD, f"'files' names '{entry.kind}' twice")
         content_type = check_content_type(settings, entry.content_type)
         size = check_size(settings, entry.size_bytes)
         path = upload_object_path(user.id, entry.kind, entry.filename.strip())

@@ -21,7 +21,7 @@ from service.db.listener import Listener
 from service.db.tasks import ClaimedTask
 from service.domain import InputKind
 from service.engines.protocols import Engines
-from service.errors import LeaseLost, StageError
+from service.errors import ErrorCode, LeaseLost, StageError
 from service.settings import Settings
 from service.stages.pace import Pace
 from service.storage import Storage
@@ -55,7 +55,7 @@ class StageContext:
     def engine(self) -> Engines:
         """The configured engines; a stage that needs one fails clearly when none could be loaded."""
         if self.engines is None:
-            raise StageError("engine_missing", f"No engine is configured for the {self.stage} stage")
+            raise StageError(ErrorCode.ENGINE_MISSING, f"No engine is configured for the {self.stage} stage")
         return self.engines
 
     @property
@@ -79,7 +79,7 @@ class StageContext:
         made: inputs are immutable, and a stage never works on a file nobody checked."""
         async with self.storage.local_copy(self.job[f"{kind}_path"]) as local:
             if await self.in_pool(sha256_of, local) != self.job[f"{kind}_sha256"]:
-                raise StageError("input_changed", f"The {kind} recording changed after the job was created")
+                raise StageError(ErrorCode.INPUT_CHANGED, f"The {kind} recording changed after the job was created")
             yield local
 
     async def in_pool(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

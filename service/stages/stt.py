@@ -21,7 +21,7 @@ from service.db import transcripts
 from service.db.events import Event
 from service.domain import ArtifactKind, EventKind, InputKind, Stage
 from service.engines.types import Transcript
-from service.errors import DubbingError, StageError
+from service.errors import DubbingError, ErrorCode, StageError
 from service.stages import captions
 from service.stages.context import StageContext
 from service.stages.publish import publish
@@ -38,7 +38,7 @@ async def load(ctx: StageContext) -> tuple[Transcript, list[Unit]]:
     """The job's finished transcript and its timed units, for the stages after this one."""
     data = await transcripts.ready(ctx.pool, ctx.task.job_id)
     if data is None:
-        raise StageError("transcript_missing", "The transcript is not ready", retryable=True)
+        raise StageError(ErrorCode.TRANSCRIPT_MISSING, "The transcript is not ready", retryable=True)
     units = [Unit(int(u["id"]), float(u["start"]), float(u["end"]), str(u["text"]), int(u["group"]))
              for u in data.get("units", [])]
     return Transcript.from_json(data), units
@@ -60,7 +60,9 @@ async def run(ctx: StageContext) -> None:
             await ctx.progress(1.0, segments=count, shared=True)
             return
         if state.state == "failed":
-            raise StageError(state.error_code or "stt_failed", state.error_message or "Transcription failed")
+            # The stored failure is final for every language of the job, whatever its code would say alone.
+            raise StageError(state.error_code or ErrorCode.STT_FAILED, state.error_message or "Transcription failed",
+                             retryable=False)
         if state.state == "mine":
             await _transcribe(ctx)
             return

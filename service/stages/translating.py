@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from service.engines.protocols import UNTRANSLATED_WORDS
 from service.engines.speech_rates import char_budget
-from service.errors import StageError
+from service.errors import ErrorCode, StageError
 from service.stages import outputs, stt, timeline
 from service.stages.context import StageContext
 from service.stages.outputs import TranslatedUnit, Translation
@@ -31,7 +31,7 @@ async def run(ctx: StageContext) -> None:
         untranslated = int(usage.pop(UNTRANSLATED_WORDS, 0))
         await ctx.record_usage(usage)
         if len(translated) != len(units):
-            raise StageError("translation_misaligned",
+            raise StageError(ErrorCode.TRANSLATION_MISALIGNED,
                              f"The translator returned {len(translated)} lines for {len(units)}")
     result = Translation(source, target, translator.name, [
         TranslatedUnit(u.id, u.start, u.end, u.group, u.text, text.strip())

@@ -29,7 +29,7 @@ import httpx
 import jwt
 import structlog
 
-from service.errors import ProviderError, StorageError
+from service.errors import ErrorCode, ProviderError, StorageError
 from service.providers.bodies import FileBody
 from service.providers.http import ProviderClient, RetryPolicy
 from service.providers.redaction import redact
@@ -150,7 +150,7 @@ def storage_error_from(exc: ProviderError) -> StorageError:
         message = f"{message} (request id {exc.request_id})"
     if exc.status is None:  # timeout or connection failure, after the retries
         return StorageError(503, exc.code, message)
-    if exc.code == "malformed_response":
+    if exc.code == ErrorCode.MALFORMED_RESPONSE:
         return StorageError(502, exc.code, message)
     status = exc.status
     if status == 400:
@@ -265,7 +265,7 @@ def parse_object_info(path: str, data: Any) -> ObjectInfo:
     last_modified; `metadata` is then the user's metadata) or inside `metadata` (older servers: size,
     mimetype, eTag, lastModified, with updated_at at the top)."""
     if not isinstance(data, dict):
-        raise StorageError(502, "malformed_response", "Object info is not a JSON object")
+        raise StorageError(502, ErrorCode.MALFORMED_RESPONSE, "Object info is not a JSON object")
     raw_meta = data.get("metadata")
     meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
 
@@ -283,7 +283,7 @@ def parse_object_info(path: str, data: Any) -> ObjectInfo:
     elif isinstance(size, float) and size.is_integer():
         size = int(size)
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise StorageError(502, "malformed_response", "Object info has no size (is the upload finished?)")
+        raise StorageError(502, ErrorCode.MALFORMED_RESPONSE, "Object info has no size (is the upload finished?)")
     last_modified = (_parse_time(pick("last_modified", "lastModified")) or _parse_time(data.get("updated_at"))
                      or _parse_time(data.get("created_at")) or datetime.fromtimestamp(0, UTC))
     return ObjectInfo(
@@ -346,7 +346,7 @@ class SupabaseStorage:
         data = await self._json("POST", f"/object/upload/sign/{self._object(path)}", "storage.sign_upload")
         url = data.get("url") if isinstance(data, dict) else None
         if not isinstance(url, str) or not url:
-            raise StorageError(502, "malformed_response", "The signed upload URL answer has no url")
+            raise StorageError(502, ErrorCode.MALFORMED_RESPONSE, "The signed upload URL answer has no url")
         token = data.get("token") if isinstance(data.get("token"), str) else _query_token(url)
         expires_at = _token_expiry(token) or datetime.now(UTC) + UPLOAD_URL_LIFETIME
         return SignedUrl(self._absolute(url), token, expires_at)
@@ -359,7 +359,7 @@ class SupabaseStorage:
                                 json={"expiresIn": ttl})
         signed = (data.get("signedURL") or data.get("signedUrl")) if isinstance(data, dict) else None
         if not isinstance(signed, str) or not signed:
-            raise StorageError(502, "malformed_response", "The signed download URL answer has no signedURL")
+            raise StorageError(502, ErrorCode.MALFORMED_RESPONSE, "The signed download URL answer has no signedURL")
         url = self._absolute(signed)
         if download_name:
             url += ("&" if "?" in url else "?") + f"download={quote(download_name, safe='')}"
@@ -403,7 +403,7 @@ class SupabaseStorage:
             async for chunk in response.aiter_bytes(chunk_size):
                 yield chunk
         except (httpx.TransportError, httpx.DecodingError) as exc:
-            raise StorageError(502, "download_interrupted",
+            raise StorageError(502, ErrorCode.DOWNLOAD_INTERRUPTED,
                                f"The download of {path[:100]!r} broke off: {type(exc).__name__}") from exc
 
     async def read(self, path: str, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
@@ -443,7 +443,7 @@ class SupabaseStorage:
         """One cheap authenticated call for `doctor`: does the key work and the bucket exist?"""
         data = await self._json("GET", f"/bucket/{quote(self.bucket, safe='')}", "storage.bucket")
         if not isinstance(data, dict):
-            raise StorageError(502, "malformed_response", "The bucket answer is not a JSON object")
+            raise StorageError(502, ErrorCode.MALFORMED_RESPONSE, "The bucket answer is not a JSON object")
         visibility = "PUBLIC (objects readable without a token)" if data.get("public") else "private"
         limit = data.get("file_size_limit") or "project default"
         types = data.get("allowed_mime_types") or "any"

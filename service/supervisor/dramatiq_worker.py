@@ -35,8 +35,9 @@ import structlog
 
 from service.db import connection, dispatches
 from service.db.tasks import ClaimedTask
+from service.errors import QueueUnavailable
 from service.queue.dispatcher import Dispatcher
-from service.queue.redis_queue import Delivery, QueueUnavailable
+from service.queue.redis_queue import Delivery
 from service.supervisor import owners
 from service.supervisor.runner import TaskRunner
 from service.supervisor.running import RunningTasks, keep_running

@@ -27,8 +27,8 @@ from service.db.database import Database
 from service.db.listener import Listener
 from service.db.tasks import ClaimedTask
 from service.domain import WORK_STAGES, Stage
-from service.engines.protocols import Engines
-from service.errors import DubbingError, LeaseLost, without_paths
+from service.engines.protocols import Engines, engine_name
+from service.errors import DubbingError, ErrorCode, LeaseLost, without_paths
 from service.settings import Settings
 from service.stages.context import StageContext, StageFn
 from service.stages.pace import Pace
@@ -66,7 +66,7 @@ class TaskRunner:
         with structlog.contextvars.bound_contextvars(
                 job_id=str(task.job_id), task_id=str(task.id), target_language=task.target_language,
                 attempt=task.attempts, stage=task.stage,
-                engine=stage_report.engine_of(self.engines, task.stage)):
+                engine=engine_name(self.engines, task.stage)):
             await self._run_under_lease(task)
 
     async def _run_under_lease(self, task: ClaimedTask) -> None:
@@ -144,7 +144,7 @@ class TaskRunner:
     # -- stages -----------------------------------------------------------------------------------
     def _enter(self, stage: str | None) -> str:
         """Bind the stage and its engine to every log line from here on; returns the engine."""
-        engine = stage_report.engine_of(self.engines, stage) if stage else "none"
+        engine = engine_name(self.engines, stage) if stage else "none"
         structlog.contextvars.bind_contextvars(stage=str(stage) if stage else None, engine=engine)
         return engine
 
@@ -155,11 +155,12 @@ class TaskRunner:
     async def _run_stages(self, task: ClaimedTask) -> None:
         db, owner = self.db, self.owner_id
         if task.claims > self.settings.max_attempts + INTERRUPTIONS_ALLOWED:
-            await self._fail(task, "too_many_interruptions",
+            await self._fail(task, ErrorCode.TOO_MANY_INTERRUPTIONS,
                              f"The task was interrupted {task.claims - 1} times before it could finish", task.stage)
             return
         if task.attempts > self.settings.max_attempts:
-            await self._fail(task, "too_many_attempts", f"Gave up after {task.attempts - 1} attempts", task.stage)
+            await self._fail(task, ErrorCode.TOO_MANY_ATTEMPTS, f"Gave up after {task.attempts - 1} attempts",
+                             task.stage)
             return
         job = await self._database(task, lambda: jobs.fetch_row(self.pool, task.job_id))
         assert job is not None
@@ -180,7 +181,8 @@ class TaskRunner:
                 return
             stage_fn = self.registry.get(stage)
             if stage_fn is None:
-                await self._fail(task, "stage_unavailable", f"No engine is configured for the {stage} stage", stage)
+                await self._fail(task, ErrorCode.STAGE_UNAVAILABLE, f"No engine is configured for the {stage} stage",
+                                 stage)
                 return
             context = StageContext(task, job, stage, self.settings, db, self.storage, self.executor,
                                    self.engines, self.listener, pace=pace)
@@ -201,7 +203,7 @@ class TaskRunner:
                     stage = await self._current_stage(task)  # the stage's own work is redone or reused
                     continue
                 log.exception("task.stage_crashed", stage=stage)
-                await self._stage_failed(task, stage, "internal_error",
+                await self._stage_failed(task, stage, ErrorCode.INTERNAL_ERROR,
                                          f"The {stage} stage crashed: {type(exc).__name__}", True)
                 return
             outages = 0

@@ -9,26 +9,8 @@ import asyncpg
 import structlog
 
 from service import metrics
-from service.domain import WORK_STAGES, Stage
-from service.engines.protocols import Engines
 
 log = structlog.get_logger(__name__)
-
-
-def engine_of(engines: Engines | None, stage: str) -> str:
-    """The engine a stage runs on, as logs, events and metrics name it: `builtin` for the stages that are our own
-    code (mixing, exporting), `none` when no engines could be loaded."""
-    if stage not in WORK_STAGES:
-        return "none"
-    if stage in (Stage.MIXING, Stage.EXPORTING):
-        return "builtin"
-    if engines is None:
-        return "none"
-    if stage == Stage.STT:
-        return engines.transcriber.name
-    if stage == Stage.TRANSLATING:
-        return engines.translator.name
-    return engines.synthesizer.name
 
 
 def finished(stage: str, engine: str, seconds: float, figures: dict[str, Any], job: asyncpg.Record) -> dict[str, Any]:

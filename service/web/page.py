@@ -17,6 +17,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from service.domain import STAGE_ORDER, TERMINAL
 from service.settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -99,5 +100,7 @@ async def config(request: Request) -> Response:
         "uploads": {"max_bytes": settings.max_upload_bytes,
                     "accepted_types": list(settings.allowed_content_types)},
         "max_target_languages": settings.max_target_languages,
+        # The page ranks a language's stages by this order (never backwards) and stops at a terminal one.
+        "stages": {"order": [str(s) for s in STAGE_ORDER], "terminal": [str(s) for s in STAGE_ORDER if s in TERMINAL]},
     }
     return JSONResponse(body, headers={"Cache-Control": "no-cache"})

@@ -6,7 +6,7 @@ import re
 
 import asyncpg
 
-from service.domain import ArtifactKind, EventKind, JobStatus, Stage
+from service.domain import STAGE_ORDER, TERMINAL, ArtifactKind, EventKind, JobStatus, Stage
 from service.routes.openapi import components
 
 
@@ -32,6 +32,18 @@ async def test_check_constraints_equal_the_domain(database_url: str) -> None:
         assert await _allowed(conn, "task_events", "kind") == {k.value for k in EventKind}
     finally:
         await conn.close()
+
+
+async def test_stage_order_table_equals_the_domain(database_url: str) -> None:
+    """The ops views order stages by `stage_order`: it must hold every stage, in the domain's order."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT stage, terminal FROM stage_order ORDER BY position")
+    finally:
+        await conn.close()
+    assert [r["stage"] for r in rows] == [s.value for s in STAGE_ORDER]
+    assert {r["stage"] for r in rows if r["terminal"]} == {s.value for s in TERMINAL}
+    assert set(STAGE_ORDER) == set(Stage)
 
 
 def test_openapi_enums_equal_the_domain() -> None:

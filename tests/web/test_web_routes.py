@@ -16,6 +16,7 @@ import jwt
 import pytest
 
 from service.app import create_app
+from service.domain import STAGE_ORDER, TERMINAL
 from service.engines.protocols import Engines
 from service.routes import tickets
 from service.routes.auth import verify
@@ -112,6 +113,16 @@ async def test_config_tells_the_page_how_to_sign_in(tmp_path: Path) -> None:
     fixed = Settings(data_dir=tmp_path, jwt_secret=JWT_SECRET)
     async with asgi_client(fixed) as client:
         assert (await client.get("/config.json")).json()["mode"] == "token"
+
+
+async def test_config_serves_the_stage_order_of_the_domain(tmp_path: Path) -> None:
+    """The page ranks a language's stages by this list instead of a table of its own."""
+    async with asgi_client(Settings(data_dir=tmp_path, jwt_secret=JWT_SECRET)) as client:
+        stages = (await client.get("/config.json")).json()["stages"]
+    assert stages["order"] == [s.value for s in STAGE_ORDER]
+    assert set(stages["terminal"]) == {s.value for s in TERMINAL}
+    script = (STATIC_DIR / "js" / "job-view.js").read_text()
+    assert "stt: 1" not in script and "'translating'" not in script
 
 
 # -- local sign-in -----------------------------------------------------------------------------------

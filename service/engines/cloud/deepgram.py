@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from service.errors import EngineError, ProviderError
+from service.errors import EngineError, ErrorCode, ProviderError
 from service.providers.errors import engine_error, error_parser
 from service.providers.http import ProviderClient, RetryPolicy
 from service.settings import Settings
@@ -52,7 +52,7 @@ def make_client(settings: Settings, transport: httpx.AsyncBaseTransport | None =
     """
     key = settings.deepgram_api_key
     if not key:
-        raise EngineError("provider_auth", "DEEPGRAM_API_KEY is not set")
+        raise EngineError(ErrorCode.PROVIDER_AUTH, "DEEPGRAM_API_KEY is not set")
     limit = max(concurrency if concurrency is not None else settings.deepgram_stt_concurrency, 1)
     options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}  # else ProviderClient's default
     return ProviderClient(
@@ -91,7 +91,7 @@ async def check(client: ProviderClient) -> str:
         raise failure(exc, "check") from None
     projects = data.get("projects") if isinstance(data, dict) else None
     if not isinstance(projects, list):
-        raise EngineError("engine_failed", "Deepgram check: the projects answer has no projects list")
+        raise EngineError(ErrorCode.ENGINE_FAILED, "Deepgram check: the projects answer has no projects list")
     names = [str(p.get("name")) for p in projects if isinstance(p, dict) and p.get("name")]
     shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
     return f"deepgram: key accepted, {len(projects)} project(s)" + (f" ({shown})" if shown else "")

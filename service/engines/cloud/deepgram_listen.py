@@ -18,7 +18,7 @@ import aiofiles.os
 from service.engines.cloud.deepgram import PROVIDER, failure
 from service.engines.protocols import Usage, add_usage
 from service.engines.types import Segment, Transcript, Word
-from service.errors import EngineError, ProviderError
+from service.errors import EngineError, ErrorCode, ProviderError
 from service.languages import normalize
 from service.providers.bodies import FileBody
 from service.providers.http import ProviderClient
@@ -108,7 +108,7 @@ def parse_listen(data: Any, requested_language: str | None, model: str,
                  max_segment_seconds: float | None = MAX_SEGMENT_SECONDS) -> Transcript:
     """A `/v1/listen` answer as a Transcript: segments 0..n-1 in time order, empty for silence."""
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
-        raise EngineError("engine_failed", "Deepgram answered without results")
+        raise EngineError(ErrorCode.ENGINE_FAILED, "Deepgram answered without results")
     results: dict[str, Any] = data["results"]
     metadata: dict[str, Any] = data["metadata"] if isinstance(data.get("metadata"), dict) else {}
     channels = results.get("channels") if isinstance(results.get("channels"), list) else []
@@ -176,13 +176,13 @@ class DeepgramTranscriber:
             try:
                 size = await aiofiles.os.path.getsize(audio_path)
             except OSError:
-                raise EngineError("bad_input", f"audio file not found: {audio_path}") from None
+                raise EngineError(ErrorCode.BAD_INPUT, f"audio file not found: {audio_path}") from None
             if size == 0:
-                raise EngineError("bad_input", f"audio file is empty: {audio_path}")
+                raise EngineError(ErrorCode.BAD_INPUT, f"audio file is empty: {audio_path}")
             request["content"] = FileBody(audio_path)
             request["headers"] = {"Content-Type": audio_content_type(audio_path), "Content-Length": str(size)}
         else:
-            raise EngineError("bad_input", "Deepgram needs an audio file or an audio URL")
+            raise EngineError(ErrorCode.BAD_INPUT, "Deepgram needs an audio file or an audio URL")
         try:
             data = await self.client.json("POST", LISTEN, endpoint="listen", **request)
         except ProviderError as exc:

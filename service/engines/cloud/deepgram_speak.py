@@ -23,7 +23,7 @@ from service.audio import speech_clip
 from service.engines.cloud.deepgram import failure
 from service.engines.protocols import Usage, add_usage, check_synthesis_input
 from service.engines.types import SynthesizedClip
-from service.errors import EngineError, ProviderError
+from service.errors import EngineError, ErrorCode, ProviderError
 from service.languages import normalize
 from service.providers.http import ProviderClient
 from service.providers.redaction import redact
@@ -120,7 +120,7 @@ class DeepgramSynthesizer:
     def voice_for(self, language: str) -> str:
         voice = self.voices.get(self._key(language))
         if voice is None:
-            raise EngineError("unsupported_language", f"Deepgram Aura has no voice for {language!r}")
+            raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, f"Deepgram Aura has no voice for {language!r}")
         return voice
 
     def supports(self, language: str) -> bool:
@@ -191,10 +191,10 @@ class DeepgramSynthesizer:
                         size += len(chunk)
                         await handle.write(chunk)
         except httpx.HTTPError as exc:  # the connection broke while the audio was streaming
-            raise EngineError("provider_unavailable",
+            raise EngineError(ErrorCode.PROVIDER_UNAVAILABLE,
                               f"Deepgram synthesis: the audio stream broke off ({type(exc).__name__})") from None
         if size <= 44:  # a WAV header and nothing else
-            raise EngineError("provider_unavailable", f"Deepgram synthesis returned no audio ({size} bytes)")
+            raise EngineError(ErrorCode.PROVIDER_UNAVAILABLE, f"Deepgram synthesis returned no audio ({size} bytes)")
 
     async def _finish(self, parts: list[str], out_path: str, sample_rate: int) -> None:
         """Join the parts, trim the ends, write mono 16-bit PCM at `sample_rate`."""

@@ -22,7 +22,7 @@ import httpx
 import structlog
 
 from service.engines.protocols import Usage, add_usage
-from service.errors import EngineError, ProviderError
+from service.errors import BadAnswer, EngineError, ErrorCode, ProviderError
 from service.languages import normalize
 from service.providers.errors import engine_error, error_parser
 from service.providers.http import ProviderClient, RetryPolicy
@@ -38,7 +38,6 @@ ENDPOINT = "/chat/completions"
 DEFAULT_BATCH_CHARS = 5000
 DEFAULT_MAX_SEGMENTS = 50
 CONTEXT_LINES = 2  # earlier source lines sent along (not translated) so batches read as one text
-
 
 
 def _strict_object(properties: dict[str, Any]) -> dict[str, Any]:
@@ -83,11 +82,6 @@ use shorter words and phrasing, drop filler, keep the meaning and tone. No notes
 - Return only the new line in "text"."""
 
 
-class _BadAnswer(EngineError):
-    """An answer that cannot be used as it is: the batch is asked again, smaller; if a single segment's
-    answer stays unusable, it fails the stage with this code."""
-
-
 @dataclass(frozen=True, slots=True)
 class _Item:
     id: int  # the segment's position in the input
@@ -118,7 +112,7 @@ def make_client(settings: Settings, transport: httpx.AsyncBaseTransport | None =
     """The shared OpenAI client; create it once (lifespan) and `aclose()` it on shutdown."""
     key = settings.openai_api_key
     if not key:
-        raise EngineError("provider_auth", "OPENAI_API_KEY is not set")
+        raise EngineError(ErrorCode.PROVIDER_AUTH, "OPENAI_API_KEY is not set")
     return ProviderClient(
         name=PROVIDER,
         base_url=settings.openai_base_url.rstrip("/"),
@@ -139,51 +133,51 @@ def failure(exc: ProviderError, what: str = "translation") -> EngineError:
 
 
 def _message_of(data: Any, usage: Usage | None) -> Any:
-    """Count the tokens, then return the parsed JSON content of the first choice (or raise _BadAnswer)."""
+    """Count the tokens, then return the parsed JSON content of the first choice (or raise BadAnswer)."""
     if isinstance(data, dict) and isinstance(data.get("usage"), dict):
         counts = data["usage"]
         add_usage(usage, openai_prompt_tokens=float(counts.get("prompt_tokens") or 0),
                   openai_completion_tokens=float(counts.get("completion_tokens") or 0))
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        raise _BadAnswer("translation_malformed", "the answer has no choices")
+        raise BadAnswer(ErrorCode.TRANSLATION_MALFORMED, "the answer has no choices")
     choice = choices[0]
     message = choice.get("message")
     if not isinstance(message, dict):
-        raise _BadAnswer("translation_malformed", "the answer has no message")
+        raise BadAnswer(ErrorCode.TRANSLATION_MALFORMED, "the answer has no message")
     if message.get("refusal"):
-        raise _BadAnswer("translation_refused", f"the model refused: {str(message['refusal'])[:200]}")
+        raise BadAnswer(ErrorCode.TRANSLATION_REFUSED, f"the model refused: {str(message['refusal'])[:200]}")
     finish = choice.get("finish_reason")
     if finish == "content_filter":
-        raise _BadAnswer("translation_refused", "the output was withheld by the content filter")
+        raise BadAnswer(ErrorCode.TRANSLATION_REFUSED, "the output was withheld by the content filter")
     if finish == "length":
-        raise _BadAnswer("translation_truncated", "the output was cut at the token limit")
+        raise BadAnswer(ErrorCode.TRANSLATION_TRUNCATED, "the output was cut at the token limit")
     content = message.get("content")
     if not isinstance(content, str):
-        raise _BadAnswer("translation_malformed", "the answer has no text content")
+        raise BadAnswer(ErrorCode.TRANSLATION_MALFORMED, "the answer has no text content")
     try:
         return json.loads(content)
     except ValueError:
-        raise _BadAnswer("translation_malformed", "the content is not valid JSON") from None
+        raise BadAnswer(ErrorCode.TRANSLATION_MALFORMED, "the content is not valid JSON") from None
 
 
 def _aligned(parsed: Any, items: list[_Item]) -> dict[int, str]:
     segments = parsed.get("segments") if isinstance(parsed, dict) else None
     if not isinstance(segments, list):
-        raise _BadAnswer("translation_malformed", "the content has no segments list")
+        raise BadAnswer(ErrorCode.TRANSLATION_MALFORMED, "the content has no segments list")
     result: dict[int, str] = {}
     for entry in segments:
         if (not isinstance(entry, dict) or not isinstance(entry.get("id"), int) or isinstance(entry["id"], bool)
                 or not isinstance(entry.get("text"), str)):
-            raise _BadAnswer("translation_malformed", "a segment is not {id: integer, text: string}")
+            raise BadAnswer(ErrorCode.TRANSLATION_MALFORMED, "a segment is not {id: integer, text: string}")
         if entry["id"] in result:
-            raise _BadAnswer("translation_misaligned", f"segment id {entry['id']} came back twice")
+            raise BadAnswer(ErrorCode.TRANSLATION_MISALIGNED, f"segment id {entry['id']} came back twice")
         result[entry["id"]] = " ".join(entry["text"].split())
     wanted = {item.id for item in items}
     if len(segments) != len(items) or set(result) != wanted:
         missing = sorted(wanted - set(result))[:5]
         extra = sorted(set(result) - wanted)[:5]
-        raise _BadAnswer("translation_misaligned",
+        raise BadAnswer(ErrorCode.TRANSLATION_MISALIGNED,
                          f"{len(segments)} segments came back for {len(items)} (missing {missing}, unexpected {extra})")
     return result
 
@@ -247,10 +241,10 @@ class OpenAITranslator:
         groups: list[int] | None = None, usage: Usage | None = None,
     ) -> list[str]:
         if budgets is not None and len(budgets) != len(texts):
-            raise EngineError("bad_input", f"{len(budgets)} budgets for {len(texts)} segments")
+            raise EngineError(ErrorCode.BAD_INPUT, f"{len(budgets)} budgets for {len(texts)} segments")
         src, tgt = normalize(source), normalize(target)
         if src is None or tgt is None:
-            raise EngineError("unsupported_language", f"not an ISO 639-1 language pair: {source}->{target}")
+            raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, f"not an ISO 639-1 language pair: {source}->{target}")
         clean = [" ".join(t.split()) for t in texts]
         result = [""] * len(texts)  # empty segments stay empty without being sent
         if src == tgt:
@@ -276,7 +270,7 @@ class OpenAITranslator:
         """Translate one batch; an unusable answer is asked again in halves, down to single segments."""
         try:
             return await self._request(call, items)
-        except _BadAnswer as bad:
+        except BadAnswer as bad:
             if len(items) == 1:
                 raise EngineError(bad.code, f"segment {items[0].id}: {bad.message}") from None
             half = len(items) // 2
@@ -334,10 +328,10 @@ class OpenAITranslator:
         body = self._body(SHORTEN_PROMPT.format(source=src, target=tgt), user, "dub_shorter_line", SHORTEN_SCHEMA)
         try:
             parsed = _message_of(await self._complete(body, "shortening"), usage)
-        except _BadAnswer as bad:
+        except BadAnswer as bad:
             raise EngineError(bad.code, f"shortening: {bad.message}") from None
         if not isinstance(parsed, dict) or not isinstance(parsed.get("text"), str):
-            raise EngineError("translation_malformed", "shortening: the content is not {text: string}")
+            raise EngineError(ErrorCode.TRANSLATION_MALFORMED, "shortening: the content is not {text: string}")
         return " ".join(parsed["text"].split())
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from service.engines import process
 from service.engines.protocols import UNTRANSLATED_WORDS, Usage, add_usage
-from service.errors import EngineError
+from service.errors import EngineError, ErrorCode
 
 DEFAULT_MODES_DIR = "/usr/share/apertium/modes"
 
@@ -123,7 +123,7 @@ def decode_batch(output: str, originals: list[str], runs: list[list[int]] | None
     runs = runs if runs is not None else [[i] for i in range(len(originals))]
     paragraphs = _PARA_RE.findall(output)
     if len(paragraphs) != len(runs):
-        raise EngineError("engine_failed", f"apertium returned {len(paragraphs)} segments for {len(runs)}")
+        raise EngineError(ErrorCode.ENGINE_FAILED, f"apertium returned {len(paragraphs)} segments for {len(runs)}")
     result: dict[int, str] = {}
     for run, paragraph in zip(runs, paragraphs, strict=True):
         parts = _BREAK_RE.split(paragraph)
@@ -188,7 +188,7 @@ class ApertiumTranslator:
     def mode_for(self, source: str, target: str) -> str:
         mode = discover_modes(self._modes_dir).get((iso1(source), iso1(target)))
         if mode is None:
-            raise EngineError("unsupported_language", f"no Apertium pair installed for {source}->{target}")
+            raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, f"no Apertium pair installed for {source}->{target}")
         return mode
 
     async def translate(

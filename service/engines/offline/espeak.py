@@ -19,7 +19,7 @@ from service.engines import process
 from service.engines.offline import espeak_lib
 from service.engines.protocols import Usage, check_synthesis_input
 from service.engines.types import SynthesizedClip
-from service.errors import EngineError
+from service.errors import EngineError, ErrorCode
 from service.workpool import cpu_pool
 
 BASE_WPM = 175
@@ -57,9 +57,9 @@ def list_voices(binary: str = "espeak-ng") -> frozenset[str]:
     try:
         out = subprocess.run([binary, "--voices"], capture_output=True, text=True, check=True, timeout=30).stdout
     except FileNotFoundError as exc:
-        raise EngineError("engine_missing", f"{binary} is not installed") from exc
+        raise EngineError(ErrorCode.ENGINE_MISSING, f"{binary} is not installed") from exc
     except (subprocess.SubprocessError, OSError) as exc:
-        raise EngineError("engine_failed", f"{binary} --voices failed: {exc}") from exc
+        raise EngineError(ErrorCode.ENGINE_FAILED, f"{binary} --voices failed: {exc}") from exc
     names: set[str] = set()
     for line in out.splitlines()[1:]:
         cols = line.split()
@@ -136,12 +136,9 @@ class EspeakSynthesizer:
                 spoken.encode("utf-8"),
                 self._timeout,
             )
-            await process.run(
-                ffmpeg.command("-loglevel", "error", "-i", raw, "-af", ffmpeg.TRIM_SILENCE, "-ac", "1",
-                               "-ar", str(sample_rate), "-c:a", "pcm_s16le", out_path),
-                None,
-                self._timeout,
-            )
+            with ffmpeg.atomic_output(out_path) as tmp:
+                await ffmpeg.run_async(["-i", raw, "-af", ffmpeg.TRIM_SILENCE, "-ac", "1", "-ar", str(sample_rate),
+                                        "-c:a", "pcm_s16le", "-f", "wav", tmp], time_limit=self._timeout)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(raw)

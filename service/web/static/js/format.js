@@ -37,7 +37,15 @@ export const STATUS_LABELS = {
   cancelled: 'Cancelled',
 };
 
-export const TERMINAL_STAGES = new Set(['complete', 'failed', 'cancelled']);
+// The stages' order comes from the service (`/config.json` "stages"), set once by `useStages` before any view:
+// a stage's rank (the terminal ones rank alike, after all others) and the set of terminal stages.
+export const STAGE_RANK = {};
+export const TERMINAL_STAGES = new Set();
+
+export function useStages({ order, terminal }) {
+  for (const stage of terminal) TERMINAL_STAGES.add(stage);
+  order.forEach((stage, i) => { STAGE_RANK[stage] = TERMINAL_STAGES.has(stage) ? order.length : i; });
+}
 export const TERMINAL_STATUSES = new Set(['complete', 'partial', 'failed', 'cancelled']);
 
 export function bytes(n) {

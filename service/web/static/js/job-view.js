@@ -4,14 +4,11 @@
 import { api, ApiError } from './api.js';
 import { clear, h, icon } from './dom.js';
 import {
-  bytes, duration, languageList, languageName, percent, signed, STAGE_LABELS, STATUS_LABELS, TERMINAL_STAGES,
-  TERMINAL_STATUSES, when,
+  bytes, duration, languageList, languageName, percent, signed, STAGE_LABELS, STAGE_RANK, STATUS_LABELS,
+  TERMINAL_STAGES, TERMINAL_STATUSES, when,
 } from './format.js';
 import { Player } from './player.js';
 import { JobStream } from './stream.js';
-
-const STAGE_RANK = { queued: 0, stt: 1, translating: 2, dubbing: 3, mixing: 4, exporting: 5, complete: 9, failed: 9,
-  cancelled: 9 };
 
 const ARTIFACT_LABELS = {
   master_web: 'Dubbed mix',
