@@ -47,7 +47,7 @@ from service.db.listener import Listener
 from service.domain import WORK_STAGES
 from service.logs import configure as configure_logs
 from service.settings import Settings
-from service.stages.context import StageContext, StageFn
+from service.stages.context import StageContext, StageFn, StageServices
 from service.storage.local import LocalStorage
 from service.supervisor.supervisor import Supervisor
 from tests.support import JWT_SECRET, database_name, fresh_database, scratch_database, with_database
@@ -132,7 +132,7 @@ async def run_ours(template: str, n_tasks: int, languages: list[str], config: Ou
             try:
                 await listener.start()
                 storage = LocalStorage(settings.storage_dir, settings.storage_bucket, "http://x", settings.jwt_secret)
-                supervisor = Supervisor(settings, db, listener, noop_registry(), storage, executor)
+                supervisor = Supervisor(StageServices(settings, db, listener, storage, executor, None), noop_registry())
                 cpu_before = time.process_time()
                 started = time.monotonic()
                 await supervisor.start()

@@ -522,7 +522,7 @@ class CpuMeter:
 
 
 async def cpu_meter(svc: Any, database_url: str) -> CpuMeter:
-    executor = svc.app.state.executor
+    executor = svc.services.executor
     workers = list(getattr(executor, "_processes", {}) or {})
     name = database_name(database_url)
     rows = await svc.pool.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)

@@ -42,9 +42,9 @@ from _lib.servers import auth, serving
 from service.db import connection, jobs
 from service.db.database import Database
 from service.db.jobs import InputObject, NewJob
-from service.queue.backends import open_dispatch
 from service.queue.redis_queue import RedisQueue
 from service.settings import Settings
+from service.wiring.backends import open_dispatch
 from tests.support import scratch_database
 from tests.support.redis import clear_namespace, new_namespace, redis_url
 

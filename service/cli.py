@@ -15,8 +15,9 @@ def _serve(settings: Settings) -> int:
 
     from service.app import create_app
     from service.logs import configure
-    from service.queue import roles
     from service.server import DrainingServer
+    from service.wiring import roles
+    from service.wiring.drain import request_drain
 
     configure(settings.log_format, settings.log_level)
     if problem := roles.problem(settings):
@@ -25,7 +26,7 @@ def _serve(settings: Settings) -> int:
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", lifespan="on",
                             timeout_graceful_shutdown=int(settings.shutdown_drain_seconds) + 5)
-    DrainingServer(config, on_exit=lambda: getattr(app.state, "request_drain", lambda: None)()).run()
+    DrainingServer(config, on_exit=lambda: request_drain(app)).run()
     return 0
 
 

@@ -10,7 +10,8 @@ import shutil
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+
+import httpx
 
 from service.db import connection, migrations
 from service.db.connection import masked_url
@@ -60,7 +61,8 @@ def _binary(name: str) -> Callable[[], Awaitable[str]]:
     return check
 
 
-async def diagnose(settings: Settings, transport: Any = None) -> tuple[list[str], list[Check]]:
+async def diagnose(settings: Settings,
+                   transport: httpx.AsyncBaseTransport | None = None) -> tuple[list[str], list[Check]]:
     """The configuration lines and the checks; the caller prints them."""
     where = masked_url(settings.database_url) if settings.database_url else f"embedded in {settings.embedded_db_dir}"
     lines = [
@@ -93,7 +95,7 @@ async def diagnose(settings: Settings, transport: Any = None) -> tuple[list[str]
             finally:
                 await storage_client.aclose()
         if settings.supabase_url:
-            from service.app import make_verifier
+            from service.wiring.lifespan import make_verifier
 
             verifier = make_verifier(settings, transport)
             assert verifier.jwks is not None

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import asyncpg
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -152,27 +151,28 @@ async def watching_event_loop(interval: float = 0.25) -> AsyncIterator[None]:
             await watcher
 
 
-async def scrape(pool: asyncpg.Pool, open_streams: int, pool_workers: int, pool_calls: int) -> bytes:
-    """The exposition text: the scrape-time gauges are read first (the database's with a short timeout, so a
-    database outage shows as `dubbing_database_up 0` rather than a failed scrape)."""
-    from service.db import ops
-
-    try:
-        snapshot = await asyncio.wait_for(ops.snapshot(pool), timeout=5.0)
-    except Exception:
+def database_read(stages: list[tuple[str, int, int, float]] | None, stalled: int = 0,
+                  last_retention_success: float | None = None) -> None:
+    """The scrape-time gauges from the database: per stage (stage, tasks, claimable, oldest claimable age);
+    `stages` None when the database did not answer (`dubbing_database_up 0` rather than a failed scrape)."""
+    if stages is None:
         DATABASE_UP.set(0)
-    else:
-        DATABASE_UP.set(1)
-        for stage in snapshot.stages:
-            TASKS.labels(stage.stage).set(stage.tasks)
-            QUEUE_CLAIMABLE.labels(stage.stage).set(stage.claimable)
-            QUEUE_OLDEST.labels(stage.stage).set(stage.oldest_claimable_age_seconds)
-        TASKS_STALLED.set(snapshot.stalled)
-        RETENTION_LAST_SUCCESS.set(snapshot.last_retention_success or 0)
+        return
+    DATABASE_UP.set(1)
+    for stage, tasks, claimable, oldest in stages:
+        TASKS.labels(stage).set(tasks)
+        QUEUE_CLAIMABLE.labels(stage).set(claimable)
+        QUEUE_OLDEST.labels(stage).set(oldest)
+    TASKS_STALLED.set(stalled)
+    RETENTION_LAST_SUCCESS.set(last_retention_success or 0)
+
+
+def exposition(open_streams: int, pool_workers: int, pool_calls: int, db_open: int, db_in_use: int) -> bytes:
+    """The exposition text, after the scrape-time gauges of this process."""
     SSE_STREAMS.set(open_streams)
     POOL_WORKERS.set(pool_workers)
     POOL_IN_FLIGHT.set(pool_calls)
     POOL_QUEUE.set(max(0, pool_calls - pool_workers))
-    DB_POOL_OPEN.set(pool.get_size())
-    DB_POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
+    DB_POOL_OPEN.set(db_open)
+    DB_POOL_IN_USE.set(db_in_use)
     return generate_latest(REGISTRY)

@@ -37,7 +37,7 @@ async def finish_job(pool: asyncpg.Pool, job_id: str, hours_ago: float, stage: s
 
 async def add_artifact(svc: Service, job_id: str, user: str, name: str, expired: bool, source: Path) -> str:
     path = f"{user}/jobs/{job_id}/source/{name}"
-    await svc.app.state.storage.write_file(path, str(source), "application/x-subrip")
+    await svc.services.storage.write_file(path, str(source), "application/x-subrip")
     kind = {"a.srt": "transcript_srt", "b.vtt": "transcript_vtt", "c.json": "transcript_json"}[name]
     await artifacts.record(svc.pool, NewArtifact(uuid.UUID(job_id), None, None, kind, path, "0" * 64,
                                                  source.stat().st_size, "application/x-subrip"), timedelta(hours=48))
@@ -50,7 +50,7 @@ async def add_artifact(svc: Service, job_id: str, user: str, name: str, expired:
 async def test_expired_artifacts_are_deleted_and_marked(settings: Settings, tmp_path: Path) -> None:
     async with running_service(settings, run_supervisor=False) as svc:
         job = (await svc.create_job("rita", ["es"])).json()
-        storage = svc.app.state.storage
+        storage = svc.services.storage
         source = tmp_path / "file.srt"
         source.write_text("1\n00:00:00,000 --> 00:00:01,000\nhola\n")
         kept_path = await add_artifact(svc, job["id"], "rita", "a.srt", False, source)
@@ -70,7 +70,7 @@ async def test_expired_artifacts_are_deleted_and_marked(settings: Settings, tmp_
 
 async def test_inputs_go_input_ttl_after_the_job_finished_and_the_job_stays(settings: Settings) -> None:
     async with running_service(settings, run_supervisor=False) as svc:
-        storage = svc.app.state.storage
+        storage = svc.services.storage
         old = (await svc.create_job("sam", ["es"])).json()  # finished 49 h ago: its inputs go
         recent = (await svc.create_job("sam", ["es"])).json()  # finished an hour ago: kept
         running = (await svc.create_job("sam", ["es", "fr"])).json()  # not finished: kept
@@ -118,7 +118,7 @@ async def test_inputs_go_input_ttl_after_the_job_finished_and_the_job_stays(sett
 
 async def test_uploads_no_job_used_go_after_upload_ttl(settings: Settings) -> None:
     async with running_service(settings, run_supervisor=False) as svc:
-        storage = svc.app.state.storage
+        storage = svc.services.storage
         stale = await svc.upload("tom", wav_bytes())
         fresh = await svc.upload("tom", wav_bytes())
         used_job = (await svc.create_job("tom", ["es"])).json()
@@ -155,7 +155,7 @@ async def test_scratch_of_jobs_that_are_over_goes_and_of_running_ones_stays(sett
         (settings.scratch_dir / "downloads").mkdir()  # not a job's: never touched
         assert (await svc.client.post(f"/v1/jobs/{cancelled['id']}/cancel", headers=svc.auth("una"))).status_code == 200
 
-        report = await retention.run(svc.pool, svc.app.state.storage, settings)
+        report = await retention.run(svc.pool, svc.services.storage, settings)
         assert (report.scratch_dirs, report.scratch_bytes) == (1, 1000)
         assert not (settings.scratch_dir / cancelled["id"]).exists()
         assert (settings.scratch_dir / running["id"] / "es" / "clip.wav").exists()
@@ -165,7 +165,7 @@ async def test_scratch_of_jobs_that_are_over_goes_and_of_running_ones_stays(sett
 async def test_two_runs_at_once_share_the_work_and_do_nothing_twice(settings: Settings, tmp_path: Path) -> None:
     count = 1100  # more than two batches of retention.BATCH
     async with running_service(settings, run_supervisor=False) as svc:
-        storage = svc.app.state.storage
+        storage = svc.services.storage
         job = (await svc.create_job("vic", ["es"])).json()
         source = tmp_path / "a.bin"
         source.write_bytes(b"z" * 10)
@@ -199,7 +199,7 @@ def run_cli(settings: Settings, *args: str) -> str:
 
 async def test_dry_run_through_the_cli_counts_and_deletes_nothing(settings: Settings, tmp_path: Path) -> None:
     async with running_service(settings, run_supervisor=False) as svc:
-        storage = svc.app.state.storage
+        storage = svc.services.storage
         job = (await svc.create_job("wes", ["es"])).json()
         source = tmp_path / "file.srt"
         source.write_bytes(b"1" * 2048)
@@ -256,14 +256,14 @@ async def test_the_service_runs_retention_on_schedule_and_one_process_wins(
     scheduled = settings.with_overrides(retention_interval_minutes=60)
     async with running_service(scheduled, run_supervisor=False) as one, \
             running_service(scheduled, run_supervisor=False) as two:
-        schedules: list[Any] = [one.app.state.retention, two.app.state.retention]
+        schedules: list[Any] = [one.services.retention, two.services.retention]
         for schedule in schedules:  # each process looks once at start-up
             await asyncio.wait_for(schedule.checked.wait(), 60)
         assert sum(s.runs for s in schedules) == 1
         runs = await one.pool.fetch("SELECT * FROM ops.retention_runs")
         assert [(r["trigger"], r["error"]) for r in runs] == [("schedule", None)]
         assert runs[0]["report"]["artifacts"] == 1 and runs[0]["finished_at"] is not None
-        assert await one.app.state.storage.stat(path) is None
+        assert await one.services.storage.stat(path) is None
         # Looking again within the interval runs nothing: a run started less than an hour ago.
         assert await schedules[1].check() is None and await schedules[0].check() is None
         assert await one.pool.fetchval("SELECT count(*) FROM retention_runs") == 1

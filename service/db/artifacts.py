@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -28,21 +28,47 @@ _COLUMNS = """id, job_id, task_id, target_language, kind, object_path, sha256, s
     created_at, expires_at"""
 
 
-def to_json(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "kind": row["kind"],
-        "target_language": row["target_language"],
-        "object_path": row["object_path"],
-        "content_type": row["content_type"],
-        "size_bytes": row["size_bytes"],
-        "sha256": row["sha256"],
-        "created_at": row["created_at"].isoformat(),
-        "expires_at": row["expires_at"].isoformat(),
-    }
+@dataclass(frozen=True)
+class StoredArtifact:
+    """An artifact row: what a job produced and until when it is kept."""
+
+    id: UUID
+    job_id: UUID
+    task_id: UUID | None
+    target_language: str | None
+    kind: str
+    object_path: str
+    sha256: str
+    size_bytes: int
+    content_type: str
+    created_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> StoredArtifact:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+    @property
+    def name(self) -> str:
+        """The file's name: the last part of its object path."""
+        return self.object_path.rsplit("/", 1)[-1]
+
+    def to_json(self) -> dict[str, Any]:
+        """As the API lists it (`Artifact` in routes/models.py)."""
+        return {
+            "id": str(self.id),
+            "kind": self.kind,
+            "target_language": self.target_language,
+            "object_path": self.object_path,
+            "content_type": self.content_type,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "created_at": self.created_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+        }
 
 
-async def record(conn: asyncpg.Connection | asyncpg.Pool, artifact: NewArtifact, ttl: timedelta) -> dict[str, Any]:
+async def record(conn: asyncpg.Connection | asyncpg.Pool, artifact: NewArtifact, ttl: timedelta) -> StoredArtifact:
     """Insert or replace (a retried stage re-uploads) the artifact row."""
     row = await conn.fetchrow(
         f"""INSERT INTO artifacts (job_id, task_id, target_language, kind, object_path, sha256, size_bytes,
@@ -64,15 +90,15 @@ async def record(conn: asyncpg.Connection | asyncpg.Pool, artifact: NewArtifact,
         ttl,
     )
     assert row is not None
-    return to_json(row)
+    return StoredArtifact.from_row(row)
 
 
-async def job_level(conn: asyncpg.Connection | asyncpg.Pool, job_id: UUID) -> list[dict[str, Any]]:
+async def job_level(conn: asyncpg.Connection | asyncpg.Pool, job_id: UUID) -> list[StoredArtifact]:
     """The job's own live artifacts (its transcript), as the manifest lists them."""
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM artifacts WHERE job_id = $1 AND task_id IS NULL AND deleted_at IS NULL", job_id
     )
-    return [to_json(r) for r in rows]
+    return [StoredArtifact.from_row(r) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -116,7 +142,7 @@ async def due(pool: asyncpg.Pool) -> tuple[int, int]:
     return int(row["n"]), int(row["bytes"])
 
 
-async def for_job(conn: asyncpg.Connection | asyncpg.Pool, job_id: UUID) -> list[dict[str, Any]]:
+async def for_job(conn: asyncpg.Connection | asyncpg.Pool, job_id: UUID) -> list[StoredArtifact]:
     """The job's live artifacts (not yet removed by retention)."""
     rows = await conn.fetch(
         f"""SELECT {_COLUMNS} FROM artifacts
@@ -124,4 +150,4 @@ async def for_job(conn: asyncpg.Connection | asyncpg.Pool, job_id: UUID) -> list
             ORDER BY target_language NULLS FIRST, kind""",
         job_id,
     )
-    return [to_json(r) for r in rows]
+    return [StoredArtifact.from_row(r) for r in rows]

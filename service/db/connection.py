@@ -121,7 +121,7 @@ async def connect(url: str) -> asyncpg.Connection:
 # Failures of the database itself, not of the work: a connection cut or refused, the server shutting
 # down or out of connections, a serialization conflict or deadlock to retry. The work that met one
 # waits for the database and goes on; it is never counted as the task's own failure. A request that meets one
-# is answered 503 (`api/routes.handle_database_outage`).
+# is answered 503 (`routes/table.handle_database_outage`).
 OUTAGES: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # 08xxx, including "connection does not exist"
     asyncpg.exceptions.OperatorInterventionError,  # 57xxx: terminated backend, shutdown, cannot connect now

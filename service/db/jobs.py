@@ -164,41 +164,79 @@ async def owned(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> bool:
     )
 
 
-async def fetch_row(pool: asyncpg.Pool | asyncpg.Connection, job_id: UUID) -> asyncpg.Record | None:
-    """A job by id, for the supervisor (which works on behalf of every owner)."""
-    return await pool.fetchrow(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1", job_id)
+@dataclass(frozen=True)
+class StoredJob:
+    """A job as its row holds it: whose it is, where it stands, and the inputs it was made from."""
 
+    id: UUID
+    owner_id: str
+    status: str
+    source_language: str
+    created_at: datetime
+    updated_at: datetime
+    voice: InputObject
+    background: InputObject | None
+    inputs_deleted_at: datetime | None  # when retention (or the owner) removed the input objects
 
-def _inputs(row: asyncpg.Record) -> dict[str, Any]:
-    """The job's inputs as recorded; `deleted_at` says when retention (or the owner) removed the objects."""
-    deleted_at = row["inputs_deleted_at"].isoformat() if row["inputs_deleted_at"] else None
+    def input(self, kind: str) -> InputObject:
+        """The `voice` or `background` input; ValueError for a job made without that one."""
+        found = {"voice": self.voice, "background": self.background}[kind]
+        if found is None:
+            raise ValueError(f"the job has no {kind} input")
+        return found
 
-    def one(prefix: str) -> dict[str, Any] | None:
-        if row[f"{prefix}_path"] is None:
+    def to_json(self) -> dict[str, Any]:
+        """The job's summary as the API shows it (`Job` in routes/models.py, without tasks and artifacts)."""
+        return {"id": str(self.id), "status": self.status, "source_language": self.source_language,
+                "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
+                "inputs": {"voice": self._input_json(self.voice), "background": self._input_json(self.background)}}
+
+    def _input_json(self, stored: InputObject | None) -> dict[str, Any] | None:
+        if stored is None:
             return None
-        return {**InputObject(
-            object_path=row[f"{prefix}_path"],
-            content_type=row[f"{prefix}_content_type"],
-            size_bytes=row[f"{prefix}_size_bytes"],
-            sha256=row[f"{prefix}_sha256"],
-            duration_seconds=row[f"{prefix}_duration_seconds"],
-        ).to_json(), "deleted_at": deleted_at}
-
-    return {"voice": one("voice"), "background": one("background")}
+        deleted_at = self.inputs_deleted_at.isoformat() if self.inputs_deleted_at else None
+        return {**stored.to_json(), "deleted_at": deleted_at}
 
 
-def _summary(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "status": row["status"],
-        "source_language": row["source_language"],
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-        "inputs": _inputs(row),
-    }
+def _input_of(row: asyncpg.Record, prefix: str) -> InputObject | None:
+    if row[f"{prefix}_path"] is None:
+        return None
+    return InputObject(object_path=row[f"{prefix}_path"], content_type=row[f"{prefix}_content_type"],
+                       size_bytes=row[f"{prefix}_size_bytes"], sha256=row[f"{prefix}_sha256"],
+                       duration_seconds=float(row[f"{prefix}_duration_seconds"]))
 
 
-async def representation(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> dict[str, Any] | None:
+def _stored_job(row: asyncpg.Record) -> StoredJob:
+    voice = _input_of(row, "voice")
+    assert voice is not None  # the column is NOT NULL
+    return StoredJob(id=row["id"], owner_id=row["owner_id"], status=row["status"],
+                     source_language=row["source_language"], created_at=row["created_at"],
+                     updated_at=row["updated_at"], voice=voice, background=_input_of(row, "background"),
+                     inputs_deleted_at=row["inputs_deleted_at"])
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job with its tasks and (when read one by one) its artifacts: what `/v1/jobs` answers."""
+
+    job: StoredJob
+    tasks: list[tasks.TaskView]
+    artifacts: list[artifacts.StoredArtifact] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        shown = {**self.job.to_json(), "tasks": [t.to_json() for t in self.tasks]}
+        if self.artifacts is not None:
+            shown["artifacts"] = [a.to_json() for a in self.artifacts]
+        return shown
+
+
+async def by_id(pool: asyncpg.Pool | asyncpg.Connection, job_id: UUID) -> StoredJob | None:
+    """A job by id, for the supervisor (which works on behalf of every owner)."""
+    row = await pool.fetchrow(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = $1", job_id)
+    return None if row is None else _stored_job(row)
+
+
+async def representation(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> JobView | None:
     """The job as the API shows it: inputs, tasks and artifacts."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         row = await conn.fetchrow(
@@ -207,11 +245,7 @@ async def representation(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> dic
         )
         if row is None:
             return None
-        return {
-            **_summary(row),
-            "tasks": await tasks.for_job(conn, job_id),
-            "artifacts": await artifacts.for_job(conn, job_id),
-        }
+        return JobView(_stored_job(row), await tasks.for_job(conn, job_id), await artifacts.for_job(conn, job_id))
 
 
 def encode_cursor(created_at: datetime, job_id: UUID) -> str:
@@ -228,7 +262,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
 
 async def list_for_owner(
     pool: asyncpg.Pool, owner_id: str, limit: int, cursor: str | None
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[JobView], str | None]:
     """The owner's jobs, newest first, keyset-paginated on (created_at, id)."""
     if cursor:
         created, last_id = decode_cursor(cursor)
@@ -255,10 +289,10 @@ async def list_for_owner(
            FROM language_tasks WHERE job_id = ANY($1::uuid[]) ORDER BY target_language""",
         job_ids,
     )
-    by_job: dict[UUID, list[dict[str, Any]]] = {}
+    by_job: dict[UUID, list[tasks.TaskView]] = {}
     for t in task_rows:
-        by_job.setdefault(t["job_id"], []).append(tasks.to_json(t))
-    result = [{**_summary(r), "tasks": by_job.get(r["id"], [])} for r in page]
+        by_job.setdefault(t["job_id"], []).append(tasks.TaskView.from_row(t))
+    result = [JobView(_stored_job(r), by_job.get(r["id"], [])) for r in page]
     next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if len(rows) > limit else None
     return result, next_cursor
 

@@ -9,6 +9,7 @@ stalled, or the task was cancelled) changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -263,22 +264,41 @@ PUBLIC_COLUMNS = """id, target_language, stage, progress, attempts, error_code, 
     started_at, finished_at, usage"""
 
 
-def to_json(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": str(row["id"]),
-        "target_language": row["target_language"],
-        "stage": row["stage"],
-        "progress": round(float(row["progress"]), 4),
-        "attempts": row["attempts"],
-        "error": {"code": row["error_code"], "message": row["error_message"]} if row["error_code"] else None,
-        "started_at": row["started_at"].isoformat() if row["started_at"] else None,
-        "finished_at": row["finished_at"].isoformat() if row["finished_at"] else None,
-        "usage": row["usage"],
-    }
+@dataclass(frozen=True)
+class TaskView:
+    """One language's task as the API shows it (`Task` in routes/models.py)."""
+
+    id: UUID
+    target_language: str
+    stage: str
+    progress: float
+    attempts: int
+    error_code: str | None
+    error_message: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    usage: dict[str, float]
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> TaskView:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "target_language": self.target_language,
+            "stage": self.stage,
+            "progress": round(float(self.progress), 4),
+            "attempts": self.attempts,
+            "error": {"code": self.error_code, "message": self.error_message} if self.error_code else None,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "usage": self.usage,
+        }
 
 
-async def for_job(conn: asyncpg.Connection | asyncpg.Pool, job_id: UUID) -> list[dict[str, Any]]:
+async def for_job(conn: asyncpg.Connection | asyncpg.Pool, job_id: UUID) -> list[TaskView]:
     rows = await conn.fetch(
         f"SELECT {PUBLIC_COLUMNS} FROM language_tasks WHERE job_id = $1 ORDER BY target_language", job_id
     )
-    return [to_json(r) for r in rows]
+    return [TaskView.from_row(r) for r in rows]

@@ -7,6 +7,9 @@ from collections.abc import Callable
 from service.engines.offline.apertium import iso1
 from service.engines.protocols import Engines
 
+LanguageCheck = Callable[[str, list[str]], str | None]
+"""None when a job from the source into the targets can be dubbed, else the reason, in words for the caller."""
+
 
 def supported_targets(engines: Engines, source: str) -> set[str]:
     """Targets reachable from `source`: the translator has the pair and a voice exists."""
@@ -19,7 +22,7 @@ def can_transcribe(engines: Engines, source: str) -> bool:
     return not engines.transcriber.model.endswith(".en") or source in ("en", "auto")
 
 
-def language_check(engines: Engines) -> Callable[[str, list[str]], str | None]:
+def language_check(engines: Engines) -> LanguageCheck:
     """A check for the API: None when the job's languages can be dubbed, else the reason."""
 
     def check(source: str, targets: list[str]) -> str | None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+
+import httpx
 
 from service.engines.protocols import Engines
 from service.providers.http import ProviderClient
@@ -26,7 +27,7 @@ class ProviderClients:
                 await client.aclose()
 
 
-def open_clients(settings: Settings, transport: Any = None) -> ProviderClients:
+def open_clients(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> ProviderClients:
     clients = ProviderClients()
     if settings.deepgram_api_key:
         from service.engines.cloud import deepgram

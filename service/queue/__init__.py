@@ -1,3 +1,3 @@
-"""Scale-out: which part of the service a process runs (`roles`), and how work reaches the processes that
-run stages (`backends`): PostgreSQL alone (the in-process supervisor claims with SKIP LOCKED), or Dramatiq
-messages on Redis (`redis_queue`, `dispatcher`, `service.supervisor.dramatiq_worker`)."""
+"""The Redis transport of QUEUE_BACKEND=dramatiq: Dramatiq's broker used from our event loop (`redis_queue`), and
+the sends that keep one message out per task that needs one (`dispatcher`). Which backend a process uses, and
+what runs the messages, is wired in `service.wiring`."""

@@ -22,6 +22,7 @@ from starlette.requests import Request
 
 from service.errors import ApiError, ErrorCode, ProviderError
 from service.providers.http import ProviderClient
+from service.routes.services import services
 
 log = structlog.get_logger(__name__)
 
@@ -174,8 +175,8 @@ def bearer_token(request: Request) -> str:
 
 async def current_user(request: Request) -> User:
     """The caller of a `/v1` route; raises 401 otherwise."""
-    verifier: TokenVerifier = request.app.state.verifier
-    user = await verifier.verify(bearer_token(request))
+    token = bearer_token(request)  # first: a request without one is answered 401 before anything is read
+    user = await services(request).verifier.verify(token)
     request.state.user = user
     structlog.contextvars.bind_contextvars(user_id=user.id)
     return user

@@ -18,14 +18,14 @@ from starlette.responses import Response, StreamingResponse
 
 from service.db import events, jobs
 from service.db.events import Event
-from service.db.listener import END, RESYNC, Listener
+from service.db.listener import END, RESYNC
 from service.errors import ApiError, ErrorCode
 from service.routes import tickets
 from service.routes.auth import bearer_token, current_user
 from service.routes.errors import bad_request, not_found
 from service.routes.models import StreamTicket, respond
 from service.routes.requests import path_uuid
-from service.settings import Settings
+from service.routes.services import services
 
 _MAX_SEQ = 2**63 - 1  # task_events.seq is a bigint
 
@@ -48,9 +48,8 @@ def _last_event_id(request: Request) -> int:
 
 
 async def _stream(request: Request, job_id_text: str, after: int) -> AsyncIterator[str]:
-    listener: Listener = request.app.state.listener
-    pool = request.app.state.pool
-    keepalive = request.app.state.settings.sse_keepalive_seconds
+    svc = services(request)
+    listener, pool, keepalive = svc.listener, svc.db.pool, svc.settings.sse_keepalive_seconds
     job_id = path_uuid(request)
     subscription = listener.subscribe(job_id_text)
     last = after
@@ -92,9 +91,10 @@ async def job_events(request: Request) -> Response:
     user = await current_user(request)
     job_id = path_uuid(request)
     after = _last_event_id(request)
-    if not await jobs.owned(request.app.state.pool, user.id, job_id):
+    svc = services(request)
+    if not await jobs.owned(svc.db.pool, user.id, job_id):
         raise not_found("Job not found")
-    if request.app.state.listener.ending:
+    if svc.listener.ending:
         raise ApiError(503, ErrorCode.SHUTTING_DOWN, "The server is restarting; try again in a moment",
                        retryable=True)
     return StreamingResponse(
@@ -118,9 +118,10 @@ def _token_expiry(token: str) -> float | None:
 
 async def events_ticket(request: Request) -> Response:
     user = await current_user(request)
-    settings: Settings = request.app.state.settings
+    svc = services(request)
+    settings = svc.settings
     job_id = path_uuid(request)
-    if not await jobs.owned(request.app.state.pool, user.id, job_id):
+    if not await jobs.owned(svc.db.pool, user.id, job_id):
         raise not_found("Job not found")
     ticket = tickets.issue(settings, user.id, job_id, not_after=_token_expiry(bearer_token(request)))
     path = f"/v1/jobs/{job_id}/events/stream?ticket={ticket.token}"
@@ -130,12 +131,13 @@ async def events_ticket(request: Request) -> Response:
 
 async def events_stream(request: Request) -> Response:
     """The same stream as `GET /v1/jobs/{id}/events` (`id:` lines, `Last-Event-ID` resumes exactly)."""
-    settings: Settings = request.app.state.settings
+    svc = services(request)
+    settings = svc.settings
     job_id = path_uuid(request)
     user_id = tickets.verify(settings, request.query_params.get("ticket", ""), job_id)
     structlog.contextvars.bind_contextvars(user_id=user_id)
     after = _last_event_id(request)
-    if not await jobs.owned(request.app.state.pool, user_id, job_id):
+    if not await jobs.owned(svc.db.pool, user_id, job_id):
         raise not_found("Job not found")
     return StreamingResponse(_stream(request, str(job_id), after), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -20,6 +20,7 @@ from service.routes.auth import current_user
 from service.routes.errors import bad_request, not_found, unprocessable
 from service.routes.models import ArtifactList, InputList, Job, JobDeletion, JobPage, JobRequest, read_body, respond
 from service.routes.requests import path_uuid, query_int
+from service.routes.services import services
 from service.routes.uploads import check_content_type, check_size
 from service.settings import Settings
 
@@ -50,12 +51,12 @@ def _languages(body: JobRequest, settings: Settings) -> tuple[str, list[str]]:
 
 async def _inspect(request: Request, user_id: str, field: str, path: str) -> InputObject:
     """Check that an uploaded object is the caller's, of an allowed type and size, and decodes."""
-    settings: Settings = request.app.state.settings
-    storage = request.app.state.storage
+    svc = services(request)
+    settings, storage = svc.settings, svc.storage
     missing_object = unprocessable(ErrorCode.OBJECT_NOT_FOUND, f"'{field}' names no uploaded object of yours")
     if not path.startswith(f"{user_id}/"):
         raise missing_object
-    upload = await uploads.find(request.app.state.pool, user_id, path)
+    upload = await uploads.find(svc.db.pool, user_id, path)
     if upload is None:
         raise missing_object
     try:
@@ -73,7 +74,7 @@ async def _inspect(request: Request, user_id: str, field: str, path: str) -> Inp
     try:
         async with storage.local_copy(path) as local_path:
             # Probing has its own small lane of threads: it must not wait behind the pipeline's CPU work.
-            result: ProbeResult = await loop.run_in_executor(request.app.state.probe_lane, probe, local_path)
+            result: ProbeResult = await loop.run_in_executor(svc.probe_lane, probe, local_path)
     except StorageError as exc:
         if exc.status == 404:
             raise missing_object from exc
@@ -93,14 +94,14 @@ def _request_hash(voice: str, background: str | None, source: str, targets: list
 
 async def create_job(request: Request) -> Response:
     user = await current_user(request)
-    settings: Settings = request.app.state.settings
-    pool = request.app.state.pool
+    svc = services(request)
+    settings, pool = svc.settings, svc.db.pool
     body = await read_body(request, JobRequest)
     voice_path = body.voice_object.strip()
     background_path = body.background_object.strip() if body.background_object else None
     source, targets = _languages(body, settings)
     idempotency_key = body.idempotency_key.strip() if body.idempotency_key else None
-    check = request.app.state.language_check
+    check = svc.language_check
     if check is not None and (problem := check(source, targets)):
         raise unprocessable(ErrorCode.UNSUPPORTED_LANGUAGE, problem)
     request_hash = _request_hash(voice_path, background_path, source, targets)
@@ -111,7 +112,7 @@ async def create_job(request: Request) -> Response:
         except IdempotencyConflict as exc:
             raise ApiError(409, ErrorCode.IDEMPOTENCY_CONFLICT, exc.message) from exc
         if existing is not None:
-            return respond(await jobs.representation(pool, user.id, existing), Job)
+            return respond(_job_found(await jobs.representation(pool, user.id, existing)).to_json(), Job)
 
     voice = await _inspect(request, user.id, "voice_object", voice_path)
     background = (
@@ -123,8 +124,9 @@ async def create_job(request: Request) -> Response:
     except IdempotencyConflict as exc:
         raise ApiError(409, ErrorCode.IDEMPOTENCY_CONFLICT, exc.message) from exc
     if created:  # committed: QUEUE_BACKEND=dramatiq sends its tasks' messages now
-        await request.app.state.queue.job_created(job_id)
-    return respond(await jobs.representation(pool, user.id, job_id), Job, status_code=201 if created else 200)
+        await svc.dispatch.job_created(job_id)
+    shown = _job_found(await jobs.representation(pool, user.id, job_id)).to_json()
+    return respond(shown, Job, status_code=201 if created else 200)
 
 
 async def list_jobs(request: Request) -> Response:
@@ -132,10 +134,10 @@ async def list_jobs(request: Request) -> Response:
     limit = query_int(request, "limit", 20, 1, 100)
     cursor = request.query_params.get("cursor") or None
     try:
-        page, next_cursor = await jobs.list_for_owner(request.app.state.pool, user.id, limit, cursor)
+        page, next_cursor = await jobs.list_for_owner(services(request).db.pool, user.id, limit, cursor)
     except (ValueError, TypeError) as exc:
         raise bad_request(ErrorCode.INVALID_CURSOR, "The cursor is not one this API gave out") from exc
-    return respond({"jobs": page, "next_cursor": next_cursor}, JobPage)
+    return respond({"jobs": [job.to_json() for job in page], "next_cursor": next_cursor}, JobPage)
 
 
 def _job_found(found: T | None) -> T:
@@ -147,38 +149,36 @@ def _job_found(found: T | None) -> T:
 
 async def get_job(request: Request) -> Response:
     user = await current_user(request)
-    job = _job_found(await jobs.representation(request.app.state.pool, user.id, path_uuid(request)))
-    return respond(job, Job)
+    job = _job_found(await jobs.representation(services(request).db.pool, user.id, path_uuid(request)))
+    return respond(job.to_json(), Job)
 
 
 async def list_artifacts(request: Request) -> Response:
     user = await current_user(request)
-    pool = request.app.state.pool
+    svc = services(request)
     job_id = path_uuid(request)
-    if not await jobs.owned(pool, user.id, job_id):
+    if not await jobs.owned(svc.db.pool, user.id, job_id):
         raise not_found("Job not found")
-    settings: Settings = request.app.state.settings
-    storage = request.app.state.storage
     listed = []
-    for artifact in await artifacts.for_job(pool, job_id):
-        name = artifact["object_path"].rsplit("/", 1)[-1]
-        signed = await storage.create_download_url(artifact["object_path"], settings.download_url_ttl_seconds, name)
-        listed.append({**artifact, "download_url": signed.url, "download_expires_at": signed.expires_at.isoformat()})
+    for artifact in await artifacts.for_job(svc.db.pool, job_id):
+        signed = await svc.storage.create_download_url(artifact.object_path, svc.settings.download_url_ttl_seconds,
+                                                       artifact.name)
+        listed.append({**artifact.to_json(), "download_url": signed.url,
+                       "download_expires_at": signed.expires_at.isoformat()})
     return respond({"artifacts": listed}, ArtifactList)
 
 
 async def job_inputs(request: Request) -> Response:
     user = await current_user(request)
-    settings: Settings = request.app.state.settings
-    job = _job_found(await jobs.representation(request.app.state.pool, user.id, path_uuid(request)))
+    svc = services(request)
+    job = _job_found(await jobs.representation(svc.db.pool, user.id, path_uuid(request))).job
     listed = []
-    for kind in ("voice", "background"):
-        item = job["inputs"].get(kind)
+    for kind, item in job.to_json()["inputs"].items():
         if item is None or item["deleted_at"] is not None:  # removed by retention: nothing to sign
             continue
         name = item["object_path"].rsplit("/", 1)[-1]
-        signed = await request.app.state.storage.create_download_url(
-            item["object_path"], settings.download_url_ttl_seconds, name)
+        signed = await svc.storage.create_download_url(item["object_path"], svc.settings.download_url_ttl_seconds,
+                                                       name)
         listed.append({"kind": kind, **item, "download_url": signed.url,
                        "download_expires_at": signed.expires_at.isoformat()})
     return respond({"inputs": listed}, InputList)
@@ -186,24 +186,23 @@ async def job_inputs(request: Request) -> Response:
 
 async def cancel_job(request: Request) -> Response:
     user = await current_user(request)
-    pool = request.app.state.pool
+    pool = services(request).db.pool
     job_id = path_uuid(request)
     cancelled = _job_found(await jobs.cancel(pool, user.id, job_id))
     metrics.task_finished("cancelled", count=cancelled)
-    return respond(await jobs.representation(pool, user.id, job_id), Job)
+    return respond(_job_found(await jobs.representation(pool, user.id, job_id)).to_json(), Job)
 
 
 async def delete_job(request: Request) -> Response:
     """Cancel what still runs (the same transition as cancelling), then delete every file of the job now: its
     artifacts, its inputs and its scratch. The row stays for operators, marked; for its owner the job is gone."""
     user = await current_user(request)
-    pool = request.app.state.pool
+    svc = services(request)
     job_id = path_uuid(request)
-    deletion = _job_found(await jobs.delete(pool, user.id, job_id))
+    deletion = _job_found(await jobs.delete(svc.db.pool, user.id, job_id))
     metrics.task_finished("cancelled", count=deletion.cancelled_tasks)
-    settings: Settings = request.app.state.settings
     try:
-        removed = await retention.delete_job_files(pool, request.app.state.storage, settings.scratch_dir, job_id)
+        removed = await retention.delete_job_files(svc.db.pool, svc.storage, svc.settings.scratch_dir, job_id)
     except (StorageError, ProviderError) as exc:
         log.warning("job.files_pending", job_id=str(job_id), error=str(exc))
         removed, pending = retention.JobFilesRemoved(0, 0), True

@@ -8,22 +8,22 @@ deployment's providers, and "every /v1 route needs a token" stays a rule without
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import weakref
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from service import languages
-from service.engines.capabilities import can_transcribe
+from service.engines.capabilities import LanguageCheck, can_transcribe
+from service.engines.protocols import Engines
 from service.errors import ApiError, ErrorCode
 from service.routes.auth import current_user
 from service.routes.models import LanguageCatalog, respond
+from service.routes.services import Services, services
 
-LanguageCheck = Callable[[str, list[str]], str | None]
 
-
-def language_catalog(check: LanguageCheck, engines: Any) -> dict[str, Any]:
+def language_catalog(check: LanguageCheck, engines: Engines | None) -> dict[str, Any]:
     """Sources with the targets the API accepts for them, and whether `auto` (detection) is offered.
 
     Candidates come from the translator's installed pairs when it lists them (Apertium), else from
@@ -50,17 +50,19 @@ def language_catalog(check: LanguageCheck, engines: Any) -> dict[str, Any]:
     return {"sources": sources, "detect": {"available": bool(detect_targets), "targets": detect_targets}}
 
 
+# The catalog of each process's engines, worked out on first use: they do not change while the process runs.
+_catalogs: weakref.WeakKeyDictionary[Services, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
 async def list_languages(request: Request) -> Response:
     await current_user(request)
-    state = request.app.state
-    catalog = getattr(state, "web_language_catalog", None)
+    svc = services(request)
+    check = svc.language_check
+    if check is None:
+        raise ApiError(503, ErrorCode.ENGINES_UNAVAILABLE, "The dubbing engines are not available; see the server log")
+    catalog = _catalogs.get(svc)
     if catalog is None:
-        check: LanguageCheck | None = state.language_check
-        if check is None:
-            raise ApiError(503, ErrorCode.ENGINES_UNAVAILABLE,
-                           "The dubbing engines are not available; see the server log")
-        catalog = await asyncio.to_thread(language_catalog, check, getattr(state, "engines", None))
-        state.web_language_catalog = catalog
+        catalog = _catalogs[svc] = await asyncio.to_thread(language_catalog, check, svc.engines)
     response = respond(catalog, LanguageCatalog)
     response.headers["Cache-Control"] = "private, max-age=300"
     return response

@@ -36,8 +36,7 @@ def _local_only(request: Request, settings: Settings) -> None:
                                           f"open {settings.public_base_url}/ there")
 
 
-async def local_token(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+async def local_token(settings: Settings, request: Request) -> Response:
     _local_only(request, settings)
     user = (await read_body(request, LocalTokenRequest)).user
     token = mint(settings.jwt_secret, user, LOCAL_TOKEN_TTL_SECONDS, settings.iss)

@@ -1,7 +1,7 @@
 """The API's request and response bodies, defined once as msgspec Structs.
 
 The same definitions decode and check every request body (`read_body`), shape every JSON answer
-(`respond`), and become the OpenAPI document's components (`api/openapi.py`), so what the document
+(`respond`), and become the OpenAPI document's components (`routes/openapi.py`), so what the document
 says and what the API does cannot drift apart. Enums come from `service.domain`.
 """
 

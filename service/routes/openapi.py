@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document served at `/openapi.json`.
 
-Components are generated from the Structs in `api/models.py` (the same ones that decode requests and
+Components are generated from the Structs in `routes/models.py` (the same ones that decode requests and
 shape answers); this module only lists the paths and which model each one takes and returns.
 """
 

@@ -1,4 +1,4 @@
-"""Path and query parameters, checked the same way by every route (bodies: `api/models.py`)."""
+"""Path and query parameters, checked the same way by every route (bodies: `routes/models.py`)."""
 
 from __future__ import annotations
 

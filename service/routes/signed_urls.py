@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from service.errors import StorageError
-from service.settings import Settings
+from service.routes.services import services
 from service.storage.local import LocalStorage
 from service.storage.tokens import DOWNLOAD, UPLOAD, StorageClaims
 
@@ -32,7 +32,7 @@ def storage_error(exc: StorageError) -> Response:
 
 
 def _target(request: Request, scope: str) -> tuple[LocalStorage, str, StorageClaims]:
-    storage = request.app.state.storage
+    storage = services(request).storage
     if not isinstance(storage, LocalStorage):  # with Supabase Storage, browsers talk to Supabase
         raise StorageError(404, "NotFound", "Signed URLs of this server are not in use")
     bucket = request.path_params["bucket"]
@@ -62,7 +62,7 @@ async def _file_part(request: Request, max_bytes: int) -> tuple[AsyncIterator[by
 
 
 async def upload_to_signed_url(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+    settings = services(request).settings
     try:
         # A signed upload URL writes once: the token says whether it may overwrite (ours never do), and an
         # `x-upsert` header cannot change that. Its declared size is bound into it as well.

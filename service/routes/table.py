@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import structlog
 from starlette.exceptions import HTTPException
@@ -22,8 +23,7 @@ _HTTP_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413:
 _STORAGE_CODES = {404: "NoSuchKey", 405: "MethodNotAllowed"}
 
 
-async def serve_openapi(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
+async def serve_openapi(settings: Settings, request: Request) -> Response:
     return JSONResponse(openapi_document(settings.public_base_url, settings.local_auth))
 
 
@@ -31,7 +31,6 @@ async def serve_openapi(request: Request) -> Response:
 _API: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {
     "/healthz": {"GET": health.healthz},
     "/readyz": {"GET": health.readyz},
-    "/openapi.json": {"GET": serve_openapi},
     "/metrics": {"GET": serve_metrics},  # 404 unless METRICS_TOKEN is set
     "/v1/languages": {"GET": languages.list_languages},
     "/v1/uploads": {"POST": uploads.create_uploads},
@@ -47,21 +46,24 @@ _API: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {
 
 
 def table(settings: Settings) -> list[BaseRoute]:
+    """The routes for these settings. Those that only read settings have them bound here: they answer before
+    (and without) the lifespan's services."""
     routes: list[BaseRoute] = [
         Route(path, endpoint, methods=[method])
         for path, endpoints in _API.items() for method, endpoint in endpoints.items()
     ]
     routes += [
+        Route("/openapi.json", partial(serve_openapi, settings), methods=["GET"]),
         Route("/storage/v1/object/upload/sign/{bucket}/{path:path}", signed_urls.upload_to_signed_url,
               methods=["PUT", "POST"]),
         Route("/storage/v1/object/sign/{bucket}/{path:path}", signed_urls.download_from_signed_url,
               methods=["GET", "HEAD"]),
-        Route("/", page.index, methods=["GET", "HEAD"]),
-        Route("/config.json", page.config, methods=["GET"]),
-        Mount("/static", app=page.PageFiles(directory=page.STATIC_DIR), name="static"),
+        Route("/", partial(page.index, settings), methods=["GET", "HEAD"]),
+        Route("/config.json", partial(page.config, settings), methods=["GET"]),
+        Mount("/static", app=page.PageFiles(settings, directory=page.STATIC_DIR), name="static"),
     ]
     if settings.local_auth:  # never in cloud mode, nor with a configured SUPABASE_JWT_SECRET
-        routes.append(Route("/local/token", local_token.local_token, methods=["POST"]))
+        routes.append(Route("/local/token", partial(local_token.local_token, settings), methods=["POST"]))
     return routes
 
 

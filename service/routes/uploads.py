@@ -14,6 +14,7 @@ from service.db.uploads import Upload
 from service.errors import ApiError, ErrorCode
 from service.routes.auth import current_user
 from service.routes.models import UploadRequest, UploadResponse, read_body, respond
+from service.routes.services import services
 from service.settings import Settings
 
 
@@ -47,7 +48,8 @@ def upload_object_path(user_id: str, kind: str, filename: str) -> str:
 
 async def create_uploads(request: Request) -> Response:
     user = await current_user(request)
-    settings: Settings = request.app.state.settings
+    svc = services(request)
+    settings = svc.settings
     body = await read_body(request, UploadRequest)
     planned: list[Upload] = []
     for entry in body.files:
@@ -60,11 +62,11 @@ async def create_uploads(request: Request) -> Response:
     tickets: list[dict[str, Any]] = []
     expires_at = None
     for upload in planned:
-        signed = await request.app.state.storage.create_upload_url(
+        signed = await svc.storage.create_upload_url(
             upload.object_path, settings.upload_url_ttl_seconds, size_bytes=upload.declared_size_bytes)
         expires_at = signed.expires_at
         tickets.append({"kind": upload.kind, "object_path": upload.object_path, "upload_url": signed.url,
                         "expires_at": signed.expires_at.isoformat()})
     assert expires_at is not None
-    await uploads.record(request.app.state.pool, planned, expires_at)
+    await uploads.record(svc.db.pool, planned, expires_at)
     return respond({"uploads": tickets}, UploadResponse, status_code=201)

@@ -17,6 +17,7 @@ from service import scratch
 from service.audio.probe import sha256_of
 from service.db import tasks
 from service.db.database import Database
+from service.db.jobs import StoredJob
 from service.db.listener import Listener
 from service.db.tasks import ClaimedTask
 from service.domain import InputKind
@@ -34,22 +35,53 @@ log = structlog.get_logger(__name__)
 PROGRESS_EVENT_SECONDS = 1.0  # progress inside a stage: at most one event a second per task
 
 
-@dataclass
-class StageContext:
-    task: ClaimedTask
-    job: asyncpg.Record
-    stage: str
+@dataclass(frozen=True, eq=False)  # one per process: compared and hashed by identity
+class StageServices:
+    """What the stages, and the loop that runs them, use: built once at start-up (service/wiring)."""
+
     settings: Settings
     db: Database
+    listener: Listener
     storage: Storage
     executor: Executor
     engines: Engines | None
-    listener: Listener | None
+
+
+@dataclass
+class StageContext:
+    task: ClaimedTask
+    job: StoredJob
+    stage: str
+    services: StageServices
     # What the stage counted (segments, characters, ...): logged with its duration and kept in its event.
     figures: dict[str, Any] = field(default_factory=dict)
     # The task's pace in this process, across its stages: the time remaining its progress events carry.
     pace: Pace = field(default_factory=Pace)
     reported: float = 0.0  # the stage's progress so far: it never goes back
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    @property
+    def db(self) -> Database:
+        return self.services.db
+
+    @property
+    def storage(self) -> Storage:
+        return self.services.storage
+
+    @property
+    def executor(self) -> Executor:
+        return self.services.executor
+
+    @property
+    def engines(self) -> Engines | None:
+        return self.services.engines
+
+    @property
+    def listener(self) -> Listener:
+        return self.services.listener
 
     @property
     def engine(self) -> Engines:
@@ -77,8 +109,9 @@ class StageContext:
     async def input_copy(self, kind: InputKind) -> AsyncIterator[str]:
         """A local path holding the job's `kind` input, checked against the hash recorded when the job was
         made: inputs are immutable, and a stage never works on a file nobody checked."""
-        async with self.storage.local_copy(self.job[f"{kind}_path"]) as local:
-            if await self.in_pool(sha256_of, local) != self.job[f"{kind}_sha256"]:
+        stored = self.job.input(kind)
+        async with self.storage.local_copy(stored.object_path) as local:
+            if await self.in_pool(sha256_of, local) != stored.sha256:
                 raise StageError(ErrorCode.INPUT_CHANGED, f"The {kind} recording changed after the job was created")
             yield local
 

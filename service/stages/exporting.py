@@ -9,6 +9,8 @@ import anyio
 
 from service.audio.sync import UnitWindow, measure_sync
 from service.db import artifacts, tasks
+from service.db.artifacts import StoredArtifact
+from service.db.jobs import InputObject
 from service.domain import ArtifactKind, InputKind
 from service.stages import captions, outputs, stt
 from service.stages.context import StageContext
@@ -18,12 +20,16 @@ from service.stages.publish import publish
 from service.stages.workfiles import write_json
 
 
-def _artifact_entry(row: dict[str, Any]) -> dict[str, Any]:
-    name = row["object_path"].rsplit("/", 1)[-1]
-    expires = row["expires_at"]
-    return {"name": name, "kind": row["kind"], "object_path": row["object_path"], "sha256": row["sha256"],
-            "size_bytes": row["size_bytes"], "content_type": row["content_type"],
-            "expires_at": expires if isinstance(expires, str) else expires.isoformat()}
+def _artifact_entry(artifact: StoredArtifact) -> dict[str, Any]:
+    return {"name": artifact.name, "kind": artifact.kind, "object_path": artifact.object_path,
+            "sha256": artifact.sha256, "size_bytes": artifact.size_bytes, "content_type": artifact.content_type,
+            "expires_at": artifact.expires_at.isoformat()}
+
+
+def _input_entry(stored: InputObject | None) -> dict[str, Any] | None:
+    if stored is None:
+        return None
+    return {"object_path": stored.object_path, "sha256": stored.sha256, "duration_seconds": stored.duration_seconds}
 
 
 async def _measure(ctx: StageContext, units: list[PlacedUnit]) -> dict[str, Any]:
@@ -53,7 +59,7 @@ async def run(ctx: StageContext) -> None:
         (ArtifactKind.CAPTIONS_SRT, "captions.srt"),
         (ArtifactKind.CAPTIONS_VTT, "captions.vtt"),
     ]
-    published: list[dict[str, Any]] = []
+    published: list[StoredArtifact] = []
     for done, (kind, name) in enumerate(uploads, start=1):
         published.append(await publish(ctx, kind, str(work / name), name))
         await ctx.progress(0.2 + 0.7 * done / len(uploads), artifact=kind)
@@ -64,7 +70,7 @@ async def run(ctx: StageContext) -> None:
     await write_json(work / "manifest.json", manifest)
     manifest_row = await publish(ctx, ArtifactKind.MANIFEST, str(work / "manifest.json"), "manifest.json")
     ctx.figures.update(artifacts=len(published) + 1, cues=len(cues),
-                       bytes=sum(int(a["size_bytes"]) for a in [*published, manifest_row]))
+                       bytes=sum(a.size_bytes for a in [*published, manifest_row]))
     await ctx.progress(1.0, artifact="manifest")
 
 
@@ -84,7 +90,7 @@ def _segment(unit: PlacedUnit, measured: dict[str, Any] | None) -> dict[str, Any
 
 
 async def _manifest(ctx: StageContext, mixdown: Mixdown, measured: dict[str, Any], caption_figures: dict[str, Any],
-                    published: list[dict[str, Any]]) -> dict[str, Any]:
+                    published: list[StoredArtifact]) -> dict[str, Any]:
     transcript, _ = await stt.load(ctx)
     translation = await outputs.load(ctx.work_dir, Translation)
     synthesis = await outputs.load(ctx.work_dir, Synthesis)
@@ -102,11 +108,8 @@ async def _manifest(ctx: StageContext, mixdown: Mixdown, measured: dict[str, Any
             "tts": {"engine": synthesis.engine, "voice": synthesis.voice},
         },
         "inputs": {
-            "voice": {"object_path": ctx.job["voice_path"], "sha256": ctx.job["voice_sha256"],
-                      "duration_seconds": ctx.job["voice_duration_seconds"]},
-            "background": None if not ctx.job["background_path"] else {
-                "object_path": ctx.job["background_path"], "sha256": ctx.job["background_sha256"],
-                "duration_seconds": ctx.job["background_duration_seconds"]},
+            "voice": _input_entry(ctx.job.voice),
+            "background": _input_entry(ctx.job.background),
         },
         "segments": [_segment(u, per_unit.get(u.id)) for u in mixdown.units],
         # Words the translator did not know and left in the source language (0 where it cannot tell).

@@ -118,7 +118,7 @@ async def run(ctx: StageContext) -> None:
                                 voice_track, settings.sample_rate)
     await ctx.progress(0.6)
     targets = (str(work / OUTPUTS["master_wav"]), str(work / web_name(ctx)), str(work / OUTPUTS["voice_stem"]))
-    background = await _background(ctx) if ctx.job["background_path"] else None
+    background = await _background(ctx) if ctx.job.background else None
     await ctx.progress(0.65)
     result = await ctx.in_pool_reporting(0.65, 1.0, mix, voice_track, background, *targets, mix_settings(ctx))
     units = [u for _, u in placed]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from service import metrics
 from service.audio.probe import sha256_of
 from service.db import artifacts, tasks
-from service.db.artifacts import NewArtifact
+from service.db.artifacts import NewArtifact, StoredArtifact
 from service.domain import ArtifactKind, web_content_type
 from service.errors import LeaseLost
 from service.stages.context import StageContext
@@ -16,10 +15,10 @@ from service.stages.context import StageContext
 
 def object_path(ctx: StageContext, filename: str, job_level: bool) -> str:
     folder = "source" if job_level else ctx.task.target_language
-    return f"{ctx.job['owner_id']}/jobs/{ctx.task.job_id}/{folder}/{filename}"
+    return f"{ctx.job.owner_id}/jobs/{ctx.task.job_id}/{folder}/{filename}"
 
 
-async def publish(ctx: StageContext, kind: ArtifactKind, local_file: str, filename: str) -> dict[str, Any]:
+async def publish(ctx: StageContext, kind: ArtifactKind, local_file: str, filename: str) -> StoredArtifact:
     """Store the file, record its artifact row and announce it on the progress stream."""
     job_level = kind.job_level
     content_type = web_content_type(ctx.settings.web_format) if kind is ArtifactKind.MASTER_WEB else kind.content_type
@@ -41,8 +40,9 @@ async def publish(ctx: StageContext, kind: ArtifactKind, local_file: str, filena
         ),
         timedelta(hours=ctx.settings.artifact_ttl_hours),
     )
-    public = {k: row[k] for k in ("id", "kind", "target_language", "content_type", "size_bytes", "sha256",
-                                  "expires_at")}
+    shown = row.to_json()
+    public = {k: shown[k] for k in ("id", "kind", "target_language", "content_type", "size_bytes", "sha256",
+                                    "expires_at")}
     if not await tasks.record_artifact(ctx.db, ctx.task.id, ctx.lease_owner, public):
         raise LeaseLost()
     return row

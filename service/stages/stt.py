@@ -95,7 +95,7 @@ async def _keep_lease(ctx: StageContext) -> None:
 
 
 async def _transcribe(ctx: StageContext) -> None:
-    source = ctx.job["source_language"]
+    source = ctx.job.source_language
     keeper = asyncio.create_task(_keep_lease(ctx))
     language = None if source == "auto" else source
     transcriber = ctx.engine.transcriber
@@ -106,7 +106,7 @@ async def _transcribe(ctx: StageContext) -> None:
         if transcriber.accepts_url and ctx.storage.is_remote:
             # The provider fetches the file itself through a short-lived URL: no download here (its
             # word timings then mark the pauses on their own).
-            signed = await ctx.storage.create_download_url(ctx.job["voice_path"], 15 * 60)
+            signed = await ctx.storage.create_download_url(ctx.job.voice.object_path, 15 * 60)
             transcript: Transcript = await transcriber.transcribe(None, language, audio_url=signed.url, usage=usage)
         else:
             async with ctx.input_copy(InputKind.VOICE) as voice:

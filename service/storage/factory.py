@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+
+import httpx
 
 from service.settings import Settings
 from service.storage.base import Storage
@@ -12,7 +13,7 @@ from service.storage.local import LocalStorage
 
 
 @asynccontextmanager
-async def open_storage(settings: Settings, transport: Any = None) -> AsyncIterator[Storage]:
+async def open_storage(settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> AsyncIterator[Storage]:
     if settings.cloud_storage:
         from service.storage.supabase import SupabaseStorage, make_client
 

@@ -13,8 +13,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import TypeVar
 
@@ -23,16 +22,12 @@ import structlog
 
 from service import metrics, scratch
 from service.db import connection, jobs, tasks
-from service.db.database import Database
-from service.db.listener import Listener
 from service.db.tasks import ClaimedTask
 from service.domain import WORK_STAGES, Stage
-from service.engines.protocols import Engines, engine_name
+from service.engines.protocols import engine_name
 from service.errors import DubbingError, ErrorCode, LeaseLost, without_paths
-from service.settings import Settings
-from service.stages.context import StageContext, StageFn
+from service.stages.context import StageContext, StageFn, StageServices
 from service.stages.pace import Pace
-from service.storage import Storage
 from service.supervisor import stage_report
 
 log = structlog.get_logger(__name__)
@@ -43,23 +38,21 @@ OUTAGES_PER_STAGE = 20
 
 
 class TaskRunner:
-    def __init__(self, settings: Settings, db: Database, listener: Listener, registry: dict[str, StageFn],
-                 storage: Storage, executor: Executor, engines: Engines | None, owner_id: str) -> None:
-        self.settings = settings
-        self.db = db
-        self.pool = db.pool
-        self.listener = listener
-        self.registry = registry
-        self.storage = storage
-        self.executor = executor
-        self.engines = engines
+    def __init__(self, services: StageServices, registry: Mapping[str, StageFn], owner_id: str) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.db = services.db
+        self.pool = services.db.pool
+        self.listener = services.listener
+        self.engines = services.engines
+        self.registry = dict(registry)
         self.owner_id = owner_id
-        self.stage_limits = {name: asyncio.Semaphore(settings.stage_concurrency) for name in registry}
+        self.stage_limits = {name: asyncio.Semaphore(self.settings.stage_concurrency) for name in registry}
         self.draining = False
         self._lost: set[object] = set()
         # (job id, task id) -> "heartbeat now", for the tasks running here
         self._check_now: dict[tuple[str, str], asyncio.Event] = {}
-        listener.cancelled_watchers.append(self._check_leases)
+        self.listener.cancelled_watchers.append(self._check_leases)
 
     async def run(self, task: ClaimedTask) -> None:
         # Every line logged for the task (its heartbeat's too) carries these; `_enter` adds the stage and engine.
@@ -162,7 +155,7 @@ class TaskRunner:
             await self._fail(task, ErrorCode.TOO_MANY_ATTEMPTS, f"Gave up after {task.attempts - 1} attempts",
                              task.stage)
             return
-        job = await self._database(task, lambda: jobs.fetch_row(self.pool, task.job_id))
+        job = await self._database(task, lambda: jobs.by_id(self.pool, task.job_id))
         assert job is not None
         stage: Stage | None = Stage(task.stage)
         if stage is Stage.QUEUED:
@@ -184,8 +177,7 @@ class TaskRunner:
                 await self._fail(task, ErrorCode.STAGE_UNAVAILABLE, f"No engine is configured for the {stage} stage",
                                  stage)
                 return
-            context = StageContext(task, job, stage, self.settings, db, self.storage, self.executor,
-                                   self.engines, self.listener, pace=pace)
+            context = StageContext(task, job, stage, self.services, pace=pace)
             try:
                 async with self.stage_limits[stage]:
                     started = time.perf_counter()

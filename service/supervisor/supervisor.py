@@ -14,18 +14,12 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Mapping
-from concurrent.futures import Executor
 
 import structlog
 
 from service import metrics
 from service.db import tasks
-from service.db.database import Database
-from service.db.listener import Listener
-from service.engines.protocols import Engines
-from service.settings import Settings
-from service.stages.context import StageFn
-from service.storage import Storage
+from service.stages.context import StageFn, StageServices
 from service.supervisor import owners
 from service.supervisor.runner import TaskRunner
 from service.supervisor.running import RunningTasks, keep_running
@@ -34,23 +28,13 @@ log = structlog.get_logger(__name__)
 
 
 class Supervisor:
-    def __init__(
-        self,
-        settings: Settings,
-        db: Database,
-        listener: Listener,
-        registry: Mapping[str, StageFn],
-        storage: Storage,
-        executor: Executor,
-        engines: Engines | None = None,
-        owner_id: str | None = None,
-    ) -> None:
-        self.settings = settings
-        self.db = db
-        self.pool = db.pool
-        self.listener = listener
+    def __init__(self, services: StageServices, registry: Mapping[str, StageFn], owner_id: str | None = None) -> None:
+        self.settings = services.settings
+        self.db = services.db
+        self.pool = services.db.pool
+        self.listener = services.listener
         self.owner_id = owner_id or owners.new_owner_id()
-        self.runner = TaskRunner(settings, db, listener, dict(registry), storage, executor, engines, self.owner_id)
+        self.runner = TaskRunner(services, registry, self.owner_id)
         self._running = RunningTasks(self.runner)
         self._main: asyncio.Task[None] | None = None
         self._loop_alive = False

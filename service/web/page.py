@@ -63,18 +63,21 @@ def security_headers(settings: Settings) -> dict[str, str]:
     }
 
 
-async def index(request: Request) -> Response:
-    headers = {**security_headers(request.app.state.settings), "Cache-Control": "no-cache"}
+async def index(settings: Settings, request: Request) -> Response:
+    headers = {**security_headers(settings), "Cache-Control": "no-cache"}
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8", headers=headers)
 
 
 class PageFiles(StaticFiles):
     """The page's static files with the same security headers; revalidated on every load (ETag)."""
 
+    def __init__(self, settings: Settings, directory: Path) -> None:
+        super().__init__(directory=directory)
+        self.settings = settings
+
     def file_response(self, full_path: Any, stat_result: Any, scope: Scope, status_code: int = 200) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)
-        settings: Settings = scope["app"].state.settings
-        response.headers.update(security_headers(settings))
+        response.headers.update(security_headers(self.settings))
         response.headers["Cache-Control"] = "no-cache"
         if str(full_path).endswith(".js"):
             response.headers["Content-Type"] = "text/javascript; charset=utf-8"
@@ -89,9 +92,8 @@ def mode(settings: Settings) -> str:
     return "cloud" if settings.supabase_url else "token"
 
 
-async def config(request: Request) -> Response:
+async def config(settings: Settings, request: Request) -> Response:
     """What the page needs before sign-in. The anon key is public by design (Supabase's browser key)."""
-    settings: Settings = request.app.state.settings
     body: dict[str, Any] = {
         "mode": mode(settings),
         "public_base_url": settings.public_base_url,

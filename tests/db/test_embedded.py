@@ -12,7 +12,7 @@ from tests.support import JWT_SECRET, running_service
 async def test_service_runs_on_its_embedded_database(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", database_url=None, jwt_secret=JWT_SECRET, cpu_workers=1)
     async with running_service(settings) as svc:
-        assert svc.app.state.database.embedded
+        assert svc.services.database.embedded
         ready = await svc.client.get("/readyz")
         assert ready.status_code == 200, ready.text
         response = await svc.create_job("newcomer", ["es"])

@@ -155,7 +155,7 @@ async def test_stage_durations_per_stage_and_engine(db: Database) -> None:
     for index, job_id in enumerate(job_ids, start=1):
         task_id = await claim_one(db, job_id)
         await tasks.enter_stage(db, task_id, WORKER, "stt")
-        job = await jobs.fetch_row(db.pool, job_id)
+        job = await jobs.by_id(db.pool, job_id)
         report = stage_report.finished("stt", "faster-whisper", float(index), {"segments": 3}, job)
         await tasks.advance(db, task_id, WORKER, "stt", report)
         if index <= 2:

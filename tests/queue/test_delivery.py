@@ -24,7 +24,7 @@ from service.domain import WORK_STAGES
 from service.queue.dispatcher import Dispatcher
 from service.queue.redis_queue import QUEUE, RedisQueue
 from service.settings import Settings
-from service.stages.context import StageContext, StageFn
+from service.stages.context import StageContext, StageFn, StageServices
 from service.storage.local import LocalStorage
 from service.supervisor import owners
 from service.supervisor.dramatiq_worker import DramatiqWorker
@@ -60,8 +60,8 @@ class Workers:
         self.stack.push_async_callback(pool.close)
         settings = self.settings.with_overrides(**overrides)
         db = Database.on(pool)
-        runner = TaskRunner(settings, db, await self.listener(), registry, self.storage, self.executor, None,
-                            owners.new_owner_id())
+        services = StageServices(settings, db, await self.listener(), self.storage, self.executor, None)
+        runner = TaskRunner(services, registry, owners.new_owner_id())
         worker = DramatiqWorker(runner, Dispatcher(settings, db, self.redis_queue()))
         await worker.start()
         self.stack.push_async_callback(worker.stop)

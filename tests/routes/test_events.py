@@ -83,7 +83,7 @@ async def test_many_streams_share_one_listener(settings: Settings) -> None:
                 return [e.id for e in await read_events(response)]
 
         watchers = [asyncio.create_task(watch()) for _ in range(20)]
-        listener = svc.app.state.listener
+        listener = svc.services.listener
         while listener.open_streams < 20:
             await asyncio.sleep(0.01)
         listening = await svc.pool.fetchval(

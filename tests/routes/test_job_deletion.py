@@ -16,14 +16,14 @@ from tests.support import Service, read_events, running_service, wav_bytes
 
 
 async def add_artifact(svc: Service, job_id: str, path: str, source: Path) -> None:
-    await svc.app.state.storage.write_file(path, str(source), "application/json")
+    await svc.services.storage.write_file(path, str(source), "application/json")
     await artifacts.record(svc.pool, NewArtifact(uuid.UUID(job_id), None, None, "transcript_json", path, "0" * 64,
                                                  source.stat().st_size, "application/json"), timedelta(hours=48))
 
 
 async def test_delete_removes_every_file_and_the_job_is_gone_for_its_owner(settings: Settings, tmp_path: Path) -> None:
     async with running_service(settings, run_supervisor=False) as svc:
-        storage = svc.app.state.storage
+        storage = svc.services.storage
         voice = await svc.upload("ada", wav_bytes(1.2))
         background = await svc.upload("ada", wav_bytes(1.2, freq=220), kind="background", filename="bed.wav")
         job = (await svc.client.post("/v1/jobs", headers=svc.auth("ada"), json={
@@ -93,7 +93,7 @@ async def test_a_running_language_is_cancelled_before_the_files_go(settings: Set
         # The open stream saw the cancellation, as for POST .../cancel.
         assert [(e.event, e.data.get("stage")) for e in history[-2:]] == [("stage", "cancelled"), ("done", None)]
         await asyncio.wait_for(stopped.wait(), 30)  # the runner let go within a heartbeat
-        assert await svc.app.state.storage.stat(job["inputs"]["voice"]["object_path"]) is None
+        assert await svc.services.storage.stat(job["inputs"]["voice"]["object_path"]) is None
 
 
 async def test_an_upload_another_job_still_uses_stays(settings: Settings) -> None:
@@ -105,9 +105,9 @@ async def test_an_upload_another_job_still_uses_stays(settings: Settings) -> Non
                                         json={**body, "target_languages": ["fr"]})).json()
         response = await svc.client.delete(f"/v1/jobs/{first['id']}", headers=svc.auth("cid"))
         assert response.status_code == 200 and response.json()["inputs_deleted"] == 0
-        assert await svc.app.state.storage.stat(voice) is not None
+        assert await svc.services.storage.stat(voice) is not None
         kept = (await svc.client.get(f"/v1/jobs/{second['id']}", headers=svc.auth("cid"))).json()
         assert kept["inputs"]["voice"]["deleted_at"] is None
         assert (await svc.client.delete(f"/v1/jobs/{second['id']}", headers=svc.auth("cid"))).json()[
             "inputs_deleted"] == 1
-        assert await svc.app.state.storage.stat(voice) is None
+        assert await svc.services.storage.stat(voice) is None

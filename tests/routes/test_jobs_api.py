@@ -232,7 +232,7 @@ async def test_an_object_that_is_not_the_size_declared_for_it_is_refused(service
     async def body():
         yield data
 
-    await service.app.state.storage.receive(path, body(), "audio/wav", 10**7)  # as if the backend took it
+    await service.services.storage.receive(path, body(), "audio/wav", 10**7)  # as if the backend took it
     created = await service.client.post("/v1/jobs", headers=service.auth("quin"), json={
         "voice_object": path, "source_language": "en", "target_languages": ["es"]})
     assert created.status_code == 422 and created.json()["error"]["code"] == "upload_size_mismatch"

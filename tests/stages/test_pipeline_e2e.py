@@ -213,9 +213,9 @@ async def test_an_engine_crash_fails_one_language_and_the_others_go_on(settings:
         assert tasks["ca"]["error"]["message"]
         failed = [e for e in history if e.event == "failed"]
         assert [e.data["target_language"] for e in failed] == ["ca"]
-        stored = await svc.app.state.storage.stat(voice)
+        stored = await svc.services.storage.stat(voice)
         assert stored is not None and stored.size_bytes == sample.voice.stat().st_size
-        async with svc.app.state.storage.local_copy(voice) as path:
+        async with svc.services.storage.local_copy(voice) as path:
             assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == job["inputs"]["voice"]["sha256"]
 
 

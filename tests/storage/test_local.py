@@ -39,7 +39,7 @@ async def test_put_then_download_with_ranges_and_etag(service: Service) -> None:
     assert put.status_code == 200
     assert put.json() == {"Key": f"dubbing/{upload['object_path']}"}
 
-    storage: LocalStorage = service.app.state.storage
+    storage: LocalStorage = service.services.storage
     url = (await storage.create_download_url(upload["object_path"], 60)).url
     full = await service.client.get(url)
     assert full.status_code == 200
@@ -62,7 +62,7 @@ async def test_multipart_upload_like_supabase_js(service: Service) -> None:
         upload["upload_url"], files={"": ("v.wav", data, "audio/wav")}, data={"cacheControl": "3600"}
     )
     assert response.status_code == 200, response.text
-    info = await service.app.state.storage.stat(upload["object_path"])
+    info = await service.services.storage.stat(upload["object_path"])
     assert info.size_bytes == len(data) and info.content_type == "audio/wav"
 
 
@@ -114,7 +114,7 @@ async def test_upload_limits_leave_nothing_behind(service: Service) -> None:
 
     streamed = await service.client.put(upload["upload_url"], content=chunked(), headers={"Content-Type": "audio/wav"})
     assert streamed.status_code == 413
-    storage: LocalStorage = service.app.state.storage
+    storage: LocalStorage = service.services.storage
     assert await storage.stat(upload["object_path"]) is None
     leftovers = [p for p in Path(storage.root).rglob("*") if p.is_file() and p.name != "jwt_secret"]
     assert leftovers == []
@@ -135,7 +135,7 @@ async def test_a_signed_upload_url_writes_once_even_when_asked_to_overwrite(serv
     replay = await service.client.put(upload["upload_url"], content=wav_bytes(1.0, freq=880.0),
                                       headers={"Content-Type": "audio/wav", "x-upsert": "true"})
     assert replay.status_code == 409 and replay.json()["statusCode"] == "409"
-    async with service.app.state.storage.local_copy(upload["object_path"]) as path:
+    async with service.services.storage.local_copy(upload["object_path"]) as path:
         assert Path(path).read_bytes() == original
 
 
@@ -146,7 +146,7 @@ async def test_an_upload_must_be_the_size_it_declared(service: Service) -> None:
     assert bigger.status_code == 413
     smaller = await service.client.put(upload["upload_url"], content=b"\0" * 999, headers=wav)
     assert smaller.status_code == 400 and "1000" in smaller.json()["message"]
-    storage: LocalStorage = service.app.state.storage
+    storage: LocalStorage = service.services.storage
     assert await storage.stat(upload["object_path"]) is None
     exact = await service.client.put(upload["upload_url"], content=b"\0" * 1000, headers=wav)
     assert exact.status_code == 200
@@ -160,7 +160,7 @@ def test_paths_cannot_escape_the_root(path: str) -> None:
 
 
 async def test_traversal_through_the_url_is_refused(service: Service) -> None:
-    storage: LocalStorage = service.app.state.storage
+    storage: LocalStorage = service.services.storage
     key = tokens.storage_key(JWT_SECRET)
     token, _ = tokens.sign(key, "dubbing", "../../secret.wav", tokens.UPLOAD, 60)
     url = f"{service.base_url}/storage/v1/object/upload/sign/dubbing/..%2F..%2Fsecret.wav?token={token}"

@@ -27,13 +27,13 @@ from service.db.jobs import InputObject, NewJob
 from service.db.listener import RESYNC, Listener
 from service.domain import WORK_STAGES
 from service.errors import StageError
-from service.queue import backends
 from service.settings import Settings
-from service.stages.context import StageContext, StageFn
+from service.stages.context import StageContext, StageFn, StageServices
 from service.storage.local import LocalStorage
 from service.supervisor import owners
 from service.supervisor.dramatiq_worker import DramatiqWorker
 from service.supervisor.supervisor import Supervisor
+from service.wiring import backends
 from tests.support.redis import settings_for_backend
 
 SHA = "0" * 64
@@ -100,8 +100,8 @@ class Harness:
         settings = self.settings.with_overrides(**overrides)
         db = Database.on(pool)
         dispatch = await self.stack.enter_async_context(backends.open_dispatch(settings, db))
-        supervisor = backends.stage_runner(settings, db, await self.listener(), registry, self.storage, self.executor,
-                                           None, dispatch)
+        services = StageServices(settings, db, await self.listener(), self.storage, self.executor, None)
+        supervisor = backends.stage_runner(services, registry, dispatch)
         await supervisor.start()
         self.stack.push_async_callback(supervisor.stop)
         return supervisor

@@ -22,6 +22,7 @@ import uvicorn
 
 from service.app import create_app
 from service.routes.auth import mint
+from service.routes.services import Services
 from service.settings import Settings
 from service.stages.context import StageFn
 
@@ -51,8 +52,14 @@ class Service:
     client: httpx.AsyncClient
 
     @property
+    def services(self) -> Services:
+        """What the app's lifespan started."""
+        services: Services = self.app.state.services
+        return services
+
+    @property
     def pool(self) -> asyncpg.Pool:
-        return self.app.state.pool
+        return self.services.db.pool
 
     def token(self, user: str) -> str:
         return mint(self.settings.jwt_secret, user)

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from concurrent.futures import Executor
 from uuid import UUID
 
 from service.db.database import Database
-from service.db.listener import Listener
-from service.engines.protocols import Engines
 from service.queue.dispatcher import Dispatcher
 from service.queue.redis_queue import RedisQueue
 from service.settings import Settings
-from service.stages.context import StageFn
-from service.storage import Storage
+from service.stages.context import StageFn, StageServices
 from service.supervisor import owners
 from service.supervisor.dramatiq_worker import DramatiqWorker
 from service.supervisor.runner import TaskRunner
@@ -47,11 +43,9 @@ async def open_dispatch(settings: Settings, db: Database) -> AsyncIterator[Notif
         queue.close()
 
 
-def stage_runner(settings: Settings, db: Database, listener: Listener, registry: Mapping[str, StageFn],
-                 storage: Storage, executor: Executor, engines: Engines | None,
+def stage_runner(services: StageServices, registry: Mapping[str, StageFn],
                  dispatch: NotifyOnly | Dispatcher) -> Supervisor | DramatiqWorker:
     """The loop that runs stages in this process: same interface (start, drain, stop, running)."""
     if isinstance(dispatch, Dispatcher):
-        runner = TaskRunner(settings, db, listener, dict(registry), storage, executor, engines, owners.new_owner_id())
-        return DramatiqWorker(runner, dispatch)
-    return Supervisor(settings, db, listener, registry, storage, executor, engines)
+        return DramatiqWorker(TaskRunner(services, registry, owners.new_owner_id()), dispatch)
+    return Supervisor(services, registry)

@@ -1,0 +1,59 @@
+"""The engines a process runs the pipeline with, checked once at start-up, and the stages it registers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from functools import partial
+from typing import Any
+
+import structlog
+
+from service.engines.protocols import Engines
+from service.errors import EngineError
+from service.settings import Settings
+from service.stages.context import StageFn
+from service.wiring import roles
+from service.workpool import cpu_pool
+
+log = structlog.get_logger(__name__)
+
+EngineFactory = Callable[[Executor], Engines]
+
+
+def default_registry() -> Mapping[str, StageFn]:
+    """The stage functions the service runs; the pipeline's stages register here."""
+    from service.stages import registry
+
+    return registry.stages()
+
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _warm_in_background(settings: Settings, executor: Executor, model_dir: str) -> None:
+    """Load the Whisper model into every worker in the background: start-up does not wait for it."""
+    from service.engines.offline.whisper import warm
+
+    warming = asyncio.create_task(cpu_pool.warm(executor, settings.cpu_workers, [partial(warm, model_dir)]))
+    warming.add_done_callback(lambda t: t.cancelled() or t.exception() is None or log.warning(
+        "engines.warm_failed", error=repr(t.exception())))
+    _background.add(warming)
+    warming.add_done_callback(_background.discard)
+
+
+async def load_engines(settings: Settings, executor: Executor, factory: EngineFactory) -> Engines | None:
+    """The engines, checked once at start-up; None (and a warning) when one is missing."""
+    from service.engines.selection import describe
+
+    try:
+        engines = await asyncio.to_thread(factory, executor)
+    except EngineError as exc:
+        log.warning("engines.unavailable", code=exc.code, error=exc.message)
+        return None
+    log.info("engines.selected", **describe(engines))
+    model_dir = getattr(engines.transcriber, "model_dir", None)
+    if model_dir is not None and roles.runs_stages(settings):  # an API process never transcribes
+        _warm_in_background(settings, executor, model_dir)
+    return engines
