@@ -16,11 +16,16 @@ from typing import Any
 import httpx
 
 from service.errors import ApiRefused
+from service.settings import AUDIO_FORMATS
 
 
 def content_type_of(path: Path) -> str:
-    guessed = mimetypes.guess_type(path.name)[0] or "audio/wav"
-    return "audio/wav" if guessed in ("audio/x-wav", "audio/wave") else guessed
+    """The media type the service takes for this file, by its extension in the service's list of formats."""
+    suffix = path.suffix.lower()
+    for audio_format in AUDIO_FORMATS:
+        if suffix in audio_format.extensions:
+            return audio_format.types[0]
+    return mimetypes.guess_type(path.name)[0] or "audio/wav"
 
 
 @dataclass

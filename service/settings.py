@@ -9,21 +9,29 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-ALLOWED_AUDIO_TYPES = (
-    "audio/wav",
-    "audio/x-wav",
-    "audio/wave",
-    "audio/mpeg",
-    "audio/mp3",
-    "audio/mp4",
-    "audio/x-m4a",
-    "audio/aac",
-    "audio/ogg",
-    "audio/opus",
-    "audio/webm",
-    "audio/flac",
-    "audio/x-flac",
+
+@dataclass(frozen=True)
+class AudioFormat:
+    """A file format the service takes: its name as people know it, its media types, its file extensions."""
+
+    name: str
+    types: tuple[str, ...]
+    extensions: tuple[str, ...]
+
+
+# The one list of accepted formats: the API's content-type enum, its 415 message, and (through /config.json)
+# the page's hint, its file picker's `accept`, and its check of a file as soon as it is picked.
+AUDIO_FORMATS = (
+    AudioFormat("WAV", ("audio/wav", "audio/x-wav", "audio/wave"), (".wav",)),
+    AudioFormat("MP3", ("audio/mpeg", "audio/mp3"), (".mp3",)),
+    AudioFormat("M4A", ("audio/mp4", "audio/x-m4a"), (".m4a",)),
+    AudioFormat("AAC", ("audio/aac",), (".aac",)),
+    AudioFormat("OGG", ("audio/ogg",), (".ogg", ".oga")),
+    AudioFormat("Opus", ("audio/opus",), (".opus",)),
+    AudioFormat("WebM", ("audio/webm",), (".webm",)),
+    AudioFormat("FLAC", ("audio/flac", "audio/x-flac"), (".flac",)),
 )
+ALLOWED_AUDIO_TYPES = tuple(media_type for audio_format in AUDIO_FORMATS for media_type in audio_format.types)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -5,12 +5,10 @@ Every query takes the owner: a job that is not the caller's (or that its owner d
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -28,6 +26,7 @@ class InputObject:
     size_bytes: int
     sha256: str
     duration_seconds: float
+    filename: str | None = None  # as the uploader's computer named it
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "duration_seconds": round(self.duration_seconds, 3)}
@@ -47,7 +46,7 @@ class NewJob:
 _JOB_COLUMNS = """id, owner_id, status, source_language, created_at, updated_at,
     voice_path, voice_content_type, voice_size_bytes, voice_sha256, voice_duration_seconds,
     background_path, background_content_type, background_size_bytes, background_sha256,
-    background_duration_seconds, inputs_deleted_at"""
+    background_duration_seconds, inputs_deleted_at, voice_filename, background_filename"""
 _FINISHED_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(FINISHED)) + ")"
 
 
@@ -73,8 +72,9 @@ async def _create_once(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
             """INSERT INTO jobs (owner_id, source_language, voice_path, voice_content_type,
                    voice_size_bytes, voice_sha256, voice_duration_seconds, background_path,
                    background_content_type, background_size_bytes, background_sha256,
-                   background_duration_seconds, idempotency_key, request_hash)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                   background_duration_seconds, idempotency_key, request_hash, voice_filename,
+                   background_filename)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                ON CONFLICT ON CONSTRAINT idempotency_unique DO NOTHING
                RETURNING id""",
             job.owner_id,
@@ -91,6 +91,8 @@ async def _create_once(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
             bg.duration_seconds if bg else None,
             job.idempotency_key,
             job.request_hash,
+            job.voice.filename,
+            bg.filename if bg else None,
         )
         if job_id is None:
             assert job.idempotency_key is not None
@@ -164,6 +166,13 @@ async def owned(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> bool:
     )
 
 
+async def voice_filename(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> tuple[bool, str | None]:
+    """(whether the job is the caller's, the name its voice was uploaded with): downloads are named after it."""
+    row = await pool.fetchrow("SELECT voice_filename FROM jobs WHERE id = $1 AND owner_id = $2 AND deleted_at IS NULL",
+                              job_id, owner_id)
+    return (row is not None, row["voice_filename"] if row else None)
+
+
 @dataclass(frozen=True)
 class StoredJob:
     """A job as its row holds it: whose it is, where it stands, and the inputs it was made from."""
@@ -203,7 +212,8 @@ def _input_of(row: asyncpg.Record, prefix: str) -> InputObject | None:
         return None
     return InputObject(object_path=row[f"{prefix}_path"], content_type=row[f"{prefix}_content_type"],
                        size_bytes=row[f"{prefix}_size_bytes"], sha256=row[f"{prefix}_sha256"],
-                       duration_seconds=float(row[f"{prefix}_duration_seconds"]))
+                       duration_seconds=float(row[f"{prefix}_duration_seconds"]),
+                       filename=row[f"{prefix}_filename"])
 
 
 def _stored_job(row: asyncpg.Record) -> StoredJob:
@@ -248,16 +258,22 @@ async def representation(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> Job
         return JobView(_stored_job(row), await tasks.for_job(conn, job_id), await artifacts.for_job(conn, job_id))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def encode_cursor(created_at: datetime, job_id: UUID) -> str:
-    raw = json.dumps([created_at.isoformat(), str(job_id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    """Where the next page starts: the last job's creation time (microseconds since 1970) and id, as
+    `<micros>_<uuid>` (the OpenAPI document's pattern: every string of that form is a valid cursor)."""
+    return f"{(created_at - _EPOCH) // _MICROSECOND}_{job_id}"
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    """Raises ValueError on anything that is not a cursor we made."""
-    padded = cursor + "=" * (-len(cursor) % 4)
-    created, job_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    return datetime.fromisoformat(created), UUID(job_id)
+    """Raises ValueError on anything that is not of a cursor's form."""
+    micros, _, job_id = cursor.partition("_")
+    if not micros.isdigit() or len(micros) > 16:
+        raise ValueError("not a cursor")
+    return _EPOCH + int(micros) * _MICROSECOND, UUID(job_id)
 
 
 async def list_for_owner(

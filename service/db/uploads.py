@@ -18,20 +18,23 @@ class Upload:
     kind: str
     content_type: str
     declared_size_bytes: int
+    filename: str | None = None  # as the uploader's computer named it
 
 
 async def record(pool: asyncpg.Pool, uploads: list[Upload], url_expires_at: datetime) -> None:
     await pool.executemany(
-        """INSERT INTO uploads (object_path, owner_id, kind, content_type, declared_size_bytes, url_expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
-        [(u.object_path, u.owner_id, u.kind, u.content_type, u.declared_size_bytes, url_expires_at) for u in uploads],
+        """INSERT INTO uploads (object_path, owner_id, kind, content_type, declared_size_bytes, url_expires_at,
+                                filename)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        [(u.object_path, u.owner_id, u.kind, u.content_type, u.declared_size_bytes, url_expires_at, u.filename)
+         for u in uploads],
     )
 
 
 async def find(pool: asyncpg.Pool, owner_id: str, object_path: str) -> Upload | None:
     """The caller's upload of that path (not removed by retention), or None."""
     row = await pool.fetchrow(
-        """SELECT object_path, owner_id, kind, content_type, declared_size_bytes FROM uploads
+        """SELECT object_path, owner_id, kind, content_type, declared_size_bytes, filename FROM uploads
            WHERE object_path = $1 AND owner_id = $2 AND deleted_at IS NULL""",
         object_path, owner_id,
     )

@@ -183,7 +183,7 @@ async def current_user(request: Request) -> User:
 
 
 def mint(secret: str, user_id: str, ttl_seconds: int = 3600, issuer: str | None = None,
-         email: str | None = None) -> str:
+         email: str | None = None, name: str | None = None) -> str:
     """A token shaped like Supabase Auth's, for local use and tests."""
     now = int(time.time())
     claims: dict[str, object] = {
@@ -199,4 +199,6 @@ def mint(secret: str, user_id: str, ttl_seconds: int = 3600, issuer: str | None 
         claims["iss"] = issuer
     if email:
         claims["email"] = email
+    if name:  # where Supabase Auth keeps what a user says about themselves
+        claims["user_metadata"] = {"name": name}
     return jwt.encode(claims, secret, algorithm="HS256")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
+import unicodedata
+from pathlib import PurePosixPath
 from typing import TypeVar
 
 import structlog
@@ -15,10 +18,21 @@ from service import languages, metrics, retention
 from service.audio.probe import ProbeResult, probe
 from service.db import artifacts, jobs, uploads
 from service.db.jobs import InputObject, NewJob
+from service.domain import ArtifactKind
 from service.errors import ApiError, ErrorCode, IdempotencyConflict, ProviderError, StorageError
 from service.routes.auth import current_user
 from service.routes.errors import bad_request, not_found, unprocessable
-from service.routes.models import ArtifactList, InputList, Job, JobDeletion, JobPage, JobRequest, read_body, respond
+from service.routes.models import (
+    CURSOR,
+    ArtifactList,
+    InputList,
+    Job,
+    JobDeletion,
+    JobPage,
+    JobRequest,
+    read_body,
+    respond,
+)
 from service.routes.requests import path_uuid, query_int
 from service.routes.services import services
 from service.routes.uploads import check_content_type, check_size
@@ -27,6 +41,45 @@ from service.settings import Settings
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+CURSOR_FORM = re.compile(CURSOR)
+
+
+# -- what downloads are called -------------------------------------------------------------------------
+
+FALLBACK_STEM = "dub"
+# What the artifact is, when its extension alone does not say it (two kinds share ".wav" and ".json").
+_SUFFIX = {ArtifactKind.VOICE_STEM: "_voice", ArtifactKind.MANIFEST: "_manifest",
+           ArtifactKind.TRANSCRIPT_JSON: "_transcript", ArtifactKind.TRANSCRIPT_SRT: "_transcript",
+           ArtifactKind.TRANSCRIPT_VTT: "_transcript"}
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f/\\:*?"<>|]+')
+
+
+def _clean(name: str) -> str:
+    """A file name any system accepts: no separators, control or reserved characters, no leading dots."""
+    return _UNSAFE.sub("_", unicodedata.normalize("NFC", name)).strip(" ._")[:120]
+
+
+def download_stem(input_name: str | None) -> str:
+    """The input's name without its extension ("Interview 3.mp3" → "Interview 3")."""
+    if not input_name:
+        return FALLBACK_STEM
+    base = PurePosixPath(input_name.replace("\\", "/")).name
+    return _clean(base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base) or FALLBACK_STEM
+
+
+def artifact_download_name(input_name: str | None, kind: str, language: str | None, object_path: str) -> str:
+    """What a downloaded artifact is called: after the input and the language ("interview_es.mp3"), never the
+    storage's own object name ("master.mp3"), so the files of two jobs or two languages do not collide. The name
+    travels in the signed URL (`download=`); storage answers it with `Content-Disposition`."""
+    extension = PurePosixPath(object_path).suffix
+    language_part = f"_{language}" if language else ""
+    return f"{download_stem(input_name)}{language_part}{_SUFFIX.get(ArtifactKind(kind), '')}{extension}"
+
+
+def input_download_name(input_name: str | None, kind: str, object_path: str) -> str:
+    """An input downloads under the name it was uploaded with."""
+    cleaned = _clean(PurePosixPath((input_name or "").replace("\\", "/")).name) if input_name else ""
+    return cleaned or f"{FALLBACK_STEM}_{kind}{PurePosixPath(object_path).suffix}"
 
 
 def _languages(body: JobRequest, settings: Settings) -> tuple[str, list[str]]:
@@ -43,7 +96,7 @@ def _languages(body: JobRequest, settings: Settings) -> tuple[str, list[str]]:
             raise unprocessable(ErrorCode.SAME_LANGUAGE, f"'{code}' is the source language; pick another target")
         if code not in targets:
             targets.append(code)
-    if len(targets) > settings.max_target_languages:
+    if len(body.target_languages) > settings.max_target_languages:  # as the OpenAPI document's maxItems
         raise ApiError(422, ErrorCode.INVALID_FIELD,
                        f"'target_languages' may name at most {settings.max_target_languages} languages")
     return source, targets
@@ -84,7 +137,7 @@ async def _inspect(request: Request, user_id: str, field: str, path: str) -> Inp
     if result.duration_seconds < settings.min_input_seconds:
         raise unprocessable(ErrorCode.AUDIO_TOO_SHORT, f"'{field}' lasts {result.duration_seconds:.2f} s; "
                                                f"send at least {settings.min_input_seconds:g} s of audio")
-    return InputObject(path, content_type, info.size_bytes, result.sha256, result.duration_seconds)
+    return InputObject(path, content_type, info.size_bytes, result.sha256, result.duration_seconds, upload.filename)
 
 
 def _request_hash(voice: str, background: str | None, source: str, targets: list[str]) -> str:
@@ -132,11 +185,11 @@ async def create_job(request: Request) -> Response:
 async def list_jobs(request: Request) -> Response:
     user = await current_user(request)
     limit = query_int(request, "limit", 20, 1, 100)
-    cursor = request.query_params.get("cursor") or None
-    try:
-        page, next_cursor = await jobs.list_for_owner(services(request).db.pool, user.id, limit, cursor)
-    except (ValueError, TypeError) as exc:
-        raise bad_request(ErrorCode.INVALID_CURSOR, "The cursor is not one this API gave out") from exc
+    cursor = request.query_params.get("cursor")
+    if cursor is not None and not CURSOR_FORM.match(cursor):
+        raise bad_request(ErrorCode.INVALID_CURSOR,
+                          "The cursor is not one this API gave out: send next_cursor as it came")
+    page, next_cursor = await jobs.list_for_owner(services(request).db.pool, user.id, limit, cursor)
     return respond({"jobs": [job.to_json() for job in page], "next_cursor": next_cursor}, JobPage)
 
 
@@ -157,13 +210,15 @@ async def list_artifacts(request: Request) -> Response:
     user = await current_user(request)
     svc = services(request)
     job_id = path_uuid(request)
-    if not await jobs.owned(svc.db.pool, user.id, job_id):
+    owned, voice_name = await jobs.voice_filename(svc.db.pool, user.id, job_id)
+    if not owned:
         raise not_found("Job not found")
     listed = []
     for artifact in await artifacts.for_job(svc.db.pool, job_id):
+        name = artifact_download_name(voice_name, artifact.kind, artifact.target_language, artifact.object_path)
         signed = await svc.storage.create_download_url(artifact.object_path, svc.settings.download_url_ttl_seconds,
-                                                       artifact.name)
-        listed.append({**artifact.to_json(), "download_url": signed.url,
+                                                       name)
+        listed.append({**artifact.to_json(), "download_url": signed.url, "download_name": name,
                        "download_expires_at": signed.expires_at.isoformat()})
     return respond({"artifacts": listed}, ArtifactList)
 
@@ -176,10 +231,10 @@ async def job_inputs(request: Request) -> Response:
     for kind, item in job.to_json()["inputs"].items():
         if item is None or item["deleted_at"] is not None:  # removed by retention: nothing to sign
             continue
-        name = item["object_path"].rsplit("/", 1)[-1]
+        name = input_download_name(item["filename"], kind, item["object_path"])
         signed = await svc.storage.create_download_url(item["object_path"], svc.settings.download_url_ttl_seconds,
                                                        name)
-        listed.append({"kind": kind, **item, "download_url": signed.url,
+        listed.append({"kind": kind, **item, "download_url": signed.url, "download_name": name,
                        "download_expires_at": signed.expires_at.isoformat()})
     return respond({"inputs": listed}, InputList)
 

@@ -18,12 +18,31 @@ from starlette.responses import Response
 from service.domain import ArtifactKind, InputKind, JobStatus, Stage
 from service.errors import ApiError, ErrorCode
 from service.routes.errors import bad_request
+from service.settings import ALLOWED_AUDIO_TYPES
 
 MAX_JSON_BYTES = 64 * 1024
 
-Text = Annotated[str, Meta(min_length=1, max_length=1024, pattern=r"\S")]
-LanguageCode = Annotated[str, Meta(min_length=1, max_length=35, description="ISO 639-1 code, e.g. 'es'")]
+# The patterns the API enforces (in the OpenAPI document too), each with the plain words an error message
+# says instead: a person is never shown a regular expression.
+NOT_BLANK = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+LANGUAGE_CODE = r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$"
+SOURCE_LANGUAGE = r"^(?:auto|[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*)$"
+DISPLAY_NAME = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+CURSOR = r"^[0-9]{1,16}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+PLAIN_RULES = {
+    NOT_BLANK: "must not be blank, nor hold control characters",
+    LANGUAGE_CODE: "must be a language code such as 'es' or 'pt-BR'",
+    SOURCE_LANGUAGE: "must be a language code such as 'en', or 'auto'",
+    DISPLAY_NAME: "must have a letter or a digit, and no control characters",
+    CURSOR: "must be a cursor this API gave out (next_cursor)",
+}
+
+Text = Annotated[str, Meta(min_length=1, max_length=1024, pattern=NOT_BLANK)]
+LanguageCode = Annotated[str, Meta(min_length=2, max_length=35, pattern=LANGUAGE_CODE,
+                                   description="ISO 639-1 code, optionally with a region: 'es', 'pt-BR'")]
 Time = Annotated[str, Meta(description="ISO 8601 date-time, UTC")]
+ContentType = Annotated[str, Meta(extra_json_schema={"enum": list(ALLOWED_AUDIO_TYPES)},
+                                  description="The file's audio type, one of those the service accepts")]
 
 
 # -- requests -----------------------------------------------------------------------------------------
@@ -31,9 +50,9 @@ Time = Annotated[str, Meta(description="ISO 8601 date-time, UTC")]
 
 class UploadFile(Struct, forbid_unknown_fields=False):
     kind: InputKind
-    filename: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"\S")]
-    content_type: Annotated[str, Meta(min_length=1, max_length=255, pattern=r"\S")]
-    size_bytes: Annotated[int, Meta(description="The file's size; must be positive")]
+    filename: Annotated[str, Meta(min_length=1, max_length=255, pattern=NOT_BLANK)]
+    content_type: ContentType
+    size_bytes: Annotated[int, Meta(ge=1, description="The file's size in bytes (at most the service's limit)")]
 
 
 class UploadRequest(Struct):
@@ -42,11 +61,11 @@ class UploadRequest(Struct):
 
 class JobRequest(Struct):
     voice_object: Annotated[Text, Meta(description="object_path of the uploaded voice")]
-    source_language: Annotated[str, Meta(min_length=1, max_length=35, pattern=r"\S",
+    source_language: Annotated[str, Meta(min_length=2, max_length=35, pattern=SOURCE_LANGUAGE,
                                          description="ISO 639-1 code, or 'auto'")]
     target_languages: Annotated[list[LanguageCode], Meta(min_length=1)]
     background_object: Text | None = None
-    idempotency_key: Annotated[str, Meta(min_length=1, max_length=200, pattern=r"\S")] | None = None
+    idempotency_key: Annotated[str, Meta(min_length=1, max_length=200, pattern=NOT_BLANK)] | None = None
 
 
 # -- responses ----------------------------------------------------------------------------------------
@@ -75,6 +94,8 @@ class UploadResponse(Struct):
 
 class Input(Struct):
     object_path: str
+    filename: Annotated[str | None, Meta(description="The file's name on the uploader's computer (jobs made "
+                                                     "before names were kept have none)")]
     content_type: str
     size_bytes: int
     sha256: str
@@ -119,6 +140,8 @@ class Artifact(Struct):
 
 class DownloadableArtifact(Artifact):
     download_url: str
+    download_name: Annotated[str, Meta(description="The file's name when downloaded (input and language: "
+                                                   "'interview_es.mp3'), also sent as Content-Disposition")]
     download_expires_at: Time
 
 
@@ -160,6 +183,7 @@ class ArtifactList(Struct):
 class InputDownload(Input):
     kind: InputKind
     download_url: str
+    download_name: str
     download_expires_at: Time
 
 
@@ -193,12 +217,14 @@ class StreamTicket(Struct):
 
 
 class LocalTokenRequest(Struct):
-    user: Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$",
-                              description="a user name: letters, digits and . _ @ + - (up to 64)")]
+    user: Annotated[str, Meta(min_length=1, max_length=64, pattern=DISPLAY_NAME,
+                              description="Your name as you want to see it: any letters, digits, spaces and "
+                                          "punctuation, 1 to 64 characters")]
 
 
 class LocalUser(Struct):
-    id: str
+    id: Annotated[str, Meta(description="The user id the name maps to (the same name always maps to the same id)")]
+    name: str
 
 
 class LocalToken(Struct):
@@ -247,6 +273,11 @@ T = TypeVar("T", bound=Struct)
 
 _MISSING = re.compile(r"Object missing required field `([^`]+)`")
 _AT = re.compile(r" - at `\$((?:\.[A-Za-z_]\w*|\[\d+\])*)`$")
+_TYPE_NAMES = {"str": "text", "int": "a whole number", "float": "a number", "bool": "true or false",
+               "array": "a list", "object": "an object", "null": "null"}
+_WRONG_TYPE = re.compile(r"Expected `([\w |]+)`, got `(\w+)`")
+_LENGTH = re.compile(r"Expected `(str|array|object)` of length (>=|<=) (\d+)")
+_BOUND = re.compile(r"Expected `(?:int|float)` (>=|<=|>|<) (-?[\d.e+]+)")
 
 
 def _field(path: str) -> str:
@@ -254,8 +285,50 @@ def _field(path: str) -> str:
     return names[-1] if names else "body"
 
 
+def plain_rule(detail: str, choices: list[str] | None = None) -> str:
+    """msgspec's complaint in plain words, without the regular expression or type syntax it may contain."""
+    if "matching regex" in detail:
+        for pattern, words in PLAIN_RULES.items():
+            if repr(pattern) in detail:
+                return words
+        return "is not in the form it must have"
+    if wrong := _WRONG_TYPE.match(detail):
+        kinds = [_TYPE_NAMES.get(kind, kind) for kind in wrong.group(1).split(" | ")]
+        return f"must be {' or '.join(kinds)}"
+    if length := _LENGTH.match(detail):
+        kind, bound, count = length.groups()
+        unit = {"str": "character", "array": "item", "object": "entry"}[kind]
+        least = bound == ">="
+        if least and count == "1":
+            return "must not be empty"
+        return f"must have {'at least' if least else 'at most'} {count} {unit}{'' if count == '1' else 's'}"
+    if bound := _BOUND.match(detail):
+        words = {">=": "at least", "<=": "at most", ">": "more than", "<": "less than"}[bound.group(1)]
+        return f"must be {words} {bound.group(2)}"
+    if detail.startswith("Invalid enum value"):
+        return f"must be one of: {', '.join(choices)}" if choices else "is not one of the values it may take"
+    return "is not valid"
+
+
+def _enum_values(info: msgspec.inspect.Type, found: dict[str, list[str]], name: str = "") -> None:
+    """Each request field that takes one of a few values, with those values (for error messages)."""
+    if isinstance(info, msgspec.inspect.Metadata):
+        _enum_values(info.type, found, name)
+    elif isinstance(info, msgspec.inspect.ListType):
+        _enum_values(info.item_type, found, name)
+    elif isinstance(info, msgspec.inspect.UnionType):
+        for member in info.types:
+            _enum_values(member, found, name)
+    elif isinstance(info, msgspec.inspect.EnumType):
+        found[name] = [str(member.value) for member in info.cls]
+    elif isinstance(info, msgspec.inspect.StructType):
+        for struct_field in info.fields:
+            _enum_values(struct_field.type, found, struct_field.encode_name)
+
+
 def validation_error(exc: msgspec.ValidationError) -> ApiError:
-    """The msgspec complaint as our error codes: `missing_field` or `invalid_field`, naming the field."""
+    """The msgspec complaint as our error codes: `missing_field` or `invalid_field`, naming the field, in words
+    a person reads (no pattern, no type syntax)."""
     text = str(exc)
     at = _AT.search(text)
     path = at.group(1) if at else ""
@@ -264,7 +337,13 @@ def validation_error(exc: msgspec.ValidationError) -> ApiError:
         return ApiError(422, ErrorCode.MISSING_FIELD, f"'{missing.group(1)}' is required")
     if not path:
         return bad_request(ErrorCode.INVALID_BODY, "The body must be a JSON object")
-    return ApiError(422, ErrorCode.INVALID_FIELD, f"'{_field(path)}' is not valid: {detail[:1].lower()}{detail[1:]}")
+    name = _field(path)
+    return ApiError(422, ErrorCode.INVALID_FIELD, f"'{name}' {plain_rule(detail, _CHOICES.get(name))}")
+
+
+_CHOICES: dict[str, list[str]] = {}
+for _model in REQUESTS:
+    _enum_values(msgspec.inspect.type_info(_model), _CHOICES)
 
 
 async def read_body(request: Request, model: type[T]) -> T:

@@ -6,6 +6,7 @@ shape answers); this module only lists the paths and which model each one takes 
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 from typing import Any
 
@@ -13,6 +14,7 @@ import msgspec
 
 from service.domain import EventKind
 from service.routes import models
+from service.settings import ALLOWED_AUDIO_TYPES
 
 _STR = {"type": "string"}
 _ERROR_TEXT = {400: "Malformed request", 401: "Missing, bad or expired token", 404: "Not found (or not yours)",
@@ -62,10 +64,38 @@ def components() -> dict[str, Any]:
     return schemas
 
 
-def openapi_document(server_url: str, local_auth: bool = False) -> dict[str, Any]:
+def _with_limits(max_upload_bytes: int | None, max_target_languages: int | None) -> dict[str, Any]:
+    """The components with this service's configured limits, which the API enforces as well."""
+    schemas = copy.deepcopy(components())
+    if max_upload_bytes is not None:
+        schemas["UploadFile"]["properties"]["size_bytes"]["maximum"] = max_upload_bytes
+    if max_target_languages is not None:
+        schemas["JobRequest"]["properties"]["target_languages"]["maxItems"] = max_target_languages
+    return schemas
+
+
+def _signed_upload_body() -> dict[str, Any]:
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {"required": True, "description": "The file with its own audio Content-Type (or multipart/form-data with "
+                                             "one file part), exactly the size declared when the URL was made",
+            "content": {kind: binary for kind in ALLOWED_AUDIO_TYPES}}
+
+
+def _signed_upload(object_path: list[dict[str, Any]], token: list[dict[str, Any]], method: str) -> dict[str, Any]:
+    return {
+        "summary": "Upload to a signed URL, once (local storage; Supabase Storage's wire format, PUT or POST)",
+        "operationId": f"{method}SignedUpload",
+        "parameters": [*object_path, *token],
+        "requestBody": _signed_upload_body(),
+        "responses": {"200": _json(models.StorageKey, "Stored"), **_storage_errors(400, 403, 404, 409, 413, 415)}}
+
+
+def openapi_document(server_url: str, local_auth: bool = False, max_upload_bytes: int | None = None,
+                     max_target_languages: int | None = None) -> dict[str, Any]:
     job_id = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}]
     auth: list[dict[str, list[str]]] = [{"bearer": []}]
-    token = [{"name": "token", "in": "query", "required": True, "schema": _STR}]
+    token = [{"name": "token", "in": "query", "required": True,
+              "schema": {"type": "string", "minLength": 1, "description": "The signed URL's own token"}}]
     object_path = [{"name": "bucket", "in": "path", "required": True, "schema": _STR},
                    {"name": "path", "in": "path", "required": True, "schema": _STR}]
     document: dict[str, Any] = {
@@ -74,7 +104,7 @@ def openapi_document(server_url: str, local_auth: bool = False) -> dict[str, Any
         "servers": [{"url": server_url}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-            "schemas": components(),
+            "schemas": _with_limits(max_upload_bytes, max_target_languages),
         },
         "paths": {
             "/healthz": {"get": {"summary": "The process is up", "responses": {"200": {"description": "up"}}}},
@@ -105,7 +135,8 @@ def openapi_document(server_url: str, local_auth: bool = False) -> dict[str, Any
                     "summary": "The caller's jobs, newest first", "security": auth,
                     "parameters": [
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-                        {"name": "cursor", "in": "query", "schema": _STR}],
+                        {"name": "cursor", "in": "query", "description": "next_cursor of the page before",
+                         "schema": {"type": "string", "pattern": models.CURSOR}}],
                     "responses": {"200": _json(models.JobPage, "A page"), **_errors(400, 401)}},
             },
             "/v1/jobs/{job_id}": {
@@ -144,15 +175,8 @@ def openapi_document(server_url: str, local_auth: bool = False) -> dict[str, Any
                                "Last-Event-ID to receive exactly what was missed. Ends after 'done'.",
                 "security": auth, "parameters": job_id,
                 "responses": {"200": _stream(), **_errors(400, 401, 404, 503)}}},
-            "/storage/v1/object/upload/sign/{bucket}/{path}": {"put": {
-                "summary": "Upload to a signed URL, once (local storage; Supabase Storage's wire format)",
-                "parameters": [*object_path, *token],
-                "requestBody": {"required": True, "description": "The file, with its own audio Content-Type "
-                                "(audio/wav, audio/mpeg, ...), or multipart with one file part",
-                                "content": {"application/octet-stream": {"schema": {"type": "string",
-                                                                                    "format": "binary"}}}},
-                "responses": {"200": _json(models.StorageKey, "Stored"),
-                              **_storage_errors(400, 403, 404, 409, 413, 415)}}},
+            "/storage/v1/object/upload/sign/{bucket}/{path}": {"put": _signed_upload(object_path, token, "put"),
+                                                                "post": _signed_upload(object_path, token, "post")},
             "/storage/v1/object/sign/{bucket}/{path}": {"get": {
                 "summary": "Download from a signed URL (Range supported)",
                 "parameters": [*object_path, *token],

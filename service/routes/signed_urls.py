@@ -8,6 +8,8 @@ Errors use Storage's body, `{"statusCode": "<status>", "error", "message"}`, wit
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
@@ -23,11 +25,18 @@ _ERROR_NAMES = {400: "Bad Request", 403: "Forbidden", 404: "not_found", 409: "Du
                 413: "Payload too large", 415: "invalid_mime_type", 416: "Range Not Satisfiable"}
 
 
-def storage_error(exc: StorageError) -> Response:
+def content_disposition(name: str) -> str:
+    """`attachment` with an ASCII `filename` for old clients and the exact UTF-8 `filename*` (RFC 6266)."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    ascii_name = re.sub(r'[^A-Za-z0-9._ ()+,-]+', "_", ascii_name).strip() or "download"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def storage_error(exc: StorageError, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse(
         {"statusCode": str(exc.status), "code": exc.code, "error": _ERROR_NAMES.get(exc.status, "Error"),
          "message": exc.message},
-        status_code=exc.status,
+        status_code=exc.status, headers=headers,
     )
 
 
@@ -99,6 +108,6 @@ async def download_from_signed_url(request: Request) -> Response:
     download = request.query_params.get("download")
     if download is not None:
         name = download or path.rsplit("/", 1)[-1]
-        headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}"
+        headers["Content-Disposition"] = content_disposition(name)
     return FileResponse(storage.file_path(path), media_type=info.content_type, headers=headers,
                         stat_result=None)

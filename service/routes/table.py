@@ -24,11 +24,14 @@ _STORAGE_CODES = {404: "NoSuchKey", 405: "MethodNotAllowed"}
 
 
 async def serve_openapi(settings: Settings, request: Request) -> Response:
-    return JSONResponse(openapi_document(settings.public_base_url, settings.local_auth))
+    return JSONResponse(openapi_document(settings.public_base_url, settings.local_auth, settings.max_upload_bytes,
+                                         settings.max_target_languages))
 
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 # The API's paths and, for each, its methods, in the order the router tries them.
-_API: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {
+_API: dict[str, dict[str, Endpoint]] = {
     "/healthz": {"GET": health.healthz},
     "/readyz": {"GET": health.readyz},
     "/metrics": {"GET": serve_metrics},  # 404 unless METRICS_TOKEN is set
@@ -45,12 +48,21 @@ _API: dict[str, dict[str, Callable[[Request], Awaitable[Response]]]] = {
 }
 
 
+def _by_method(endpoints: dict[str, Endpoint]) -> Endpoint:
+    """One route per path, whatever its methods: a 405 then names them all in `Allow` (one route per method
+    named only its own). HEAD is answered as GET."""
+
+    async def endpoint(request: Request) -> Response:
+        return await endpoints["GET" if request.method == "HEAD" else request.method](request)
+
+    return endpoint
+
+
 def table(settings: Settings) -> list[BaseRoute]:
     """The routes for these settings. Those that only read settings have them bound here: they answer before
     (and without) the lifespan's services."""
     routes: list[BaseRoute] = [
-        Route(path, endpoint, methods=[method])
-        for path, endpoints in _API.items() for method, endpoint in endpoints.items()
+        Route(path, _by_method(endpoints), methods=list(endpoints)) for path, endpoints in _API.items()
     ]
     routes += [
         Route("/openapi.json", partial(serve_openapi, settings), methods=["GET"]),
@@ -79,8 +91,11 @@ async def handle_database_outage(request: Request, exc: Exception) -> Response:
 async def handle_http_exception(request: Request, exc: Exception) -> Response:
     """Starlette's own 404/405 (unknown paths, static files) in the API's error shape."""
     assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405 and "Allow" not in headers:  # the static files' own 405 names no methods
+        headers["Allow"] = "GET, HEAD"
     if request.url.path.startswith("/storage/"):  # Storage's own wire format on its routes
         return signed_urls.storage_error(StorageError(exc.status_code, _STORAGE_CODES.get(exc.status_code, "Error"),
-                                                      str(exc.detail)))
+                                                      str(exc.detail)), headers)
     code = _HTTP_CODES.get(exc.status_code, ErrorCode.HTTP_ERROR)
-    return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}) or None)
+    return error_response(exc.status_code, code, str(exc.detail), headers or None)

@@ -18,14 +18,17 @@ from service.routes.services import services
 from service.settings import Settings
 
 
+def unsupported_content_type(settings: Settings, content_type: str) -> ApiError:
+    return ApiError(415, ErrorCode.UNSUPPORTED_CONTENT_TYPE,
+                    f"'{content_type[:100]}' is not an accepted audio type; "
+                    f"use one of {', '.join(settings.allowed_content_types)}")
+
+
 def check_content_type(settings: Settings, content_type: str) -> str:
+    """A stored object's type (its parameters and case aside) is one the service accepts."""
     base = content_type.split(";")[0].strip().lower()
     if base not in settings.allowed_content_types:
-        raise ApiError(
-            415,
-            ErrorCode.UNSUPPORTED_CONTENT_TYPE,
-            f"'{base}' is not an accepted audio type; use one of {', '.join(settings.allowed_content_types)}",
-        )
+        raise unsupported_content_type(settings, base)
     return base
 
 
@@ -53,12 +56,12 @@ async def create_uploads(request: Request) -> Response:
     body = await read_body(request, UploadRequest)
     planned: list[Upload] = []
     for entry in body.files:
-        if entry.kind in (u.kind for u in planned):
-            raise ApiError(422, ErrorCode.INVALID_FIELD, f"'files' names '{entry.kind}' twice")
-        content_type = check_content_type(settings, entry.content_type)
+        if entry.content_type not in settings.allowed_content_types:  # exactly as the OpenAPI enum says
+            raise unsupported_content_type(settings, entry.content_type)
         size = check_size(settings, entry.size_bytes)
-        path = upload_object_path(user.id, entry.kind, entry.filename.strip())
-        planned.append(Upload(path, user.id, entry.kind, content_type, size))
+        filename = entry.filename.strip()
+        path = upload_object_path(user.id, entry.kind, filename)
+        planned.append(Upload(path, user.id, entry.kind, entry.content_type, size, filename))
     tickets: list[dict[str, Any]] = []
     expires_at = None
     for upload in planned:

@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from service.domain import STAGE_ORDER, TERMINAL
-from service.settings import Settings
+from service.settings import AUDIO_FORMATS, Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -100,7 +100,9 @@ async def config(settings: Settings, request: Request) -> Response:
         "supabase": {"url": settings.supabase_url, "anon_key": settings.supabase_anon_key}
         if settings.supabase_url else None,
         "uploads": {"max_bytes": settings.max_upload_bytes,
-                    "accepted_types": list(settings.allowed_content_types)},
+                    "accepted_types": list(settings.allowed_content_types),
+                    "formats": [{"name": f.name, "types": list(f.types), "extensions": list(f.extensions)}
+                                for f in AUDIO_FORMATS if set(f.types) & set(settings.allowed_content_types)]},
         "max_target_languages": settings.max_target_languages,
         # The page ranks a language's stages by this order (never backwards) and stops at a terminal one.
         "stages": {"order": [str(s) for s in STAGE_ORDER], "terminal": [str(s) for s in STAGE_ORDER if s in TERMINAL]},

@@ -96,8 +96,12 @@ async def test_list_is_newest_first_with_cursor(service: Service) -> None:
         if cursor is None:
             break
     assert seen == list(reversed(ids))
-    bad = await service.client.get("/v1/jobs", params={"cursor": "nonsense"}, headers=service.auth("carol"))
-    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cursor"
+    for nonsense in ("nonsense", "", "99999999999999999_" + str(uuid.uuid4())):
+        bad = await service.client.get("/v1/jobs", params={"cursor": nonsense}, headers=service.auth("carol"))
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cursor"
+    # Any string of the documented form is a cursor: one from before every job pages to nothing.
+    early = await service.client.get("/v1/jobs", params={"cursor": f"1_{uuid.uuid4()}"}, headers=service.auth("carol"))
+    assert early.status_code == 200 and early.json() == {"jobs": [], "next_cursor": None}
 
 
 async def test_another_users_job_is_not_found(service: Service) -> None:
@@ -134,8 +138,10 @@ async def test_cannot_use_another_users_upload(service: Service) -> None:
         ({"voice_object": "VOICE", "target_languages": ["es"]}, 422, "missing_field"),
         ({"voice_object": "VOICE", "source_language": "en"}, 422, "missing_field"),
         ({"voice_object": "VOICE", "source_language": "xx", "target_languages": ["es"]}, 422, "unknown_language"),
-        ({"voice_object": "VOICE", "source_language": "en", "target_languages": ["klingon"]}, 422,
+        ({"voice_object": "VOICE", "source_language": "en", "target_languages": ["tlh"]}, 422,
          "unknown_language"),
+        ({"voice_object": "VOICE", "source_language": "en", "target_languages": ["klingon"]}, 422,
+         "invalid_field"),
         ({"voice_object": "VOICE", "source_language": "en", "target_languages": []}, 422, "invalid_field"),
         ({"voice_object": "VOICE", "source_language": "en", "target_languages": ["en"]}, 422, "same_language"),
         ({"voice_object": "USER/uploads/nothing/voice.wav", "source_language": "en", "target_languages": ["es"]},

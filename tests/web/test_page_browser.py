@@ -265,6 +265,21 @@ def language(page: Any, code: str) -> Any:
     return page.locator(f".lang[data-lang={code}]")
 
 
+async def in_view(page: Any, element: Any) -> bool:
+    """Wholly on screen, and what shows at its top edge is itself (not the sticky top bar over it). A control drawn
+    by its label (a file input, a language chip) counts as that label."""
+    return bool(await element.evaluate("""el => {
+        const shown = el.closest('.drop, .chip') || el, box = shown.getBoundingClientRect();
+        if (box.width <= 0 || box.top < -1 || box.bottom > window.innerHeight + 1) return false;
+        const hit = document.elementFromPoint(box.left + box.width / 2, box.top + 2);
+        return hit !== null && (shown.contains(hit) || hit.contains(shown)); }"""))
+
+
+async def no_sideways_scroll(page: Any) -> tuple[int, int]:
+    return tuple(await page.evaluate(
+        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"))  # type: ignore[return-value]
+
+
 # -- the tests -----------------------------------------------------------------------------------------
 
 async def test_dub_two_languages_listen_and_download(site: Site, desktop: Any, tmp_path: Path) -> None:
@@ -286,7 +301,8 @@ async def test_dub_two_languages_listen_and_download(site: Site, desktop: Any, t
 
     # Both uploads reach 100 % in their own bars, then the job page follows each language to the end.
     await expect(page.locator("#view-job")).to_be_visible()
-    await expect(page.get_by_role("heading", name="English → Catalan & Spanish")).to_be_visible()
+    await expect(page.get_by_role("heading", name="voice.wav")).to_be_visible()
+    await expect(page.locator(".job-head .meta")).to_contain_text("English → Catalan & Spanish")
     for code in ("es", "ca"):
         await expect(language(page, code).locator(".stage")).to_have_text("Complete", timeout=DUB_TIMEOUT_MS)
         await expect(language(page, code).locator("progress")).to_have_attribute("value", "100")
@@ -341,13 +357,27 @@ async def test_dub_two_languages_listen_and_download(site: Site, desktop: Any, t
     download = await info.value
     manifest = json.loads(Path(await download.path()).read_text())
     assert manifest["target_language"] == "es" and manifest["segments"]
-    assert download.suggested_filename == "manifest.json"
+    assert download.suggested_filename == "voice_es_manifest.json"
     assert await link.get_attribute("href") != stale
+
+    # Every download is named after the input and its language; none collides with another's.
+    names = await page.locator("a.download").evaluate_all("links => links.map(a => a.getAttribute('download'))")
+    assert len(names) == len(set(names)) >= 13, names
+    assert {"voice_es.wav", "voice_ca.wav", "voice_es_voice.wav", "voice_es.vtt", "voice_transcript.json"} <= set(names)
+    async with page.expect_download() as info:
+        await spanish.locator("a.download[data-kind=master_web]").click()
+    master = await info.value
+    assert re.fullmatch(r"voice_es\.(mp3|opus)", master.suggested_filename), master.suggested_filename
+    href = await spanish.locator("a.download[data-kind=master_wav]").get_attribute("href")
+    async with httpx.AsyncClient() as client:
+        head = await client.get(href, headers={"Range": "bytes=0-1"})
+    assert head.headers["content-disposition"].startswith('attachment; filename="voice_es.wav"')
 
     # My dubs lists it, newest first, with its languages.
     await page.get_by_role("link", name="My dubs").click()
     row = page.locator("#jobs-list .job-row").first
-    await expect(row.locator(".job-name")).to_have_text("English → Catalan & Spanish")
+    await expect(row.locator(".job-name")).to_have_text("voice.wav")
+    await expect(row.locator(".job-sub")).to_contain_text("English → Catalan & Spanish")
     await expect(row.locator(".status-chip")).to_have_text("Complete")
     await expect(row.locator(".lang-chip.stage-complete")).to_have_count(2)
     assert console.problems() == [], console.problems()
@@ -372,16 +402,108 @@ async def test_a_dropped_file_the_api_refuses_is_explained_on_a_phone(site: Site
     await page.dispatch_event("#voice-drop", "drop", {"dataTransfer": dropped})
     await expect(page.locator("#voice-file")).to_contain_text("notes.txt")
     assert await page.locator("#voice-input").evaluate("i => i.files.length && i.files[0].name") == "notes.txt"
+    # Refused as soon as it is dropped, before anything is uploaded, in the words the hint uses.
+    error = page.locator("#voice-error")
+    await expect(error).to_contain_text("notes.txt is a text/plain file. Choose a WAV, MP3, M4A, AAC, OGG, Opus, WebM")
     await pick_language(page, "es")
     await page.get_by_role("button", name="Dub it").click()
-    error = page.locator("#voice-error")
-    await expect(error).to_contain_text("notes.txt: 'text/plain' is not an accepted audio type")
+    await expect(error).to_contain_text("notes.txt is a text/plain file")
     await expect(page.locator("#voice-input")).to_have_attribute("aria-invalid", "true")
     await expect(page.locator("#targets-error")).to_be_hidden()
     await expect(page.get_by_role("button", name="Dub it")).to_be_enabled()
     assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     await page.screenshot(path=tmp_path / "phone-error.png", full_page=True)
     assert console.problems() == [], console.problems()
+
+
+async def test_a_phone_signs_in_by_name_checks_files_early_and_never_scrolls_sideways(site: Site, phone: Any) -> None:
+    page = await phone.new_page()
+    console = watch(page)
+    await sign_in(page, site, "José Núñez")  # an ordinary name, accents and a space
+
+    # Each bad file is refused the moment it is picked, before any upload, with the formats the hint lists.
+    hint = await page.locator("#voice-hint").text_content()
+    formats = hint.split("under it. ")[1].rstrip(".")
+    assert formats == "WAV, MP3, M4A, AAC, OGG, Opus, WebM, or FLAC", hint
+    uploads_before = len([r for r in site.proxy.requests if r.path == "/v1/uploads"])
+    error = page.locator("#voice-error")
+    await page.locator("#voice-input").set_input_files(
+        {"name": "clip.mp4", "mimeType": "video/mp4", "buffer": site.sample.voice.read_bytes()[:4096]})
+    await expect(error).to_have_text(f"clip.mp4 is a video/mp4 file. Choose a {formats} file.")
+    await page.locator("#voice-input").set_input_files(
+        {"name": "notes.mp3", "mimeType": "audio/mpeg", "buffer": site.text_file.read_bytes() * 50})
+    await expect(error).to_contain_text("notes.mp3 does not play as audio")
+    await expect(page.locator("#voice-input")).to_have_attribute("aria-invalid", "true")
+    await pick_language(page, "es")
+    await page.get_by_role("button", name="Dub it").click()
+    await expect(error).to_contain_text("notes.mp3 does not play as audio")
+    assert len([r for r in site.proxy.requests if r.path == "/v1/uploads"]) == uploads_before
+
+    # A slow upload on a phone: its bar and Cancel are on screen.
+    await page.locator("#voice-input").set_input_files(site.long_sample.voice)
+    await expect(error).to_be_hidden()
+    await expect(page.locator("#voice-file")).to_contain_text(" s")  # its length, read in the browser
+    cdp = await phone.new_cdp_session(page)
+    await cdp.send("Network.enable")
+    await cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": 300_000})
+    await page.get_by_role("button", name="Dub it").click()
+    bar = page.locator("#upload-list [data-kind=voice] progress")
+    await page.wait_for_function("b => b && b.value > 0 && b.value < 100", arg=await bar.element_handle(),
+                                 timeout=20_000)
+    cancel = page.get_by_role("button", name="Cancel upload")
+    assert await in_view(page, bar) and await in_view(page, cancel)
+    await cancel.click()
+    await cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+
+    # A short dub, then every panel open: nothing is wider than the phone.
+    await page.locator("#voice-input").set_input_files(site.sample.voice)
+    await page.get_by_role("button", name="Dub it").click()
+    spanish = language(page, "es")
+    await expect(spanish.locator(".stage")).to_have_text("Complete", timeout=DUB_TIMEOUT_MS)
+    await expect(spanish.locator(".player")).to_be_visible()
+    await expect(page.locator(".transcripts")).to_be_visible()
+    for details in await page.locator("details").all():
+        await details.locator("summary").click()
+    await expect(spanish.locator("details.segments table")).to_be_visible()
+    width, viewport = await no_sideways_scroll(page)
+    assert width <= viewport == PHONE["width"], (width, viewport)
+    table = await spanish.locator(".table-wrap").bounding_box()
+    assert table["x"] >= 0 and table["x"] + table["width"] <= PHONE["width"], table
+    # The whole table fits, its Speed column included: nothing to scroll even inside its own box.
+    fits = await spanish.locator(".table-wrap").evaluate("w => [w.scrollWidth, w.clientWidth]")
+    assert fits[0] <= fits[1], fits
+    await expect(spanish.locator("details.segments th").last).to_be_visible()  # Speed
+    await focus_stays_visible(page)
+    assert console.problems() == [], console.problems()
+
+
+async def focus_stays_visible(page: Any, presses: int = 60) -> None:
+    """Tab forwards then backwards through the page: each focused control is wholly on screen, below the bar."""
+    await page.evaluate("window.scrollTo(0, 0)")
+    await page.locator("#main").focus()
+    hidden = []
+    for key in ["Tab"] * presses + ["Shift+Tab"] * presses:
+        await page.keyboard.press(key)
+        focused = page.locator(":focus")
+        if not await focused.count() or await focused.evaluate("el => el.closest('.topbar') !== null"):
+            continue
+        if not await in_view(page, focused):
+            hidden.append((key, await focused.evaluate("el => el.outerHTML.slice(0, 80)")))
+    assert hidden == [], hidden
+
+
+async def test_focus_is_never_under_the_top_bar_on_a_desktop(site: Site, desktop: Any) -> None:
+    page = await desktop.new_page()
+    await sign_in(page, site, "Ana María")
+    await page.locator("#voice-input").set_input_files(site.sample.voice)
+    await pick_language(page, "es")
+    await pick_language(page, "ca")
+    await page.get_by_role("button", name="Dub it").click()
+    for code in ("es", "ca"):
+        await expect(language(page, code).locator(".player")).to_be_visible(timeout=DUB_TIMEOUT_MS)
+    await focus_stays_visible(page, presses=45)
 
 
 async def test_cancel_an_upload_then_a_running_dub(site: Site, desktop: Any) -> None:
@@ -400,6 +522,9 @@ async def test_cancel_an_upload_then_a_running_dub(site: Site, desktop: Any) -> 
     bar = page.locator("#upload-list [data-kind=voice] progress")
     await page.wait_for_function("b => b && b.value > 0 && b.value < 100", arg=await bar.element_handle(),
                                  timeout=20_000)
+    # The bars and the Cancel button are on screen, not below the fold.
+    for element in (bar, page.get_by_role("button", name="Cancel upload")):
+        assert await in_view(page, element), await element.bounding_box()
     await page.get_by_role("button", name="Cancel upload").click()
     await expect(page.locator("#form-error")).to_have_text("Upload cancelled. Nothing was sent for dubbing.")
     await expect(page.get_by_role("button", name="Dub it")).to_be_enabled()
@@ -483,8 +608,10 @@ async def test_my_dubs_pages_through_the_list(site: Site, desktop: Any) -> None:
     await expect(rows).to_have_count(11)
     await expect(rows.last).to_have_attribute("data-job-id", created[0])
     await expect(page.get_by_role("button", name="Show older dubs")).to_be_hidden()
+    await expect(rows.first.locator(".job-name")).to_have_text("take.wav")
     await rows.last.locator("a.job-link").click()
-    await expect(page.get_by_role("heading", name="English → Spanish")).to_be_visible()
+    await expect(page.get_by_role("heading", name="take.wav")).to_be_visible()
+    await expect(page.locator(".job-head .meta")).to_contain_text("English → Spanish")
     await expect(language(page, "es").locator(".stage")).to_have_text("Cancelled")
     assert await page.locator("#view-job").get_attribute("data-job-id") == created[0]
 

@@ -112,7 +112,13 @@ async def test_config_tells_the_page_how_to_sign_in(tmp_path: Path) -> None:
         assert "connect-src 'self' http://127.0.0.1:8000 https://proj.supabase.co" in csp
     fixed = Settings(data_dir=tmp_path, jwt_secret=JWT_SECRET)
     async with asgi_client(fixed) as client:
-        assert (await client.get("/config.json")).json()["mode"] == "token"
+        config = (await client.get("/config.json")).json()
+        assert config["mode"] == "token"
+        # The page's one list of formats (hint, picker, early check) is the API's list of types.
+        formats = config["uploads"]["formats"]
+        assert [t for f in formats for t in f["types"]] == config["uploads"]["accepted_types"]
+        assert [f["name"] for f in formats] == ["WAV", "MP3", "M4A", "AAC", "OGG", "Opus", "WebM", "FLAC"]
+        assert all(e.startswith(".") for f in formats for e in f["extensions"])
 
 
 async def test_config_serves_the_stage_order_of_the_domain(tmp_path: Path) -> None:
@@ -143,13 +149,15 @@ async def test_local_token_for_a_user_name(tmp_path: Path) -> None:
         answer = await client.post("/local/token", json={"user": "uma.k"})
         assert answer.status_code == 200, answer.text
         body = answer.json()
-        assert body["user"] == {"id": "uma.k"} and body["token_type"] == "bearer"
+        assert body["user"] == {"id": "uma.k", "name": "uma.k"} and body["token_type"] == "bearer"
         assert verify(body["access_token"], settings.jwt_secret, None).id == "uma.k"
         assert answer.headers["cache-control"] == "no-store"
-        for bad in ("", "../x", "a/b", ".hidden", "x" * 65, "white space"):
+        for bad in ("", "   ", "x" * 65, "tab\tname", "nul\u0000", "bell\u0007"):
             refused = await client.post("/local/token", json={"user": bad})
             assert refused.status_code == 422, bad
             assert refused.json()["error"]["code"] in ("invalid_field", "missing_field")
+            message = refused.json()["error"]["message"]
+            assert message.startswith("'user' must") and not re.search(r"regex|\^|\[|`", message), message
         # DNS rebinding: a page from another name that resolves here must not get a token.
         rebound = await client.post("/local/token", json={"user": "uma"}, headers={"Host": "evil.example:8000"})
         assert rebound.status_code == 403
@@ -158,6 +166,29 @@ async def test_local_token_for_a_user_name(tmp_path: Path) -> None:
         refused = await remote.post("/local/token", json={"user": "uma"})
         assert refused.status_code == 403
         assert refused.json()["error"]["code"] == "local_only"
+
+
+async def test_local_sign_in_takes_any_reasonable_name(tmp_path: Path) -> None:
+    """Display names as people write them map to safe, stable user ids; the name itself is shown back."""
+    settings = Settings(data_dir=tmp_path, jwt_secret="local-" * 8, local_auth=True)
+    safe_id = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
+    async with asgi_client(settings) as client:
+        ids = {}
+        for name in ("Marta Test", "José", "Jose\u0301", "  José ", "../x", "a/b", ".hidden", "李小龙",
+                     "O'Brien-Smith, Jr.", "Ñ" * 64, "🎙️ podcast"):
+            answer = await client.post("/local/token", json={"user": name})
+            assert answer.status_code == 200, (name, answer.text)
+            user = answer.json()["user"]
+            assert safe_id.match(user["id"]) and "/" not in user["id"], user
+            assert verify(answer.json()["access_token"], settings.jwt_secret, None).id == user["id"]
+            ids[name] = user
+        assert ids["Marta Test"]["name"] == "Marta Test"
+        # One person however the accent was typed (composed or not) and with stray spaces.
+        assert ids["José"] == ids["Jose\u0301"] == ids["  José "] == {"id": ids["José"]["id"], "name": "José"}
+        assert ids["José"]["id"].startswith("jose-")
+        again = (await client.post("/local/token", json={"user": "Marta Test"})).json()["user"]
+        assert again == ids["Marta Test"]  # stable
+        assert len({u["id"] for u in ids.values()}) == len(ids) - 2
 
 
 @pytest.mark.parametrize("overrides", [

@@ -72,10 +72,15 @@ function route() {
   state.dubs.load(true);
 }
 
+// Who is signed in, as they said it: the name typed (local mode), the email (cloud), else the token's subject.
+function userLabel(user) {
+  return user.name || user.email || user.id;
+}
+
 function onSession(session) {
   const box = $('#session');
   box.hidden = !session;
-  $('#session-user').textContent = session ? (session.user.email || session.user.id) : '';
+  $('#session-user').textContent = session ? userLabel(session.user) : '';
   if (!session) {
     state.user = null;
     if (state.form) state.form.reset();
@@ -207,7 +212,7 @@ async function main() {
     notice(error instanceof ApiError ? error.message : `Sign-in is unavailable: ${error.message}`, 'error');
   }
   $('#session').hidden = !state.auth.session;
-  $('#session-user').textContent = state.auth.session ? (state.auth.user.email || state.auth.user.id) : '';
+  $('#session-user').textContent = state.auth.session ? userLabel(state.auth.user) : '';
   window.addEventListener('hashchange', route);
   route();
   document.body.dataset.ready = 'true';

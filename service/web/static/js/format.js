@@ -89,3 +89,19 @@ export function percent(fraction) {
 export function signed(value, digits = 1) {
   return `${value < 0 ? '−' : ''}${Math.abs(value).toFixed(digits)}`;
 }
+
+// The service's accepted formats as a sentence: "WAV, MP3, M4A, AAC, OGG, Opus, WebM or FLAC".
+export function formatNames(formats) {
+  return new Intl.ListFormat('en', { style: 'long', type: 'disjunction' }).format(formats.map((f) => f.name));
+}
+
+// What a job is called: the voice recording's file name, else (jobs from before names were kept) its languages.
+export function jobTitle(job) {
+  const voice = job.inputs.voice;
+  return voice && voice.filename ? voice.filename : languageLine(job);
+}
+
+export function languageLine(job) {
+  const source = job.source_language === 'auto' ? 'Detected language' : languageName(job.source_language);
+  return `${source} → ${languageList(job.tasks.map((t) => t.target_language))}`;
+}

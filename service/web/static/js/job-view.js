@@ -4,7 +4,8 @@
 import { api, ApiError } from './api.js';
 import { clear, h, icon } from './dom.js';
 import {
-  bytes, duration, languageList, languageName, percent, signed, STAGE_LABELS, STAGE_RANK, STATUS_LABELS,
+  bytes, duration, jobTitle, languageLine, languageName, percent, signed, STAGE_LABELS, STAGE_RANK,
+  STATUS_LABELS,
   TERMINAL_STAGES, TERMINAL_STATUSES, when,
 } from './format.js';
 import { Player } from './player.js';
@@ -26,7 +27,8 @@ const ARTIFACT_ORDER = ['master_web', 'master_wav', 'voice_stem', 'captions_vtt'
 const REFRESH_MARGIN_MS = 30_000;
 
 function formatOf(artifact) {
-  const name = artifact.object_path.split('/').pop();
+  // The name the service gives the download (input and language: "interview_es.mp3").
+  const name = artifact.download_name || artifact.object_path.split('/').pop();
   const extension = (name.split('.').pop() || '').toUpperCase();
   return { name, label: extension === 'VTT' ? 'WebVTT' : extension };
 }
@@ -302,9 +304,9 @@ export class JobView {
 
   render() {
     const job = this.job;
-    const targets = job.tasks.map((t) => t.target_language);
-    const source = job.source_language === 'auto' ? 'Detected language' : languageName(job.source_language);
     const voice = job.inputs.voice;
+    const title = jobTitle(job);
+    document.title = `${title} · Dubbing`;
     this.status = h('span', { class: 'status-chip', text: '' });
     this.cancelButton = h('button', { type: 'button', class: 'secondary danger', id: 'cancel-job',
       onclick: () => this.cancel() }, 'Cancel dub');
@@ -313,8 +315,9 @@ export class JobView {
     this.transcripts = h('div', { class: 'transcripts', hidden: true });
     const head = h('header', { class: 'job-head card' },
       h('div', { class: 'job-title' },
-        h('h1', {}, `${source} → ${languageList(targets)}`),
+        h('h1', {}, title),
         h('p', { class: 'meta' },
+          title === languageLine(job) ? '' : `${languageLine(job)} · `,
           `${duration(voice.duration_seconds)} recording`,
           job.inputs.background ? ' · with background' : '',
           ` · started ${when(job.created_at)}`)),

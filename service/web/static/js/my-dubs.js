@@ -2,7 +2,7 @@
 
 import { api } from './api.js';
 import { $, clear, h } from './dom.js';
-import { duration, languageList, languageName, STAGE_LABELS, STATUS_LABELS, when } from './format.js';
+import { duration, jobTitle, languageLine, languageName, STAGE_LABELS, STATUS_LABELS, when } from './format.js';
 
 const PAGE = 10;
 
@@ -42,10 +42,10 @@ export class MyDubs {
   }
 
   row(job) {
-    const targets = job.tasks.map((t) => t.target_language);
-    const source = job.source_language === 'auto' ? 'Detected' : languageName(job.source_language);
     const voice = job.inputs.voice;
-    const about = [voice ? `${duration(voice.duration_seconds)} recording` : '', job.inputs.background ? 'with background' : '',
+    const title = jobTitle(job);
+    const about = [title === languageLine(job) ? '' : languageLine(job),
+      voice ? `${duration(voice.duration_seconds)} recording` : '', job.inputs.background ? 'with background' : '',
       when(job.created_at)].filter(Boolean).join(' · ');
     const chips = h('ul', { class: 'lang-chips', 'aria-label': 'Languages' }, job.tasks.map((t) => h('li', {
       class: `lang-chip stage-${t.stage}`, title: `${languageName(t.target_language)}: ${STAGE_LABELS[t.stage] || t.stage}`,
@@ -53,7 +53,7 @@ export class MyDubs {
     h('span', { class: 'visually-hidden', text: ` ${languageName(t.target_language)}: ${STAGE_LABELS[t.stage] || t.stage}` }))));
     return h('li', { class: 'job-row', dataset: { jobId: job.id, status: job.status } },
       h('a', { class: 'job-link', href: `#/jobs/${job.id}` },
-        h('span', { class: 'job-name', text: `${source} → ${languageList(targets)}` }),
+        h('span', { class: 'job-name', text: title }),
         h('span', { class: 'job-sub', text: about })),
       chips,
       h('span', { class: `status-chip status-${job.status}`, text: STATUS_LABELS[job.status] || job.status }));

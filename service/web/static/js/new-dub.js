@@ -2,15 +2,15 @@
 
 import { api, ApiError } from './api.js';
 import { $, clear, h } from './dom.js';
-import { bytes, duration, languageName } from './format.js';
+import { bytes, duration, formatNames, languageName } from './format.js';
 import { contentTypeOf, putFile, UploadCancelled } from './upload.js';
 
 const FIELDS = ['voice', 'background', 'source', 'targets', 'form'];
 
-function humanize(error) {
+function humanize(error, formats) {
   let message = error.message || '';
   if (error.code === 'unsupported_content_type' || error.code === 'InvalidMimeType') {
-    message = `${message.split('; use one of')[0]}. Choose a WAV, MP3, M4A, AAC, OGG, Opus, WebM or FLAC file.`;
+    message = `${message.split('; use one of')[0]}. Choose a ${formatNames(formats)} file.`;
   }
   return message
     .replace(/'voice_object'/g, 'The voice recording')
@@ -46,8 +46,10 @@ function fieldOf(error) {
 }
 
 class FilePicker {
-  constructor(kind, form, onChange) {
+  constructor(kind, form, onChange, check) {
     this.kind = kind;
+    this.check = check; // file -> Promise of a refusal's words, or null
+    this.checked = Promise.resolve(null);
     this.input = $(`#${kind}-input`, form);
     this.zone = $(`#${kind}-drop`, form);
     this.summary = $(`#${kind}-file`, form);
@@ -83,14 +85,20 @@ class FilePicker {
     clear(this.summary);
     this.zone.classList.toggle('has-file', Boolean(file));
     if (this.clearButton) this.clearButton.hidden = !file;
+    this.onChange(this.kind);
     if (file) {
       const details = h('span', { class: 'file-meta', text: bytes(file.size) });
       this.summary.append(h('span', { class: 'file-name', text: file.name }), details);
-      probeDuration(file).then((seconds) => {
-        if (this.file === file && seconds) details.textContent = `${bytes(file.size)} · ${duration(seconds)}`;
+      // Checked as soon as it is picked, in this browser: its type, its size, and that it decodes.
+      this.checked = this.check(file, (seconds) => {
+        if (this.file === file) details.textContent = `${bytes(file.size)} · ${duration(seconds)}`;
       });
+      this.checked.then((refusal) => {
+        if (refusal && this.file === file) this.onRefused(this.kind, refusal);
+      });
+    } else {
+      this.checked = Promise.resolve(null);
     }
-    this.onChange(this.kind);
   }
 
   reset() {
@@ -105,20 +113,26 @@ class FilePicker {
   }
 }
 
-// The file's length from its metadata, when the browser can read it (a blob: URL, never uploaded).
-function probeDuration(file) {
+// Whether the browser can read the file as audio (a blob: URL, never uploaded): its length when it can,
+// `undecodable` when it should be able to (its type is one it plays) and cannot, `unknown` otherwise.
+function probeAudio(file, type) {
   return new Promise((resolve) => {
     const audio = document.createElement('audio');
+    const judged = audio.canPlayType(type) !== '';
     const url = URL.createObjectURL(file);
+    let settled = false;
     const done = (value) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
       URL.revokeObjectURL(url);
       audio.removeAttribute('src');
       resolve(value);
     };
     audio.preload = 'metadata';
-    audio.addEventListener('loadedmetadata', () => done(Number.isFinite(audio.duration) ? audio.duration : null));
-    audio.addEventListener('error', () => done(null));
-    setTimeout(() => done(null), 5000);
+    audio.addEventListener('loadedmetadata', () => done({ seconds: Number.isFinite(audio.duration) ? audio.duration : null }));
+    audio.addEventListener('error', () => done(judged ? { undecodable: true } : { unknown: true }));
+    const timer = setTimeout(() => done({ unknown: true }), 5000);
     audio.src = url;
   });
 }
@@ -137,10 +151,18 @@ export class NewDubForm {
     this.cancel = $('#upload-cancel', form);
     this.progressList = $('#upload-list', form);
     this.progressPanel = $('#upload-panel', form);
+    this.formats = config.uploads.formats;
+    const check = (file, onDuration) => this.checkFile(file, onDuration);
     this.pickers = {
-      voice: new FilePicker('voice', form, (kind) => this.clearError(kind)),
-      background: new FilePicker('background', form, (kind) => this.clearError(kind)),
+      voice: new FilePicker('voice', form, (kind) => this.clearError(kind), check),
+      background: new FilePicker('background', form, (kind) => this.clearError(kind), check),
     };
+    for (const picker of Object.values(this.pickers)) {
+      picker.onRefused = (kind, message) => this.showError(kind, message);
+      picker.input.accept = this.formats.flatMap((f) => [...f.types, ...f.extensions]).join(',');
+    }
+    $('#voice-hint', form).textContent = `The speech to dub, alone or with music under it. ${formatNames(this.formats)}.`;
+    $('#background-hint', form).textContent = `Optional. It is mixed under the dubbed voice. ${formatNames(this.formats)}.`;
     this.source.addEventListener('change', () => {
       this.renderTargets();
       this.clearError('source');
@@ -152,6 +174,26 @@ export class NewDubForm {
     this.cancel.addEventListener('click', () => this.abortUploads());
     // A file dropped beside a drop zone must not make the browser leave the page to open it.
     for (const type of ['dragover', 'drop']) window.addEventListener(type, (event) => event.preventDefault());
+  }
+
+  // A picked file's refusal in words (or null): the same formats the hint lists, the size limit, and whether it
+  // decodes as audio in this browser; before anything is uploaded.
+  async checkFile(file, onDuration) {
+    const type = contentTypeOf(file, this.formats);
+    const names = formatNames(this.formats);
+    if (!this.formats.some((f) => f.types.includes(type))) {
+      const what = type === 'application/octet-stream' ? 'not an audio file' : `a ${type} file`;
+      return `${file.name} is ${what}. Choose a ${names} file.`;
+    }
+    const limit = this.config.uploads.max_bytes;
+    if (file.size > limit) return `${file.name} is ${bytes(file.size)}; files may be at most ${bytes(limit)}.`;
+    if (file.size === 0) return `${file.name} is empty.`;
+    const probe = await probeAudio(file, type);
+    if (probe.undecodable) {
+      return `${file.name} does not play as audio: it may be damaged, or not the ${names} file its name says.`;
+    }
+    if (probe.seconds) onDuration(probe.seconds);
+    return null;
   }
 
   async load() {
@@ -237,17 +279,16 @@ export class NewDubForm {
     this.cancel.hidden = !busy;
   }
 
-  validate() {
+  async validate() {
     let ok = true;
-    const limit = this.config.uploads.max_bytes;
     if (!this.pickers.voice.file) {
       this.showError('voice', 'Choose the voice recording to dub.');
       ok = false;
     }
     for (const kind of ['voice', 'background']) {
-      const file = this.pickers[kind].file;
-      if (file && file.size > limit) {
-        this.showError(kind, `${file.name} is ${bytes(file.size)}; files may be at most ${bytes(limit)}.`);
+      const refusal = this.pickers[kind].file ? await this.pickers[kind].checked : null;
+      if (refusal) {
+        this.showError(kind, refusal);
         ok = false;
       }
     }
@@ -265,13 +306,17 @@ export class NewDubForm {
   async start() {
     if (this.busy) return;
     for (const field of FIELDS) this.clearError(field);
-    if (!this.validate()) {
+    this.busy = true; // while the picked files' checks finish
+    const valid = await this.validate();
+    this.busy = false;
+    if (!valid) {
       const first = this.form.querySelector('.field.invalid input, .field.invalid select');
       if (first) first.focus();
       return;
     }
     const files = ['voice', 'background'].filter((kind) => this.pickers[kind].file)
-      .map((kind) => ({ kind, file: this.pickers[kind].file, contentType: contentTypeOf(this.pickers[kind].file) }));
+      .map((kind) => ({ kind, file: this.pickers[kind].file,
+        contentType: contentTypeOf(this.pickers[kind].file, this.formats) }));
     this.setBusy(true);
     this.cancelRequested = false;
     this.renderProgress(files);
@@ -315,7 +360,7 @@ export class NewDubForm {
       if (error.status === 401) return; // the sign-in screen takes over
       const field = error.field || fieldOf(error);
       const file = error.field && this.pickers[error.field] ? this.pickers[error.field].file : null;
-      const message = humanize(error);
+      const message = humanize(error, this.formats);
       this.showError(field, file ? `${file.name}: ${message}` : message);
       this.progressPanel.hidden = true;
       const control = this.form.querySelector('.field.invalid input, .field.invalid select');
@@ -344,6 +389,10 @@ export class NewDubForm {
       this.progressList.append(row);
     }
     this.progressPanel.hidden = false;
+    // The bars and "Cancel upload" come into view (the form is longer than a screen).
+    this.cancel.hidden = false;
+    this.cancel.scrollIntoView({ block: 'nearest' });
+    this.progressPanel.scrollIntoView({ block: 'nearest' });
   }
 
   setProgress(kind, fraction) {

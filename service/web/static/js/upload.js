@@ -9,16 +9,12 @@ export class UploadCancelled extends Error {
   }
 }
 
-const BY_EXTENSION = {
-  wav: 'audio/wav', mp3: 'audio/mpeg', m4a: 'audio/mp4', mp4: 'audio/mp4', aac: 'audio/aac', ogg: 'audio/ogg',
-  oga: 'audio/ogg', opus: 'audio/opus', webm: 'audio/webm', flac: 'audio/flac',
-};
-
-// What the browser says the file is; by its extension when it does not know.
-export function contentTypeOf(file) {
+// What the browser says the file is; by its extension (the service's list of formats) when it does not know.
+export function contentTypeOf(file, formats = []) {
   if (file.type) return file.type;
-  const extension = (file.name.split('.').pop() || '').toLowerCase();
-  return BY_EXTENSION[extension] || 'application/octet-stream';
+  const extension = `.${(file.name.split('.').pop() || '').toLowerCase()}`;
+  const format = formats.find((f) => f.extensions.includes(extension));
+  return format ? format.types[0] : 'application/octet-stream';
 }
 
 // PUT the raw file with its Content-Type (Supabase Storage's signed-upload wire format).
