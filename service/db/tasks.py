@@ -115,7 +115,7 @@ async def ending_of(pool: asyncpg.Pool, task_id: UUID) -> tuple[str | None, bool
 
 async def owners_holding_leases(pool: asyncpg.Pool, prefix: str) -> list[str]:
     """Lease owners (of tasks and transcripts) whose id starts with `prefix` (a host's processes)."""
-    # Run on every sweep: both halves read only rows that can hold a lease, through partial indexes (sql/022).
+    # Run on every sweep: both halves read only rows that can hold a lease, through partial indexes (sql/023).
     rows = await pool.fetch(
         f"""SELECT DISTINCT lease_owner FROM language_tasks
             WHERE stage NOT IN {TERMINAL_SQL} AND lease_owner LIKE $1 || '%'
