@@ -42,6 +42,6 @@ class Services(StageServices):
 
 def services(request: Request) -> Services:
     """The process's services, for a route handling `request`."""
-    found = request.app.state.services
+    found = getattr(request.app.state, "services", None)  # State raises AttributeError for what was never set
     assert isinstance(found, Services), "the app's lifespan has not run"
     return found

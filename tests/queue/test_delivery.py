@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,85 +14,45 @@ from typing import Any
 import asyncpg
 import pytest
 
-from service.db import connection, events, jobs
+from service.db import connection
 from service.db.database import Database
-from service.db.events import Event
-from service.db.jobs import InputObject, NewJob
-from service.db.listener import RESYNC, Listener
 from service.domain import WORK_STAGES
 from service.queue.dispatcher import Dispatcher
 from service.queue.redis_queue import QUEUE, RedisQueue
 from service.settings import Settings
-from service.stages.context import StageContext, StageFn, StageServices
-from service.storage.local import LocalStorage
+from service.stages.context import StageContext, StageFn
 from service.supervisor import owners
 from service.supervisor.dramatiq_worker import DramatiqWorker
 from service.supervisor.runner import TaskRunner
+from tests.support.harness import Calls, Harness, recording, until
 from tests.support.redis import redis_server, with_backend
 
-Calls = list[tuple[uuid.UUID, str, str]]
 
+class Workers(Harness):
+    """The harness with Dramatiq workers made by hand, and the API's own dispatcher and queue to look into."""
 
-class Workers:
     def __init__(self, settings: Settings, pool: asyncpg.Pool, stack: AsyncExitStack) -> None:
-        self.settings = settings
-        self.pool = pool
-        self.stack = stack
-        self.storage = LocalStorage(settings.storage_dir, "dubbing", "http://x", settings.jwt_secret)
-        self.executor = ThreadPoolExecutor(2)
+        super().__init__(settings, pool, stack)
         self.queue = self.redis_queue()
         self.api = Dispatcher(settings, Database.on(pool), self.queue)  # what POST /v1/jobs calls
+        self.dispatch = self.api
 
     def redis_queue(self) -> RedisQueue:
         queue = RedisQueue(self.settings.redis_url, self.settings.redis_namespace)
         self.stack.callback(queue.close)
         return queue
 
-    async def listener(self) -> Listener:
-        listener = Listener(self.settings.database_url or "")
-        await listener.start()
-        self.stack.push_async_callback(listener.stop)
-        return listener
-
     async def worker(self, registry: dict[str, StageFn], **overrides: Any) -> DramatiqWorker:
-        pool = await connection.create_pool(self.settings.database_url or "", max_size=4)
-        self.stack.push_async_callback(pool.close)
-        settings = self.settings.with_overrides(**overrides)
-        db = Database.on(pool)
-        services = StageServices(settings, db, await self.listener(), self.storage, self.executor, None)
+        services = await self.services(**overrides)
         runner = TaskRunner(services, registry, owners.new_owner_id())
-        worker = DramatiqWorker(runner, Dispatcher(settings, db, self.redis_queue()))
+        worker = DramatiqWorker(runner, Dispatcher(services.settings, services.db, self.redis_queue()))
         await worker.start()
         self.stack.push_async_callback(worker.stop)
         return worker
 
-    async def new_job(self, targets: list[str], dispatch: bool = True) -> uuid.UUID:
-        voice = InputObject("u1/uploads/x/voice.wav", "audio/wav", 100, "0" * 64, 1.0)
-        job_id, _ = await jobs.create(self.pool, NewJob("u1", "en", targets, voice, None, None, uuid.uuid4().hex))
-        if dispatch:
-            await self.api.job_created(job_id)
-        return job_id
-
     async def task_ids(self, job_id: uuid.UUID) -> dict[str, uuid.UUID]:
         rows = await self.pool.fetch("SELECT id, target_language FROM language_tasks WHERE job_id = $1", job_id)
         return {r["target_language"]: r["id"] for r in rows}
-
-    async def done(self, job_id: uuid.UUID, timeout: float = 30) -> list[Event]:
-        listener = await self.listener()
-        sub = listener.subscribe(str(job_id))
-
-        async def collect() -> list[Event]:
-            while True:
-                history = await events.since(self.pool, job_id, 0)
-                if history and history[-1].kind == "done":
-                    return history
-                item = await sub.queue.get()
-                assert item == RESYNC or isinstance(item, Event)
-
-        try:
-            return await asyncio.wait_for(collect(), timeout)
-        finally:
-            listener.unsubscribe(sub)
 
 
 @asynccontextmanager
@@ -102,28 +61,6 @@ async def workers(settings: Settings) -> AsyncIterator[Workers]:
         pool = await connection.create_pool(settings.database_url or "")
         stack.push_async_callback(pool.close)
         yield Workers(settings, pool, stack)
-
-
-def recording(calls: Calls, **replace: StageFn) -> dict[str, StageFn]:
-    async def stage(ctx: StageContext) -> None:
-        calls.append((ctx.task.id, ctx.stage, ctx.lease_owner))
-        await ctx.progress(0.5)
-
-    return {name: replace.get(name, stage) for name in WORK_STAGES}
-
-
-async def until(check: Callable[[], Any], timeout: float = 15, every: float = 0.05) -> None:
-    """Poll `check()` (sync or async) until it is true, or fail after `timeout` seconds."""
-    async def poll() -> None:
-        while True:
-            result = check()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return
-            await asyncio.sleep(every)
-
-    await asyncio.wait_for(poll(), timeout)
 
 
 @pytest.fixture

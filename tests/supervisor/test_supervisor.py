@@ -11,126 +11,25 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import pytest
 
-from service.db import connection, events, jobs, tasks
+from service.db import events, jobs, tasks
 from service.db.database import Database
-from service.db.events import Event
-from service.db.jobs import InputObject, NewJob
-from service.db.listener import RESYNC, Listener
+from service.db.listener import Listener
 from service.domain import WORK_STAGES
 from service.errors import StageError
 from service.settings import Settings
-from service.stages.context import StageContext, StageFn, StageServices
-from service.storage.local import LocalStorage
+from service.stages.context import StageContext
 from service.supervisor import owners
-from service.supervisor.dramatiq_worker import DramatiqWorker
-from service.supervisor.supervisor import Supervisor
-from service.wiring import backends
+from tests.support.harness import Runner, harness, new_job, recording, wait_done
 from tests.support.redis import settings_for_backend
-
-SHA = "0" * 64
-Runner = Supervisor | DramatiqWorker
 
 
 @pytest.fixture
 def settings(settings: Settings, queue_backend: str, request: pytest.FixtureRequest) -> Settings:
     return settings_for_backend(settings, queue_backend, request)
-
-
-async def new_job(pool: asyncpg.Pool, targets: list[str], owner: str = "u1") -> uuid.UUID:
-    voice = InputObject(f"{owner}/uploads/x/voice.wav", "audio/wav", 100, SHA, 1.0)
-    job_id, _ = await jobs.create(pool, NewJob(owner, "en", targets, voice, None, None, uuid.uuid4().hex))
-    return job_id
-
-
-async def wait_done(listener: Listener, pool: asyncpg.Pool, job_id: uuid.UUID, timeout: float = 30) -> list[Event]:
-    """Every event of the job up to `done`, read the way the SSE stream reads them."""
-    sub = listener.subscribe(str(job_id))
-    seen: list[Event] = []
-
-    async def collect() -> None:
-        pending = await events.since(pool, job_id, 0)
-        while True:
-            for event in pending:
-                if seen and event.seq <= seen[-1].seq:
-                    continue
-                seen.append(event)
-                if event.kind == "done":
-                    return
-            item = await sub.queue.get()
-            last = seen[-1].seq if seen else 0
-            pending = await events.since(pool, job_id, last) if item == RESYNC or item.seq > last + 1 else [item]
-
-    try:
-        await asyncio.wait_for(collect(), timeout)
-    finally:
-        listener.unsubscribe(sub)
-    return seen
-
-
-class Harness:
-    """Supervisors as separate processes would run them: each its own pool and listener."""
-
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, stack: AsyncExitStack) -> None:
-        self.settings = settings
-        self.pool = pool
-        self.stack = stack
-        self.storage = LocalStorage(settings.storage_dir, "dubbing", "http://x", settings.jwt_secret)
-        self.executor = ThreadPoolExecutor(2)
-        self.dispatch: Any = None
-
-    async def listener(self) -> Listener:
-        listener = Listener(self.settings.database_url or "")
-        await listener.start()
-        self.stack.push_async_callback(listener.stop)
-        return listener
-
-    async def supervisor(self, registry: dict[str, StageFn], **overrides: Any) -> Runner:
-        """What `dubbing serve` runs for the settings' QUEUE_BACKEND: a Supervisor or a DramatiqWorker."""
-        pool = await connection.create_pool(self.settings.database_url or "", max_size=4)
-        self.stack.push_async_callback(pool.close)
-        settings = self.settings.with_overrides(**overrides)
-        db = Database.on(pool)
-        dispatch = await self.stack.enter_async_context(backends.open_dispatch(settings, db))
-        services = StageServices(settings, db, await self.listener(), self.storage, self.executor, None)
-        supervisor = backends.stage_runner(services, registry, dispatch)
-        await supervisor.start()
-        self.stack.push_async_callback(supervisor.stop)
-        return supervisor
-
-    async def new_job(self, targets: list[str], owner: str = "u1") -> uuid.UUID:
-        """A job as `POST /v1/jobs` makes it: committed, then (dramatiq) its messages sent."""
-        job_id = await new_job(self.pool, targets, owner)
-        if self.dispatch is None:
-            self.dispatch = await self.stack.enter_async_context(
-                backends.open_dispatch(self.settings, Database.on(self.pool)))
-        await self.dispatch.job_created(job_id)
-        return job_id
-
-
-@asynccontextmanager
-async def harness(settings: Settings) -> AsyncIterator[Harness]:
-    async with AsyncExitStack() as stack:
-        pool = await connection.create_pool(settings.database_url or "")
-        stack.push_async_callback(pool.close)
-        yield Harness(settings, pool, stack)
-
-
-def recording(calls: list[tuple[uuid.UUID, str, str]], stages: tuple[str, ...] = WORK_STAGES) -> dict[str, StageFn]:
-    async def stage(ctx: StageContext) -> None:
-        calls.append((ctx.task.id, ctx.stage, ctx.lease_owner))
-        await ctx.progress(0.5)
-        await asyncio.sleep(0)
-
-    return dict.fromkeys(stages, stage)
 
 
 async def test_concurrent_claimers_run_each_task_exactly_once(settings: Settings) -> None:
