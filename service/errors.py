@@ -72,6 +72,7 @@ class ErrorCode(StrEnum):
     ENGINE_FAILED = "engine_failed"
     ENGINE_MISSING = "engine_missing"
     ENGINE_TIMEOUT = "engine_timeout"
+    MODEL_CORRUPT = "model_corrupt"
     MODEL_MISSING = "model_missing"
     PROVIDER_AUTH = "provider_auth"
     PROVIDER_QUOTA = "provider_quota"

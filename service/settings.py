@@ -98,6 +98,9 @@ class Settings:
     shutdown_drain_seconds: float = 30.0
 
     whisper_model_dir: str | None = None
+    # The multilingual model for non-English speech and detection: "" uses the packaged Whisper base
+    # (joined into DATA_DIR/models once), "none" turns it off (English only), else a CTranslate2 model folder.
+    whisper_multilingual_dir: str = ""
     sample_rate: int = 48000
     max_engine_rate: float = 1.25
     stretch_ceiling: float = 1.25
@@ -182,6 +185,7 @@ class Settings:
             metrics_token=env.get("METRICS_TOKEN") or None,
             cpu_workers=_int(env, "CPU_WORKERS", cpus),
             whisper_model_dir=env.get("WHISPER_MODEL_DIR") or None,
+            whisper_multilingual_dir=env.get("WHISPER_MULTILINGUAL_MODEL_DIR", ""),
             web_format=env.get("WEB_FORMAT", "mp3"),
             supabase_service_key=env.get("SUPABASE_SERVICE_KEY") or None,
             deepgram_api_key=env.get("DEEPGRAM_API_KEY") or None,

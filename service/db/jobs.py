@@ -43,7 +43,8 @@ class NewJob:
     request_hash: str
 
 
-_JOB_COLUMNS = """id, owner_id, status, source_language, created_at, updated_at,
+_JOB_COLUMNS = """id, owner_id, status, source_language, detected_language, detected_language_confidence,
+    created_at, updated_at,
     voice_path, voice_content_type, voice_size_bytes, voice_sha256, voice_duration_seconds,
     background_path, background_content_type, background_size_bytes, background_sha256,
     background_duration_seconds, inputs_deleted_at, voice_filename, background_filename"""
@@ -159,6 +160,13 @@ async def delete(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> Deletion | 
         return Deletion(_cancelled_count(appended), deleted_at)
 
 
+async def record_detection(pool: asyncpg.Pool, job_id: UUID, language: str, confidence: float | None) -> None:
+    """The language the recogniser heard in the voice recording (sql/022)."""
+    await pool.execute(
+        "UPDATE jobs SET detected_language = $2, detected_language_confidence = $3, updated_at = now() WHERE id = $1",
+        job_id, language, None if confidence is None else min(max(confidence, 0.0), 1.0))
+
+
 async def owned(pool: asyncpg.Pool, owner_id: str, job_id: UUID) -> bool:
     return bool(
         await pool.fetchval("SELECT true FROM jobs WHERE id = $1 AND owner_id = $2 AND deleted_at IS NULL",
@@ -186,6 +194,8 @@ class StoredJob:
     voice: InputObject
     background: InputObject | None
     inputs_deleted_at: datetime | None  # when retention (or the owner) removed the input objects
+    detected_language: str | None = None  # what the recogniser heard (sql/022), once transcription ran
+    detected_language_confidence: float | None = None
 
     def input(self, kind: str) -> InputObject:
         """The `voice` or `background` input; ValueError for a job made without that one."""
@@ -196,7 +206,12 @@ class StoredJob:
 
     def to_json(self) -> dict[str, Any]:
         """The job's summary as the API shows it (`Job` in routes/models.py, without tasks and artifacts)."""
+        detected = None if self.detected_language is None else {
+            "code": self.detected_language,
+            "confidence": None if self.detected_language_confidence is None
+            else round(self.detected_language_confidence, 4)}
         return {"id": str(self.id), "status": self.status, "source_language": self.source_language,
+                "detected_language": detected,
                 "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
                 "inputs": {"voice": self._input_json(self.voice), "background": self._input_json(self.background)}}
 
@@ -222,7 +237,9 @@ def _stored_job(row: asyncpg.Record) -> StoredJob:
     return StoredJob(id=row["id"], owner_id=row["owner_id"], status=row["status"],
                      source_language=row["source_language"], created_at=row["created_at"],
                      updated_at=row["updated_at"], voice=voice, background=_input_of(row, "background"),
-                     inputs_deleted_at=row["inputs_deleted_at"])
+                     inputs_deleted_at=row["inputs_deleted_at"], detected_language=row["detected_language"],
+                     detected_language_confidence=None if row["detected_language_confidence"] is None
+                     else float(row["detected_language_confidence"]))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from service.domain import WORK_STAGES, Stage
-from service.engines.types import SynthesizedClip, Transcript
+from service.engines.types import LanguageGuess, SynthesizedClip, Transcript
 from service.errors import EngineError, ErrorCode
 
 Usage = dict[str, float]
@@ -33,6 +33,19 @@ class Transcriber(Protocol):
     model: str
     # True when the engine can fetch the audio from a URL itself (then the worker never downloads it).
     accepts_url: bool
+    @property
+    def detects(self) -> bool:
+        """True when it can tell the spoken language itself (source_language "auto" means more than English)."""
+        ...
+
+    def understands(self, language: str) -> bool:
+        """Whether it can transcribe speech in `language` (ISO 639-1, or "auto")."""
+        ...
+
+    async def detect(self, audio_path: str) -> LanguageGuess | None:
+        """The language of the first minute of speech, ahead of transcription; None when the engine
+        detects only while transcribing (the transcript then says) or hears no speech."""
+        ...
 
     async def transcribe(
         self, audio_path: str | None, language: str | None, *, audio_url: str | None = None,
@@ -63,7 +76,12 @@ class Translator(Protocol):
     def supports(self, source: str, target: str) -> bool: ...
 
     def pairs(self) -> set[tuple[str, str]]:
-        """(source, target) ISO 639-1 pairs that are installed; may be empty for engines that do any pair."""
+        """(source, target) ISO 639-1 pairs it can translate, directly or through a pivot; may be empty for
+        engines that do any pair."""
+        ...
+
+    def pivot_for(self, source: str, target: str) -> str | None:
+        """The language a pair goes through when there is no direct one (e.g. 'es' for fr->en), else None."""
         ...
 
 

@@ -41,8 +41,9 @@ def open_clients(settings: Settings, transport: httpx.AsyncBaseTransport | None 
     return clients
 
 
-def offline_engines(executor: Executor, model_dir: str | None) -> Engines:
-    """faster-whisper + Apertium + espeak-ng; `model_dir` None means the bundled tiny.en.
+def offline_engines(executor: Executor, model_dir: str | None, multilingual_dir: str | None = None) -> Engines:
+    """faster-whisper + Apertium + espeak-ng; `model_dir` None means the bundled tiny.en, `multilingual_dir`
+    None English only (see `multilingual_dir`).
 
     Blocking (filesystem checks, `espeak-ng --voices`): call at startup, not per request.
     Raises EngineError('model_missing' / 'engine_missing') when something is not installed.
@@ -51,7 +52,19 @@ def offline_engines(executor: Executor, model_dir: str | None) -> Engines:
     from service.engines.offline.espeak import EspeakSynthesizer
     from service.engines.offline.whisper import WhisperTranscriber
 
-    return Engines(WhisperTranscriber(executor, model_dir), ApertiumTranslator(), EspeakSynthesizer(executor=executor))
+    return Engines(WhisperTranscriber(executor, model_dir, multilingual_dir=multilingual_dir), ApertiumTranslator(),
+                   EspeakSynthesizer(executor=executor))
+
+
+def multilingual_dir(settings: Settings) -> str | None:
+    """WHISPER_MULTILINGUAL_MODEL_DIR, or the packaged Whisper base joined into DATA_DIR (blocking the first
+    time: ~145 MB written and hashed), or None when it is turned off or not installed."""
+    from service.engines.offline.whisper import multilingual_model_dir
+
+    chosen = settings.whisper_multilingual_dir.strip()
+    if chosen.lower() == "none":
+        return None
+    return chosen or multilingual_model_dir(settings.data_dir)
 
 
 def choose_engines(settings: Settings, clients: ProviderClients, executor: Executor) -> Engines:
@@ -69,7 +82,8 @@ def choose_engines(settings: Settings, clients: ProviderClients, executor: Execu
 
         transcriber = DeepgramTranscriber(clients.deepgram_stt, settings.deepgram_stt_model)
     else:
-        transcriber = WhisperTranscriber(executor, settings.whisper_model_dir)
+        transcriber = WhisperTranscriber(executor, settings.whisper_model_dir,
+                                         multilingual_dir=multilingual_dir(settings))
     if clients.openai is not None:
         from service.engines.cloud.openai_translate import OpenAITranslator
 
@@ -87,6 +101,11 @@ def choose_engines(settings: Settings, clients: ProviderClients, executor: Execu
 
 
 def describe(engines: Engines) -> dict[str, str]:
-    """One line per engine-run stage for `doctor` and the start-up log: the engine's name and its model."""
-    return {str(stage): engine.name + (f" ({model})" if (model := getattr(engine, "model", None)) else "")
-            for stage, engine in engines.by_stage().items()}
+    """One line per engine-run stage for `doctor` and the start-up log: the engine's name and its model(s)."""
+    lines = {}
+    for stage, engine in engines.by_stage().items():
+        model = getattr(engine, "model", None)
+        if other := getattr(engine, "multilingual_model", None):
+            model = f"{model} for English, {other} for other languages and detection"
+        lines[str(stage)] = engine.name + (f" ({model})" if model else "")
+    return lines

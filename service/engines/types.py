@@ -35,6 +35,8 @@ class Transcript:
     segments: tuple[Segment, ...]
     engine: str
     model: str
+    # How sure the recogniser was of `language` when it detected it (0..1); None when the job named it.
+    language_confidence: float | None = None
 
     @property
     def text(self) -> str:
@@ -51,6 +53,14 @@ class Transcript:
     def from_json(cls, data: dict[str, Any]) -> Transcript:
         """Back from `to_json` (keys it does not know are passed over), checked against the fields' types."""
         return msgspec.convert(data, cls)
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageGuess:
+    """A spoken language detected from the start of a recording: ISO 639-1 code and probability (0..1)."""
+
+    language: str
+    confidence: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,9 +61,10 @@ class UploadRequest(Struct):
 
 class JobRequest(Struct):
     voice_object: Annotated[Text, Meta(description="object_path of the uploaded voice")]
-    source_language: Annotated[str, Meta(min_length=2, max_length=35, pattern=SOURCE_LANGUAGE,
-                                         description="ISO 639-1 code, or 'auto'")]
     target_languages: Annotated[list[LanguageCode], Meta(min_length=1)]
+    source_language: Annotated[str, Meta(min_length=2, max_length=35, pattern=SOURCE_LANGUAGE,
+                                         description="ISO 639-1 code, or 'auto' (the default): detected from "
+                                                     "the first minute of speech")] = "auto"
     background_object: Text | None = None
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=200, pattern=NOT_BLANK)] | None = None
 
@@ -145,10 +146,17 @@ class DownloadableArtifact(Artifact):
     download_expires_at: Time
 
 
+class DetectedLanguage(Struct):
+    code: str
+    confidence: Annotated[float | None, Meta(description="0..1; null when the engine gives none")]
+
+
 class JobSummary(Struct):
     id: str
     status: JobStatus
     source_language: str
+    detected_language: Annotated[DetectedLanguage | None, Meta(
+        description="What the recogniser heard in the first minute of speech; null until transcription ran")]
     created_at: Time
     updated_at: Time
     inputs: Inputs
@@ -191,9 +199,19 @@ class InputList(Struct):
     inputs: list[InputDownload]
 
 
+class Route(Struct):
+    """How one source reaches one target: directly, or through a pivot language (two translation steps)."""
+
+    target: str
+    pivot: Annotated[str | None, Meta(description="The language the translation goes through, e.g. 'es' for "
+                                                  "fr->en offline; null for a direct pair")]
+    quality: Annotated[str, Meta(description="A note on what to expect of this route")]
+
+
 class SourceLanguage(Struct):
     code: str
     targets: list[str]
+    routes: list[Route]
 
 
 class Detection(Struct):

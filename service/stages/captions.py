@@ -1,11 +1,15 @@
 """Subtitles for the dubbed track: SRT and WebVTT within common readability limits.
 
 Limits follow broadcast practice: 42 characters a line, 2 lines, between 5/6 s and 7 s on screen, and
-no faster than 17 characters a second. Long segments are cut at punctuation where possible, else at
-word boundaries, and their time is shared out in proportion to characters, since that is how the
-speech fills the slot. A cue that would flash by faster than a person reads stays up longer, into the
-silence after its speech; when the next cue's speech comes first, that cue waits (its lag behind the
-speech is reported by `reading_lag`), so every cue can be read and none overlaps another.
+no faster than 17 characters a second. The 17 cps rule is for alphabetic scripts (Latin, and Cyrillic,
+Greek, Arabic or Hebrew are read alike); lines mostly in Chinese or Japanese characters (Han, kana) are
+held to 9 characters a second, Korean (Hangul) to 12 and Thai to 15, as subtitle style guides do for
+scripts that pack a word into one or two characters (`max_cps_for`). Long segments are cut at
+punctuation where possible, else at word boundaries, and their time is shared out in proportion to
+characters, since that is how the speech fills the slot. A cue that would flash by faster than a person
+reads stays up longer, into the silence after its speech; when the next cue's speech comes first, that
+cue waits (its lag behind the speech is reported by `reading_lag`), so every cue can be read and none
+overlaps another.
 """
 
 from __future__ import annotations
@@ -86,9 +90,30 @@ def _joined_when_hurried(segments: list[tuple[float, float, str]], max_cps: floa
     return out
 
 
+# Reading speeds (characters a second) for scripts denser than the alphabets, by Unicode ranges.
+_DENSE_SCRIPTS = (
+    (re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"), 9.0),  # kana, Han
+    (re.compile(r"[\u1100-\u11ff\uac00-\ud7af]"), 12.0),  # Hangul
+    (re.compile(r"[\u0e00-\u0e7f]"), 15.0),  # Thai
+)
+
+
+def max_cps_for(text: str, max_cps: float = MAX_CPS) -> float:
+    """The reading-speed limit for `text`: `max_cps` for alphabetic scripts, less for a line mostly written
+    in a denser script."""
+    letters = sum(1 for c in text if c.isalpha())
+    if letters:
+        for pattern, cps in _DENSE_SCRIPTS:
+            if 2 * len(pattern.findall(text)) >= letters:
+                return min(max_cps, cps)
+    return max_cps
+
+
 def reading_time(text: str, max_cps: float = MAX_CPS) -> float:
-    """How long a cue must stay up to be read: at most `max_cps` characters a second, at least 5/6 s."""
-    return max(MIN_DURATION, len(text.replace("\n", " ")) / max_cps)
+    """How long a cue must stay up to be read: at most `max_cps` characters a second (less for dense
+    scripts, `max_cps_for`), at least 5/6 s."""
+    flat = text.replace("\n", " ")
+    return max(MIN_DURATION, len(flat) / max_cps_for(flat, max_cps))
 
 
 def _readable(cues: list[Cue], max_cps: float, timeline_end: float | None) -> list[Cue]:

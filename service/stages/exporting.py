@@ -92,6 +92,7 @@ def _segment(unit: PlacedUnit, measured: dict[str, Any] | None) -> dict[str, Any
 async def _manifest(ctx: StageContext, mixdown: Mixdown, measured: dict[str, Any], caption_figures: dict[str, Any],
                     published: list[StoredArtifact]) -> dict[str, Any]:
     transcript, _ = await stt.load(ctx)
+    detection = await stt.detection(ctx)
     translation = await outputs.load(ctx.work_dir, Translation)
     synthesis = await outputs.load(ctx.work_dir, Synthesis)
     job_level = await artifacts.job_level(ctx.pool, ctx.task.job_id)
@@ -102,6 +103,8 @@ async def _manifest(ctx: StageContext, mixdown: Mixdown, measured: dict[str, Any
         "task_id": str(ctx.task.id),
         "source_language": transcript.language,
         "target_language": ctx.task.target_language,
+        "pivot": translation.pivot,
+        "detection": detection,
         "engines": {
             "stt": {"engine": transcript.engine, "model": transcript.model},
             "translation": {"engine": translation.engine},

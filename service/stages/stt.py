@@ -1,5 +1,10 @@
 """Speech to text, once per job: the first task to get here transcribes, the others reuse it.
 
+With `source_language: "auto"` the recogniser first tells the language from the first minute of speech
+(when it can do that ahead of transcription; Deepgram does it within its request); the detection is
+recorded on the job. A job that named its language is checked too: a confident disagreement is kept for
+the manifest. A task whose target cannot be reached from the detected language fails, naming the language.
+
 Besides the recogniser's segments and words, the stage finds where the voice pauses (voice activity,
 when the file is here to read) and cuts the words into the timed units the dub is made of
 (`units.py`). Transcript and units are kept in the `transcripts` table (for the other tasks) and
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from typing import Any
 
 import anyio
@@ -17,10 +23,11 @@ import structlog
 
 from service import scratch
 from service.audio.voice_activity import FRAME_SECONDS, energy_activity, speech_regions
-from service.db import transcripts
+from service.db import jobs, tasks, transcripts
 from service.db.events import Event
 from service.domain import ArtifactKind, EventKind, InputKind, Stage
-from service.engines.types import Transcript
+from service.engines.capabilities import cannot_dub_detected
+from service.engines.types import LanguageGuess, Transcript
 from service.errors import DubbingError, ErrorCode, StageError
 from service.stages import captions
 from service.stages.context import StageContext
@@ -31,6 +38,8 @@ from service.stages.workfiles import write_json
 log = structlog.get_logger(__name__)
 
 _RECHECK_SECONDS = 5.0
+# A named source language the detection contradicts this surely is reported (the manifest's `detection`).
+DISAGREEMENT_CONFIDENCE = 0.8
 TRANSCRIBED = 0.9  # the stage's progress once the recogniser is done (voice activity and publishing follow)
 
 
@@ -42,6 +51,13 @@ async def load(ctx: StageContext) -> tuple[Transcript, list[Unit]]:
     units = [Unit(int(u["id"]), float(u["start"]), float(u["end"]), str(u["text"]), int(u["group"]))
              for u in data.get("units", [])]
     return Transcript.from_json(data), units
+
+
+async def detection(ctx: StageContext) -> dict[str, Any] | None:
+    """The source language as asked for and as heard (with a note when they disagree), for the manifest."""
+    data = await transcripts.ready(ctx.pool, ctx.task.job_id)
+    found = (data or {}).get("detection")
+    return dict(found) if isinstance(found, dict) else None
 
 
 def transcript_owner(ctx: StageContext) -> str:
@@ -56,6 +72,7 @@ async def run(ctx: StageContext) -> None:
         state = await transcripts.acquire(ctx.pool, ctx.task.job_id, transcript_owner(ctx), lease)
         if state.state == "ready":
             count = len((state.data or {}).get("segments", []))
+            _check_detected(ctx, state.data or {})
             ctx.figures.update(segments=count, shared=True)
             await ctx.progress(1.0, segments=count, shared=True)
             return
@@ -64,7 +81,8 @@ async def run(ctx: StageContext) -> None:
             raise StageError(state.error_code or ErrorCode.STT_FAILED, state.error_message or "Transcription failed",
                              retryable=False)
         if state.state == "mine":
-            await _transcribe(ctx)
+            data = await _transcribe(ctx)
+            _check_detected(ctx, data)
             return
         await _wait_for_other_task(ctx)
 
@@ -94,7 +112,34 @@ async def _keep_lease(ctx: StageContext) -> None:
         await transcripts.extend(ctx.pool, ctx.task.job_id, transcript_owner(ctx), lease)
 
 
-async def _transcribe(ctx: StageContext) -> None:
+def _check_detected(ctx: StageContext, data: dict[str, Any]) -> None:
+    """For `auto` jobs: this task's target must be reachable from the language heard, else a clear failure."""
+    if ctx.job.source_language != "auto" or not data.get("segments"):
+        return
+    problem = cannot_dub_detected(ctx.engine, str(data.get("language")), data.get("language_confidence"),
+                                  ctx.task.target_language)
+    if problem is not None:
+        raise StageError(ErrorCode.UNSUPPORTED_LANGUAGE, problem)
+
+
+async def _detect(ctx: StageContext, voice: str) -> LanguageGuess | None:
+    """The language heard ahead of transcription (None: the engine detects while transcribing, or cannot).
+    For `auto` jobs whose targets are all out of reach, fails the transcript for every task at once."""
+    guess = await ctx.engine.transcriber.detect(voice)
+    if guess is None:
+        return None
+    await jobs.record_detection(ctx.pool, ctx.task.job_id, guess.language, guess.confidence)
+    if ctx.job.source_language == "auto":
+        targets = [t.target_language for t in await tasks.for_job(ctx.pool, ctx.task.job_id)]
+        problems = [cannot_dub_detected(ctx.engine, guess.language, guess.confidence, t) for t in targets]
+        if problems and all(problems):
+            raise StageError(ErrorCode.UNSUPPORTED_LANGUAGE, "; ".join(sorted({str(p) for p in problems})))
+    log.info("stt.detected", language=guess.language, confidence=guess.confidence,
+             requested=ctx.job.source_language)
+    return guess
+
+
+async def _transcribe(ctx: StageContext) -> dict[str, Any]:
     source = ctx.job.source_language
     keeper = asyncio.create_task(_keep_lease(ctx))
     language = None if source == "auto" else source
@@ -102,6 +147,7 @@ async def _transcribe(ctx: StageContext) -> None:
     usage: dict[str, float] = {}
     speech: list[tuple[float, float]] | None = None
     activity: Any = None
+    guess: LanguageGuess | None = None
     try:
         if transcriber.accepts_url and ctx.storage.is_remote:
             # The provider fetches the file itself through a short-lived URL: no download here (its
@@ -110,10 +156,15 @@ async def _transcribe(ctx: StageContext) -> None:
             transcript: Transcript = await transcriber.transcribe(None, language, audio_url=signed.url, usage=usage)
         else:
             async with ctx.input_copy(InputKind.VOICE) as voice:
+                if transcriber.detects:
+                    guess = await _detect(ctx, voice)
+                spoken = guess.language if guess is not None and language is None else language
                 # Progress by the audio decoded so far, up to TRANSCRIBED; finding the pauses takes the rest.
                 async with ctx.reporting(0.0, TRANSCRIBED) as on_progress:
-                    transcript = await transcriber.transcribe(voice, language, usage=usage, on_progress=on_progress)
+                    transcript = await transcriber.transcribe(voice, spoken, usage=usage, on_progress=on_progress)
                 await ctx.progress(TRANSCRIBED)
+                if guess is not None and language is None:
+                    transcript = dataclasses.replace(transcript, language_confidence=guess.confidence)
                 if transcript.segments:
                     speech = await ctx.in_pool(speech_regions, voice, ctx.settings.unit_pause_seconds)
                     activity = await ctx.in_pool(energy_activity, voice, 0.0)
@@ -130,12 +181,15 @@ async def _transcribe(ctx: StageContext) -> None:
         keeper.cancel()
 
     await ctx.record_usage(usage)
+    if guess is None and language is None and transcript.segments:  # detected within the transcription
+        await jobs.record_detection(ctx.pool, ctx.task.job_id, transcript.language, transcript.language_confidence)
     timed = build_units(transcript.segments, speech, language=transcript.language,
                         pause_seconds=ctx.settings.unit_pause_seconds)
     if activity is not None:
         timed = refine_edges(timed, activity, FRAME_SECONDS)
     data = {**transcript.to_json(), "units": [_unit_json(u) for u in timed],
-            "speech": [list(region) for region in speech] if speech is not None else None}
+            "speech": [list(region) for region in speech] if speech is not None else None,
+            "detection": _detection(source, guess, transcript)}
     await _publish_transcript(ctx, timed, data)
     await transcripts.complete(ctx.pool, ctx.task.job_id, transcript_owner(ctx), data)
     note: dict[str, Any] = {"segments": len(transcript.segments), "units": len(timed),
@@ -146,6 +200,21 @@ async def _transcribe(ctx: StageContext) -> None:
     ctx.figures.update(segments=len(transcript.segments), units=len(timed),
                        characters=sum(len(s.text) for s in transcript.segments))
     await ctx.progress(1.0, **note)
+    return data
+
+
+def _detection(source: str, guess: LanguageGuess | None, transcript: Transcript) -> dict[str, Any] | None:
+    """What the manifest says about the source language: asked for, heard, and whether they disagree."""
+    if guess is None and source == "auto" and transcript.language_confidence is not None:
+        guess = LanguageGuess(transcript.language, transcript.language_confidence)
+    if guess is None:
+        return None
+    entry: dict[str, Any] = {"requested": source, "detected": guess.language, "confidence": guess.confidence}
+    if source != "auto" and guess.language != source and guess.confidence >= DISAGREEMENT_CONFIDENCE:
+        entry["note"] = (f"The job names {source} as the source language, but the recording sounds like "
+                         f"{guess.language} ({guess.confidence:.0%} sure); it was transcribed as {source}, "
+                         f"as asked")
+    return entry
 
 
 def _unit_json(unit: Unit) -> dict[str, Any]:

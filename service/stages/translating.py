@@ -35,7 +35,8 @@ async def run(ctx: StageContext) -> None:
                              f"The translator returned {len(translated)} lines for {len(units)}")
     result = Translation(source, target, translator.name, [
         TranslatedUnit(u.id, u.start, u.end, u.group, u.text, text.strip())
-        for u, text in zip(units, translated, strict=True)], untranslated_words=untranslated)
+        for u, text in zip(units, translated, strict=True)], pivot=translator.pivot_for(source, target),
+        untranslated_words=untranslated)
     await outputs.save(ctx.work_dir, result)
     ctx.figures.update(units=len(units), characters=sum(len(u.text) for u in units),
                        translated_characters=sum(len(t) for t in translated), untranslated_words=untranslated)

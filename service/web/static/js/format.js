@@ -102,6 +102,10 @@ export function jobTitle(job) {
 }
 
 export function languageLine(job) {
-  const source = job.source_language === 'auto' ? 'Detected language' : languageName(job.source_language);
+  const detected = job.detected_language;
+  const heard = detected ? `${languageName(detected.code)}${detected.confidence == null ? ''
+    : ` (${Math.round(detected.confidence * 100)} %)`}` : '';
+  const source = job.source_language === 'auto' ? (heard ? `Detected: ${heard}` : 'Detected language')
+    : languageName(job.source_language);
   return `${source} → ${languageList(job.tasks.map((t) => t.target_language))}`;
 }

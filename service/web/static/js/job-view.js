@@ -430,6 +430,7 @@ export class JobView {
     const result = h('div', { class: 'result-grid' },
       h('div', { class: 'result-main' }, card.player.element, segmentTable(manifest, (t) => card.player.seek(t))),
       h('aside', { class: 'result-side' },
+        manifest.pivot ? h('p', { class: 'muted', text: `Translated through ${languageName(manifest.pivot)}` }) : null,
         figures(manifest),
         h('h3', { text: 'Downloads' }),
         downloadList(this.urls, this.urls.forLanguage(language))));

@@ -210,7 +210,8 @@ export class NewDubForm {
     if (this.catalog.detect.available) this.source.append(h('option', { value: 'auto', text: languageName('auto') }));
     for (const source of sources) this.source.append(h('option', { value: source.code, text: languageName(source.code) }));
     const codes = [...this.source.options].map((o) => o.value);
-    this.source.value = codes.includes(previous) ? previous : codes.includes('en') ? 'en' : codes[0] || '';
+    this.source.value = codes.includes(previous) ? previous : codes.includes('auto') ? 'auto'
+      : codes.includes('en') ? 'en' : codes[0] || '';
     if (!codes.length) this.showError('source', 'No language can be dubbed with the engines installed on this service.');
     hint.hidden = this.catalog.detect.available;
     this.renderTargets();
