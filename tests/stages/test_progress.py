@@ -27,7 +27,7 @@ def by_language(history: list[Any]) -> dict[str, list[Any]]:
 
 async def test_progress_moves_inside_stages_and_never_back(settings: Settings, tmp_path: Path) -> None:
     voice = tmp_path / "reading.wav"
-    speech.reading(voice)
+    speech.reading(voice, times=3)  # over a minute: the recogniser decodes it in several windows, reporting each
     async with running_service(settings.with_overrides(cpu_workers=2, max_concurrent_tasks=2), pipeline=True) as svc:
         uploaded = await svc.upload("ana", voice.read_bytes(), filename=voice.name)
         created = await svc.client.post("/v1/jobs", headers=svc.auth("ana"), json={

@@ -33,14 +33,15 @@ def available() -> bool:
     return all((LIBRIVOX / name).is_file() for name, _ in SENTENCES)
 
 
-def reading(out: Path) -> str:
-    """The five sentences as one recording at `out` (a short pause between them); returns its reference text."""
+def reading(out: Path, times: int = 1) -> str:
+    """The five sentences (`times` over) as one recording at `out`, a short pause between them (about 27 s
+    each time); returns its reference text."""
     pieces = []
-    for name, _ in SENTENCES:
+    for name, _ in SENTENCES * times:
         audio, rate = soundfile.read(LIBRIVOX / name, dtype="float32")
         pieces += [audio, np.zeros(int(PAUSE_SECONDS * rate), dtype=np.float32)]
     soundfile.write(out, np.concatenate(pieces), rate, subtype="PCM_16")
-    return " ".join(text for _, text in SENTENCES)
+    return " ".join(text for _, text in SENTENCES * times)
 
 
 _SPOKEN = {"mr.": "mister", "mrs.": "missus", "dr.": "doctor"}
