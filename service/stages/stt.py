@@ -28,7 +28,7 @@ from service.db.events import Event
 from service.domain import ArtifactKind, EventKind, InputKind, Stage
 from service.engines.capabilities import cannot_dub_detected
 from service.engines.types import LanguageGuess, Transcript
-from service.errors import DubbingError, ErrorCode, StageError
+from service.errors import DubbingError, EngineError, ErrorCode, StageError
 from service.stages import captions
 from service.stages.context import StageContext
 from service.stages.publish import publish
@@ -125,7 +125,14 @@ def _check_detected(ctx: StageContext, data: dict[str, Any]) -> None:
 async def _detect(ctx: StageContext, voice: str) -> LanguageGuess | None:
     """The language heard ahead of transcription (None: the engine detects while transcribing, or cannot).
     For `auto` jobs whose targets are all out of reach, fails the transcript for every task at once."""
-    guess = await ctx.engine.transcriber.detect(voice)
+    try:
+        guess = await ctx.engine.transcriber.detect(voice)
+    except EngineError as exc:
+        if ctx.job.source_language == "auto":
+            raise
+        # The job named its language: detection only checks it, and its failure must not cost the dub.
+        log.warning("stt.detection_failed", code=exc.code, requested=ctx.job.source_language)
+        return None
     if guess is None:
         return None
     await jobs.record_detection(ctx.pool, ctx.task.job_id, guess.language, guess.confidence)

@@ -13,6 +13,7 @@ import ctypes
 import multiprocessing
 import os
 import select
+import stat
 import tempfile
 import threading
 import time
@@ -71,11 +72,23 @@ def warm_imports() -> int:
     return os.getpid()
 
 
+def _tokens_dir() -> Path:
+    """The folder of cancellation tokens and progress pipes: private to this user (0700, ours, not a link),
+    so another local user cannot plant a link there and have a worker write through it."""
+    _TOKENS.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = _TOKENS.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise PermissionError(f"{_TOKENS} is not a folder of this user's")
+    if info.st_mode & 0o077:
+        _TOKENS.chmod(0o700)
+    return _TOKENS
+
+
 def create(workers: int, numba_cache_dir: str) -> ProcessPoolExecutor:
     # forkserver: workers do not inherit the event loop, sockets or threads of this process.
     context = multiprocessing.get_context("forkserver")
     os.makedirs(numba_cache_dir, exist_ok=True)
-    _TOKENS.mkdir(parents=True, exist_ok=True)
+    _tokens_dir()
     return ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_initialize_worker,
         initargs=(numba_cache_dir, os.getpid()),
@@ -157,8 +170,7 @@ async def run_reporting(executor: Executor, on_progress: Callable[[float], None]
 async def _run(executor: Executor, on_progress: Callable[[float], None] | None, fn: Callable[..., T],
                *args: Any) -> T:
     global _in_flight
-    _TOKENS.mkdir(parents=True, exist_ok=True)
-    token = _TOKENS / f"{os.getpid()}-{uuid.uuid4().hex}"
+    token = _tokens_dir() / f"{os.getpid()}-{uuid.uuid4().hex}"
     listening: contextlib.AbstractContextManager[None] = (
         progress.listening(progress.channel_of(str(token)), on_progress) if on_progress else contextlib.nullcontext())
     with listening:

@@ -55,7 +55,7 @@ def report(fraction: float) -> None:
     _channel.last, _channel.value = now, fraction
     try:
         if _channel.fd is None:
-            _channel.fd = os.open(_channel.path, os.O_WRONLY | os.O_NONBLOCK)
+            _channel.fd = os.open(_channel.path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
         os.write(_channel.fd, f"{fraction:.4f}\n".encode())
     except BlockingIOError:  # the reader is behind: this report is dropped, a later one says more
         pass

@@ -11,6 +11,7 @@ manifest, `GET /v1/languages`).
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from pathlib import Path
@@ -73,6 +74,7 @@ _MODE_RE = re.compile(r"^([a-z]{2,3})-([a-z]{2,3})$")
 _PARA_RE = re.compile(r"<p>(.*?)</p>", re.DOTALL)
 _MARK_RE = re.compile(r"(?<!\S)[#@](?=\w)")  # generation and transfer errors
 _UNKNOWN_RE = re.compile(r"(?<!\w)\*(?=\w)")  # a word it does not know (left as it was), after a space or "(", "<"
+_UNKNOWN_WORD_RE = re.compile(r"(?<!\w)(\*)(\w+)")  # the same mark with the word it marks
 _BREAK_RE = re.compile(r"<br\s*/?>")
 
 
@@ -180,11 +182,11 @@ def split_like(text: str, sources: list[str]) -> list[str]:
 def _clean(translated: str, original: str) -> str:
     text = " ".join(html.unescape(translated).split())
     # Apertium marks words it does not know with '*' (counted by `untranslated_words` first), and generation
-    # ('#') and transfer ('@') errors: drop them all, except where the source itself had such characters
-    # (hashtags, handles).
-    for mark in (_UNKNOWN_RE, _MARK_RE):
-        text = mark.sub(lambda m: m.group(0) if m.group(0) in original else "", text)
-    return text
+    # ('#') and transfer ('@') errors: drop them all, except where the source itself had them. An unknown word
+    # comes back as it was, so its mark stays only where the source had that very token ("*laughs*"); a hashtag
+    # or handle is translated, so its mark stays where the source had the character.
+    text = _UNKNOWN_WORD_RE.sub(lambda m: m.group(0) if m.group(0) in original else m.group(2), text)
+    return _MARK_RE.sub(lambda m: m.group(0) if m.group(0) in original else "", text)
 
 
 def untranslated_words(output: str, source: str) -> int:
@@ -203,8 +205,17 @@ class ApertiumTranslator:
         self._modes_dir = str(Path(data_dir) / "modes") if data_dir else DEFAULT_MODES_DIR
         self._timeout = timeout
 
+    @functools.cached_property
+    def _modes(self) -> dict[tuple[str, str], str]:
+        """The installed modes, read once: they do not change while the process runs (and job creation asks)."""
+        return discover_modes(self._modes_dir)
+
     def _routes(self) -> dict[tuple[str, str], str | None]:
-        return routes(set(discover_modes(self._modes_dir)))
+        return self._route_table
+
+    @functools.cached_property
+    def _route_table(self) -> dict[tuple[str, str], str | None]:
+        return routes(set(self._modes))
 
     def pairs(self) -> set[tuple[str, str]]:
         return set(self._routes())
@@ -216,7 +227,7 @@ class ApertiumTranslator:
         return self._routes().get((iso1(source), iso1(target)))
 
     def mode_for(self, source: str, target: str) -> str:
-        mode = discover_modes(self._modes_dir).get((iso1(source), iso1(target)))
+        mode = self._modes.get((iso1(source), iso1(target)))
         if mode is None:
             raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, f"no Apertium pair installed for {source}->{target}")
         return mode

@@ -96,3 +96,9 @@ async def test_words_apertium_does_not_know_are_counted_and_unmarked() -> None:
     assert usage["untranslated_words"] == 1  # zorblaxian; the source's own "*there" is not Apertium's mark
     assert "zorblaxian" in out[0] and "*zorblaxian" not in out[0]
     assert untranslated_words("<p>*Zorblax *quux y *a</p>", "<p>x *a</p>") == 2
+
+
+async def test_an_asterisk_in_the_source_keeps_only_its_own_token() -> None:
+    # Whisper writes "*laughs*"; that must not keep Apertium's marks on the words it did not know.
+    [out] = await ApertiumTranslator().translate(["The zorblaxian cat *laughs*"], "en", "es")
+    assert "*zorblaxian" not in out and "zorblaxian" in out
