@@ -2,7 +2,8 @@
 
 Starts `dubbing serve` in its own process on a free port (embedded database and storage unless configured),
 mints a token, asks for signed upload URLs, uploads, creates the job, follows the server-sent
-events with a progress bar per language, then downloads the artifacts.
+events with a live progress bar per language (plain lines when output is not a terminal), then downloads the
+artifacts. Ctrl-C stops the service too, and with it the embedded database it started.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import socket
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from service import client as client_api
 from service.errors import ApiRefused
@@ -26,31 +30,69 @@ from service.sample import make_sample
 from service.settings import Settings
 
 DEMO_USER = "demo-user"
-BAR = 30
+PLAIN_STEP = 0.1  # without a terminal, a line per language each time its progress passes another tenth
+
+
+@dataclass
+class Row:
+    progress: float = 0.0
+    stage: str = "queued"
+    note: str = ""
+    remaining: float | None = None
+
+
+def time_left(row: Row) -> str:
+    if row.remaining is None or row.stage in ("complete", "failed", "cancelled"):
+        return ""
+    seconds = round(row.remaining)
+    if seconds < 1:
+        return "almost done"
+    return f"about {seconds // 60} min {seconds % 60:02d} s left" if seconds >= 60 else f"about {seconds} s left"
 
 
 class ProgressBoard:
-    """One bar per language, redrawn in place on a terminal, a line per change otherwise."""
+    """One live bar per language on a terminal (stage, percent, time remaining), drawn in place by `rich`;
+    where output is not a terminal (a log, a pipe), a plain line when a language changes stage or moves on
+    by another tenth."""
 
-    def __init__(self, languages: list[str]) -> None:
-        self.rows = {lang: (0.0, "queued", "") for lang in languages}
-        self.tty = sys.stdout.isatty()
-        self.drawn = False
+    def __init__(self, languages: list[str], out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self.rows = {language: Row() for language in languages}
+        self.printed: dict[str, tuple[str, str, int]] = {}
+        console = Console(file=self.out)
+        self.bars: Progress | None = None
+        if console.is_terminal:
+            self.bars = Progress(TextColumn("  {task.fields[language]:<4}"), BarColumn(bar_width=30),
+                                 TaskProgressColumn(), TextColumn("{task.fields[stage]:<11} {task.fields[left]}"),
+                                 console=console, redirect_stdout=False, redirect_stderr=False)
+            self.tasks = {language: self.bars.add_task("", total=1.0, language=language, stage="queued", left="")
+                          for language in languages}
 
-    def update(self, language: str, progress: float, stage: str, note: str = "") -> None:
-        if self.rows.get(language) == (progress, stage, note):
+    def __enter__(self) -> ProgressBoard:
+        if self.bars is not None:
+            self.bars.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.bars is not None:
+            self.bars.stop()
+
+    def update(self, language: str, progress: float, stage: str, note: str = "",
+               remaining: float | None = None) -> None:
+        row = self.rows.setdefault(language, Row())
+        row.progress, row.stage, row.note = progress, stage, note
+        if remaining is not None:  # the task's estimate: it holds until the next one comes
+            row.remaining = remaining
+        if self.bars is not None:
+            self.bars.update(self.tasks[language], completed=progress, stage=stage,
+                             left=" ".join(filter(None, (time_left(row), note))))
             return
-        self.rows[language] = (progress, stage, note)
-        if not self.tty:
-            print(f"  {language}: {stage:<11} {progress * 100:5.1f}% {note}", flush=True)
+        key = (stage, note, int(progress / PLAIN_STEP + 1e-9))
+        if self.printed.get(language) == key:
             return
-        if self.drawn:
-            sys.stdout.write(f"\x1b[{len(self.rows)}A")
-        for lang, (p, s, n) in self.rows.items():
-            filled = round(p * BAR)
-            sys.stdout.write(f"\x1b[2K  {lang:<4} [{'#' * filled}{'.' * (BAR - filled)}] {p * 100:5.1f}%  {s} {n}\n")
-        sys.stdout.flush()
-        self.drawn = True
+        self.printed[language] = key
+        line = f"  {language}: {stage:<11} {progress * 100:5.1f}%  {time_left(row)}  {note}"
+        print(line.rstrip(), file=self.out, flush=True)
 
 
 def _free_port(host: str) -> int:
@@ -115,14 +157,17 @@ async def _client_flow(base: str, settings: Settings, voice: Path, background: P
         job = created.json()
         print(f"Job {job['id']}: {source} → {', '.join(targets)}")
         started = time.perf_counter()
-        board = ProgressBoard([t["target_language"] for t in job["tasks"]])
-        async for event in client_api.follow(client, job["id"], headers):
-            data = event.data
-            if data.get("target_language"):
-                note = data.get("error", {}).get("message", "") if event.event == "failed" else ""
-                board.update(data["target_language"], data.get("progress") or 0.0, data.get("stage") or "", note)
-            if event.event == "done":
-                print(f"Finished ({data['status']}) in {time.perf_counter() - started:.1f} s")
+        status = "unknown"
+        with ProgressBoard([t["target_language"] for t in job["tasks"]]) as board:
+            async for event in client_api.follow(client, job["id"], headers):
+                data = event.data
+                if data.get("target_language") and event.event in ("stage", "progress", "failed"):
+                    note = data.get("error", {}).get("message", "") if event.event == "failed" else ""
+                    board.update(data["target_language"], data.get("progress") or 0.0, data.get("stage") or "", note,
+                                 data.get("remaining_seconds"))
+                if event.event == "done":
+                    status = data["status"]
+        print(f"Finished ({status}) in {time.perf_counter() - started:.1f} s")
         listed = (await client.get(f"/v1/jobs/{job['id']}/artifacts", headers=headers)).json()["artifacts"]
         target_dir = out_dir / job["id"]
         for artifact in listed:
@@ -161,4 +206,8 @@ def run(argv: list[str]) -> int:
         voice, background = sample.voice, sample.background
         print(f"Made a sample voice ({voice}) and background bed ({background})")
     targets = [t.strip() for t in args.to.split(",") if t.strip()]
-    return asyncio.run(_run_demo(settings, voice, background, targets, args.source, args.out))
+    try:
+        return asyncio.run(_run_demo(settings, voice, background, targets, args.source, args.out))
+    except KeyboardInterrupt:  # Ctrl-C: `_run_demo` has stopped the service (and its embedded database) already
+        print("Stopped.")
+        return 130

@@ -46,13 +46,23 @@ def remove(path: Path) -> None:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs. A zombie (state Z: it has exited, its parent has not reaped it yet) does not:
+    after a `kill -9` a process stays one until its parent (often PID 1, slowly) collects it."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (not Linux), or it went away since
+        return False
+    return stat[stat.rfind(")") + 2:][:1] == "Z"
 
 
 def sweep_partials(root: Path) -> list[Path]:

@@ -28,6 +28,7 @@ from service.audio.decode import DEFAULT_SAMPLE_RATE
 from service.audio.ducking import ENVELOPE_RATE, write_envelope
 from service.audio.loudness import Loudness, parse_ebur128_summary
 from service.settings import Settings
+from service.workpool import progress
 
 # The limiter aims this far under the true-peak ceiling: peaks between its samples (and, oversampled, the
 # resampling back to the output rate) add a little.
@@ -241,7 +242,9 @@ def mix(
             if ffmpeg.audio_info(voice).frames != ffmpeg.audio_info(background).frames:
                 notes.append("voice and background differ in length; voice padded/cut to the background")
         sources = _sources(voice, background, envelope, settings)
+        progress.report(0.15)  # the work done, by passes over the audio: decoding and ducking, measuring, rendering
         measured, voice_measured = _measure(sources)
+        progress.report(0.45)
         result = _normalise(sources, measured, voice_measured, settings, out_master_wav, out_web,
                             out_stem if sources.with_background else None, notes)
     if not sources.with_background:
@@ -263,6 +266,7 @@ def _normalise(sources: _Graph, measured: Loudness, voice: Loudness, settings: M
         stem_os = max(stem_floor, LIMITER_OVERSAMPLE if _needs_limiter(voice.true_peak_dbtp, gain_db, settings)
                       else 0) if stem is not None else 0
         final, stem_figures = _render(sources, gain_db, oversample, stem_os, settings, master, web, stem)
+        progress.report(0.9 + 0.1 * (1 - 0.5 ** corrections))  # a correction renders again: less and less left
         master_over, stem_over = _over_ceiling(final, settings), _over_ceiling(stem_figures, settings)
         achieved = final.integrated_lufs
         miss = 0.0 if achieved is None or measured.integrated_lufs is None else settings.target_lufs - achieved

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.audio.voice_activity import BRIDGE_SECONDS, FRAME_SECONDS, bridged, energy_activity
+from service.workpool import progress
 
 # How far before a unit's planned start its source onset is looked for, and after it.
 _ONSET_BEFORE, _ONSET_AFTER = 0.2, 0.3
@@ -95,6 +96,7 @@ def measure_sync(source_voice: str, voice_stem: str, units: Sequence[UnitWindow]
     # Edges come from the unbridged readings (a bridge would carry a dub across the gap before the next
     # one, or a source span into the pause after it); the overlap from the bridged ones.
     source = energy_activity(source_voice, bridge_seconds=0.0)
+    progress.report(0.5)  # one of the two readings done
     stem = energy_activity(voice_stem, bridge_seconds=0.0)
     per_unit = measure_units(source, stem, units)
     ratios = [u.duration_ratio for u in per_unit if u.duration_ratio is not None]

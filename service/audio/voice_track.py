@@ -19,7 +19,7 @@ import soundfile as sf
 from service.audio import ffmpeg, wavfiles
 from service.audio.decode import DEFAULT_SAMPLE_RATE
 from service.audio.fitting import FADE_OUT_S
-from service.workpool import cancellation
+from service.workpool import cancellation, progress
 
 Float32Array = npt.NDArray[np.float32]
 
@@ -100,6 +100,7 @@ def _write(plan: list[tuple[int, int, int, str]], total: int, sample_rate: int, 
         with wavfiles.open_for_write(out_path, sample_rate, 1, total) as out:
             for block_start in range(0, total, block):
                 cancellation.check()
+                progress.report(block_start / total)
                 n = min(block, total - block_start)
                 buf = np.zeros(n, dtype=np.float32)
                 while next_clip < len(plan) and plan[next_clip][0] < block_start + n:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from urllib.parse import parse_qs, urlparse, urlunparse
 
 import asyncpg
 
+from service.scratch import pid_alive
 from service.settings import Settings
 
 
@@ -44,6 +46,27 @@ def start_embedded(data_dir: Path) -> str:
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
     return str(server.get_uri())
+
+
+def stop_embedded(data_dir: Path) -> None:
+    """Let go of the embedded server; the last process using it stops it. Blocking: call from a thread.
+
+    pgserver does this at interpreter exit, but a `dubbing serve` stopped by SIGTERM never gets there (uvicorn
+    raises the signal again after its graceful shutdown, and the default action ends the process without exit
+    handlers), and the server ran on after it. Processes that died without letting go (kill -9) still hold a
+    handle in pgserver's list: they are dropped first, or the server would never be stopped.
+    """
+    from pgserver.postgres_server import PostgresServer
+
+    server = PostgresServer._instances.get(data_dir.expanduser().resolve())
+    if server is None:  # not started by this process, or already let go
+        return
+    with server._lock:  # pgserver's inter-process lock over its handle list (`.handle_pids.json`)
+        handles = server.global_process_id_list
+        for pid in handles.get():
+            if pid != os.getpid() and not pid_alive(pid):
+                handles.get_and_remove(pid)
+    server.cleanup()  # with cleanup_mode "stop": stops the server only, never deletes its data
 
 
 async def locate(settings: Settings) -> DatabaseLocation:

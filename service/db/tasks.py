@@ -114,10 +114,14 @@ async def ending_of(pool: asyncpg.Pool, task_id: UUID) -> tuple[str | None, bool
 
 
 async def owners_holding_leases(pool: asyncpg.Pool, prefix: str) -> list[str]:
-    """Lease owners (of tasks and transcripts) whose id starts with `prefix` (a host's processes)."""
+    """Owners of live leases (of tasks and transcripts) whose id starts with `prefix` (a host's processes);
+    a lease already expired is looked at no more, so a freed owner is not freed (and logged) again each sweep."""
+    # Run on every sweep: both halves read only rows that can hold a lease, through partial indexes (sql/023).
     rows = await pool.fetch(
-        """SELECT DISTINCT lease_owner FROM language_tasks WHERE lease_owner LIKE $1 || '%'
-           UNION SELECT DISTINCT split_part(lease_owner, '/', 1) FROM transcripts WHERE lease_owner LIKE $1 || '%'""",
+        f"""SELECT DISTINCT lease_owner FROM language_tasks
+            WHERE stage NOT IN {TERMINAL_SQL} AND lease_owner LIKE $1 || '%' AND lease_expires_at >= now()
+            UNION SELECT DISTINCT split_part(lease_owner, '/', 1) FROM transcripts
+            WHERE state = 'running' AND lease_owner LIKE $1 || '%' AND lease_expires_at >= now()""",
         prefix,
     )
     return [r[0] for r in rows]

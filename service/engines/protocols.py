@@ -6,6 +6,7 @@ base for cost reports; engines that cost nothing may ignore them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -14,6 +15,9 @@ from service.engines.types import LanguageGuess, SynthesizedClip, Transcript
 from service.errors import EngineError, ErrorCode
 
 Usage = dict[str, float]
+# Not a cost: words a translator left in the source language because it did not know them, counted by the
+# engines that can tell (Apertium). The translating stage takes it out of the usage into the manifest.
+UNTRANSLATED_WORDS = "untranslated_words"
 
 
 def add_usage(usage: Usage | None, **amounts: float) -> None:
@@ -45,9 +49,10 @@ class Transcriber(Protocol):
 
     async def transcribe(
         self, audio_path: str | None, language: str | None, *, audio_url: str | None = None,
-        usage: Usage | None = None,
+        usage: Usage | None = None, on_progress: Callable[[float], None] | None = None,
     ) -> Transcript:
-        """Transcribe a local file (or `audio_url`); `language` None asks the engine to detect it."""
+        """Transcribe a local file (or `audio_url`); `language` None asks the engine to detect it. Engines that
+        can tell how far they got call `on_progress(fraction of the audio)` on the event loop as they go."""
         ...
 
 

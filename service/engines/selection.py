@@ -9,8 +9,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import httpx
+import structlog
 
 from service.engines.protocols import Engines
+from service.errors import EngineError
 from service.providers.http import ProviderClient
 from service.settings import Settings
 
@@ -64,7 +66,13 @@ def multilingual_dir(settings: Settings) -> str | None:
     chosen = settings.whisper_multilingual_dir.strip()
     if chosen.lower() == "none":
         return None
-    return chosen or multilingual_model_dir(settings.data_dir)
+    if chosen:
+        return chosen
+    try:
+        return multilingual_model_dir(settings.data_dir)
+    except (EngineError, OSError) as exc:  # a corrupt part or a full disk costs other languages, not English
+        structlog.get_logger(__name__).warning("engines.multilingual_model_unavailable", error=str(exc))
+        return None
 
 
 def choose_engines(settings: Settings, clients: ProviderClients, executor: Executor) -> Engines:

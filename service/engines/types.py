@@ -14,6 +14,9 @@ class Word:
     start: float
     end: float
     confidence: float | None
+    # The recogniser heard this piece as the rest of the word before it, no space between ("-disposed" after
+    # "ill"): text built from words joins the two without one.
+    attached: bool = False
 
 
 @dataclass(frozen=True, slots=True)

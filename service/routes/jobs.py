@@ -19,7 +19,7 @@ from service.audio.probe import ProbeResult, probe
 from service.db import artifacts, jobs, uploads
 from service.db.jobs import InputObject, NewJob
 from service.domain import ArtifactKind
-from service.errors import ApiError, ErrorCode, IdempotencyConflict, ProviderError, StorageError
+from service.errors import ApiError, AudioError, ErrorCode, IdempotencyConflict, ProviderError, StorageError
 from service.routes.auth import current_user
 from service.routes.errors import bad_request, not_found, unprocessable
 from service.routes.models import (
@@ -132,6 +132,8 @@ async def _inspect(request: Request, user_id: str, field: str, path: str) -> Inp
         if exc.status == 404:
             raise missing_object from exc
         raise ApiError(503, ErrorCode.STORAGE_UNAVAILABLE, "Storage could not be read; try again") from exc
+    except AudioError as exc:  # ffprobe itself failed or ran past its time limit: the file is not usable audio
+        raise unprocessable(ErrorCode.AUDIO_UNDECODABLE, f"'{field}' does not decode as audio") from exc
     if not result.ok:
         raise unprocessable(ErrorCode.AUDIO_UNDECODABLE, f"'{field}' does not decode as audio: {result.reason}")
     if result.duration_seconds < settings.min_input_seconds:
@@ -186,7 +188,7 @@ async def list_jobs(request: Request) -> Response:
     user = await current_user(request)
     limit = query_int(request, "limit", 20, 1, 100)
     cursor = request.query_params.get("cursor")
-    if cursor is not None and not CURSOR_FORM.match(cursor):
+    if cursor is not None and not CURSOR_FORM.fullmatch(cursor):
         raise bad_request(ErrorCode.INVALID_CURSOR,
                           "The cursor is not one this API gave out: send next_cursor as it came")
     page, next_cursor = await jobs.list_for_owner(services(request).db.pool, user.id, limit, cursor)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
+import structlog
 
 from service import scratch
 from service.audio.probe import sha256_of
@@ -23,11 +24,15 @@ from service.domain import InputKind
 from service.engines.protocols import Engines
 from service.errors import ErrorCode, LeaseLost, StageError
 from service.settings import Settings
+from service.stages.pace import Pace
 from service.storage import Storage
 from service.workpool import cpu_pool
 
 P = ParamSpec("P")
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
+
+PROGRESS_EVENT_SECONDS = 1.0  # progress inside a stage: at most one event a second per task
 
 
 @dataclass(frozen=True, eq=False)  # one per process: compared and hashed by identity
@@ -50,6 +55,9 @@ class StageContext:
     services: StageServices
     # What the stage counted (segments, characters, ...): logged with its duration and kept in its event.
     figures: dict[str, Any] = field(default_factory=dict)
+    # The task's pace in this process, across its stages: the time remaining its progress events carry.
+    pace: Pace = field(default_factory=Pace)
+    reported: float = 0.0  # the stage's progress so far: it never goes back
 
     @property
     def settings(self) -> Settings:
@@ -116,11 +124,54 @@ class StageContext:
         await tasks.add_usage(self.pool, self.task.id, usage)
 
     async def progress(self, fraction: float, **data: Any) -> None:
-        """Report progress within the current stage (0..1); raises LeaseLost if the task is gone."""
+        """Report progress within the current stage (0..1, never less than reported before, with a rough time
+        remaining for the task); raises LeaseLost if the task is gone."""
+        fraction = self.reported = max(min(fraction, 1.0), self.reported)
+        remaining = self.pace.remaining_seconds(tasks.overall_progress(self.stage, fraction))
+        if remaining is not None:
+            data.setdefault("remaining_seconds", remaining)
         if not await tasks.report_progress(
             self.db, self.task.id, self.lease_owner, self.stage, fraction, **data
         ):
             raise LeaseLost()
+
+    @contextlib.asynccontextmanager
+    async def reporting(self, low: float, high: float) -> AsyncIterator[Callable[[float], None]]:
+        """A callback for work that tells how far it got (0..1), shown as this stage's progress from `low` to
+        `high`: at most one event per PROGRESS_EVENT_SECONDS, the latest value, sent in the background."""
+        latest: list[float] = []
+        news = asyncio.Event()
+
+        def on_progress(fraction: float) -> None:
+            latest.append(low + (high - low) * min(max(fraction, 0.0), 1.0))
+            news.set()
+
+        async def send() -> None:
+            while True:
+                await news.wait()
+                news.clear()
+                value = latest[-1]
+                latest.clear()
+                if value - self.reported >= 0.01:
+                    try:
+                        await self.progress(value)
+                    except Exception as exc:  # a lost lease stops the task through its heartbeat; an outage passes
+                        log.info("stage.progress_not_sent", error=type(exc).__name__)
+                await asyncio.sleep(PROGRESS_EVENT_SECONDS)
+
+        sender = asyncio.create_task(send())
+        try:
+            yield on_progress
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+    async def in_pool_reporting(self, low: float, high: float, fn: Callable[..., T], *args: Any) -> T:
+        """`in_pool` for work that reports how far it got (`workpool.progress.report`), shown as this stage's
+        progress from `low` to `high`."""
+        async with self.reporting(low, high) as on_progress:
+            return await cpu_pool.run_reporting(self.executor, on_progress, fn, *args)
 
 
 StageFn = Callable[[StageContext], Awaitable[None]]

@@ -37,7 +37,7 @@ async def _measure(ctx: StageContext, units: list[PlacedUnit]) -> dict[str, Any]
     windows = [UnitWindow(u.id, u.source_start, u.source_end, u.next_start) for u in units]
     stem = str(ctx.work_dir / OUTPUTS["voice_stem"])
     async with ctx.input_copy(InputKind.VOICE) as source:
-        measured: dict[str, Any] = await ctx.in_pool(measure_sync, source, stem, windows)
+        measured: dict[str, Any] = await ctx.in_pool_reporting(0.0, 0.2, measure_sync, source, stem, windows)
     return measured
 
 
@@ -115,6 +115,8 @@ async def _manifest(ctx: StageContext, mixdown: Mixdown, measured: dict[str, Any
             "background": _input_entry(ctx.job.background),
         },
         "segments": [_segment(u, per_unit.get(u.id)) for u in mixdown.units],
+        # Words the translator did not know and left in the source language (0 where it cannot tell).
+        "untranslated_words": translation.untranslated_words,
         "loudness": {
             "target_lufs": ctx.settings.target_lufs,
             "true_peak_ceiling_dbtp": ctx.settings.true_peak_dbtp,

@@ -114,12 +114,13 @@ async def run(ctx: StageContext) -> None:
 
     work = ctx.work_dir
     voice_track = str(work / "voice_track.wav")
-    await ctx.in_pool(build_voice_track, [p for p, _ in placed], timeline.duration(ctx.job), voice_track,
-                      settings.sample_rate)
+    await ctx.in_pool_reporting(0.5, 0.6, build_voice_track, [p for p, _ in placed], timeline.duration(ctx.job),
+                                voice_track, settings.sample_rate)
     await ctx.progress(0.6)
     targets = (str(work / OUTPUTS["master_wav"]), str(work / web_name(ctx)), str(work / OUTPUTS["voice_stem"]))
     background = await _background(ctx) if ctx.job.background else None
-    result = await ctx.in_pool(mix, voice_track, background, *targets, mix_settings(ctx))
+    await ctx.progress(0.65)
+    result = await ctx.in_pool_reporting(0.65, 1.0, mix, voice_track, background, *targets, mix_settings(ctx))
     units = [u for _, u in placed]
     await outputs.save(work, Mixdown(units, dataclasses.asdict(result), planned_sync(units)))
     ctx.figures.update(units=len(units), stretched=sum(1 for u in units if u.stretch != 1.0),

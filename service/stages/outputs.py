@@ -35,6 +35,7 @@ class Translation(msgspec.Struct):
     engine: str
     units: list[TranslatedUnit]
     pivot: str | None = None  # the language the translation went through (no direct pair), e.g. "es"
+    untranslated_words: int = 0  # words left in the source language (the translator did not know them)
 
 
 class Clip(msgspec.Struct):

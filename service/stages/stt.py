@@ -24,10 +24,11 @@ import structlog
 from service import scratch
 from service.audio.voice_activity import FRAME_SECONDS, energy_activity, speech_regions
 from service.db import jobs, tasks, transcripts
-from service.domain import ArtifactKind, InputKind
+from service.db.events import Event
+from service.domain import ArtifactKind, EventKind, InputKind, Stage
 from service.engines.capabilities import cannot_dub_detected
 from service.engines.types import LanguageGuess, Transcript
-from service.errors import DubbingError, ErrorCode, StageError
+from service.errors import DubbingError, EngineError, ErrorCode, StageError
 from service.stages import captions
 from service.stages.context import StageContext
 from service.stages.publish import publish
@@ -39,6 +40,7 @@ log = structlog.get_logger(__name__)
 _RECHECK_SECONDS = 5.0
 # A named source language the detection contradicts this surely is reported (the manifest's `detection`).
 DISAGREEMENT_CONFIDENCE = 0.8
+TRANSCRIBED = 0.9  # the stage's progress once the recogniser is done (voice activity and publishing follow)
 
 
 async def load(ctx: StageContext) -> tuple[Transcript, list[Unit]]:
@@ -86,14 +88,19 @@ async def run(ctx: StageContext) -> None:
 
 
 async def _wait_for_other_task(ctx: StageContext) -> None:
-    """Sleep until this job's next event (the transcriber finishing), or a slow re-check."""
+    """Sleep until this job's next event (the transcriber finishing), or a slow re-check. The transcribing
+    task's progress is this task's too: shown as it comes, so every language's bar moves."""
     if ctx.listener is None:
         await asyncio.sleep(_RECHECK_SECONDS)
         return
     subscription = ctx.listener.subscribe(str(ctx.task.job_id))
     try:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(subscription.queue.get(), _RECHECK_SECONDS)
+            event = await asyncio.wait_for(subscription.queue.get(), _RECHECK_SECONDS)
+            if (isinstance(event, Event) and event.kind == EventKind.PROGRESS and event.stage == Stage.STT
+                    and event.task_id != str(ctx.task.id) and "stage_progress" in event.data
+                    and not event.data.get("shared")):
+                await ctx.progress(float(event.data["stage_progress"]), shared=True)
     finally:
         ctx.listener.unsubscribe(subscription)
 
@@ -118,7 +125,14 @@ def _check_detected(ctx: StageContext, data: dict[str, Any]) -> None:
 async def _detect(ctx: StageContext, voice: str) -> LanguageGuess | None:
     """The language heard ahead of transcription (None: the engine detects while transcribing, or cannot).
     For `auto` jobs whose targets are all out of reach, fails the transcript for every task at once."""
-    guess = await ctx.engine.transcriber.detect(voice)
+    try:
+        guess = await ctx.engine.transcriber.detect(voice)
+    except EngineError as exc:
+        if ctx.job.source_language == "auto":
+            raise
+        # The job named its language: detection only checks it, and its failure must not cost the dub.
+        log.warning("stt.detection_failed", code=exc.code, requested=ctx.job.source_language)
+        return None
     if guess is None:
         return None
     await jobs.record_detection(ctx.pool, ctx.task.job_id, guess.language, guess.confidence)
@@ -152,7 +166,10 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
                 if transcriber.detects:
                     guess = await _detect(ctx, voice)
                 spoken = guess.language if guess is not None and language is None else language
-                transcript = await transcriber.transcribe(voice, spoken, usage=usage)
+                # Progress by the audio decoded so far, up to TRANSCRIBED; finding the pauses takes the rest.
+                async with ctx.reporting(0.0, TRANSCRIBED) as on_progress:
+                    transcript = await transcriber.transcribe(voice, spoken, usage=usage, on_progress=on_progress)
+                await ctx.progress(TRANSCRIBED)
                 if guess is not None and language is None:
                     transcript = dataclasses.replace(transcript, language_confidence=guess.confidence)
                 if transcript.segments:

@@ -67,7 +67,7 @@ def _words_of(segments: Sequence[Segment]) -> list[Word]:
     clean: list[Word] = []
     for word in words:
         start = max(word.start, clean[-1].start) if clean else word.start
-        clean.append(Word(word.text, start, max(word.end, start), word.confidence))
+        clean.append(Word(word.text, start, max(word.end, start), word.confidence, word.attached))
     return clean
 
 
@@ -90,7 +90,8 @@ def _split_long(run: list[Word], max_seconds: float) -> list[list[Word]]:
     middle = (run[0].start + run[-1].end) / 2
 
     def best_cut(pattern: re.Pattern[str] | None) -> int | None:
-        candidates = [i for i in range(1, len(run)) if pattern is None or pattern.search(run[i - 1].text)]
+        candidates = [i for i in range(1, len(run))
+                      if not run[i].attached and (pattern is None or pattern.search(run[i - 1].text))]
         if not candidates:
             return None
         if pattern is None:  # the widest pause, ties broken towards the middle
@@ -98,13 +99,22 @@ def _split_long(run: list[Word], max_seconds: float) -> list[list[Word]]:
         return min(candidates, key=lambda i: abs(run[i].start - middle))
 
     cut = best_cut(_SENTENCE_END) or best_cut(_CLAUSE_END) or best_cut(None)
-    assert cut is not None
+    if cut is None:  # one word made of attached pieces: never cut inside a word
+        return [run]
     return _split_long(run[:cut], max_seconds) + _split_long(run[cut:], max_seconds)
 
 
-def _join(words: Sequence[Word], language: str | None) -> str:
+def join_words(words: Sequence[Word], language: str | None) -> str:
+    """The words as text: a space between two words, none before a piece the recogniser attached to the word
+    before it ("ill" + "-disposed"), none at all in languages written without spaces."""
     separator = "" if language in _NO_SPACE_LANGUAGES else " "
-    return separator.join(w.text.strip() for w in words).strip()
+    text = ""
+    for index, word in enumerate(words):
+        piece = word.text.strip()
+        if not piece:
+            continue
+        text += piece if index == 0 or word.attached or not text else separator + piece
+    return text
 
 
 def build_units(
@@ -131,7 +141,7 @@ def build_units(
     for i in range(1, len(words)):
         gap = words[i].start - words[i - 1].end
         new_region = region_of[i] is not None and region_of[i - 1] is not None and region_of[i] != region_of[i - 1]
-        if gap >= pause_seconds or new_region:
+        if (gap >= pause_seconds or new_region) and not words[i].attached:  # never a unit edge inside a word
             runs.append([])
             run_regions.append((region_of[i], region_of[i]))
         runs[-1].append(words[i])
@@ -155,7 +165,7 @@ def build_units(
     units: list[Unit] = []
     group, in_group = 0, 0
     for index, (run, (first_region, last_region)) in enumerate(pieces):
-        text = _join(run, language)
+        text = join_words(run, language)
         if not text:
             continue
         start, end = run[0].start, run[-1].end

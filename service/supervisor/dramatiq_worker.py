@@ -10,8 +10,9 @@ the task's guarantee, not the message: a message for a task that is over, leased
 due yet or cancelled claims nothing and is acked (duplicates do nothing).
 
 Alongside runs the sweep (`Dispatcher.sweep`): every POLL_INTERVAL_SECONDS, and when a retry comes due,
-it sends a message for every task that needs one: lease ran out (its worker died), released for a retry,
-handed back, lost with a restarted Redis. Every worker sweeps; SKIP LOCKED keeps them from sending twice.
+it frees the leases of this host's dead processes and sends a message for every task that needs one: lease
+ran out or was freed (its worker died), released for a retry, handed back, lost with a restarted Redis. Every
+worker sweeps; SKIP LOCKED keeps them from sending twice.
 
 Fan-out: a worker that already runs a task of the same job passes a new one over once (back on the
 queue, a short pause) when nothing else waits, so an idle worker elsewhere takes it. An idle worker polls
@@ -75,7 +76,7 @@ class DramatiqWorker:
         return bool(self._loops) and not any(t.done() for t in self._loops) and all(self._healthy.values())
 
     async def start(self) -> None:
-        await owners.free_dead_at_start(self.pool, "worker.freed_dead_leases")
+        await owners.free_dead(self.pool, "worker.freed_dead_leases")
         self._loops = [asyncio.create_task(self._keep_going("consumer", self._consume), name="dramatiq-consumer"),
                        asyncio.create_task(self._keep_going("sweeper", self._sweep), name="dramatiq-sweeper")]
 
@@ -227,6 +228,7 @@ class DramatiqWorker:
         while not self.draining:
             wait = self.settings.poll_interval_seconds
             try:
+                await owners.free_dead(self.pool, "worker.freed_dead_leases")  # their tasks go out in this sweep
                 await self.dispatcher.sweep()
                 release_in = await self.dispatcher.next_release_in()
                 self._healthy["sweeper"] = True

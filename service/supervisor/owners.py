@@ -57,9 +57,11 @@ async def free_dead_local_leases(pool: asyncpg.Pool) -> list[str]:
     return dead
 
 
-async def free_dead_at_start(pool: asyncpg.Pool, event: str) -> None:
-    """At start-up, so the tasks of this host's dead processes resume at once (logged as `event`). A database
-    that is down now is waited for by the loops that follow: a failure here is passed over."""
+async def free_dead(pool: asyncpg.Pool, event: str) -> None:
+    """At start-up and on every sweep, so the tasks of this host's dead processes resume at once, not when their
+    lease runs out (logged as `event`): a process restarted right after a `kill -9` finds its predecessor still
+    a zombie for a moment, and a worker killed while its neighbour runs on leaves leases only a sweep sees.
+    A database that is down now is waited for by the loops that follow: a failure here is passed over."""
     with contextlib.suppress(Exception):
         freed = await free_dead_local_leases(pool)
         if freed:

@@ -27,6 +27,7 @@ from service.domain import WORK_STAGES, Stage
 from service.engines.protocols import engine_name
 from service.errors import DubbingError, ErrorCode, LeaseLost, without_paths
 from service.stages.context import StageContext, StageFn, StageServices
+from service.stages.pace import Pace
 from service.supervisor import stage_report
 
 log = structlog.get_logger(__name__)
@@ -163,6 +164,7 @@ class TaskRunner:
             stage = first if entered else None
         self._enter(stage)
         log.info("task.started", stage=stage, attempt=task.attempts, claims=task.claims)
+        pace = Pace(tasks.overall_progress(stage, 0.0) if stage else 0.0)
         outages = 0  # in a row, in one stage: past a handful with the database up, it is a bug, not an outage
         while stage is not None and not stage.is_terminal:
             engine = self._enter(stage)
@@ -175,7 +177,7 @@ class TaskRunner:
                 await self._fail(task, ErrorCode.STAGE_UNAVAILABLE, f"No engine is configured for the {stage} stage",
                                  stage)
                 return
-            context = StageContext(task, job, stage, self.services)
+            context = StageContext(task, job, stage, self.services, pace=pace)
             try:
                 async with self.stage_limits[stage]:
                     started = time.perf_counter()

@@ -2,9 +2,9 @@
 
 Wakes on NOTIFY (the listener's `tasks_ready`), a freed slot, or a slow poll that also picks up
 tasks whose lease expired because their process died. Restarts its own loop when it crashes,
-since uvicorn would otherwise keep serving with nobody doing the work. At start-up it frees the
-leases of this host's earlier processes that are gone (kill -9, a crash), so their tasks resume at
-once instead of after the lease runs out. On shutdown it drains: no new claims, the running stages
+since uvicorn would otherwise keep serving with nobody doing the work. At start-up and on every poll
+it frees the leases of this host's processes that are gone (kill -9, a crash), so their tasks resume
+at once instead of after the lease runs out. On shutdown it drains: no new claims, the running stages
 get `SHUTDOWN_DRAIN_SECONDS` to finish, whatever is left is handed back.
 """
 
@@ -47,7 +47,7 @@ class Supervisor:
         return self._main is not None and not self._main.done() and self._loop_alive
 
     async def start(self) -> None:
-        await owners.free_dead_at_start(self.pool, "supervisor.freed_dead_leases")
+        await owners.free_dead(self.pool, "supervisor.freed_dead_leases")
         self._main = asyncio.create_task(self._supervise(), name="supervisor")
 
     async def drain(self, seconds: float) -> None:
@@ -84,7 +84,11 @@ class Supervisor:
     # -- claiming ---------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         self._loop_alive = True
+        last_sweep = time.monotonic()
         while not self.draining:
+            if time.monotonic() - last_sweep >= self.settings.poll_interval_seconds:
+                last_sweep = time.monotonic()
+                await owners.free_dead(self.pool, "supervisor.freed_dead_leases")
             free = self.settings.max_concurrent_tasks - len(self._running)
             if free > 0:
                 wanted = min(free, self.settings.claim_batch_size)

@@ -131,6 +131,8 @@ def _open_verifier(stack: contextlib.AsyncExitStack, settings: Settings, options
 async def open_services(stack: contextlib.AsyncExitStack, settings: Settings, options: Options) -> Services:
     """Start everything but the stage loop (created here, started by `running`); `stack` stops it all."""
     location = await connection.locate(settings)
+    if location.embedded:  # the last thing to go: nothing of ours may outlive the process
+        stack.push_async_callback(anyio.to_thread.run_sync, connection.stop_embedded, settings.embedded_db_dir)
     db = await _open_database(stack, location)
     listener = await _open_listener(stack, location)
     storage = await stack.enter_async_context(open_storage(settings, options.provider_transport))

@@ -13,6 +13,7 @@ import ctypes
 import multiprocessing
 import os
 import select
+import stat
 import tempfile
 import threading
 import time
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from service import scratch
-from service.workpool import cancellation
+from service.workpool import cancellation, progress
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -71,11 +72,23 @@ def warm_imports() -> int:
     return os.getpid()
 
 
+def _tokens_dir() -> Path:
+    """The folder of cancellation tokens and progress pipes: private to this user (0700, ours, not a link),
+    so another local user cannot plant a link there and have a worker write through it."""
+    _TOKENS.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = _TOKENS.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise PermissionError(f"{_TOKENS} is not a folder of this user's")
+    if info.st_mode & 0o077:
+        _TOKENS.chmod(0o700)
+    return _TOKENS
+
+
 def create(workers: int, numba_cache_dir: str) -> ProcessPoolExecutor:
     # forkserver: workers do not inherit the event loop, sockets or threads of this process.
     context = multiprocessing.get_context("forkserver")
     os.makedirs(numba_cache_dir, exist_ok=True)
-    _TOKENS.mkdir(parents=True, exist_ok=True)
+    _tokens_dir()
     return ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_initialize_worker,
         initargs=(numba_cache_dir, os.getpid()),
@@ -105,10 +118,12 @@ async def warm(executor: Executor, workers: int, warmers: list[Callable[[], obje
 
 def _call(token: str, fn: Callable[..., T], *args: Any) -> T:
     cancellation.set_token(token)
+    progress.set_channel(progress.channel_of(token))
     try:
         return fn(*args)
     finally:
         cancellation.set_token(None)
+        progress.set_channel(None)
         _give_back_memory()
 
 
@@ -143,18 +158,31 @@ def calls_in_flight() -> int:
 
 async def run(executor: Executor, fn: Callable[P, T], *args: P.args, **_: P.kwargs) -> T:
     """`fn(*args)` in the pool; cancelling this call stops the worker's work too."""
+    return await _run(executor, None, fn, *args)
+
+
+async def run_reporting(executor: Executor, on_progress: Callable[[float], None], fn: Callable[..., T],
+                        *args: Any) -> T:
+    """`run`, with `on_progress(fraction)` called on the event loop for each `progress.report` of the worker."""
+    return await _run(executor, on_progress, fn, *args)
+
+
+async def _run(executor: Executor, on_progress: Callable[[float], None] | None, fn: Callable[..., T],
+               *args: Any) -> T:
     global _in_flight
-    _TOKENS.mkdir(parents=True, exist_ok=True)
-    token = _TOKENS / f"{os.getpid()}-{uuid.uuid4().hex}"
-    future = asyncio.get_running_loop().run_in_executor(executor, _call, str(token), fn, *args)
-    _in_flight += 1
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        token.touch()
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(future, _STOP_WAIT_SECONDS)
-        raise
-    finally:
-        _in_flight -= 1
-        token.unlink(missing_ok=True)
+    token = _tokens_dir() / f"{os.getpid()}-{uuid.uuid4().hex}"
+    listening: contextlib.AbstractContextManager[None] = (
+        progress.listening(progress.channel_of(str(token)), on_progress) if on_progress else contextlib.nullcontext())
+    with listening:
+        future = asyncio.get_running_loop().run_in_executor(executor, _call, str(token), fn, *args)
+        _in_flight += 1
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            token.touch()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(future, _STOP_WAIT_SECONDS)
+            raise
+        finally:
+            _in_flight -= 1
+            token.unlink(missing_ok=True)

@@ -96,7 +96,7 @@ async def test_list_is_newest_first_with_cursor(service: Service) -> None:
         if cursor is None:
             break
     assert seen == list(reversed(ids))
-    for nonsense in ("nonsense", "", "99999999999999999_" + str(uuid.uuid4())):
+    for nonsense in ("nonsense", "", "99999999999999999_" + str(uuid.uuid4()), f"1_{uuid.uuid4()}\n"):
         bad = await service.client.get("/v1/jobs", params={"cursor": nonsense}, headers=service.auth("carol"))
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cursor"
     # Any string of the documented form is a cursor: one from before every job pages to nothing.

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 
 from service.engines.types import Segment, Word
-from service.stages.units import build_units, refine_edges
+from service.stages.units import build_units, join_words, refine_edges
 
 
 def words(*timed: tuple[str, float, float]) -> tuple[Word, ...]:
@@ -69,3 +69,20 @@ def test_edges_move_to_the_voice_energy() -> None:
     assert (refined[0].start, refined[0].end) == (0.62, 1.38)
     assert (refined[1].start, refined[1].end) == (3.05, 3.72)
     assert [u.text for u in refined] == [u.text for u in units]
+
+
+def test_pieces_the_recogniser_attached_join_without_a_space() -> None:
+    pieces = (Word("He", 0.0, 0.2, 0.9), Word("was", 0.25, 0.4, 0.9), Word("ill", 0.45, 0.6, 0.9),
+              Word("-disposed,", 0.6, 1.0, 0.9, attached=True), Word("cold", 1.05, 1.3, 0.9),
+              Word("-hearted.", 1.3, 1.7, 0.9, attached=True))
+    assert join_words(pieces, "en") == "He was ill-disposed, cold-hearted."
+    assert join_words((Word("東京", 0, 1, None), Word("に", 1, 2, None)), "ja") == "東京に"
+    [unit] = build_units([Segment(0, 0.0, 1.7, "He was ill-disposed, cold-hearted.", pieces)])
+    assert unit.text == "He was ill-disposed, cold-hearted."
+
+
+def test_a_pause_inside_a_word_does_not_cut_it() -> None:
+    pieces = (Word("rather", 0.0, 0.4, 0.9), Word("cold", 0.45, 0.8, 0.9),
+              Word("-hearted", 1.4, 1.8, 0.9, attached=True))  # a 0.6 s gap the recogniser heard in one word
+    assert [u.text for u in build_units([Segment(0, 0.0, 1.8, "rather cold-hearted", pieces)])] == [
+        "rather cold-hearted"]

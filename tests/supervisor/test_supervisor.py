@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -18,7 +22,8 @@ from service.domain import WORK_STAGES
 from service.errors import StageError
 from service.settings import Settings
 from service.stages.context import StageContext
-from tests.support.harness import Runner, harness, recording, wait_done
+from service.supervisor import owners
+from tests.support.harness import Runner, harness, new_job, recording, wait_done
 from tests.support.redis import settings_for_backend
 
 
@@ -66,6 +71,26 @@ async def test_expired_lease_is_reclaimed_and_resumes_at_the_unfinished_stage(se
         assert history[-1].kind == "done" and history[-1].data == {"status": "complete"}
         # The dead process cannot write any more: its lease is gone.
         assert not await tasks.report_progress(Database.on(h.pool), claimed.id, "dead-process", "translating", 0.9)
+
+
+async def test_a_lease_of_a_process_that_died_after_start_up_is_freed_on_the_next_sweep(settings: Settings) -> None:
+    """A neighbour on this host is killed -9 after this worker started: its lease (long) is freed by the next
+    sweep, even while its process is still a zombie, not when the lease runs out."""
+    calls: list[tuple[uuid.UUID, str, str]] = []
+    neighbour = subprocess.Popen(["sleep", "600"])
+    try:
+        async with harness(settings) as h:
+            job_id = await new_job(h.pool, ["es"])
+            dead_owner = f"{socket.gethostname()}:{neighbour.pid}:{owners._started(neighbour.pid)}-0badc0de"
+            [claimed] = await tasks.claim(h.pool, dead_owner, 1, lease_seconds=600)
+            await h.supervisor(recording(calls), poll_interval_seconds=0.3)  # the neighbour is alive at start-up
+            os.kill(neighbour.pid, signal.SIGKILL)  # and not reaped: a zombie until the finally below
+            history = await wait_done(await h.listener(), h.pool, job_id, timeout=20)
+            assert history[-1].kind == "done" and history[-1].data == {"status": "complete"}
+            assert {task for task, _, _ in calls} == {claimed.id}
+    finally:
+        neighbour.kill()
+        neighbour.wait()
 
 
 async def test_notify_wakes_the_supervisor_long_before_the_poll(settings: Settings) -> None:

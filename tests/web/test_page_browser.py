@@ -296,6 +296,9 @@ async def test_dub_two_languages_listen_and_download(site: Site, desktop: Any, t
     await pick_language(page, "es")
     await pick_language(page, "ca")
     await page.get_by_role("button", name="Dub it").click()
+    # While it works, a card shows a rough time remaining beside its percentage (gone once it is complete).
+    await expect(language(page, "es").locator(".pct")).to_contain_text(re.compile("s left|almost done"),
+                                                                        timeout=DUB_TIMEOUT_MS)
 
     # Both uploads reach 100 % in their own bars, then the job page follows each language to the end.
     await expect(page.locator("#view-job")).to_be_visible()

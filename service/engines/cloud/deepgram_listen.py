@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import mimetypes
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -174,8 +174,9 @@ class DeepgramTranscriber:
 
     async def transcribe(
         self, audio_path: str | None, language: str | None, *, audio_url: str | None = None,
-        usage: Usage | None = None,
+        usage: Usage | None = None, on_progress: Callable[[float], None] | None = None,
     ) -> Transcript:
+        """One request: Deepgram says nothing until it is done, so `on_progress` is never called."""
         requested = None if language in _AUTO else str(language).strip()
         request: dict[str, Any] = {"params": self.params(requested)}
         if audio_url:

@@ -11,12 +11,13 @@ manifest, `GET /v1/languages`).
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from pathlib import Path
 
 from service.engines import process
-from service.engines.protocols import Usage
+from service.engines.protocols import UNTRANSLATED_WORDS, Usage, add_usage
 from service.errors import EngineError, ErrorCode
 
 DEFAULT_MODES_DIR = "/usr/share/apertium/modes"
@@ -71,7 +72,9 @@ _TO_ISO1 = {
 }
 _MODE_RE = re.compile(r"^([a-z]{2,3})-([a-z]{2,3})$")
 _PARA_RE = re.compile(r"<p>(.*?)</p>", re.DOTALL)
-_MARK_RE = re.compile(r"(?<!\S)[*#@](?=\w)")
+_MARK_RE = re.compile(r"(?<!\S)[#@](?=\w)")  # generation and transfer errors
+_UNKNOWN_RE = re.compile(r"(?<!\w)\*(?=\w)")  # a word it does not know (left as it was), after a space or "(", "<"
+_UNKNOWN_WORD_RE = re.compile(r"(?<!\w)(\*)(\w+)")  # the same mark with the word it marks
 _BREAK_RE = re.compile(r"<br\s*/?>")
 
 
@@ -178,9 +181,18 @@ def split_like(text: str, sources: list[str]) -> list[str]:
 
 def _clean(translated: str, original: str) -> str:
     text = " ".join(html.unescape(translated).split())
-    # -u drops '*' unknown marks; '#' (generation) and '@' (transfer) marks can remain. Keep them only
-    # when the source itself had such characters (hashtags, handles).
+    # Apertium marks words it does not know with '*' (counted by `untranslated_words` first), and generation
+    # ('#') and transfer ('@') errors: drop them all, except where the source itself had them. An unknown word
+    # comes back as it was, so its mark stays only where the source had that very token ("*laughs*"); a hashtag
+    # or handle is translated, so its mark stays where the source had the character.
+    text = _UNKNOWN_WORD_RE.sub(lambda m: m.group(0) if m.group(0) in original else m.group(2), text)
     return _MARK_RE.sub(lambda m: m.group(0) if m.group(0) in original else "", text)
+
+
+def untranslated_words(output: str, source: str) -> int:
+    """How many words Apertium left as they were (it did not know them): its `*` marks, less any the
+    source had itself."""
+    return max(len(_UNKNOWN_RE.findall(output)) - len(_UNKNOWN_RE.findall(source)), 0)
 
 
 class ApertiumTranslator:
@@ -193,8 +205,17 @@ class ApertiumTranslator:
         self._modes_dir = str(Path(data_dir) / "modes") if data_dir else DEFAULT_MODES_DIR
         self._timeout = timeout
 
+    @functools.cached_property
+    def _modes(self) -> dict[tuple[str, str], str]:
+        """The installed modes, read once: they do not change while the process runs (and job creation asks)."""
+        return discover_modes(self._modes_dir)
+
     def _routes(self) -> dict[tuple[str, str], str | None]:
-        return routes(set(discover_modes(self._modes_dir)))
+        return self._route_table
+
+    @functools.cached_property
+    def _route_table(self) -> dict[tuple[str, str], str | None]:
+        return routes(set(self._modes))
 
     def pairs(self) -> set[tuple[str, str]]:
         return set(self._routes())
@@ -206,7 +227,7 @@ class ApertiumTranslator:
         return self._routes().get((iso1(source), iso1(target)))
 
     def mode_for(self, source: str, target: str) -> str:
-        mode = discover_modes(self._modes_dir).get((iso1(source), iso1(target)))
+        mode = self._modes.get((iso1(source), iso1(target)))
         if mode is None:
             raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, f"no Apertium pair installed for {source}->{target}")
         return mode
@@ -219,22 +240,30 @@ class ApertiumTranslator:
             return [" ".join(t.split()) for t in texts]
         pivot = self.pivot_for(source, target)
         if pivot is not None:
-            halfway = await self._translate_direct(texts, source, pivot, groups)
-            return await self._translate_direct(halfway, pivot, target, groups)
-        return await self._translate_direct(texts, source, target, groups)
+            first: Usage = {}
+            second: Usage = {}
+            halfway = await self._translate_direct(texts, source, pivot, groups, first)
+            translated = await self._translate_direct(halfway, pivot, target, groups, second)
+            # A word unknown on the first leg goes through the second as it was, unknown again: counted once.
+            add_usage(usage, **{UNTRANSLATED_WORDS: max(first.get(UNTRANSLATED_WORDS, 0),
+                                                        second.get(UNTRANSLATED_WORDS, 0))})
+            return translated
+        return await self._translate_direct(texts, source, target, groups, usage)
 
-    async def _translate_direct(self, texts: list[str], source: str, target: str, groups: list[int] | None
-                                ) -> list[str]:
+    async def _translate_direct(self, texts: list[str], source: str, target: str, groups: list[int] | None,
+                                usage: Usage | None) -> list[str]:
         mode = self.mode_for(source, target)
         runs = group_runs(texts, groups)
         result = [""] * len(texts)  # empty segments stay empty without a trip through Apertium
         if not runs:
             return result
-        args = ["apertium", "-u", "-f", "html"]
+        args = ["apertium", "-f", "html"]  # without -u: unknown words come back marked, to be counted
         if self._data_dir:
             args += ["-d", self._data_dir]
-        out = await process.run([*args, mode], encode_batch(texts, runs).encode(), self._timeout)
-        translated = decode_batch(out.decode("utf-8", "replace"), texts, runs)
+        batch = encode_batch(texts, runs)
+        out = (await process.run([*args, mode], batch.encode(), self._timeout)).decode("utf-8", "replace")
+        add_usage(usage, **{UNTRANSLATED_WORDS: untranslated_words(out, batch)})
+        translated = decode_batch(out, texts, runs)
         for i, text in zip([i for run in runs for i in run], translated, strict=True):
             result[i] = text
         return result

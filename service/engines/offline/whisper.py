@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib
+import math
 import os
+from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from service.engines.offline.packaged_model import PackagedModel, installed, mat
 from service.engines.protocols import Usage
 from service.engines.types import LanguageGuess, Segment, Transcript, Word
 from service.errors import AudioError, EngineError, ErrorCode
-from service.workpool import cancellation, cpu_pool
+from service.workpool import cancellation, cpu_pool, progress
 
 # Never reach the Hugging Face hub: models come from a local directory only.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -201,6 +203,10 @@ def _quietest_offset(samples: Any, around: float) -> float:
 # each waiting for the last) was measured slower on the same English speech (bench/recogniser.py).
 BATCHED = True
 BATCH_SIZE = 8
+# Segments come back a batch at a time, and the progress reports with them: a file gets at least this many
+# batches (as far as its 30-s windows allow), so its progress moves while it is decoded, not only at the end.
+PROGRESS_BATCHES = 3
+_WINDOW_SECONDS = 30.0
 _PIPELINES: dict[int, Any] = {}  # id(model) -> BatchedInferencePipeline, per worker process
 
 
@@ -213,8 +219,16 @@ def _pipeline(model: Any) -> Any:
     return found
 
 
-def _run_model(model: Any, audio: Any, lang: str | None, batched: bool = BATCHED
-               ) -> tuple[tuple[Segment, ...], Any]:
+def batch_size_for(seconds: float) -> int:
+    """Windows decoded at once for `seconds` of audio: up to BATCH_SIZE, but PROGRESS_BATCHES batches or more."""
+    windows = max(1, math.ceil(seconds / _WINDOW_SECONDS))
+    return max(1, min(BATCH_SIZE, windows // PROGRESS_BATCHES))
+
+
+def _run_model(model: Any, audio: Any, lang: str | None, batched: bool = BATCHED, offset: float = 0.0,
+               total: float | None = None, seconds: float | None = None) -> tuple[tuple[Segment, ...], Any]:
+    """Transcribe `audio` (`seconds` long, which starts `offset` seconds into a file of `total` seconds, for the
+    progress reports; `total` None: this audio is the whole file)."""
     options: dict[str, Any] = {
         "language": lang,
         "task": "transcribe",
@@ -225,17 +239,19 @@ def _run_model(model: Any, audio: Any, lang: str | None, batched: bool = BATCHED
         "condition_on_previous_text": False,
     }
     if batched:
-        raw_segments, info = _pipeline(model).transcribe(audio, batch_size=BATCH_SIZE, **options)
+        batch = batch_size_for(seconds if seconds is not None else total or _WINDOW_SECONDS * BATCH_SIZE)
+        raw_segments, info = _pipeline(model).transcribe(audio, batch_size=batch, **options)
     else:
         raw_segments, info = model.transcribe(audio, **options)
-    return _to_segments(raw_segments), info  # the generator runs the decoding here
+    # The generator runs the decoding here, segment by segment: each one reports how far into the file it got.
+    return _to_segments(raw_segments, offset, total or float(info.duration)), info
 
 
 def _shifted(segments: tuple[Segment, ...], offset: float, first_id: int) -> list[Segment]:
     return [
         Segment(id=first_id + i, start=round(s.start + offset, 3), end=round(s.end + offset, 3), text=s.text,
-                words=tuple(Word(w.text, round(w.start + offset, 3), round(w.end + offset, 3), w.confidence)
-                            for w in s.words))
+                words=tuple(Word(w.text, round(w.start + offset, 3), round(w.end + offset, 3), w.confidence,
+                                 w.attached) for w in s.words))
         for i, s in enumerate(segments)
     ]
 
@@ -252,7 +268,7 @@ def _transcribe_windows(model: Any, audio_path: str, lang: str | None, duration:
         samples = _decode_window(audio_path, start, reach)
         cut = nominal if start + nominal >= duration - 0.05 else _quietest_offset(samples, nominal)
         window = samples[: int(cut * _SAMPLE_RATE)]
-        found, info = _run_model(model, window, detected, batched)
+        found, info = _run_model(model, window, detected, batched, start, duration, cut)
         detected = detected or str(info.language)
         segments.extend(_shifted(found, start, len(segments)))
         start += max(cut, 1.0)
@@ -272,7 +288,7 @@ def transcribe_file(model_dir: str, audio_path: str, language: str | None, model
             segments, detected = _transcribe_windows(model, audio_path, lang, duration, batched)
             result_language, result_duration = detected, duration
         else:
-            found, info = _run_model(model, audio_path, lang, batched)
+            found, info = _run_model(model, audio_path, lang, batched, total=duration, seconds=duration)
             segments = list(found)
             result_language, result_duration = lang or str(info.language), float(info.duration)
     except EngineError:
@@ -290,23 +306,30 @@ def transcribe_file(model_dir: str, audio_path: str, language: str | None, model
     )
 
 
-def _to_segments(raw: Any) -> tuple[Segment, ...]:
+def to_words(pieces: Any) -> tuple[Word, ...]:
+    """Whisper's word pieces as words. A piece that starts without a space continues the word before it
+    ("ill", "-disposed"): it is marked `attached`, so text built from the words reads "ill-disposed"."""
+    words: list[Word] = []
+    for piece in pieces:
+        raw = str(piece.word)
+        if not raw.strip():
+            continue
+        words.append(Word(text=raw.strip(), start=round(float(piece.start), 3), end=round(float(piece.end), 3),
+                          confidence=round(float(piece.probability), 4),
+                          attached=bool(words) and not raw[:1].isspace()))
+    return tuple(words)
+
+
+def _to_segments(raw: Any, offset: float, total: float) -> tuple[Segment, ...]:
     out: list[Segment] = []
     for seg in raw:
         cancellation.check()  # decoding happens as the generator is read: stop between segments
+        if total > 0:
+            progress.report((offset + float(seg.end)) / total)
         text = str(seg.text).strip()
         if not text:
             continue
-        words = tuple(
-            Word(
-                text=str(w.word).strip(),
-                start=round(float(w.start), 3),
-                end=round(float(w.end), 3),
-                confidence=round(float(w.probability), 4),
-            )
-            for w in (seg.words or ())
-            if str(w.word).strip()
-        )
+        words = to_words(seg.words or ())
         out.append(
             Segment(id=len(out), start=round(float(seg.start), 3), end=round(float(seg.end), 3), text=text, words=words)
         )
@@ -376,7 +399,7 @@ class WhisperTranscriber:
 
     async def transcribe(
         self, audio_path: str | None, language: str | None, *, audio_url: str | None = None,
-        usage: Usage | None = None,
+        usage: Usage | None = None, on_progress: Callable[[float], None] | None = None,
     ) -> Transcript:
         if audio_path is None:
             raise EngineError(ErrorCode.BAD_INPUT, "faster-whisper needs a local file")
@@ -391,8 +414,12 @@ class WhisperTranscriber:
         if code is not None and not self.understands(code):
             raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, f"{self.model} is English-only, not {language!r}")
         model_dir, model_name = self._model_for(code or "auto")
-        transcript: Transcript = await cpu_pool.run(self._executor, transcribe_file, model_dir, audio_path, code,
-                                                    model_name)
+        if on_progress is None:
+            transcript: Transcript = await cpu_pool.run(self._executor, transcribe_file, model_dir, audio_path, code,
+                                                        model_name)
+        else:
+            transcript = await cpu_pool.run_reporting(self._executor, on_progress, transcribe_file, model_dir,
+                                                      audio_path, code, model_name)
         if guess is not None:
             transcript = dataclasses.replace(transcript, language_confidence=guess.confidence)
         return transcript

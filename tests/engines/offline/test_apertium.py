@@ -6,7 +6,14 @@ import shutil
 
 import pytest
 
-from service.engines.offline.apertium import ApertiumTranslator, decode_batch, discover_modes, iso1, split_like
+from service.engines.offline.apertium import (
+    ApertiumTranslator,
+    decode_batch,
+    discover_modes,
+    iso1,
+    split_like,
+    untranslated_words,
+)
 from service.errors import EngineError
 
 pytestmark = pytest.mark.skipif(
@@ -80,3 +87,18 @@ def test_a_lost_marker_falls_back_to_sharing_by_length() -> None:
     assert split_like("uno dos tres cuatro cinco seis", ["one two three four", "five six"]) == [
         "uno dos tres cuatro", "cinco seis"]
     assert decode_batch("<p>uno dos tres</p>\n", ["one two", "three"], [[0, 1]]) == ["uno dos", "tres"]
+
+
+async def test_words_apertium_does_not_know_are_counted_and_unmarked() -> None:
+    usage: dict[str, float] = {}
+    out = await ApertiumTranslator().translate(["The zorblaxian cat sleeps.", "I like dogs.", "Hi *there"], "en",
+                                               "es", usage=usage)
+    assert usage["untranslated_words"] == 1  # zorblaxian; the source's own "*there" is not Apertium's mark
+    assert "zorblaxian" in out[0] and "*zorblaxian" not in out[0]
+    assert untranslated_words("<p>*Zorblax *quux y *a</p>", "<p>x *a</p>") == 2
+
+
+async def test_an_asterisk_in_the_source_keeps_only_its_own_token() -> None:
+    # Whisper writes "*laughs*"; that must not keep Apertium's marks on the words it did not know.
+    [out] = await ApertiumTranslator().translate(["The zorblaxian cat *laughs*"], "en", "es")
+    assert "*zorblaxian" not in out and "zorblaxian" in out

@@ -78,3 +78,13 @@ def test_the_packaged_whisper_base_joins_to_its_hash() -> None:
     assert folder.name == WHISPER_BASE.name
     assert (folder / "model.bin").stat().st_size == WHISPER_BASE.size_bytes
     assert all((folder / name).is_file() for name in WHISPER_BASE.extras)
+
+
+def test_a_model_that_cannot_be_joined_leaves_english_working(tmp_path: Path) -> None:
+    from service.engines.selection import multilingual_dir
+    from tests.support import make_settings
+
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("a file where DATA_DIR should be")  # joining fails with an OSError
+    settings = make_settings(not_a_folder, "postgresql://unused/db", whisper_multilingual_dir="")
+    assert multilingual_dir(settings) is None  # English only, instead of no engines at all

@@ -7,12 +7,13 @@ import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from service.engines.offline.whisper import WhisperTranscriber, default_model_dir, transcribe_file, warm
+from service.engines.offline.whisper import WhisperTranscriber, default_model_dir, to_words, transcribe_file, warm
 from service.engines.types import Transcript
 from service.errors import EngineError
 
@@ -95,3 +96,14 @@ def test_missing_model_dir(tmp_path: Path) -> None:
     with ProcessPoolExecutor(max_workers=1) as pool, pytest.raises(EngineError) as info:
         WhisperTranscriber(pool, str(tmp_path))
     assert info.value.code == "model_missing"
+
+
+def test_a_piece_without_a_leading_space_continues_the_word_before_it() -> None:
+    def piece(text: str, start: float) -> SimpleNamespace:
+        return SimpleNamespace(word=text, start=start, end=start + 0.2, probability=0.9)
+
+    words = to_words([piece(" He", 0.0), piece(" was", 0.3), piece(" ill", 0.6), piece("-disposed", 0.8),
+                      piece(" ", 1.0), piece(" man.", 1.1)])
+    assert [(w.text, w.attached) for w in words] == [
+        ("He", False), ("was", False), ("ill", False), ("-disposed", True), ("man.", False)]
+    assert not to_words([piece("-first", 0.0)])[0].attached  # nothing before it to attach to

@@ -220,6 +220,7 @@ class LanguageCard {
     const announce = stage !== this.stage;
     this.stage = stage;
     if (progress !== null && progress !== undefined) this.progress = Math.max(progress, next > current ? 0 : this.progress);
+    if (Number.isFinite(data.remaining_seconds)) this.remaining = { seconds: data.remaining_seconds, at: Date.now() };
     if (data.retrying_in_seconds && data.error) {
       this.note.textContent = `Retrying in ${Math.round(data.retrying_in_seconds)} s after: ${data.error.message}`;
       this.note.hidden = false;
@@ -234,7 +235,7 @@ class LanguageCard {
     const value = this.stage === 'complete' ? 100 : Math.round(this.progress * 100);
     this.bar.value = value;
     this.bar.setAttribute('aria-valuetext', `${STAGE_LABELS[this.stage] || this.stage}, ${value} %`);
-    this.pct.textContent = percent(value / 100);
+    this.pct.textContent = [percent(value / 100), this.timeLeft()].filter(Boolean).join(' · ');
     this.stageText.textContent = STAGE_LABELS[this.stage] || this.stage;
     this.element.dataset.stage = this.stage;
     this.stageText.className = `stage stage-${this.stage}`;
@@ -247,6 +248,13 @@ class LanguageCard {
       this.resultShown = true;
       this.view.showResult(this).catch((e) => this.resultFailed(e));
     }
+  }
+
+  // A rough time remaining, from the service's estimate (its progress rate so far), counted down since it came.
+  timeLeft() {
+    if (!this.remaining || TERMINAL_STAGES.has(this.stage)) return '';
+    const seconds = this.remaining.seconds - (Date.now() - this.remaining.at) / 1000;
+    return seconds >= 1 ? `about ${duration(Math.round(seconds))} left` : 'almost done';
   }
 
   resultFailed(error) {
