@@ -163,18 +163,28 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
             transcript: Transcript = await transcriber.transcribe(None, language, audio_url=signed.url, usage=usage)
         else:
             async with ctx.input_copy(InputKind.VOICE) as voice:
-                if transcriber.detects:
+                checking: asyncio.Task[LanguageGuess | None] | None = None
+                if transcriber.detects and language is None:
                     guess = await _detect(ctx, voice)
-                spoken = guess.language if guess is not None and language is None else language
-                # Progress by the audio decoded so far, up to TRANSCRIBED; finding the pauses takes the rest.
-                async with ctx.reporting(0.0, TRANSCRIBED) as on_progress:
-                    transcript = await transcriber.transcribe(voice, spoken, usage=usage, on_progress=on_progress)
-                await ctx.progress(TRANSCRIBED)
-                if guess is not None and language is None:
-                    transcript = dataclasses.replace(transcript, language_confidence=guess.confidence)
-                if transcript.segments:
-                    speech = await ctx.in_pool(speech_regions, voice, ctx.settings.unit_pause_seconds)
-                    activity = await ctx.in_pool(energy_activity, voice, 0.0)
+                elif transcriber.detects:  # a named language is only checked: beside the transcription, not first
+                    checking = asyncio.create_task(_detect(ctx, voice))
+                try:
+                    spoken = guess.language if guess is not None and language is None else language
+                    # Progress by the audio decoded so far, up to TRANSCRIBED; finding the pauses takes the rest.
+                    async with ctx.reporting(0.0, TRANSCRIBED) as on_progress:
+                        transcript = await transcriber.transcribe(voice, spoken, usage=usage, on_progress=on_progress)
+                    await ctx.progress(TRANSCRIBED)
+                    if guess is not None and language is None:
+                        transcript = dataclasses.replace(transcript, language_confidence=guess.confidence)
+                    if transcript.segments:
+                        speech, activity = await asyncio.gather(
+                            ctx.in_pool(speech_regions, voice, ctx.settings.unit_pause_seconds),
+                            ctx.in_pool(energy_activity, voice, 0.0))
+                    if checking is not None:
+                        guess = await checking
+                finally:
+                    if checking is not None and not checking.done():
+                        checking.cancel()
     except DubbingError as exc:
         if exc.retryable:  # let the next attempt (of any of the job's tasks) take over
             await transcripts.give_up_lease(ctx.pool, ctx.task.job_id, transcript_owner(ctx))
