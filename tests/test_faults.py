@@ -20,6 +20,7 @@ import pytest
 from service.client import read_events
 from service.sample import Sample, make_sample, varied_lines
 from tests.support import ServedProcess, admin_url_of, database_name, served
+from tests.support.processes import proc_files
 
 
 @pytest.fixture(scope="module")
@@ -191,14 +192,9 @@ def descendants(root: int) -> list[tuple[int, str]]:
     """(pid, command name) of every process under `root`, from /proc."""
     children: dict[int, list[int]] = {}
     names: dict[int, str] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        pid, rest = int(entry.name), stat[stat.rfind(")") + 2:].split()
+    for pid, raw in proc_files("stat"):
+        stat = raw.decode(errors="replace")
+        rest = stat[stat.rfind(")") + 2:].split()
         names[pid] = stat[stat.find("(") + 1: stat.rfind(")")]
         children.setdefault(int(rest[1]), []).append(pid)
     found, todo = [], [root]

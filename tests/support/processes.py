@@ -21,35 +21,32 @@ def embedded_data_dir() -> Iterator[Path]:
         yield Path(directory) / "data"
 
 
-def session_members(session: int) -> list[int]:
-    """Processes in the session `session` leads (everything `dubbing serve` started, except daemons)."""
-    found = []
+def proc_files(name: str) -> Iterator[tuple[int, bytes]]:
+    """(pid, the content of /proc/PID/`name`) of every process that still exists as it is read."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            yield int(entry.name), (entry / name).read_bytes()
         except OSError:
             continue
+
+
+def session_members(session: int) -> list[int]:
+    """Processes in the session `session` leads (everything `dubbing serve` started, except daemons)."""
+    found = []
+    for pid, raw in proc_files("stat"):
+        stat = raw.decode(errors="replace")
         fields = stat[stat.rfind(")") + 2:].split()
         if int(fields[3]) == session and fields[0] != "Z":
-            found.append(int(entry.name))
+            found.append(pid)
     return found
 
 
 def processes_using(path: Path) -> list[int]:
     """Live processes whose command line names `path` (the embedded server runs as `postgres -D DIR`)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if str(path) in command and pid_alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
+    return [pid for pid, raw in proc_files("cmdline")
+            if str(path) in raw.replace(b"\0", b" ").decode(errors="replace") and pid_alive(pid)]
 
 
 async def gone_within(seconds: float, check: Callable[[], list[int]]) -> list[int]:
