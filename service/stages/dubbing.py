@@ -48,6 +48,12 @@ class VoicePace:
             self.seconds += natural_seconds
 
 
+def speakable(text: str) -> bool:
+    """Whether a line has anything to say: a recogniser's "..." or a lone dash has no word (and espeak-ng
+    speaks it as nothing), so it stays silent instead of failing the language."""
+    return any(ch.isalnum() for ch in text)
+
+
 async def _speak(ctx: StageContext, text: str, out: Path, rate: float, usage: dict[str, float],
                  word_pause: float = 0.0) -> SynthesizedClip:
     synthesizer = ctx.engine.synthesizer
@@ -120,7 +126,7 @@ async def run(ctx: StageContext) -> None:
     slots = timeline.slots(translation.units, ctx.job)
     clips_dir = ctx.work_dir / "clips"
     clips_dir.mkdir(exist_ok=True)
-    spoken = [(u, s) for u, s in zip(translation.units, slots, strict=True) if u.text]
+    spoken = [(u, s) for u, s in zip(translation.units, slots, strict=True) if speakable(u.text)]
     clips: dict[int, Clip] = {}
     limit = asyncio.Semaphore(PARALLEL_UNITS)
     pace = VoicePace(ctx.task.target_language)

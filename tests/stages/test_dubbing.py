@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
 
+import msgspec
 import soundfile
 
 from service.engines.protocols import Engines
 from service.sample import Sample
 from service.settings import Settings
 from service.stages import outputs, timeline
-from service.stages.outputs import Synthesis
+from service.stages.outputs import Synthesis, Translation
 from tests.support.stage_bench import stage_bench
 
 
@@ -45,3 +46,17 @@ async def test_clips_a_crashed_attempt_finished_are_reused(
         ctx = await bench.run("dubbing")
         assert ctx.figures["reused_clips"] == len(first.clips)
         assert await outputs.load(ctx.work_dir, Synthesis) == first
+
+
+async def test_a_line_with_no_words_stays_silent(
+        settings: Settings, short: Sample, offline: tuple[ProcessPoolExecutor, Engines]) -> None:
+    # Whisper sometimes hears "..." alone; espeak-ng says nothing for it. That line is silent, the rest dubbed.
+    async with stage_bench(settings, short, *offline) as bench:
+        translation = await bench.prepare_translation()
+        first, *rest = translation.units
+        quiet = Translation(translation.source_language, translation.target_language, translation.engine,
+                            [msgspec.structs.replace(first, text="..."), *rest])
+        await outputs.save(bench.work_dir, quiet)
+        ctx = await bench.run("dubbing")
+        synthesis = await outputs.load(ctx.work_dir, Synthesis)
+        assert [c.id for c in synthesis.clips] == [u.id for u in rest]
