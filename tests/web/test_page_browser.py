@@ -266,6 +266,20 @@ def language(page: Any, code: str) -> Any:
     return page.locator(f".lang[data-lang={code}]")
 
 
+async def dub_on_a_slow_upload(context: Any, page: Any, bytes_per_second: int) -> tuple[Any, Any]:
+    """Press "Dub it" with the browser's upload throttled; returns (the CDP session, to lift the throttle, and
+    the voice's progress bar, once it is part-way)."""
+    cdp = await context.new_cdp_session(page)
+    await cdp.send("Network.enable")
+    await cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": bytes_per_second})
+    await page.get_by_role("button", name="Dub it").click()
+    bar = page.locator("#upload-list [data-kind=voice] progress")
+    await page.wait_for_function("b => b && b.value > 0 && b.value < 100", arg=await bar.element_handle(),
+                                 timeout=20_000)
+    return cdp, bar
+
+
 async def in_view(page: Any, element: Any) -> bool:
     """Wholly on screen, and what shows at its top edge is itself (not the sticky top bar over it). A control drawn
     by its label (a file input, a language chip) counts as that label."""
@@ -444,14 +458,7 @@ async def test_a_phone_signs_in_by_name_checks_files_early_and_never_scrolls_sid
     await page.locator("#voice-input").set_input_files(site.long_sample.voice)
     await expect(error).to_be_hidden()
     await expect(page.locator("#voice-file")).to_contain_text(" s")  # its length, read in the browser
-    cdp = await phone.new_cdp_session(page)
-    await cdp.send("Network.enable")
-    await cdp.send("Network.emulateNetworkConditions", {
-        "offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": 300_000})
-    await page.get_by_role("button", name="Dub it").click()
-    bar = page.locator("#upload-list [data-kind=voice] progress")
-    await page.wait_for_function("b => b && b.value > 0 && b.value < 100", arg=await bar.element_handle(),
-                                 timeout=20_000)
+    cdp, bar = await dub_on_a_slow_upload(phone, page, 300_000)
     cancel = page.get_by_role("button", name="Cancel upload")
     assert await in_view(page, bar) and await in_view(page, cancel)
     await cancel.click()
@@ -515,14 +522,7 @@ async def test_cancel_an_upload_then_a_running_dub(site: Site, desktop: Any) -> 
     await pick_language(page, "es")
 
     # A slow connection: the upload's bar moves, and "Cancel upload" stops it before any job exists.
-    cdp = await desktop.new_cdp_session(page)
-    await cdp.send("Network.enable")
-    await cdp.send("Network.emulateNetworkConditions", {
-        "offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": 400_000})
-    await page.get_by_role("button", name="Dub it").click()
-    bar = page.locator("#upload-list [data-kind=voice] progress")
-    await page.wait_for_function("b => b && b.value > 0 && b.value < 100", arg=await bar.element_handle(),
-                                 timeout=20_000)
+    cdp, bar = await dub_on_a_slow_upload(desktop, page, 400_000)
     # The bars and the Cancel button are on screen, not below the fold.
     for element in (bar, page.get_by_role("button", name="Cancel upload")):
         assert await in_view(page, element), await element.bounding_box()
