@@ -29,18 +29,10 @@ _COLUMNS = """id, job_id, task_id, target_language, kind, object_path, sha256, s
 
 
 @dataclass(frozen=True)
-class StoredArtifact:
-    """An artifact row: what a job produced and until when it is kept."""
+class StoredArtifact(NewArtifact):
+    """An artifact row: what a job produced (a `NewArtifact`, recorded) and until when it is kept."""
 
     id: UUID
-    job_id: UUID
-    task_id: UUID | None
-    target_language: str | None
-    kind: str
-    object_path: str
-    sha256: str
-    size_bytes: int
-    content_type: str
     created_at: datetime
     expires_at: datetime
 

@@ -210,21 +210,19 @@ class ApertiumTranslator:
         """The installed modes, read once: they do not change while the process runs (and job creation asks)."""
         return discover_modes(self._modes_dir)
 
-    def _routes(self) -> dict[tuple[str, str], str | None]:
-        return self._route_table
-
     @functools.cached_property
-    def _route_table(self) -> dict[tuple[str, str], str | None]:
+    def _routes(self) -> dict[tuple[str, str], str | None]:
+        """(source, target) → the pivot language, or None for a direct pair."""
         return routes(set(self._modes))
 
     def pairs(self) -> set[tuple[str, str]]:
-        return set(self._routes())
+        return set(self._routes)
 
     def supports(self, source: str, target: str) -> bool:
-        return (iso1(source), iso1(target)) in self._routes()
+        return (iso1(source), iso1(target)) in self._routes
 
     def pivot_for(self, source: str, target: str) -> str | None:
-        return self._routes().get((iso1(source), iso1(target)))
+        return self._routes.get((iso1(source), iso1(target)))
 
     def mode_for(self, source: str, target: str) -> str:
         mode = self._modes.get((iso1(source), iso1(target)))
