@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from service.db.connection import start_embedded
+from service.db.connection import start_embedded, stop_embedded
 from service.settings import Settings
 from tests.support import create_template, fresh_database, make_settings
 from tests.support.redis import BACKENDS, clear_namespace, new_namespace, reachable, redis_url, settings_for_backend
@@ -29,7 +29,10 @@ def admin_url() -> Iterator[str]:
         yield url
         return
     with tempfile.TemporaryDirectory(prefix="dubbing-pg-") as data_dir:
-        yield start_embedded(Path(data_dir))
+        try:
+            yield start_embedded(Path(data_dir))
+        finally:  # before its folder goes: pgserver's own stop at exit finds no data dir then, and it ran on
+            stop_embedded(Path(data_dir))
 
 
 @pytest.fixture(scope="session")
