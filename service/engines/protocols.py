@@ -105,12 +105,13 @@ class Synthesizer(Protocol):
 
     async def synthesize(
         self, text: str, language: str, out_path: str, rate: float = 1.0, sample_rate: int = 48000, *,
-        usage: Usage | None = None, word_pause: float = 0.0,
+        usage: Usage | None = None, word_pause: float = 0.0, voice: str | None = None,
     ) -> SynthesizedClip:
         """Speak `text` into a mono WAV; rate > 1 speaks faster using the engine's own rate control.
 
         `word_pause` (seconds, engines whose `pauses_between_words` is True) lengthens the pause between
         words: how a line that is short even at the slowest rate fills its time, as a slow reader would.
+        `voice` names one of the engine's own voices (a speaker's); None means `voice_for(language)`.
         """
         ...
 

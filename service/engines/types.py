@@ -26,6 +26,8 @@ class Segment:
     end: float
     text: str
     words: tuple[Word, ...]
+    # Who speaks it ("S1", "S2", ... in order of first appearance) once speakers are told apart; None before.
+    speaker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

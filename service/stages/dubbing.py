@@ -57,10 +57,9 @@ def speakable(text: str) -> bool:
 async def _speak(ctx: StageContext, text: str, out: Path, rate: float, usage: dict[str, float],
                  word_pause: float = 0.0) -> SynthesizedClip:
     synthesizer = ctx.engine.synthesizer
-    extra = {"word_pause": word_pause} if word_pause > 0 else {}
     clip: SynthesizedClip = await synthesizer.synthesize(
         text, ctx.task.target_language, str(out), rate=rate, sample_rate=ctx.settings.sample_rate, usage=usage,
-        **extra)
+        word_pause=word_pause)
     return clip
 
 

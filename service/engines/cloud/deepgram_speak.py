@@ -136,11 +136,11 @@ class DeepgramSynthesizer:
 
     async def synthesize(
         self, text: str, language: str, out_path: str, rate: float = 1.0, sample_rate: int = 48000, *,
-        usage: Usage | None = None, word_pause: float = 0.0,
+        usage: Usage | None = None, word_pause: float = 0.0, voice: str | None = None,
     ) -> SynthesizedClip:
         check_synthesis_input(self, "Deepgram Aura", text, language, rate, sample_rate)
         pieces = split_text(text, self.max_request_chars)
-        voice = self.voice_for(language)
+        voice = voice or self.voice_for(language)
         speed = self.speed_for(language, rate)
         fetch_rate = sample_rate if sample_rate in AURA_SAMPLE_RATES else AURA_DEFAULT_SAMPLE_RATE
         stem = f"{out_path}.{uuid.uuid4().hex}"  # beside the output, unique per call

@@ -119,12 +119,13 @@ class EspeakSynthesizer:
 
     async def synthesize(
         self, text: str, language: str, out_path: str, rate: float = 1.0, sample_rate: int = 48000, *,
-        usage: Usage | None = None, word_pause: float = 0.0,
+        usage: Usage | None = None, word_pause: float = 0.0, voice: str | None = None,
     ) -> SynthesizedClip:
         check_synthesis_input(self, "espeak-ng", text, language, rate, sample_rate)
         spoken = " ".join(text.split())
         wpm = wpm_for(rate)
         gap = word_gap_for(word_pause, wpm)
+        voice = voice or self.voice_for(language)
         if self._executor is not None:
             duration = await cpu_pool.run(self._executor, espeak_lib.synthesize_file, spoken,
                                           self.voice_for(language), wpm, sample_rate, out_path, gap)
@@ -132,7 +133,7 @@ class EspeakSynthesizer:
         raw = f"{out_path}.{uuid.uuid4().hex}.espeak.wav"  # beside the output, unique per call
         try:
             await process.run(
-                [self._binary, "-v", self.voice_for(language), "-s", str(wpm), "-g", str(gap), "-w", raw, "--stdin"],
+                [self._binary, "-v", voice, "-s", str(wpm), "-g", str(gap), "-w", raw, "--stdin"],
                 spoken.encode("utf-8"),
                 self._timeout,
             )
