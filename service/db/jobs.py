@@ -43,6 +43,7 @@ class MediaSpec:
     end_seconds: float
     background: str  # keep | drop
     video: dict[str, Any] | None = None  # codec, width, height, frames, frame_rate
+    audio_codec: str = ""  # the upload's soundtrack: copied as it is into the dubbed video where it may be
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,7 +56,8 @@ class MediaSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MediaSpec:
         return cls(bool(data["has_video"]), data.get("container"), float(data["start_seconds"]),
-                   float(data["end_seconds"]), str(data["background"]), data.get("video"))
+                   float(data["end_seconds"]), str(data["background"]), data.get("video"),
+                   str(data.get("audio_codec", "")))
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,8 @@ class StoredJob:
 
     def input(self, kind: str) -> InputObject:
         """The `voice` or `background` input; ValueError for a job made without that one."""
-        found = {"voice": self.voice, "background": self.background, "media": self.voice if self.media else None}[kind]
+        media = self.voice if self.media else None
+        found = {"voice": self.voice, "background": self.background, "media": media}[kind]
         if found is None:
             raise ValueError(f"the job has no {kind} input")
         return found

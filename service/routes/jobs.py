@@ -192,7 +192,8 @@ def _media_spec(body: JobRequest, found: MediaProbe, content_type: str) -> Media
                                                       f"({duration:.2f} s)")
     return MediaSpec(has_video=found.has_video, container=FAMILY_OF_TYPE.get(content_type) if found.has_video
                      else None, start_seconds=round(start, 3), end_seconds=round(end, 3),
-                     background=str(body.background or BackgroundMode.KEEP), video=found.video_json())
+                     background=str(body.background or BackgroundMode.KEEP), video=found.video_json(),
+                     audio_codec=found.audio_codec)
 
 
 def _check_media_request(body: JobRequest) -> None:

@@ -22,7 +22,7 @@ from service.audio.mix import MixSettings, mix
 from service.audio.stretch import time_stretch
 from service.audio.voice_track import PlacedClip, build_voice_track
 from service.domain import InputKind
-from service.stages import outputs, timeline
+from service.stages import dubbed_media, outputs, timeline
 from service.stages.context import StageContext, run_all
 from service.stages.outputs import Clip, Fitted, Mixdown, PlacedUnit, Synthesis, TranslatedUnit, Translation
 
@@ -118,9 +118,16 @@ async def run(ctx: StageContext) -> None:
                                 voice_track, settings.sample_rate)
     await ctx.progress(0.6)
     targets = (str(work / OUTPUTS["master_wav"]), str(work / web_name(ctx)), str(work / OUTPUTS["voice_stem"]))
-    background = await _background(ctx) if ctx.job.background else None
+    knobs = mix_settings(ctx)
+    background: str | None
+    if ctx.job.media is not None:  # the separated background in the window, the original outside it
+        background, original_lufs = await dubbed_media.bed(ctx)
+        if original_lufs is not None:  # the master keeps the original's loudness, so the bed keeps its level
+            knobs = dataclasses.replace(knobs, target_lufs=original_lufs)
+    else:
+        background = await _background(ctx) if ctx.job.background else None
     await ctx.progress(0.65)
-    result = await ctx.in_pool_reporting(0.65, 1.0, mix, voice_track, background, *targets, mix_settings(ctx))
+    result = await ctx.in_pool_reporting(0.65, 1.0, mix, voice_track, background, *targets, knobs)
     units = [u for _, u in placed]
     await outputs.save(work, Mixdown(units, dataclasses.asdict(result), planned_sync(units)))
     ctx.figures.update(units=len(units), stretched=sum(1 for u in units if u.stretch != 1.0),

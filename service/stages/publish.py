@@ -18,10 +18,14 @@ def object_path(ctx: StageContext, filename: str, job_level: bool) -> str:
     return f"{ctx.job.owner_id}/jobs/{ctx.task.job_id}/{folder}/{filename}"
 
 
-async def publish(ctx: StageContext, kind: ArtifactKind, local_file: str, filename: str) -> StoredArtifact:
-    """Store the file, record its artifact row and announce it on the progress stream."""
+async def publish(ctx: StageContext, kind: ArtifactKind, local_file: str, filename: str,
+                  content_type: str | None = None) -> StoredArtifact:
+    """Store the file, record its artifact row and announce it on the progress stream (`content_type`: when the
+    kind alone does not say it, as for a video)."""
     job_level = kind.job_level
-    content_type = web_content_type(ctx.settings.web_format) if kind is ArtifactKind.MASTER_WEB else kind.content_type
+    if content_type is None:
+        content_type = (web_content_type(ctx.settings.web_format) if kind is ArtifactKind.MASTER_WEB
+                        else kind.content_type)
     digest = await ctx.in_pool(sha256_of, local_file)
     path = object_path(ctx, filename, job_level)
     info = await ctx.storage.write_file(path, local_file, content_type)

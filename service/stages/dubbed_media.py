@@ -1,0 +1,68 @@
+"""A media job's own part of mixing and exporting: the bed the dub is mixed over (the separated background inside
+the dubbed window, the original soundtrack outside it), the loudness the master keeps (the original's), and the
+dubbed video (the picture copied, the dub first, the original second, the captions as a subtitle track).
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from service import languages, scratch
+from service.audio.decode import decode_to_wav
+from service.audio.loudness import measure_loudness
+from service.audio.media_files import CONTAINERS, VideoTracks, extract_soundtrack, mux_video, windowed_bed
+from service.db.artifacts import StoredArtifact
+from service.db.jobs import MediaSpec
+from service.domain import ArtifactKind, BackgroundMode, InputKind
+from service.stages.context import StageContext
+from service.stages.publish import publish
+
+
+def _spec(ctx: StageContext) -> MediaSpec:
+    assert ctx.job.media is not None
+    return ctx.job.media
+
+
+async def bed(ctx: StageContext) -> tuple[str, float | None]:
+    """The bed at the working rate, made once per job, and the original soundtrack's integrated loudness (the
+    master's target, so the bed keeps its level; None when the soundtrack is silent)."""
+    media = _spec(ctx)
+    rate = ctx.settings.sample_rate
+    folder = scratch.source_dir(ctx.settings.scratch_dir, ctx.task.job_id)
+    await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+    original = folder / f"original-{rate}.wav"
+    if not await anyio.Path(original).exists():
+        async with ctx.input_copy(InputKind.MEDIA) as upload:
+            await ctx.in_pool(extract_soundtrack, upload, str(original), rate, None)
+    stem = None
+    if media.background == BackgroundMode.KEEP:
+        stem = folder / f"background-{rate}.wav"
+        if not await anyio.Path(stem).exists():
+            async with ctx.input_copy(InputKind.BACKGROUND) as separated:
+                await ctx.in_pool(decode_to_wav, separated, str(stem), rate)
+    made = folder / f"bed-{media.background}-{rate}.wav"
+    if not await anyio.Path(made).exists():
+        await ctx.in_pool(windowed_bed, str(original), None if stem is None else str(stem), media.start_seconds,
+                          media.end_seconds, str(made))
+    loudness = await ctx.in_pool(measure_loudness, str(original))
+    return str(made), loudness.integrated_lufs
+
+
+def video_name(ctx: StageContext) -> str:
+    container = _spec(ctx).container or "mp4"
+    return f"dubbed{CONTAINERS[container].extension}"
+
+
+async def publish_video(ctx: StageContext, master_wav: str, captions_vtt: str,
+                        source_language: str) -> StoredArtifact | None:
+    """The dubbed video, when the upload had a picture (None otherwise: audio-only media get today's files)."""
+    media = _spec(ctx)
+    if not media.has_video or media.container is None:
+        return None
+    out = ctx.work_dir / video_name(ctx)
+    tracks = VideoTracks(master_wav, captions_vtt, languages.iso_639_2(ctx.task.target_language),
+                         languages.iso_639_2(source_language), media.audio_codec)
+    async with ctx.input_copy(InputKind.MEDIA) as upload:
+        await ctx.in_pool(mux_video, upload, tracks, media.container, str(out))
+    return await publish(ctx, ArtifactKind.VIDEO, str(out), out.name,
+                         content_type=CONTAINERS[media.container].content_type)
