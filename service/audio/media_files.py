@@ -57,13 +57,15 @@ def extract_soundtrack(media: str, out_path: str, sample_rate: int, channels: in
     return float(sf.info(out_path).duration)
 
 
-def window_gain(start_frame: int, count: int, rate: int, start: float, end: float) -> npt.NDArray[np.float32]:
+def window_gain(start_frame: int, count: int, rate: int, start: float, end: float,
+                total_seconds: float) -> npt.NDArray[np.float32]:
     """How much of the dub plays at each of `count` frames from `start_frame`: 1 inside [start, end], 0 outside,
     with linear crossfades of CROSSFADE_SECONDS centred on the edges (none at the file's own ends)."""
     t = (start_frame + np.arange(count)) / rate
     half = CROSSFADE_SECONDS / 2
     rising = np.ones(count) if start <= 0 else np.clip((t - (start - half)) / CROSSFADE_SECONDS, 0.0, 1.0)
-    falling = np.clip(((end + half) - t) / CROSSFADE_SECONDS, 0.0, 1.0)
+    falling = (np.ones(count) if end >= total_seconds - CROSSFADE_SECONDS  # the container's length may differ a bit
+               else np.clip(((end + half) - t) / CROSSFADE_SECONDS, 0.0, 1.0))
     return np.minimum(rising, falling).astype(np.float32)
 
 
@@ -83,7 +85,7 @@ def windowed_bed(original: str, stem: str | None, start: float, end: float, out_
                     if cancellation.requested():
                         raise Cancelled("cancelled")
                     orig = source.read(block, dtype="float32", always_2d=True)
-                    gain = window_gain(first, len(orig), rate, start, end)[:, None]
+                    gain = window_gain(first, len(orig), rate, start, end, total / rate)[:, None]
                     inside = np.zeros_like(orig)
                     if stem_file is not None:
                         piece = stem_file.read(len(orig), dtype="float32", always_2d=True)
