@@ -126,3 +126,23 @@ def mux_video(media: str, tracks: VideoTracks, container: str, out_path: str) ->
         args += ["-movflags", "+faststart"]
     with ffmpeg.atomic_output(out_path) as tmp:
         ffmpeg.run([*args, "-f", spec.muxer, tmp])
+
+
+def fit_length(path: str, out_path: str, sample_rate: int, frames: int) -> None:
+    """Any audio file as a mono float WAV at `sample_rate` of exactly `frames` frames (cut, or padded with
+    silence): a returned stem laid against the mix it came from."""
+    decoded = f"{out_path}.decoded.wav"
+    try:
+        ffmpeg.run(["-i", path, "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate), "-c:a", "pcm_f32le",
+                    "-f", "wav", decoded])
+        with sf.SoundFile(decoded) as source, ffmpeg.atomic_output(out_path) as tmp, \
+                wavfiles.open_for_write(tmp, sample_rate, 1, frames) as sink:
+            written = 0
+            for block in source.blocks(blocksize=sample_rate * 10, dtype="float32"):
+                piece = block[: frames - written]
+                sink.write(piece)
+                written += len(piece)
+            if written < frames:
+                sink.write(np.zeros(frames - written, dtype=np.float32))
+    finally:
+        ffmpeg.remove_quietly(decoded)

@@ -53,9 +53,11 @@ async def isolate(ctx: StageContext, mix: str) -> str:
     path = folder(ctx) / VOICE
     if await anyio.Path(path).exists():
         return str(path)
-    isolator = ctx.engine.isolator if ctx.engines is not None else None
+    isolator = ctx.engines.isolator if ctx.engines is not None else None
     if isolator is not None:  # the cloud's voice isolator: the mix goes up, the voice comes back
-        await isolator.isolate(mix, str(path))
+        usage: dict[str, float] = {}
+        await isolator.isolate(mix, str(path), usage=usage)
+        await ctx.record_usage(usage)
     else:
         await ctx.in_pool(separation.isolate_voice, mix, str(path))
     log.info("separation.voice_isolated", engine=isolator.name if isolator is not None else "deepfilternet3")
