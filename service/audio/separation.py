@@ -41,7 +41,7 @@ ATTENUATION_LIMIT_DB = 100.0
 N_FFT = 1024
 HOP = 256
 MASK_FLOOR_DB = -30.0
-MASK_VOICE_WEIGHT = 0.5  # how much more the voice estimate counts than the bed in the mask
+MASK_VOICE_WEIGHT = 2.0  # how much more the voice estimate counts than the bed in the mask
 SPEECH_MARGIN_SECONDS = 0.15  # the mask starts this much before marked speech and ends this much after
 
 
@@ -203,15 +203,16 @@ def background(mix_wav: str, voice_wav: str, speech: Sequence[tuple[float, float
                 voice_p[N_FFT // 2: N_FFT // 2 + len(voice)] = voice
                 r_spec = _stft(rest_p.astype(np.float32), window)
                 v_spec = _stft(voice_p.astype(np.float32), window)
+                m_spec = r_spec + v_spec  # the mix itself: what plays where nobody speaks
                 frame_times = (lo + np.arange(len(r_spec)) * HOP) / HOP  # frame centres, in hops from the file start
                 marked = _speech_frames(speech, int(first_frame + len(r_spec) + 2))
                 under = marked[np.clip(frame_times.astype(int), 0, len(marked) - 1)]
                 r_pow, v_pow = np.abs(r_spec) ** 2, np.abs(v_spec) ** 2
                 gain = np.maximum(r_pow / (r_pow + MASK_VOICE_WEIGHT * v_pow + 1e-12), floor ** 2) ** 0.5
-                gain[~under] = 1.0
                 if under.any():
                     gains.append(float(np.mean(gain[under])))
-                masked = _istft(r_spec * gain, window, padded_len)[N_FFT // 2: N_FFT // 2 + len(rest)]
+                spec = np.where(under[:, None], r_spec * gain, m_spec)
+                masked = _istft(spec, window, padded_len)[N_FFT // 2: N_FFT // 2 + len(rest)]
                 keep_from, keep_to = start - lo, min(start + block, total) - lo
                 sink.write(masked[keep_from:keep_to].astype(np.float32))
                 progress.report(0.9 + 0.1 * min(start + block, total) / max(total, 1))
