@@ -36,7 +36,7 @@ class Container:
 
 CONTAINERS = {
     "mp4": Container("mp4", ".mp4", "video/mp4", ("aac", "-b:a", "192k"), "mov_text",
-                     frozenset({"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"})),
+                     frozenset({"aac", "mp3", "alac", "ac3", "eac3", "flac"})),
     "mov": Container("mov", ".mov", "video/quicktime", ("aac", "-b:a", "192k"), "mov_text",
                      frozenset({"aac", "mp3", "alac", "ac3", "pcm_s16le", "pcm_s24le"})),
     "webm": Container("webm", ".webm", "video/webm", ("libopus", "-b:a", "128k"), "webvtt",
@@ -106,6 +106,8 @@ class VideoTracks:
     target_language: str  # ISO 639-2
     source_language: str  # ISO 639-2
     original_audio_codec: str
+    dubbed_web: str | None = None  # the master's web copy, carried as it is when the container takes its codec
+    dubbed_web_codec: str = ""  # mp3 | opus
 
 
 def mux_video(media: str, tracks: VideoTracks, container: str, out_path: str) -> None:
@@ -113,10 +115,14 @@ def mux_video(media: str, tracks: VideoTracks, container: str, out_path: str) ->
     second, the captions as a subtitle track; in the upload's own container family."""
     spec = CONTAINERS[container]
     original_codec = ["copy"] if tracks.original_audio_codec in spec.copyable_audio else list(spec.audio_codec)
+    # The web copy is already encoded (MP3 or Opus): carrying it saves encoding the dub again, most of the time.
+    reuse = tracks.dubbed_web is not None and tracks.dubbed_web_codec in spec.copyable_audio
+    dubbed = tracks.dubbed_web if reuse and tracks.dubbed_web else tracks.dubbed_audio
     args = [
-        *SAFE_INPUT, "-i", media, "-i", tracks.dubbed_audio, "-i", tracks.captions_vtt,
+        *SAFE_INPUT, "-i", media, "-i", dubbed, "-i", tracks.captions_vtt,
         "-map", "0:v:0", "-map", "1:a:0", "-map", "0:a:0", "-map", "2:s:0",
-        "-c:v", "copy", "-c:a:0", *spec.audio_codec, "-c:a:1", *original_codec, "-c:s", spec.subtitle_codec,
+        "-c:v", "copy", "-c:a:0", *(["copy"] if reuse else spec.audio_codec), "-c:a:1", *original_codec,
+        "-c:s", spec.subtitle_codec,
         "-metadata:s:a:0", f"language={tracks.target_language}", "-disposition:a:0", "default",
         "-metadata:s:a:1", f"language={tracks.source_language}", "-disposition:a:1", "0",
         "-metadata:s:s:0", f"language={tracks.target_language}", "-disposition:s:0", "0",

@@ -53,7 +53,7 @@ def video_name(ctx: StageContext) -> str:
     return f"dubbed{CONTAINERS[container].extension}"
 
 
-async def publish_video(ctx: StageContext, master_wav: str, captions_vtt: str,
+async def publish_video(ctx: StageContext, master_wav: str, master_web: str, captions_vtt: str,
                         source_language: str) -> StoredArtifact | None:
     """The dubbed video, when the upload had a picture (None otherwise: audio-only media get today's files)."""
     media = _spec(ctx)
@@ -61,7 +61,8 @@ async def publish_video(ctx: StageContext, master_wav: str, captions_vtt: str,
         return None
     out = ctx.work_dir / video_name(ctx)
     tracks = VideoTracks(master_wav, captions_vtt, languages.iso_639_2(ctx.task.target_language),
-                         languages.iso_639_2(source_language), media.audio_codec)
+                         languages.iso_639_2(source_language), media.audio_codec, master_web,
+                         "opus" if ctx.settings.web_format == "opus" else "mp3")
     async with ctx.input_copy(InputKind.MEDIA) as upload:
         await ctx.in_pool(mux_video, upload, tracks, media.container, str(out))
     return await publish(ctx, ArtifactKind.VIDEO, str(out), out.name,

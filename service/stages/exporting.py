@@ -65,8 +65,8 @@ async def run(ctx: StageContext) -> None:
         await ctx.progress(0.2 + 0.6 * done / len(uploads), artifact=kind)
     if ctx.job.media is not None:
         transcript, _ = await stt.load(ctx)
-        video = await dubbed_media.publish_video(ctx, str(work / OUTPUTS["master_wav"]), str(work / "captions.vtt"),
-                                                 transcript.language)
+        video = await dubbed_media.publish_video(ctx, str(work / OUTPUTS["master_wav"]), str(work / web_name(ctx)),
+                                                 str(work / "captions.vtt"), transcript.language)
         if video is not None:
             published.append(video)
         await ctx.progress(0.9, artifact=ArtifactKind.VIDEO)
