@@ -8,9 +8,9 @@ Per level it prints and saves:
   bed, beside `raw_background_si_sdr_db` (mix - voice, unmasked);
 - `residue_db`: the original voice left in the background stem, relative to the original voice;
 - `bleed_db`: the original voice in a dubbed master, relative to the dubbed voice. The master is the service's own
-  `mix()` (ducking, loudness to the original's) of a stand-in dub (each original line played backwards: same
-  timing, level and spectrum, uncorrelated with the original) over the background stem; both voices' amounts in
-  it are found by least squares. Target <= -25 dB;
+  `mix()` (ducking; the dub at the isolated voice's loudness, no loudness target) of a stand-in dub (each original
+  line played backwards: same timing, level and spectrum, uncorrelated with the original) over the background
+  stem; both voices' amounts in it are found by least squares. Target <= -25 dB;
 - `bed_outside_speech_db`: the master's level where nobody speaks against the true bed's there (target +-1 dB);
 - `wer_mix` / `wer_isolated`: Whisper tiny.en (beam 5, as the service runs it) on the mix and on the isolated
   voice: which one speech recognition should read;
@@ -42,6 +42,7 @@ from _lib.results import write_results
 
 from service.audio import separation
 from service.audio.loudness import measure_loudness
+from service.audio.media_files import scale_in_place
 from service.audio.mix import MixSettings, mix
 from tests.support.media import music_bed
 from tests.support.speech import word_error_rate
@@ -94,9 +95,13 @@ def one_level(level: float, voice: np.ndarray, lines: list[tuple[float, float, s
     for start, end, _ in lines:
         a, b = int(start * RATE), int(end * RATE)
         dub[a:b] = voice[a:b][::-1]
+    # As the service does: the dub at the isolated voice's loudness, the master at its parts' level.
     sf.write(folder / "dub.wav", dub, RATE, subtype="FLOAT")
-    original_lufs = measure_loudness(str(folder / "mix.wav")).integrated_lufs
-    knobs = MixSettings(sample_rate=RATE, target_lufs=original_lufs if original_lufs is not None else -16.0)
+    isolated_lufs = measure_loudness(str(folder / "voice.wav")).integrated_lufs
+    dub_lufs = measure_loudness(str(folder / "dub.wav")).integrated_lufs
+    if isolated_lufs is not None and dub_lufs is not None:
+        scale_in_place(str(folder / "dub.wav"), isolated_lufs - dub_lufs)
+    knobs = MixSettings(sample_rate=RATE, target_lufs=None)
     mix(str(folder / "dub.wav"), str(folder / "bg.wav"), str(folder / "master.wav"), str(folder / "master.mp3"),
         str(folder / "stem.wav"), knobs)
     master, _ = sf.read(folder / "master.wav", dtype="float32", always_2d=True)

@@ -152,3 +152,12 @@ def fit_length(path: str, out_path: str, sample_rate: int, frames: int) -> None:
                 sink.write(np.zeros(frames - written, dtype=np.float32))
     finally:
         ffmpeg.remove_quietly(decoded)
+
+
+def scale_in_place(path: str, gain_db: float) -> None:
+    """Multiply a float WAV by `gain_db`, written anew and renamed over it (a crash leaves the old one)."""
+    factor = float(10 ** (gain_db / 20))
+    with sf.SoundFile(path) as source, ffmpeg.atomic_output(path) as tmp, \
+            wavfiles.open_for_write(tmp, source.samplerate, source.channels, source.frames) as sink:
+        for block in source.blocks(blocksize=source.samplerate * 10, dtype="float32", always_2d=True):
+            sink.write(block * factor)

@@ -1,5 +1,5 @@
 """A media job's own part of mixing and exporting: the bed the dub is mixed over (the separated background inside
-the dubbed window, the original soundtrack outside it), the loudness the master keeps (the original's), and the
+the dubbed window, the original soundtrack outside it), the dub at the original voice's loudness, and the
 dubbed video (the picture copied, the dub first, the original second, the captions as a subtitle track).
 """
 
@@ -10,7 +10,14 @@ import anyio
 from service import languages, scratch
 from service.audio.decode import decode_to_wav
 from service.audio.loudness import measure_loudness
-from service.audio.media_files import CONTAINERS, VideoTracks, extract_soundtrack, mux_video, windowed_bed
+from service.audio.media_files import (
+    CONTAINERS,
+    VideoTracks,
+    extract_soundtrack,
+    mux_video,
+    scale_in_place,
+    windowed_bed,
+)
 from service.db.artifacts import StoredArtifact
 from service.db.jobs import MediaSpec
 from service.domain import ArtifactKind, BackgroundMode, InputKind
@@ -23,9 +30,8 @@ def _spec(ctx: StageContext) -> MediaSpec:
     return ctx.job.media
 
 
-async def bed(ctx: StageContext) -> tuple[str, float | None]:
-    """The bed at the working rate, made once per job, and the original soundtrack's integrated loudness (the
-    master's target, so the bed keeps its level; None when the soundtrack is silent)."""
+async def bed(ctx: StageContext) -> str:
+    """The bed at the working rate, made once per job."""
     media = _spec(ctx)
     rate = ctx.settings.sample_rate
     folder = scratch.source_dir(ctx.settings.scratch_dir, ctx.task.job_id)
@@ -44,8 +50,21 @@ async def bed(ctx: StageContext) -> tuple[str, float | None]:
     if not await anyio.Path(made).exists():
         await ctx.in_pool(windowed_bed, str(original), None if stem is None else str(stem), media.start_seconds,
                           media.end_seconds, str(made))
-    loudness = await ctx.in_pool(measure_loudness, str(original))
-    return str(made), loudness.integrated_lufs
+    return str(made)
+
+
+async def match_voice_level(ctx: StageContext, voice_track: str) -> float:
+    """Bring the dubbed voice track to the original voice's loudness (the isolated voice's), so that the master
+    can keep the bed at its own level (no loudness normalisation: `MixSettings.target_lufs` None). Returns the
+    gain applied in dB (0 when either is silent)."""
+    async with ctx.input_copy(InputKind.VOICE) as isolated:
+        original = await ctx.in_pool(measure_loudness, isolated)
+    dubbed = await ctx.in_pool(measure_loudness, voice_track)
+    if original.integrated_lufs is None or dubbed.integrated_lufs is None:
+        return 0.0
+    gain = original.integrated_lufs - dubbed.integrated_lufs
+    await ctx.in_pool(scale_in_place, voice_track, gain)
+    return round(gain, 2)
 
 
 def video_name(ctx: StageContext) -> str:

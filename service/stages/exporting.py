@@ -126,7 +126,8 @@ async def _manifest(ctx: StageContext, mixdown: Mixdown, measured: dict[str, Any
         # Words the translator did not know and left in the source language (0 where it cannot tell).
         "untranslated_words": translation.untranslated_words,
         "loudness": {
-            "target_lufs": ctx.settings.target_lufs,
+            # A media job's master keeps its parts' level (the original's), not a loudness target.
+            "target_lufs": ctx.settings.target_lufs if ctx.job.media is None else None,
             "true_peak_ceiling_dbtp": ctx.settings.true_peak_dbtp,
             "integrated_lufs": mix["integrated_lufs"],
             "true_peak_dbtp": mix["true_peak_dbtp"],

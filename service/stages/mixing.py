@@ -121,9 +121,11 @@ async def run(ctx: StageContext) -> None:
     knobs = mix_settings(ctx)
     background: str | None
     if ctx.job.media is not None:  # the separated background in the window, the original outside it
-        background, original_lufs = await dubbed_media.bed(ctx)
-        if original_lufs is not None:  # the master keeps the original's loudness, so the bed keeps its level
-            knobs = dataclasses.replace(knobs, target_lufs=original_lufs)
+        background = await dubbed_media.bed(ctx)
+        # The dub at the original voice's loudness and the master at the level of its parts: the bed and the
+        # original outside the window keep theirs.
+        ctx.figures["voice_gain_db"] = await dubbed_media.match_voice_level(ctx, voice_track)
+        knobs = dataclasses.replace(knobs, target_lufs=None)
     else:
         background = await _background(ctx) if ctx.job.background else None
     await ctx.progress(0.65)
