@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from service.settings import ALLOWED_AUDIO_TYPES, Settings
+from service.settings import ALLOWED_UPLOAD_TYPES, Settings
 from tests.support import Service, running_service, wav_bytes
 
 
@@ -113,16 +113,16 @@ async def test_every_refusal_says_what_is_wrong_in_plain_words(service: Service)
     assert "'source_language' must be a language code such as 'en', or 'auto'" in messages
     assert "'target_languages' must be a language code such as 'es' or 'pt-BR'" in messages
     assert "'size_bytes' must be at least 1" in messages
-    assert "'kind' must be one of: voice, background" in messages
+    assert "'kind' must be one of: voice, background, media" in messages
 
 
 async def test_declared_limits_match_the_answers(service: Service) -> None:
     doc = (await service.client.get("/openapi.json")).json()
     schemas = doc["components"]["schemas"]
     upload = schemas["UploadFile"]["properties"]
-    assert upload["content_type"]["enum"] == list(ALLOWED_AUDIO_TYPES)
+    assert upload["content_type"]["enum"] == list(ALLOWED_UPLOAD_TYPES)  # video types for kind `media` only
     assert upload["size_bytes"]["minimum"] == 1
-    assert upload["size_bytes"]["maximum"] == service.settings.max_upload_bytes
+    assert upload["size_bytes"]["maximum"] == max(service.settings.max_upload_bytes, service.settings.max_media_bytes)
     targets = schemas["JobRequest"]["properties"]["target_languages"]
     assert targets["items"]["pattern"] and targets["maxItems"] == service.settings.max_target_languages
     cursor = next(p for p in doc["paths"]["/v1/jobs"]["get"]["parameters"] if p["name"] == "cursor")
