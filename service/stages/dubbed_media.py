@@ -8,7 +8,6 @@ from __future__ import annotations
 import anyio
 
 from service import languages, scratch
-from service.audio.decode import decode_to_wav
 from service.audio.loudness import measure_loudness
 from service.audio.media_files import (
     CONTAINERS,
@@ -18,6 +17,7 @@ from service.audio.media_files import (
     scale_in_place,
     windowed_bed,
 )
+from service.audio.wavfiles import at_rate
 from service.db.artifacts import StoredArtifact
 from service.db.jobs import MediaSpec
 from service.domain import ArtifactKind, BackgroundMode, InputKind
@@ -36,20 +36,19 @@ async def bed(ctx: StageContext) -> str:
     rate = ctx.settings.sample_rate
     folder = scratch.source_dir(ctx.settings.scratch_dir, ctx.task.job_id)
     await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+    made = folder / f"bed-{media.background}-{rate}.wav"
+    if await anyio.Path(made).exists():
+        return str(made)
     original = folder / f"original-{rate}.wav"
     if not await anyio.Path(original).exists():
         async with ctx.input_copy(InputKind.MEDIA) as upload:
             await ctx.in_pool(extract_soundtrack, upload, str(original), rate, None)
-    stem = None
     if media.background == BackgroundMode.KEEP:
-        stem = folder / f"background-{rate}.wav"
-        if not await anyio.Path(stem).exists():
-            async with ctx.input_copy(InputKind.BACKGROUND) as separated:
-                await ctx.in_pool(decode_to_wav, separated, str(stem), rate)
-    made = folder / f"bed-{media.background}-{rate}.wav"
-    if not await anyio.Path(made).exists():
-        await ctx.in_pool(windowed_bed, str(original), None if stem is None else str(stem), media.start_seconds,
-                          media.end_seconds, str(made))
+        async with ctx.input_copy(InputKind.BACKGROUND) as separated:  # at 48 kHz already, unless RATE differs
+            stem = await ctx.in_pool(at_rate, separated, rate, str(folder), f"background-{rate}")
+            await ctx.in_pool(windowed_bed, str(original), stem, media.start_seconds, media.end_seconds, str(made))
+    else:
+        await ctx.in_pool(windowed_bed, str(original), None, media.start_seconds, media.end_seconds, str(made))
     return str(made)
 
 
