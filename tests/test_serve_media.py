@@ -50,17 +50,17 @@ def _check_video(source: Path, dubbed: Path, container: str) -> None:
     """The picture is the input's (same codec, frame count, length within a frame); the dub first and default
     in Spanish, the original second in English; the captions as the container's subtitle codec."""
     before, after = probe_streams(source), probe_streams(dubbed)
-    assert DEMUXER[container] in after["format"]["format_name"].split(",")  # type: ignore[index]
-    video_in = [s for s in before["streams"] if s["codec_type"] == "video"][0]  # type: ignore[index, union-attr]
-    video_out = [s for s in after["streams"] if s["codec_type"] == "video"]  # type: ignore[union-attr]
+    assert DEMUXER[container] in after["format"]["format_name"].split(",")
+    video_in = next(s for s in before["streams"] if s["codec_type"] == "video")
+    video_out = [s for s in after["streams"] if s["codec_type"] == "video"]
     assert len(video_out) == 1
     assert video_out[0]["codec_name"] == video_in["codec_name"]
     assert video_out[0]["nb_read_packets"] == video_in["nb_read_packets"]
-    assert abs(float(after["format"]["duration"]) - float(before["format"]["duration"])) <= 0.05  # type: ignore[index]
-    audio = [s for s in after["streams"] if s["codec_type"] == "audio"]  # type: ignore[union-attr]
+    assert abs(float(after["format"]["duration"]) - float(before["format"]["duration"])) <= 0.05
+    audio = [s for s in after["streams"] if s["codec_type"] == "audio"]
     assert [s["tags"]["language"] for s in audio] == ["spa", "eng"]
     assert [s["disposition"]["default"] for s in audio] == [1, 0]
-    subtitles = [s for s in after["streams"] if s["codec_type"] == "subtitle"]  # type: ignore[union-attr]
+    subtitles = [s for s in after["streams"] if s["codec_type"] == "subtitle"]
     assert [s["codec_name"] for s in subtitles] == [SUBTITLE_CODEC[container]]
 
 

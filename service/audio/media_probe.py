@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -63,16 +62,10 @@ def _refused(digest: str, reason: str) -> MediaProbe:
     return MediaProbe(False, reason, digest)
 
 
-def _run(args: list[str], tool: str, limit: float) -> tuple[int, bytes, bytes]:
-    proc = ffmpeg.spawn(args, tool=tool, stdout=subprocess.PIPE)
-    out, err = ffmpeg.wait(proc, time_limit=limit)
-    return proc.returncode, out, err
-
-
 def decoded_seconds(path: str, stream: str = "0:a:0") -> float:
     """How many seconds of `stream` decode before the file ends or breaks (ffmpeg's own progress report)."""
-    code, out, _ = _run([*SAFE_INPUT, "-i", path, "-map", stream, "-vn", "-sn", "-dn", "-progress", "pipe:1",
-                         "-f", "null", "-"], ffmpeg.FFMPEG, _DECODE_SECONDS)
+    code, out = ffmpeg.capture([*SAFE_INPUT, "-i", path, "-map", stream, "-vn", "-sn", "-dn", "-progress",
+                                "pipe:1", "-f", "null", "-"], time_limit=_DECODE_SECONDS)
     times = re.findall(rb"out_time_us=(\d+)", out)
     return int(times[-1]) / 1e6 if code == 0 and times else 0.0
 
@@ -80,10 +73,10 @@ def decoded_seconds(path: str, stream: str = "0:a:0") -> float:
 def probe_media(path: str, content_type: str) -> MediaProbe:
     """What the upload holds, or why it is refused (`ok` False with a reason fit to show its owner)."""
     digest = sha256_of(path)
-    code, out, _ = _run([*SAFE_INPUT, "-count_packets", "-show_entries",
-                         "format=format_name,duration:stream=index,codec_type,codec_name,width,height,"
-                         "nb_read_packets,avg_frame_rate:stream_disposition=attached_pic",
-                         "-of", "json", path], ffmpeg.FFPROBE, _PROBE_SECONDS)
+    code, out = ffmpeg.capture([*SAFE_INPUT, "-count_packets", "-show_entries",
+                                "format=format_name,duration:stream=index,codec_type,codec_name,width,height,"
+                                "nb_read_packets,avg_frame_rate:stream_disposition=attached_pic",
+                                "-of", "json", path], probe=True, time_limit=_PROBE_SECONDS)
     if code != 0:
         return _refused(digest, "the file is not a media format we read (MP4, MOV, WebM, MKV or an audio file)")
     info = json.loads(out or b"{}")

@@ -53,7 +53,9 @@ class UploadFile(Struct, forbid_unknown_fields=False):
     kind: InputKind
     filename: Annotated[str, Meta(min_length=1, max_length=255, pattern=NOT_BLANK)]
     content_type: ContentType
-    size_bytes: Annotated[int, Meta(ge=1, description="The file's size in bytes (at most the service's limit)")]
+    size_bytes: Annotated[int, Meta(ge=1, description="The file's size in bytes (at most the service's limit; an "
+                                                      "upload of kind `media` has its own, MAX_MEDIA_BYTES, "
+                                                      "larger than the maximum declared here)")]
 
 
 class UploadRequest(Struct):

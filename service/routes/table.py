@@ -24,8 +24,7 @@ _STORAGE_CODES = {404: "NoSuchKey", 405: "MethodNotAllowed"}
 
 
 async def serve_openapi(settings: Settings, request: Request) -> Response:
-    return JSONResponse(openapi_document(settings.public_base_url, settings.local_auth,
-                                         max(settings.max_upload_bytes, settings.max_media_bytes),
+    return JSONResponse(openapi_document(settings.public_base_url, settings.local_auth, settings.max_upload_bytes,
                                          settings.max_target_languages))
 
 

@@ -122,7 +122,7 @@ async def test_declared_limits_match_the_answers(service: Service) -> None:
     upload = schemas["UploadFile"]["properties"]
     assert upload["content_type"]["enum"] == list(ALLOWED_UPLOAD_TYPES)  # video types for kind `media` only
     assert upload["size_bytes"]["minimum"] == 1
-    assert upload["size_bytes"]["maximum"] == max(service.settings.max_upload_bytes, service.settings.max_media_bytes)
+    assert upload["size_bytes"]["maximum"] == service.settings.max_upload_bytes
     targets = schemas["JobRequest"]["properties"]["target_languages"]
     assert targets["items"]["pattern"] and targets["maxItems"] == service.settings.max_target_languages
     cursor = next(p for p in doc["paths"]["/v1/jobs"]["get"]["parameters"] if p["name"] == "cursor")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -101,7 +102,7 @@ def write_media(track: MixedSoundtrack, out: Path, container: str | None, size: 
     return content_type
 
 
-def probe_streams(path: Path) -> dict[str, object]:
+def probe_streams(path: Path) -> dict[str, Any]:
     """ffprobe's view of a file: its format and streams, with packets counted (a video's frame count)."""
     import json
 

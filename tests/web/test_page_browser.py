@@ -481,13 +481,15 @@ async def test_a_phone_signs_in_by_name_checks_files_early_and_never_scrolls_sid
 
     # Each bad file is refused the moment it is picked, before any upload, with the formats the hint lists.
     hint = await page.locator("#voice-hint").text_content()
-    formats = hint.split("under it. ")[1].rstrip(".")
+    formats, videos = hint.split("under it. ")[1].split(" Or a video: ")
+    formats = formats.rstrip(".")
     assert formats == "WAV, MP3, M4A, AAC, OGG, Opus, WebM, or FLAC", hint
+    assert videos == "MP4, MOV, WebM, or MKV.", hint  # a video is a media job (issue 20)
     uploads_before = len([r for r in site.proxy.requests if r.path == "/v1/uploads"])
     error = page.locator("#voice-error")
     await page.locator("#voice-input").set_input_files(
-        {"name": "clip.mp4", "mimeType": "video/mp4", "buffer": site.sample.voice.read_bytes()[:4096]})
-    await expect(error).to_have_text(f"clip.mp4 is a video/mp4 file. Choose a {formats} file.")
+        {"name": "clip.avi", "mimeType": "video/x-msvideo", "buffer": site.sample.voice.read_bytes()[:4096]})
+    await expect(error).to_have_text(f"clip.avi is a video/x-msvideo file. Choose a {formats} file.")
     await page.locator("#voice-input").set_input_files(
         {"name": "notes.mp3", "mimeType": "audio/mpeg", "buffer": site.text_file.read_bytes() * 50})
     await expect(error).to_contain_text("notes.mp3 does not play as audio")

@@ -165,7 +165,8 @@ export class NewDubForm {
       picker.input.accept = this.formats.flatMap((f) => [...f.types, ...f.extensions]).join(',');
     }
     this.pickers.voice.input.accept = this.allFormats.flatMap((f) => [...f.types, ...f.extensions]).join(',');
-    $('#voice-hint', form).textContent = `The speech to dub, alone or with music under it, or a video. ${formatNames(this.allFormats)}.`;
+    $('#voice-hint', form).textContent = `The speech to dub, alone or with music under it. ${formatNames(this.formats)}.`
+      + (this.videoFormats.length ? ` Or a video: ${formatNames(this.videoFormats)}.` : '');
     $('#background-hint', form).textContent = `Optional. It is mixed under the dubbed voice. ${formatNames(this.formats)}.`;
     this.source.addEventListener('change', () => {
       this.renderTargets();
