@@ -26,9 +26,11 @@ def accepted_types(settings: Settings, kind: str) -> tuple[str, ...]:
 
 def unsupported_content_type(settings: Settings, content_type: str, kind: str = InputKind.VOICE) -> ApiError:
     what = "audio or video" if kind == InputKind.MEDIA else "audio"
-    hint = " (a video goes in as kind 'media')" if content_type in ALLOWED_VIDEO_TYPES else ""
+    if content_type in ALLOWED_VIDEO_TYPES:  # a type the API takes, under the wrong kind: the request's fault
+        return ApiError(422, ErrorCode.INVALID_FIELD,
+                        f"'{content_type}' is a video: upload it as kind 'media', not '{kind}'")
     return ApiError(415, ErrorCode.UNSUPPORTED_CONTENT_TYPE,
-                    f"'{content_type[:100]}' is not an accepted {what} type for '{kind}'{hint}; "
+                    f"'{content_type[:100]}' is not an accepted {what} type for '{kind}'; "
                     f"use one of {', '.join(accepted_types(settings, kind))}")
 
 

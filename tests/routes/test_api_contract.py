@@ -129,10 +129,14 @@ async def test_declared_limits_match_the_answers(service: Service) -> None:
     assert re.match(cursor["schema"]["pattern"], f"1_{uuid.uuid4()}")
     # A type the enum does not list is refused, whatever its case or parameters.
     headers = service.auth("sam")
-    for content_type in ("0", "AUDIO/WAV", "audio/wav; codecs=1", "video/mp4"):
+    for content_type in ("0", "AUDIO/WAV", "audio/wav; codecs=1", "video/x-msvideo"):
         answer = await service.client.post("/v1/uploads", headers=headers, json={"files": [
             {"kind": "voice", "filename": "a.wav", "content_type": content_type, "size_bytes": 10}]})
         assert answer.status_code == 415 and answer.json()["error"]["code"] == "unsupported_content_type"
+    # A video the enum lists, under a kind other than `media`: the request's own fault (issue 20).
+    video = await service.client.post("/v1/uploads", headers=headers, json={"files": [
+        {"kind": "voice", "filename": "a.mp4", "content_type": "video/mp4", "size_bytes": 10}]})
+    assert video.status_code == 422 and "kind 'media'" in video.json()["error"]["message"]
     # Two files of one kind are two uploads, as the document allows.
     twice = await service.client.post("/v1/uploads", headers=headers, json={"files": [
         {"kind": "voice", "filename": "a.wav", "content_type": "audio/wav", "size_bytes": 10}] * 2})

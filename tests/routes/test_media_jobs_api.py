@@ -98,7 +98,7 @@ async def test_media_and_voice_do_not_mix(service: Service, tmp_path: Path) -> N
     # A video is only taken as media.
     refused = await service.client.post("/v1/uploads", headers=service.auth("mo"), json={"files": [
         {"kind": "voice", "filename": "v.mp4", "content_type": "video/mp4", "size_bytes": 1000}]})
-    assert refused.status_code == 415 and "kind 'media'" in refused.json()["error"]["message"]
+    assert refused.status_code == 422 and "kind 'media'" in refused.json()["error"]["message"]
     too_big = await service.client.post("/v1/uploads", headers=service.auth("mo"), json={"files": [
         {"kind": "media", "filename": "v.mp4", "content_type": "video/mp4", "size_bytes": 3 * 1024 ** 3}]})
     assert too_big.status_code == 413
