@@ -69,6 +69,9 @@ class MixSettings:
     block_seconds: float = 1.0
     limiter_attack_ms: float = 5.0
     limiter_release_ms: float = 100.0
+    # A re-render's previous gain: kept while it still reaches the target within the tolerance, so what did not
+    # change comes out sample for sample as before (None: the gain that reaches the target).
+    keep_gain_db: float | None = None
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,8 @@ def _normalise(sources: _Graph, measured: Loudness, voice: Loudness, settings: M
         gain_db, oversample = 0.0, 0
     else:
         gain_db = settings.target_lufs - measured.integrated_lufs
+        if settings.keep_gain_db is not None and abs(settings.keep_gain_db - gain_db) <= LOUDNESS_TOLERANCE_LU / 2:
+            gain_db = settings.keep_gain_db
         oversample = LIMITER_OVERSAMPLE if _needs_limiter(measured.true_peak_dbtp, gain_db, settings) else 0
     corrections, stem_floor = 0, 0
     previous: tuple[float, float] | None = None  # (gain, achieved loudness) of the last loudness miss

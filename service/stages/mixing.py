@@ -33,11 +33,19 @@ def web_name(ctx: StageContext) -> str:
     return f"master.{ctx.settings.web_format}"
 
 
-def mix_settings(ctx: StageContext) -> MixSettings:
+def mix_settings(ctx: StageContext, keep_gain_db: float | None = None) -> MixSettings:
     settings = ctx.settings
     return MixSettings(sample_rate=settings.sample_rate, duck_db=settings.duck_db, target_lufs=settings.target_lufs,
                        true_peak_dbtp=settings.true_peak_dbtp,
-                       web_format="opus" if settings.web_format == "opus" else "mp3")
+                       web_format="opus" if settings.web_format == "opus" else "mp3", keep_gain_db=keep_gain_db)
+
+
+async def _previous_gain(ctx: StageContext) -> float | None:
+    """The gain the last render of this language applied (a re-render keeps it when it still fits)."""
+    if not await outputs.exists(ctx.work_dir, Mixdown):
+        return None
+    gain = (await outputs.load(ctx.work_dir, Mixdown)).mix.get("gain_db")
+    return float(gain) if isinstance(gain, (int, float)) else None
 
 
 async def _fit(ctx: StageContext, unit: TranslatedUnit, slot: SegmentTiming, clip: Clip,
@@ -120,7 +128,8 @@ async def run(ctx: StageContext) -> None:
     targets = (str(work / OUTPUTS["master_wav"]), str(work / web_name(ctx)), str(work / OUTPUTS["voice_stem"]))
     background = await _background(ctx) if ctx.job.background else None
     await ctx.progress(0.65)
-    result = await ctx.in_pool_reporting(0.65, 1.0, mix, voice_track, background, *targets, mix_settings(ctx))
+    result = await ctx.in_pool_reporting(0.65, 1.0, mix, voice_track, background, *targets,
+                                         mix_settings(ctx, await _previous_gain(ctx)))
     units = [u for _, u in placed]
     await outputs.save(work, Mixdown(units, dataclasses.asdict(result), planned_sync(units)))
     ctx.figures.update(units=len(units), stretched=sum(1 for u in units if u.stretch != 1.0),
