@@ -43,6 +43,9 @@ FALLBACK_OVERSAMPLE = 4
 INTERSAMPLE_MARGIN_DB = 1.0
 # Loudness error we accept before re-rendering with a corrected gain (the test tolerance is 1 LU).
 LOUDNESS_TOLERANCE_LU = 0.5
+# A re-render keeping its previous gain (`MixSettings.keep_gain_db`) accepts up to the loudness spec's own 1 LU,
+# so that what did not change stays sample for sample as before.
+KEPT_GAIN_TOLERANCE_LU = 1.0
 MAX_CORRECTIONS = 3
 
 
@@ -262,7 +265,7 @@ def _normalise(sources: _Graph, measured: Loudness, voice: Loudness, settings: M
         gain_db, oversample = 0.0, 0
     else:
         gain_db = settings.target_lufs - measured.integrated_lufs
-        if settings.keep_gain_db is not None and abs(settings.keep_gain_db - gain_db) <= LOUDNESS_TOLERANCE_LU / 2:
+        if settings.keep_gain_db is not None and abs(settings.keep_gain_db - gain_db) <= KEPT_GAIN_TOLERANCE_LU:
             gain_db = settings.keep_gain_db
         oversample = LIMITER_OVERSAMPLE if _needs_limiter(measured.true_peak_dbtp, gain_db, settings) else 0
     corrections, stem_floor = 0, 0
@@ -275,7 +278,8 @@ def _normalise(sources: _Graph, measured: Loudness, voice: Loudness, settings: M
         master_over, stem_over = _over_ceiling(final, settings), _over_ceiling(stem_figures, settings)
         achieved = final.integrated_lufs
         miss = 0.0 if achieved is None or measured.integrated_lufs is None else settings.target_lufs - achieved
-        if not (master_over or stem_over or abs(miss) > LOUDNESS_TOLERANCE_LU) or corrections >= MAX_CORRECTIONS:
+        tolerance = KEPT_GAIN_TOLERANCE_LU if gain_db == settings.keep_gain_db else LOUDNESS_TOLERANCE_LU
+        if not (master_over or stem_over or abs(miss) > tolerance) or corrections >= MAX_CORRECTIONS:
             break
         corrections += 1
         if master_over or stem_over:
