@@ -95,12 +95,13 @@ def _signed_upload(object_path: list[dict[str, Any]], token: list[dict[str, Any]
 def _editing_paths(job_id: list[dict[str, Any]], auth: list[dict[str, list[str]]]) -> dict[str, Any]:
     """The routes of editing a dub: the transcript, each language, renders, adding languages."""
     segment = [*job_id, {"name": "segment_id", "in": "path", "required": True,
-                         "schema": {"type": "integer", "minimum": 0}}]
+                         "schema": {"type": "string", "pattern": "^[0-9]{1,9}$"}}]
     language = [*job_id, {"name": "language", "in": "path", "required": True, "schema": _STR}]
     lang_segment = [*language, segment[-1]]
-    match = {"name": "If-Match", "in": "header", "required": True,
-             "description": "The revision you edited (the ETag, e.g. \"3\")", "schema": _STR}
-    optional_match = {**match, "required": False}
+    match = {"name": "If-Match", "in": "header", "required": False,
+             "description": "The revision you edited (the ETag, e.g. \"3\"); without it the answer is 428",
+             "schema": {"type": "string", "pattern": '^(\\*|\\s*(W/)?"?[0-9]{1,9}"?\\s*)$'}}
+    optional_match = {**match, "description": "The revision you edited (the ETag); checked when sent"}
     transcript = _json(models.EditableTranscript, "The transcript after the change (ETag: its revision)")
     language_doc = _json(models.LanguageResource, "The language (ETag: its revision)")
     edit_errors = _errors(400, 401, 404, 409, 412, 422, 428)
@@ -221,7 +222,7 @@ def openapi_document(server_url: str, local_auth: bool = False, max_upload_bytes
                            "revision N's)", "security": auth,
                 "parameters": [*job_id, {"name": "revision", "in": "query", "required": False,
                                          "schema": {"type": "integer", "minimum": 1}}],
-                "responses": {"200": _json(models.ArtifactList, "Artifacts"), **_errors(401, 404)}}},
+                "responses": {"200": _json(models.ArtifactList, "Artifacts"), **_errors(400, 401, 404)}}},
             "/v1/jobs/{job_id}/inputs": {"get": {
                 "summary": "The job's voice and background with short-lived signed download URLs",
                 "security": auth, "parameters": job_id,

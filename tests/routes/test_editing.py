@@ -19,7 +19,8 @@ from service.engines.protocols import Engines
 from service.engines.selection import offline_engines
 from service.sample import Sample, make_sample
 from service.settings import Settings
-from tests.support import Service, read_events, running_service
+from tests.support import Service, read_events, running_service, served
+from tests.test_faults import task_row, wait_for
 
 LINES = ((0.5, "Welcome to the dubbing test."), (4.0, "The weather is fine today."),
          (7.5, "We will go to the market."), (11.0, "The children play in the garden."),
@@ -216,3 +217,46 @@ async def test_edit_a_line_and_render_only_it_again(settings: Settings, sample: 
         assert calls["stt"] == 1
         twice = await svc.client.post(f"/v1/jobs/{job_id}/languages", headers=ann, json={"target_languages": ["ca"]})
         assert twice.status_code == 409 and twice.json()["error"]["code"] == "language_exists"
+
+
+async def test_a_render_killed_mid_way_resumes_and_finishes_once(tmp_path: Path, database_url: str,
+                                                                 sample: Sample) -> None:
+    """Through the real `dubbing serve`: kill -9 while a re-render runs; the next process finishes it, once."""
+    data = tmp_path / "data"
+    async with served(data, database_url) as svc:
+        eve = svc.auth("eve")
+        voice = await svc.upload("eve", sample.voice, "voice")
+        created = await svc.client.post("/v1/jobs", headers=eve, json={
+            "voice_object": voice, "source_language": "en", "target_languages": ["es"]})
+        job_id = created.json()["id"]
+        async with svc.client.stream("GET", f"/v1/jobs/{job_id}/events", headers=eve, timeout=180) as stream:
+            assert (await read_events(stream))[-1].data["status"] == "complete"
+        doc = (await svc.client.get(f"/v1/jobs/{job_id}/transcript", headers=eve)).json()
+        segment = doc["segments"][2]["id"]
+        changed = await svc.client.patch(f"/v1/jobs/{job_id}/transcript/segments/{segment}",
+                                         headers={**eve, "If-Match": '"1"'},
+                                         json={"text": "We will walk to the old market."})
+        assert changed.status_code == 200, changed.text
+        render = await svc.client.post(f"/v1/jobs/{job_id}/languages/es/render", headers=eve)
+        assert render.status_code == 202 and render.json()["started"]
+        after = render.json()["after_event"]
+        await wait_for(database_url, job_id,
+                       "lease_owner IS NOT NULL AND stage IN ('translating', 'dubbing', 'mixing')")
+        svc.process.kill()  # the service alone, as the OOM killer would
+        await svc.process.wait()
+    async with served(data, database_url) as again:
+        async with again.client.stream("GET", f"/v1/jobs/{job_id}/events", headers=again.auth("eve"),
+                                       params={"last_event_id": str(after)}, timeout=180) as stream:
+            rendered = await read_events(stream)
+        assert rendered[-1].event == "done" and rendered[-1].data["status"] == "complete", again.logs()[-3000:]
+        assert sum(1 for e in rendered if e.event == "done") == 1
+        assert sum(1 for e in rendered if e.event == "stage" and e.data["stage"] == "complete") == 1
+        language = (await again.client.get(f"/v1/jobs/{job_id}/languages/es", headers=again.auth("eve"))).json()
+        assert language["output_revision"] == language["revision"] == 2
+        assert not any(s["stale"] for s in language["segments"])
+        listed = (await again.client.get(f"/v1/jobs/{job_id}/artifacts", headers=again.auth("eve"))).json()
+        kinds = [a["kind"] for a in listed["artifacts"] if a["target_language"] == "es"]
+        assert len(kinds) == len(set(kinds)) == 6 and all(a["revision"] == 2 for a in listed["artifacts"]
+                                                         if a["target_language"] == "es")
+        row = await task_row(database_url, job_id)
+        assert row["stage"] == "complete" and row["attempts"] == 1
