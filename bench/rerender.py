@@ -129,6 +129,7 @@ async def measure(args: argparse.Namespace, settings: Settings) -> dict[str, Any
         tts_before = calls["tts"]
         job_id, first_wall = await new_job(svc, objects, ["es"])
         first_tts = calls["tts"] - tts_before
+        first_stages = dict((await inputs.stage_times(svc.pool, job_id))["tasks"]["es"]["stages"])
         print(f"one-language dub (en -> es) of {seconds:.0f} s: {first_wall:.1f} s, {first_tts} synthesizer calls")
 
         # 2. One line's translation edited, the language rendered again.
@@ -147,7 +148,6 @@ async def measure(args: argparse.Namespace, settings: Settings) -> dict[str, Any
         render_wall = await until_done(svc, job_id, render.json()["after_event"]) - started
         render_tts = calls["tts"] - tts_before
         stages = await render_stages(svc.pool, job_id, render.json()["after_event"], "es")
-        first_stages = dict((await inputs.stage_times(svc.pool, job_id))["tasks"]["es"]["stages"])
         other_lines = render_tts - calls[f"tts:{EDITED_TEXT}"]
         old, new = await stem(svc, job_id, 1), await stem(svc, job_id, revision)
         rate = settings.sample_rate
