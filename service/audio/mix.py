@@ -75,6 +75,11 @@ class MixSettings:
     # A re-render's previous gain: kept while it still reaches the target within the tolerance, so what did not
     # change comes out sample for sample as before (None: the gain that reaches the target).
     keep_gain_db: float | None = None
+    # With it, the previous render's premix figures (integrated loudness, true peak, the voice's true peak): the
+    # measuring pass is skipped (the render pass measures what it writes, and corrects a miss as ever).
+    keep_premix: tuple[float | None, float | None, float | None] | None = None
+    # And the limiter oversampling it ended with (master, stem): the same limiter, the same samples.
+    keep_oversample: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,10 @@ class MixResult:
     stem_path: str
     corrections: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    premix_true_peak_dbtp: float | None = None
+    voice_true_peak_dbtp: float | None = None
+    oversample: int = 0  # the limiter's on the master (0: none), and on the stem
+    stem_oversample: int = 0
 
 
 
@@ -249,7 +258,11 @@ def mix(
                 notes.append("voice and background differ in length; voice padded/cut to the background")
         sources = _sources(voice, background, envelope, settings)
         progress.report(0.15)  # the work done, by passes over the audio: decoding and ducking, measuring, rendering
-        measured, voice_measured = _measure(sources)
+        if settings.keep_gain_db is not None and settings.keep_premix is not None:  # a re-render: as before
+            lufs, peak, voice_peak = settings.keep_premix
+            measured, voice_measured = Loudness(lufs, peak, 0.0), Loudness(None, voice_peak, 0.0)
+        else:
+            measured, voice_measured = _measure(sources)
         progress.report(0.45)
         result = _normalise(sources, measured, voice_measured, settings, out_master_wav, out_web,
                             out_stem if sources.with_background else None, notes)
@@ -269,6 +282,8 @@ def _normalise(sources: _Graph, measured: Loudness, voice: Loudness, settings: M
             gain_db = settings.keep_gain_db
         oversample = LIMITER_OVERSAMPLE if _needs_limiter(measured.true_peak_dbtp, gain_db, settings) else 0
     corrections, stem_floor = 0, 0
+    if settings.keep_oversample is not None and gain_db == settings.keep_gain_db:
+        oversample, stem_floor = settings.keep_oversample
     previous: tuple[float, float] | None = None  # (gain, achieved loudness) of the last loudness miss
     while True:
         stem_os = max(stem_floor, LIMITER_OVERSAMPLE if _needs_limiter(voice.true_peak_dbtp, gain_db, settings)
@@ -316,4 +331,6 @@ def _normalise(sources: _Graph, measured: Loudness, voice: Loudness, settings: M
         stem_integrated_lufs=stem_figures.integrated_lufs if stem_figures else None,
         stem_true_peak_dbtp=stem_figures.true_peak_dbtp if stem_figures else None,
         master_path=master, web_path=web, stem_path=stem or master, corrections=corrections, notes=tuple(notes),
+        premix_true_peak_dbtp=measured.true_peak_dbtp, voice_true_peak_dbtp=voice.true_peak_dbtp,
+        oversample=oversample, stem_oversample=stem_os,
     )
