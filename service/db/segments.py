@@ -158,6 +158,13 @@ async def apply(conn: asyncpg.Connection, job_id: UUID, editor: str, upserts: Se
     return revision
 
 
+async def next_id(conn: asyncpg.Connection, job_id: UUID) -> int:
+    """A segment id never used in this job (nor in its edit history): for the second half of a split."""
+    return int(await conn.fetchval(
+        """SELECT 1 + greatest((SELECT max(id) FROM transcript_segments WHERE job_id = $1),
+                               (SELECT max(segment_id) FROM segment_edits WHERE job_id = $1), -1)""", job_id))
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     segment_id: int

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service import languages
-from service.db import translations
+from service.db import segments, translations
 from service.db.jobs import StoredJob
 from service.errors import ApiError, EditRefused, ErrorCode
 from service.routes import models
@@ -110,6 +110,8 @@ async def render_language(request: Request) -> Response:
     await _known(request, job, language)
     _check_inputs(job)
     svc = services(request)
+    if await segments.load(svc.db.pool, job.id) is None:
+        raise EditRefused("The job has no transcript to render from yet")
     started = await translations.start_render(svc.db.pool, job.id, language)
     if started.started:
         await svc.dispatch.job_created(job.id)

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from uuid import UUID
 
-import asyncpg
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -102,13 +100,6 @@ def _check_timing(transcript: EditableTranscript, index: int, start: float, end:
                        f"'end' is inside segment {after.id}, which starts at {after.start:.3f} s")
 
 
-async def _next_id(conn: asyncpg.Connection, job_id: UUID) -> int:
-    """A segment id never used in this job (nor in its edit history)."""
-    return int(await conn.fetchval(
-        """SELECT 1 + greatest((SELECT max(id) FROM transcript_segments WHERE job_id = $1),
-                               (SELECT max(segment_id) FROM segment_edits WHERE job_id = $1), -1)""", job_id))
-
-
 async def _edited(request: Request, job: StoredJob) -> EditableTranscript:
     transcript = await segments.load(services(request).db.pool, job.id)
     assert transcript is not None
@@ -166,7 +157,7 @@ async def split_segment(request: Request) -> Response:
             before_text, after_text = " ".join(body.text_before.split()), " ".join(body.text_after.split())
         else:
             before_text, after_text = _split_words(old, body.at)
-        new_id = await _next_id(conn, job.id)
+        new_id = await segments.next_id(conn, job.id)
         first = dataclasses.replace(old, text=before_text, end=body.at)
         second = SourceSegment(new_id, body.at, old.end, old.speaker, after_text, old.group)
         edits = [Edit(old.id, "split", "text", old.text, before_text), Edit(old.id, "split", "end", old.end, body.at),

@@ -26,8 +26,8 @@ async def finished_job(svc: Service, user: str) -> str:
                             "segments": segments, "units": UNITS}
     assert (await transcripts.acquire(svc.pool, job_id, "t", 30)).state == "mine"
     assert await transcripts.complete(svc.pool, job_id, "t", data)
-    await svc.pool.execute("UPDATE language_tasks SET stage = 'complete', progress = 1, finished_at = now(), error_code = NULL "
-                           "WHERE job_id = $1", job_id)
+    await svc.pool.execute("UPDATE language_tasks SET stage = 'complete', progress = 1, finished_at = now(), "
+                           "error_code = NULL WHERE job_id = $1", job_id)
     return str(job_id)
 
 
