@@ -278,7 +278,10 @@ def _normalise(sources: _Graph, measured: Loudness, voice: Loudness, settings: M
         gain_db, oversample = 0.0, 0
     else:
         gain_db = settings.target_lufs - measured.integrated_lufs
-        if settings.keep_gain_db is not None and abs(settings.keep_gain_db - gain_db) <= KEPT_GAIN_TOLERANCE_LU:
+        # Kept as it was (the render pass below checks it still reaches the target), unless a measured premix
+        # says at once that it cannot.
+        if settings.keep_gain_db is not None and (
+                settings.keep_premix is not None or abs(settings.keep_gain_db - gain_db) <= KEPT_GAIN_TOLERANCE_LU):
             gain_db = settings.keep_gain_db
         oversample = LIMITER_OVERSAMPLE if _needs_limiter(measured.true_peak_dbtp, gain_db, settings) else 0
     corrections, stem_floor = 0, 0

@@ -24,7 +24,8 @@ from tests.test_faults import task_row, wait_for
 
 LINES = ((0.5, "Welcome to the dubbing test."), (4.0, "The weather is fine today."),
          (7.5, "We will go to the market."), (11.0, "The children play in the garden."),
-         (14.5, "My brother reads a long book."), (18.0, "Thank you for listening."))
+         (14.5, "My brother reads a long book."), (18.0, "The train leaves at noon."),
+         (21.5, "Thank you for listening."))
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +137,11 @@ async def test_edit_a_line_and_render_only_it_again(settings: Settings, sample: 
                                           json={"start": doc["segments"][0]["start"]})
         assert bad_time.status_code == 422 and bad_time.json()["error"]["code"] == "invalid_timing"
 
-        # One line's translation edited by hand.
+        # One line's translation edited by hand (a question now: as loud and as long, so the previous gain holds).
+        before = next(s for s in language["segments"] if s["id"] == target["id"])["text"]
+        new_text = before.rstrip(".!?") + "?"
         edited = await svc.client.patch(f"/v1/jobs/{job_id}/languages/es/segments/{target['id']}",
-                                        headers=ann, json={"text": "Hoy hace muy buen tiempo, amigos."})
+                                        headers=ann, json={"text": new_text})
         assert edited.status_code == 200
         shown = {s["id"]: s for s in edited.json()["segments"]}
         assert shown[target["id"]]["edited"] and shown[target["id"]]["stale"]
@@ -147,7 +150,7 @@ async def test_edit_a_line_and_render_only_it_again(settings: Settings, sample: 
         history_rows = (await svc.client.get(f"/v1/jobs/{job_id}/transcript/segments/{target['id']}/history",
                                              headers=ann)).json()["edits"]
         assert [(e["target_language"], e["field"]) for e in history_rows] == [(None, "speaker"), ("es", "text")]
-        assert history_rows[-1]["new"] == "Hoy hace muy buen tiempo, amigos."
+        assert history_rows[-1]["new"] == new_text
 
         # Render it: asked twice at once, it is one render; it speaks the edited line only, translates nothing.
         translated_before, tts_before = calls["translate"], calls["tts"]
@@ -165,7 +168,7 @@ async def test_edit_a_line_and_render_only_it_again(settings: Settings, sample: 
         assert rendered[-1].event == "done" and rendered[-1].data["status"] == "complete"
         assert sum(1 for e in rendered if e.event == "done") == 1
         assert calls["translate"] == translated_before
-        assert set(spoken[tts_before:]) == {"Hoy hace muy buen tiempo, amigos."}
+        assert set(spoken[tts_before:]) == {new_text}
         assert first_tts >= len(doc["segments"])
 
         after_render = (await svc.client.get(f"/v1/jobs/{job_id}/languages/es", headers=ann)).json()
@@ -184,6 +187,13 @@ async def test_edit_a_line_and_render_only_it_again(settings: Settings, sample: 
         rate = settings.sample_rate
         segs = again["segments"]
         window = (int(segs[1]["start"] * rate) - rate // 10, int(segs[2]["start"] * rate))
+        mixes = []
+        for number in (1, revision):
+            listed = (await svc.client.get(f"/v1/jobs/{job_id}/artifacts", headers=ann,
+                                           params={"revision": str(number)})).json()["artifacts"]
+            manifest = next(a for a in listed if a["kind"] == "manifest" and a["target_language"] == "es")
+            mixes.append((await svc.client.get(manifest["download_url"])).json()["loudness"])
+        assert mixes[0]["gain_db"] == mixes[1]["gain_db"], mixes  # kept: within 1 LU of the target
         assert np.array_equal(old[: window[0]], new[: window[0]])
         assert np.array_equal(old[window[1]:], new[window[1]:])
         assert not np.array_equal(old[window[0]: window[1]], new[window[0]: window[1]])
