@@ -215,8 +215,9 @@ async def list_artifacts(request: Request) -> Response:
     owned, voice_name = await jobs.voice_filename(svc.db.pool, user.id, job_id)
     if not owned:
         raise not_found("Job not found")
+    revision = query_int(request, "revision", 0, 1, 1_000_000) or None
     listed = []
-    for artifact in await artifacts.for_job(svc.db.pool, job_id):
+    for artifact in await artifacts.for_job(svc.db.pool, job_id, revision):
         name = artifact_download_name(voice_name, artifact.kind, artifact.target_language, artifact.object_path)
         signed = await svc.storage.create_download_url(artifact.object_path, svc.settings.download_url_ttl_seconds,
                                                        name)

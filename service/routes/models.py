@@ -131,6 +131,7 @@ class Artifact(Struct):
     id: str
     kind: ArtifactKind
     target_language: str | None
+    revision: Annotated[int, Meta(description="The language's revision it was rendered at (1: the first dub)")]
     object_path: str
     content_type: str
     size_bytes: int
@@ -279,10 +280,120 @@ class StorageKey(Struct):
     Key: str
 
 
-REQUESTS: tuple[type[Struct], ...] = (UploadRequest, JobRequest, LocalTokenRequest)
+# -- editing a dub (transcript, translations, renders) -----------------------------------------------
+
+SegmentText = Annotated[str, Meta(min_length=1, max_length=2000, pattern=NOT_BLANK)]
+Speaker = Annotated[str, Meta(min_length=1, max_length=64, pattern=DISPLAY_NAME)]
+Seconds = Annotated[float, Meta(ge=0, le=86400)]
+
+
+class SegmentPatch(Struct):
+    """Change one source segment: any of its text, timing (seconds) and speaker (null: nobody in particular)."""
+
+    text: SegmentText | msgspec.UnsetType = msgspec.UNSET
+    start: Seconds | msgspec.UnsetType = msgspec.UNSET
+    end: Seconds | msgspec.UnsetType = msgspec.UNSET
+    speaker: Speaker | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class SegmentSplit(Struct):
+    """Cut a segment in two at `at` seconds; the texts of the halves (default: its words divided where the time
+    falls)."""
+
+    at: Seconds
+    text_before: SegmentText | None = None
+    text_after: SegmentText | None = None
+
+
+class TranslationPatch(Struct):
+    text: SegmentText
+
+
+class AddLanguages(Struct):
+    target_languages: Annotated[list[LanguageCode], Meta(min_length=1)]
+
+
+class TranscriptSegment(Struct):
+    id: int
+    start: float
+    end: float
+    speaker: str | None
+    text: str
+
+
+class EditableTranscript(Struct):
+    """The job's source transcript as people edit it; `revision` is its ETag (send it back as If-Match)."""
+
+    revision: int
+    language: str | None
+    speakers: list[str]
+    segments: list[TranscriptSegment]
+
+
+class LanguageSegment(Struct):
+    id: int
+    source_text: str
+    text: Annotated[str | None, Meta(description="null: not translated yet (a segment made by a split)")]
+    edited: Annotated[bool, Meta(description="Written by a person: kept across renders until its source changes")]
+    stale: Annotated[bool, Meta(description="The next render redoes it (source, text or timing changed)")]
+
+
+class LanguageResource(Struct):
+    """One language of a job as people edit it; `revision` is its ETag (If-Match), `output_revision` the revision
+    its latest artifacts were rendered at."""
+
+    revision: int
+    output_revision: int | None
+    stage: Stage
+    segments: list[LanguageSegment]
+
+
+class CaptionsApplied(Struct):
+    """What an edited SRT/WebVTT changed: the cues whose text differed and the segments they changed."""
+
+    revision: int
+    changed_cues: list[int]
+    changed_segments: list[int]
+
+
+class RenderStarted(Struct):
+    """A render under way (or none needed); follow it on the job's progress stream from `after_event`."""
+
+    job_id: str
+    target_language: str
+    revision: int
+    started: Annotated[bool, Meta(description="false: it was rendering already, or nothing changed")]
+    after_event: Annotated[int, Meta(description="Open /events with Last-Event-ID set to this")]
+
+
+class LanguagesAdded(Struct):
+    job_id: str
+    target_languages: list[str]
+    after_event: int
+
+
+class SegmentEdit(Struct):
+    segment_id: int
+    target_language: str | None
+    revision: int
+    editor: str
+    action: str
+    field: str
+    old: str | None
+    new: str | None
+    at: Time
+
+
+class SegmentHistory(Struct):
+    edits: list[SegmentEdit]
+
+
+REQUESTS: tuple[type[Struct], ...] = (UploadRequest, JobRequest, LocalTokenRequest, SegmentPatch, SegmentSplit,
+                                      TranslationPatch, AddLanguages)
 RESPONSES: tuple[type[Struct], ...] = (Error, UploadResponse, Job, JobPage, ArtifactList, InputList,
                                        LanguageCatalog, StreamTicket, LocalToken, StorageError, StorageKey,
-                                       ProgressEvent, JobDeletion)
+                                       ProgressEvent, JobDeletion, EditableTranscript, LanguageResource,
+                                       CaptionsApplied, RenderStarted, LanguagesAdded, SegmentHistory)
 
 
 # -- reading and answering ----------------------------------------------------------------------------
