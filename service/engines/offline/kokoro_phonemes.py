@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001  (IPA letters look like ASCII ones: telling them apart is this module's work)
 """espeak-ng's IPA turned into Kokoro-82M's symbols, every symbol outside Kokoro's set handled on purpose.
 
 Kokoro reads a fixed set of ~115 symbols (its `vocab.json`); espeak-ng writes a wider IPA. A symbol the model
@@ -59,7 +60,6 @@ SUBSTITUTES = {
     "ʙ": "b",
     "ˑ": "ː",  # half-long: long is the nearest
     "-": "",  # espeak-ng's mark of an unstressed clitic ("lə-"): no sound
-    "ˈ": "ˈ",
     "\u0329": "",  # syllabic mark: Kokoro infers syllables
     "\u032f": "",  # non-syllabic mark (diphthong glide): the vowel is kept
     "\u032a": "",  # dental mark: the consonant is kept
@@ -101,7 +101,8 @@ def to_symbols(ipa: str, vocab: Collection[str], language: str) -> Mapped:
             out.append(SUBSTITUTES[char])
             result.substituted[char] = SUBSTITUTES[char]
             continue
-        base, *marks = unicodedata.normalize("NFD", char)
+        decomposed = unicodedata.normalize("NFD", char)
+        base, marks = decomposed[0], decomposed[1:]
         if base in vocab and all(m in vocab or m in SUBSTITUTES for m in marks):
             out.append(base + "".join(m if m in vocab else SUBSTITUTES[m] for m in marks))
             result.substituted[char] = out[-1]
