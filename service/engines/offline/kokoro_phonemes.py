@@ -10,8 +10,8 @@ three tables, applied in order:
    the one language whose training text used them.
 2. `SUBSTITUTES`: each other symbol espeak-ng writes for the languages offered, with its nearest Kokoro symbol
    (or "" for a mark that carries nothing Kokoro can say, dropped by decision, with the reason beside it).
-3. Anything still unknown is taken apart (NFD) into a base letter Kokoro knows plus marks; what is left after
-   that is reported in `Mapped.unknown` (the engine logs it as `kokoro.unmapped_phoneme`), never silently lost.
+3. A combining diacritic Kokoro lacks is dropped (the sound it refines is kept); a precomposed letter is taken
+   apart (NFD) into a base letter Kokoro knows plus marks; what is left after that is reported in `Mapped.unknown` (the engine logs it as `kokoro.unmapped_phoneme`), never silently lost.
 """
 
 from __future__ import annotations
@@ -100,6 +100,9 @@ def to_symbols(ipa: str, vocab: Collection[str], language: str) -> Mapped:
         if char in SUBSTITUTES:
             out.append(SUBSTITUTES[char])
             result.substituted[char] = SUBSTITUTES[char]
+            continue
+        if unicodedata.combining(char):  # a diacritic Kokoro lacks refines the sound before it, which is kept
+            result.substituted[char] = ""
             continue
         decomposed = unicodedata.normalize("NFD", char)
         base, marks = decomposed[0], decomposed[1:]
