@@ -74,6 +74,10 @@ SUBSTITUTES = {
     "_": " ",
 }
 
+# Per language, after the ligatures: sounds the Japanese styles say too weakly for a listener, made more salient
+# (bench/intelligibility.py measured each; docs/offline-voice.md has the figures). Regex -> replacement.
+SALIENCE: dict[str, tuple[tuple[str, str], ...]] = {}
+
 # The punctuation Kokoro reads (pauses and intonation); text is cut at it and the marks put back between clauses.
 PUNCTUATION = re.compile(r"([,;:.!?…—]+)")
 
@@ -91,6 +95,8 @@ def to_symbols(ipa: str, vocab: Collection[str], language: str) -> Mapped:
     for old, new in tied.items():
         ipa = ipa.replace(old, new)
     ipa = ipa.replace(TIE, "")
+    for pattern, replacement in SALIENCE.get(language.split("-")[0], ()):
+        ipa = re.sub(pattern, replacement, ipa)
     result = Mapped("")
     out: list[str] = []
     for char in ipa:
