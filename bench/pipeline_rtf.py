@@ -80,8 +80,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     async with scratch_database(ADMIN_URL, "bench_rtf") as url:
         with tempfile.TemporaryDirectory(prefix="bench-rtf-") as tmp:
             data_dir = Path(tmp)
-            voice_env = {"OFFLINE_VOICE": "auto"} if args.offline_voices else {}
-            async with servers.serving("dubbing", url, data_dir, CPU_WORKERS="2", **voice_env) as server, \
+            async with servers.serving("dubbing", url, data_dir, CPU_WORKERS="2") as server, \
                     httpx.AsyncClient(base_url=server.base_url, timeout=120) as client:
                 conn = await asyncpg.connect(url)
                 try:
