@@ -3,8 +3,8 @@
 Everyday sentences written for this test (no numerals, so no number reading is judged), spoken by each engine
 and style, transcribed by Whisper `base` (the packaged multilingual model the service uses) with the language
 given; word and character error rates per language, synthesis real-time factor (seconds of work per second of
-speech, one worker, as the pool runs it) and the highest true peak of any clip. The machine is shared: RTFs
-compare only within one run (Kokoro against espeak-ng side by side).
+speech, one worker, as the pool runs it: wall time, and CPU time, which other load on the shared machine
+hardly changes) and the highest true peak of any clip. Wall RTFs compare only within one run.
 
     .venv/bin/python bench/intelligibility.py [--languages es,fr,ca] [--styles jm_kumo,jf_gongitsune] [--quick]
 
@@ -130,14 +130,15 @@ def speak(engine: str, text: str, language: str, out: str, model_dir: str) -> fl
 def measure(language: str, engine: str, sentences: list[str], model_dir: str, whisper_dir: str,
             folder: Path) -> dict[str, Any]:
     word_errors = words = char_errors = chars = 0
-    work = audio = 0.0
+    work = cpu = audio = 0.0
     peak = 0.0
     lines = []
     for number, text in enumerate(sentences):
         out = str(folder / f"{language}-{engine.replace(':', '-')}-{number}.wav")
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         duration = speak(engine, text, language, out, model_dir)
         work += time.perf_counter() - start
+        cpu += time.process_time() - start_cpu
         audio += duration
         samples, rate = sf.read(out, dtype="float32")
         peak = max(peak, kokoro_lib.true_peak(samples, rate))
@@ -149,10 +150,10 @@ def measure(language: str, engine: str, sentences: list[str], model_dir: str, wh
         chars += len(ref)
         lines.append({"text": text, "heard": heard.strip()})
     figures = {"wer": round(word_errors / words, 4), "cer": round(char_errors / chars, 4),
-               "rtf": round(work / audio, 3), "speech_seconds": round(audio, 1),
+               "rtf": round(work / audio, 3), "cpu_rtf": round(cpu / audio, 3), "speech_seconds": round(audio, 1),
                "true_peak_dbtp": round(20 * math.log10(peak), 2) if peak > 0 else None, "lines": lines}
     print(f"  {language} {engine:22s} WER {figures['wer']:6.1%}  CER {figures['cer']:6.1%}  "
-          f"RTF {figures['rtf']:.2f}  peak {figures['true_peak_dbtp']} dBTP", flush=True)
+          f"RTF {figures['rtf']:.2f} (CPU {figures['cpu_rtf']:.2f})  peak {figures['true_peak_dbtp']} dBTP", flush=True)
     return figures
 
 
