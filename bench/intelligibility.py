@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import soundfile as sf
 
+from service.audio import speech_clip
 from service.engines.offline import espeak, espeak_lib, kokoro, kokoro_lib, whisper
 
 RESULTS = Path(__file__).resolve().parent / "results" / "intelligibility.json"
@@ -141,7 +142,7 @@ def measure(language: str, engine: str, sentences: list[str], model_dir: str, wh
         cpu += time.process_time() - start_cpu
         audio += duration
         samples, rate = sf.read(out, dtype="float32")
-        peak = max(peak, kokoro_lib.true_peak(samples, rate))
+        peak = max(peak, speech_clip.true_peak(samples, rate))
         heard = whisper.transcribe_file(whisper_dir, out, language).text
         ref, hyp = normalise(text), normalise(heard)
         word_errors += edits(ref.split(), hyp.split())

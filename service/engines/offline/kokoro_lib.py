@@ -3,7 +3,8 @@
 Each worker loads the ONNX session, the vocabulary and the voice styles once (`warm`, at start-up) and then
 speaks one line a call, given file paths only. onnxruntime gets one thread per worker: the pool already has a
 worker per core. The raw model peaks above full scale (1.35 measured) in over half the lines, so every clip is
-brought to one speech level and then held under a true-peak ceiling (`levels`) before it is written.
+brought to one speech level and then held under the true-peak ceiling (`levels`, `speech_clip.under_ceiling`)
+before it is written.
 """
 
 from __future__ import annotations
@@ -26,9 +27,7 @@ MODEL_RATE = 24000
 MAX_TOKENS = 510  # the styles have one row per token count up to this; the model's context too
 # Kokoro's `speed` scales every duration; outside this range its prosody falls apart.
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
-SPEECH_RMS_DBFS = -20.0  # every clip's speech level before the ceiling
-TRUE_PEAK_CEILING_DBTP = -1.5  # under the -1 dBTP target, with room for 16-bit rounding
-_OVERSAMPLE = 4  # true peak: the peak of the signal oversampled 4x (ITU-R BS.1770)
+SPEECH_RMS_DBFS = -20.0  # every clip's speech level before the true-peak ceiling (speech_clip.write_clip)
 
 log = structlog.get_logger(__name__)
 
@@ -107,16 +106,6 @@ def _infer(model: _Model, tokens: list[int], style: str, speed: float) -> npt.ND
     return np.asarray(audio, dtype=np.float32).ravel()
 
 
-def true_peak(samples: npt.NDArray[np.float32], rate: int) -> float:
-    """The true peak (linear): the highest magnitude of the signal oversampled 4x."""
-    import soxr
-
-    if samples.size == 0:
-        return 0.0
-    over = soxr.resample(samples.astype(np.float64), rate, rate * _OVERSAMPLE)
-    return float(max(np.max(np.abs(samples)), np.max(np.abs(over))))
-
-
 def levels(samples: npt.NDArray[np.float32], rate: int) -> npt.NDArray[np.float32]:
     """`samples` at one speech level (RMS of the voiced part), then scaled under the true-peak ceiling."""
     if samples.size == 0:
@@ -124,12 +113,7 @@ def levels(samples: npt.NDArray[np.float32], rate: int) -> npt.NDArray[np.float3
     voiced = samples[np.abs(samples) > speech_clip.SILENCE * 10]
     rms = float(np.sqrt(np.mean(np.square(voiced, dtype=np.float64)))) if voiced.size else 0.0
     gain = 10 ** (SPEECH_RMS_DBFS / 20) / rms if rms > 0 else 1.0
-    scaled = (samples * gain).astype(np.float32)
-    peak = true_peak(scaled, rate)
-    ceiling = 10 ** (TRUE_PEAK_CEILING_DBTP / 20)
-    if peak > ceiling:
-        scaled = (scaled * (ceiling / peak)).astype(np.float32)
-    return scaled
+    return speech_clip.under_ceiling((samples * gain).astype(np.float32), rate)
 
 
 def synthesize_file(text: str, language: str, espeak_voice: str, style: str, speed: float, sample_rate: int,

@@ -11,7 +11,8 @@ three tables, applied in order:
 2. `SUBSTITUTES`: each other symbol espeak-ng writes for the languages offered, with its nearest Kokoro symbol
    (or "" for a mark that carries nothing Kokoro can say, dropped by decision, with the reason beside it).
 3. A combining diacritic Kokoro lacks is dropped (the sound it refines is kept); a precomposed letter is taken
-   apart (NFD) into a base letter Kokoro knows plus marks; what is left after that is reported in `Mapped.unknown` (the engine logs it as `kokoro.unmapped_phoneme`), never silently lost.
+   apart (NFD) into a base letter Kokoro knows plus marks; what is left after that is reported in
+   `Mapped.unknown` (the engine logs it as `kokoro.unmapped_phoneme`), never silently lost.
 """
 
 from __future__ import annotations
