@@ -175,7 +175,11 @@ def main() -> None:
         for language in args.languages.split(","):
             sentences = SENTENCES[language][:4] if args.quick else SENTENCES[language]
             results[language] = {engine: measure(language, engine, sentences, model_dir, whisper_dir, Path(tmp))
-                                  for engine in engines}
+                                 for engine in engines}
+            save({language: results[language]})  # after each language: a long run stopped early keeps them
+
+
+def save(results: dict[str, Any]) -> None:
     summary = {lang: {engine: {k: v for k, v in figures.items() if k != "lines"} for engine, figures in by.items()}
                for lang, by in results.items()}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
