@@ -41,9 +41,10 @@ class NewJob:
     background: InputObject | None
     idempotency_key: str | None
     request_hash: str
+    offline_voice: str = "auto"  # natural | fast | auto (sql/038)
 
 
-_JOB_COLUMNS = """id, owner_id, status, source_language, detected_language, detected_language_confidence,
+_JOB_COLUMNS = """id, owner_id, status, source_language, detected_language, detected_language_confidence, offline_voice,
     created_at, updated_at,
     voice_path, voice_content_type, voice_size_bytes, voice_sha256, voice_duration_seconds,
     background_path, background_content_type, background_size_bytes, background_sha256,
@@ -74,8 +75,8 @@ async def _create_once(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
                    voice_size_bytes, voice_sha256, voice_duration_seconds, background_path,
                    background_content_type, background_size_bytes, background_sha256,
                    background_duration_seconds, idempotency_key, request_hash, voice_filename,
-                   background_filename)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                   background_filename, offline_voice)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
                ON CONFLICT ON CONSTRAINT idempotency_unique DO NOTHING
                RETURNING id""",
             job.owner_id,
@@ -94,6 +95,7 @@ async def _create_once(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
             job.request_hash,
             job.voice.filename,
             bg.filename if bg else None,
+            job.offline_voice,
         )
         if job_id is None:
             assert job.idempotency_key is not None
@@ -196,6 +198,7 @@ class StoredJob:
     inputs_deleted_at: datetime | None  # when retention (or the owner) removed the input objects
     detected_language: str | None = None  # what the recogniser heard (sql/022), once transcription ran
     detected_language_confidence: float | None = None
+    offline_voice: str = "auto"  # what the job asked for: natural | fast | auto (sql/038)
 
     def input(self, kind: str) -> InputObject:
         """The `voice` or `background` input; ValueError for a job made without that one."""
@@ -211,7 +214,7 @@ class StoredJob:
             "confidence": None if self.detected_language_confidence is None
             else round(self.detected_language_confidence, 4)}
         return {"id": str(self.id), "status": self.status, "source_language": self.source_language,
-                "detected_language": detected,
+                "detected_language": detected, "offline_voice": self.offline_voice,
                 "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
                 "inputs": {"voice": self._input_json(self.voice), "background": self._input_json(self.background)}}
 
@@ -239,7 +242,7 @@ def _stored_job(row: asyncpg.Record) -> StoredJob:
                      updated_at=row["updated_at"], voice=voice, background=_input_of(row, "background"),
                      inputs_deleted_at=row["inputs_deleted_at"], detected_language=row["detected_language"],
                      detected_language_confidence=None if row["detected_language_confidence"] is None
-                     else float(row["detected_language_confidence"]))
+                     else float(row["detected_language_confidence"]), offline_voice=row["offline_voice"])
 
 
 @dataclass(frozen=True)

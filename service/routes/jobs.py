@@ -8,7 +8,7 @@ import json
 import re
 import unicodedata
 from pathlib import PurePosixPath
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from starlette.requests import Request
@@ -142,8 +142,12 @@ async def _inspect(request: Request, user_id: str, field: str, path: str) -> Inp
     return InputObject(path, content_type, info.size_bytes, result.sha256, result.duration_seconds, upload.filename)
 
 
-def _request_hash(voice: str, background: str | None, source: str, targets: list[str]) -> str:
-    canonical = json.dumps([voice, background, source, sorted(targets)])
+def _request_hash(voice: str, background: str | None, source: str, targets: list[str],
+                  offline_voice: str = "auto") -> str:
+    fields: list[Any] = [voice, background, source, sorted(targets)]
+    if offline_voice != "auto":  # jobs made before the choice existed keep their hash
+        fields.append(offline_voice)
+    canonical = json.dumps(fields)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -159,7 +163,7 @@ async def create_job(request: Request) -> Response:
     check = svc.language_check
     if check is not None and (problem := check(source, targets)):
         raise unprocessable(ErrorCode.UNSUPPORTED_LANGUAGE, problem)
-    request_hash = _request_hash(voice_path, background_path, source, targets)
+    request_hash = _request_hash(voice_path, background_path, source, targets, body.offline_voice)
 
     if idempotency_key is not None:
         try:
@@ -173,7 +177,8 @@ async def create_job(request: Request) -> Response:
     background = (
         await _inspect(request, user.id, "background_object", background_path) if background_path else None
     )
-    new_job = NewJob(user.id, source, targets, voice, background, idempotency_key, request_hash)
+    new_job = NewJob(user.id, source, targets, voice, background, idempotency_key, request_hash,
+                     offline_voice=body.offline_voice)
     try:
         job_id, created = await jobs.create(pool, new_job)
     except IdempotencyConflict as exc:

@@ -8,7 +8,7 @@ says and what the API does cannot drift apart. Enums come from `service.domain`.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta, Struct
@@ -59,6 +59,9 @@ class UploadRequest(Struct):
     files: Annotated[list[UploadFile], Meta(min_length=1, max_length=2)]
 
 
+OfflineVoiceChoice = Literal["natural", "fast", "auto"]
+
+
 class JobRequest(Struct):
     voice_object: Annotated[Text, Meta(description="object_path of the uploaded voice")]
     target_languages: Annotated[list[LanguageCode], Meta(min_length=1)]
@@ -66,6 +69,10 @@ class JobRequest(Struct):
                                          description="ISO 639-1 code, or 'auto' (the default): detected from "
                                                      "the first minute of speech")] = "auto"
     background_object: Text | None = None
+    offline_voice: Annotated[OfflineVoiceChoice, Meta(
+        description="Offline mode's voice: 'natural' (Kokoro-82M, easier to understand, slower to dub), 'fast' "
+                    "(espeak-ng) or 'auto' (the server's OFFLINE_VOICE for each language). A language the natural "
+                    "voice does not speak gets the fast one; a cloud voice, when configured, ignores this")] = "auto"
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=200, pattern=NOT_BLANK)] | None = None
 
 
@@ -156,6 +163,7 @@ class JobSummary(Struct):
     id: str
     status: JobStatus
     source_language: str
+    offline_voice: Annotated[OfflineVoiceChoice, Meta(description="What the job asked for (see JobRequest)")]
     detected_language: Annotated[DetectedLanguage | None, Meta(
         description="What the recogniser heard in the first minute of speech; null until transcription ran")]
     created_at: Time

@@ -17,7 +17,8 @@ import anyio
 
 from service.audio import fitting
 from service.audio.fitting import SegmentTiming
-from service.engines.protocols import Shortener
+from service.engines.offline.voice_choice import for_job
+from service.engines.protocols import Shortener, Synthesizer
 from service.engines.speech_rates import chars_per_second
 from service.engines.types import SynthesizedClip
 from service.stages import outputs, timeline
@@ -54,9 +55,15 @@ def speakable(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
+def synthesizer_of(ctx: StageContext) -> Synthesizer:
+    """The voice this task speaks with: offline, the one the job asked for (natural or fast) or the server's
+    default for the language; a cloud voice as configured."""
+    return for_job(ctx.engine.synthesizer, ctx.task.target_language, ctx.job.offline_voice)
+
+
 async def _speak(ctx: StageContext, text: str, out: Path, rate: float, usage: dict[str, float],
                  word_pause: float = 0.0) -> SynthesizedClip:
-    synthesizer = ctx.engine.synthesizer
+    synthesizer = synthesizer_of(ctx)
     clip: SynthesizedClip = await synthesizer.synthesize(
         text, ctx.task.target_language, str(out), rate=rate, sample_rate=ctx.settings.sample_rate, usage=usage,
         word_pause=word_pause)
@@ -86,7 +93,7 @@ async def _take(ctx: StageContext, text: str, span: float, out: Path, pace: Voic
     if _residual(ctx, clip, span) > _GOOD_ENOUGH and abs(better - clip.rate) > 0.02:
         clip = await _speak(ctx, text, out, better, usage)
     gaps = len(text.split()) - 1
-    if (span > 0 and clip.duration < span and gaps > 0 and ctx.engine.synthesizer.pauses_between_words
+    if (span > 0 and clip.duration < span and gaps > 0 and synthesizer_of(ctx).pauses_between_words
             and _residual(ctx, clip, span) > _GOOD_ENOUGH):
         # Short even at the slowest tempo: pause between the words, as a slow reader does, rather than
         # drawing the sounds out further.
@@ -161,7 +168,7 @@ async def run(ctx: StageContext) -> None:
         await ctx.record_usage(usage)
     ctx.figures.update(clips=len(spoken), reused_clips=reused, spoken_clips=len(spoken) - reused,
                        characters=sum(len(clips[u.id].text) for u, _ in spoken))
-    synthesizer = ctx.engine.synthesizer
+    synthesizer = synthesizer_of(ctx)
     await outputs.save(ctx.work_dir, Synthesis(synthesizer.name, synthesizer.voice_for(ctx.task.target_language),
                                                [clips[u.id] for u, _ in spoken]))
     if not spoken:
