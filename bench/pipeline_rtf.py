@@ -23,6 +23,11 @@ target for a non-English source is >= 5x.
     .venv/bin/python bench/pipeline_rtf.py            # 10-minute input, es / es+ca / es+ca+eo
     .venv/bin/python bench/pipeline_rtf.py --quick    # 1-minute input, same runs
     .venv/bin/python bench/pipeline_rtf.py --source es --max-languages 1 --whisper-variants none
+    .venv/bin/python bench/pipeline_rtf.py --max-languages 1 --offline-voices fast,natural   # issue 25
+
+With `--offline-voices`, each job of each language count is run once per offline voice the job may ask for
+(natural = Kokoro-82M, fast = espeak-ng; OFFLINE_VOICE=auto), one after the other on the same server, so the
+voices compare on one machine state; results go to pipeline_rtf_voices.json.
 """
 
 from __future__ import annotations
@@ -99,18 +104,22 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
                     objects = await inputs.upload_files(client, headers,
                                                         {"voice": voice.path, "background": background})
-                    for count in range(1, 0 if args.mixed_only else len(wanted) + 1):
+                    runs = [(count, voice) for count in range(1, 0 if args.mixed_only else len(wanted) + 1)
+                            for voice in (args.offline_voices.split(",") if args.offline_voices else [None])]
+                    for count, offline_voice in runs:
                         targets = wanted[:count]
+                        asked = {} if offline_voice is None else {"offline_voice": offline_voice}
                         busy = await machine.wait_for_quiet(args.quiet_wait, threshold=0.15)
                         with machine.CpuSampler(root=server.pid, db_name=database_name(url)) as cpu:
                             run = await inputs.run_job(client, headers, {
                                 "voice_object": objects["voice"], "background_object": objects["background"],
                                 "source_language": "en" if source == "en" else "auto",
-                                "target_languages": targets}, timeout=3600)
+                                "target_languages": targets, **asked}, timeout=3600)
                         job = (await client.get(f"/v1/jobs/{run.job_id}", headers=headers)).json()
                         timing = await inputs.stage_times(conn, run.job_id)
                         record = _record(run, targets, timing, cpu, seconds, data_dir / "scratch")
                         record["machine_busy_before"] = busy
+                        record["offline_voice"] = offline_voice
                         record["job"] = {k: v for k, v in job.items() if "language" in k or k == "tasks"}
                         record["transcriptions"] = await conn.fetchval(
                             "SELECT count(*) FROM task_events WHERE job_id = $1 AND kind = 'artifact' "
@@ -176,7 +185,8 @@ def _record(run: inputs.JobRun, targets: list[str], timing: dict[str, Any], cpu:
 
 
 def _print_run(record: dict[str, Any]) -> None:
-    print(f"\n{'+'.join(record['targets'])}: {record['status']}, wall {record['wall_seconds']:.1f} s "
+    voice = f" ({record['offline_voice']} voice)" if record.get("offline_voice") else ""
+    print(f"\n{'+'.join(record['targets'])}{voice}: {record['status']}, wall {record['wall_seconds']:.1f} s "
           f"(POST /v1/jobs {record['create_request_seconds']:.2f} s), RTF {record['rtf']:.2f}x, "
           f"{record['busy_cores_whole_job']} cores busy on average ({record['foreign_busy_cores']} by other "
           f"processes); transcribed {record['transcriptions']}x; CPU-seconds used by the service, its children, "
@@ -207,6 +217,9 @@ def summarise(results: dict[str, Any]) -> None:
                                           "stage_seconds": mixed["tasks"][mixed["targets"][0]]["stage_seconds"]}
         print(f"mixed input (one soundtrack, separated): RTF {mixed['rtf']:.2f}x real time (target >= 8x)")
     if not runs:
+        return
+    if any(r.get("offline_voice") for r in runs):
+        _summarise_voices(results)
         return
     base = runs[0]["wall_seconds"]
     overheads = []
@@ -254,6 +267,26 @@ def summarise(results: dict[str, Any]) -> None:
               f"of the one-language time (target <= {100 * EXTRA_LANGUAGE_TARGET:.0f} %): "
               f"{'MET' if o['meets_target'] else 'NOT MET'}; in CPU-seconds (independent of other load): "
               f"+{o['added_cpu_seconds']:.0f} = {100 * o['added_cpu_fraction_of_one_language']:.0f} %")
+
+
+def _summarise_voices(results: dict[str, Any]) -> None:
+    """Each offline voice's wall time and RTF for the same job, and natural's cost against fast's."""
+    by_voice = {(r["offline_voice"], "+".join(r["targets"])): r for r in results["runs"]}
+    results["summary"] = {"runs": [{"offline_voice": v, "targets": t, "wall_seconds": r["wall_seconds"],
+                                    "rtf": r["rtf"], "cpu_seconds": r["cpu_seconds_whole_job"]["measured_tree_total"],
+                                    "other_processes_busy_cores": r["foreign_busy_cores"]}
+                                   for (v, t), r in by_voice.items()]}
+    print("\n=== summary (offline voices)")
+    for row in results["summary"]["runs"]:
+        print(f"{row['targets']:10} {row['offline_voice']:8} wall {row['wall_seconds']:7.1f} s, "
+              f"RTF {row['rtf']:5.2f}x, CPU {row['cpu_seconds']:.0f} s, "
+              f"other processes {row['other_processes_busy_cores']} cores")
+    for targets in {t for _, t in by_voice}:
+        if ("natural", targets) in by_voice and ("fast", targets) in by_voice:
+            natural, fast = by_voice[("natural", targets)], by_voice[("fast", targets)]
+            ratio = natural["wall_seconds"] / fast["wall_seconds"]
+            results["summary"][f"natural_over_fast_wall_{targets}"] = round(ratio, 2)
+            print(f"{targets}: natural takes {ratio:.2f}x the fast voice's wall time")
 
 
 WHISPER_VARIANTS = {
@@ -334,6 +367,8 @@ def main() -> None:
                         help="measure 1..N target languages (default 3: one, two and three languages)")
     parser.add_argument("--quiet-wait", type=float, default=None,
                         help="before each job, wait up to this many seconds for other processes to leave the CPUs idle")
+    parser.add_argument("--offline-voices", default="",
+                        help="comma-separated offline voices to run each job with: natural (Kokoro), fast (espeak-ng)")
     args = parser.parse_args()
     if args.quiet_wait is None:  # the machine is shared: wait a while for it before a full run
         args.quiet_wait = 0.0 if args.quick else 30.0
@@ -355,7 +390,8 @@ def main() -> None:
         print("\nWhisper alone on the same voice file (the stt stage's engine call, outside the service):")
         results["whisper_variants"] = whisper_variants(args.minutes, names, args.voice)
     results["bench_seconds"] = round(time.perf_counter() - started, 1)
-    write_results("pipeline_rtf" if args.source == "en" else f"pipeline_rtf_{args.source}", results,
+    name = "pipeline_rtf" if args.source == "en" else f"pipeline_rtf_{args.source}"
+    write_results(f"{name}_voices" if args.offline_voices else name, results,
                   quick=args.quick)
 
 

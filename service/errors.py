@@ -55,6 +55,14 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     UPLOAD_SIZE_MISMATCH = "upload_size_mismatch"
+    # -- editing a transcript or a translation (issue 22)
+    STALE_REVISION = "stale_revision"
+    PRECONDITION_REQUIRED = "precondition_required"
+    RENDERING = "rendering"
+    NOT_EDITABLE = "not_editable"
+    INVALID_TIMING = "invalid_timing"
+    CAPTIONS_MISMATCH = "captions_mismatch"
+    LANGUAGE_EXISTS = "language_exists"
     # -- the service cannot answer right now
     DATABASE_UNAVAILABLE = "database_unavailable"
     ENGINES_UNAVAILABLE = "engines_unavailable"
@@ -219,6 +227,29 @@ class IdempotencyConflict(DubbingError):
 
     def __init__(self) -> None:
         super().__init__(ErrorCode.IDEMPOTENCY_CONFLICT, "This idempotency key was used for another request")
+
+
+class StaleRevision(ApiError):
+    """An edit sent with a revision (If-Match) another edit has moved past: nothing was written (412)."""
+
+    def __init__(self, current: int) -> None:
+        super().__init__(412, ErrorCode.STALE_REVISION,
+                         f"Someone edited first: the revision is now {current}; reload and edit again")
+        self.current = current
+
+
+class EditConflict(ApiError):
+    """An edit while the job's (or the language's) render runs: it would change what is being rendered (409)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(409, ErrorCode.RENDERING, message)
+
+
+class EditRefused(ApiError):
+    """An edit of something that cannot be edited now (no transcript yet, its inputs are gone) (409)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(409, ErrorCode.NOT_EDITABLE, message)
 
 
 class QueueUnavailable(DubbingError):

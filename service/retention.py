@@ -21,7 +21,7 @@ import anyio
 import asyncpg
 
 from service import metrics, scratch
-from service.db import artifacts, jobs, uploads
+from service.db import artifacts, jobs, translations, uploads
 from service.settings import Settings
 from service.storage import Storage
 
@@ -125,12 +125,15 @@ async def delete_job_files(pool: asyncpg.Pool, storage: Storage, scratch_dir: Pa
 
 
 async def _finished_scratch(pool: asyncpg.Pool, scratch_dir: Path, remove: bool) -> tuple[int, int]:
-    """The scratch folders of jobs that are over or deleted (the supervisor removes them as a job ends; this is
-    the safety net): (folders, bytes), removed unless `remove` is False."""
+    """The scratch folders of jobs that are over or deleted, but for those with a complete language whose artifacts
+    live (the supervisor removes the others as a job ends; this is the safety net): (folders, bytes), removed
+    unless `remove` is False."""
     if not await anyio.Path(scratch_dir).exists():
         return 0, 0
     names = [p.name for p in await anyio.to_thread.run_sync(lambda: list(scratch_dir.iterdir())) if p.is_dir()]
-    finished = await jobs.finished_among(pool, names)
+    over = await jobs.finished_among(pool, names)
+    kept = await translations.editable_among(pool, over)  # a re-render reuses their clips until they expire
+    finished = [job_id for job_id in over if job_id not in kept]
     total = 0
     for job_id in finished:
         folder = scratch_dir / job_id

@@ -4,8 +4,10 @@
 voice track, the outputs each stage hands on); `DATA_DIR/scratch/<job>/source/` the job's own (its
 transcript files). A file being written is a *partial* beside its target, named with the writing
 process's id, and renamed into place when whole; partials left by a process that died (kill -9, a
-power cut) are removed at the next start. A task's scratch goes when the task ends, the job's when
-the job does: the results are in storage by then.
+power cut) are removed at the next start. A task's scratch goes when the task fails or is cancelled, the job's
+when the job ends with nothing complete: the results are in storage by then. A complete language keeps its clips
+and the stages' records (`keep_checkpoints`) until its artifacts expire, so a re-render after an edit speaks only
+what changed.
 """
 
 from __future__ import annotations
@@ -43,6 +45,16 @@ def task_dir(root: Path, job_id: object, language: str) -> Path:
 def remove(path: Path) -> None:
     """Blocking: call from a thread."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+def keep_checkpoints(folder: Path) -> None:
+    """Blocking: call from a thread. A finished language's scratch without its rendered files (in storage by
+    now): the clips, their records and the stages' outputs (*.json) stay for a re-render."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if path.is_file() and path.suffix != ".json":
+            path.unlink(missing_ok=True)
 
 
 def pid_alive(pid: int) -> bool:

@@ -115,6 +115,12 @@ class Settings:
     # The multilingual model for non-English speech and detection: "" uses the packaged Whisper base
     # (joined into DATA_DIR/models once), "none" turns it off (English only), else a CTranslate2 model folder.
     whisper_multilingual_dir: str = ""
+    # The offline voice (docs/offline-voice.md): kokoro | espeak | auto (Kokoro-82M where it is measurably
+    # more intelligible, espeak-ng elsewhere); a job may ask for "natural" (Kokoro) or "fast" (espeak-ng).
+    offline_voice: str = "auto"
+    # Kokoro's model: "" joins the packaged parts into DATA_DIR/models once, "none" turns Kokoro off, else a
+    # folder holding kokoro.onnx, vocab.json and voices_ja.npz.
+    kokoro_model_dir: str = ""
     sample_rate: int = 48000
     max_engine_rate: float = 1.25
     stretch_ceiling: float = 1.25
@@ -200,6 +206,8 @@ class Settings:
             cpu_workers=_int(env, "CPU_WORKERS", cpus),
             whisper_model_dir=env.get("WHISPER_MODEL_DIR") or None,
             whisper_multilingual_dir=env.get("WHISPER_MULTILINGUAL_MODEL_DIR", ""),
+            offline_voice=(env.get("OFFLINE_VOICE") or "auto").strip().lower(),
+            kokoro_model_dir=env.get("KOKORO_MODEL_DIR", ""),
             web_format=env.get("WEB_FORMAT", "mp3"),
             supabase_service_key=env.get("SUPABASE_SERVICE_KEY") or None,
             deepgram_api_key=env.get("DEEPGRAM_API_KEY") or None,

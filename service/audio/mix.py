@@ -43,6 +43,9 @@ FALLBACK_OVERSAMPLE = 4
 INTERSAMPLE_MARGIN_DB = 1.0
 # Loudness error we accept before re-rendering with a corrected gain (the test tolerance is 1 LU).
 LOUDNESS_TOLERANCE_LU = 0.5
+# A re-render keeping its previous gain (`MixSettings.keep_gain_db`) accepts up to the loudness spec's own 1 LU,
+# so that what did not change stays sample for sample as before.
+KEPT_GAIN_TOLERANCE_LU = 1.0
 MAX_CORRECTIONS = 3
 
 
@@ -69,6 +72,14 @@ class MixSettings:
     block_seconds: float = 1.0
     limiter_attack_ms: float = 5.0
     limiter_release_ms: float = 100.0
+    # A re-render's previous gain: kept while it still reaches the target within the tolerance, so what did not
+    # change comes out sample for sample as before (None: the gain that reaches the target).
+    keep_gain_db: float | None = None
+    # With it, the previous render's premix figures (integrated loudness, true peak, the voice's true peak): the
+    # measuring pass is skipped (the render pass measures what it writes, and corrects a miss as ever).
+    keep_premix: tuple[float | None, float | None, float | None] | None = None
+    # And the limiter oversampling it ended with (master, stem): the same limiter, the same samples.
+    keep_oversample: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,10 @@ class MixResult:
     stem_path: str
     corrections: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    premix_true_peak_dbtp: float | None = None
+    voice_true_peak_dbtp: float | None = None
+    oversample: int = 0  # the limiter's on the master (0: none), and on the stem
+    stem_oversample: int = 0
 
 
 
@@ -243,7 +258,11 @@ def mix(
                 notes.append("voice and background differ in length; voice padded/cut to the background")
         sources = _sources(voice, background, envelope, settings)
         progress.report(0.15)  # the work done, by passes over the audio: decoding and ducking, measuring, rendering
-        measured, voice_measured = _measure(sources)
+        if settings.keep_gain_db is not None and settings.keep_premix is not None:  # a re-render: as before
+            lufs, peak, voice_peak = settings.keep_premix
+            measured, voice_measured = Loudness(lufs, peak, 0.0), Loudness(None, voice_peak, 0.0)
+        else:
+            measured, voice_measured = _measure(sources)
         progress.report(0.45)
         result = _normalise(sources, measured, voice_measured, settings, out_master_wav, out_web,
                             out_stem if sources.with_background else None, notes)
@@ -260,8 +279,15 @@ def _normalise(sources: _Graph, measured: Loudness, voice: Loudness, settings: M
         gain_db, oversample = 0.0, 0
     else:
         gain_db = target - measured.integrated_lufs
+        # Kept as it was (the render pass below checks it still reaches the target), unless a measured premix
+        # says at once that it cannot.
+        if settings.keep_gain_db is not None and (
+                settings.keep_premix is not None or abs(settings.keep_gain_db - gain_db) <= KEPT_GAIN_TOLERANCE_LU):
+            gain_db = settings.keep_gain_db
         oversample = LIMITER_OVERSAMPLE if _needs_limiter(measured.true_peak_dbtp, gain_db, settings) else 0
     corrections, stem_floor = 0, 0
+    if settings.keep_oversample is not None and gain_db == settings.keep_gain_db:
+        oversample, stem_floor = settings.keep_oversample
     previous: tuple[float, float] | None = None  # (gain, achieved loudness) of the last loudness miss
     while True:
         stem_os = max(stem_floor, LIMITER_OVERSAMPLE if _needs_limiter(voice.true_peak_dbtp, gain_db, settings)
@@ -271,7 +297,8 @@ def _normalise(sources: _Graph, measured: Loudness, voice: Loudness, settings: M
         master_over, stem_over = _over_ceiling(final, settings), _over_ceiling(stem_figures, settings)
         achieved = final.integrated_lufs
         miss = 0.0 if achieved is None or target is None else target - achieved
-        if not (master_over or stem_over or abs(miss) > LOUDNESS_TOLERANCE_LU) or corrections >= MAX_CORRECTIONS:
+        tolerance = KEPT_GAIN_TOLERANCE_LU if gain_db == settings.keep_gain_db else LOUDNESS_TOLERANCE_LU
+        if not (master_over or stem_over or abs(miss) > tolerance) or corrections >= MAX_CORRECTIONS:
             break
         corrections += 1
         if master_over or stem_over:
@@ -308,4 +335,6 @@ def _normalise(sources: _Graph, measured: Loudness, voice: Loudness, settings: M
         stem_integrated_lufs=stem_figures.integrated_lufs if stem_figures else None,
         stem_true_peak_dbtp=stem_figures.true_peak_dbtp if stem_figures else None,
         master_path=master, web_path=web, stem_path=stem or master, corrections=corrections, notes=tuple(notes),
+        premix_true_peak_dbtp=measured.true_peak_dbtp, voice_true_peak_dbtp=voice.true_peak_dbtp,
+        oversample=oversample, stem_oversample=stem_os,
     )

@@ -21,6 +21,9 @@ from service.errors import EngineError, ErrorCode
 # Leading and trailing samples quieter than this (-50 dBFS) are silence; this much of it is kept at each end.
 SILENCE = 10 ** (-50 / 20)
 KEEP_SECONDS = 0.02
+# No clip leaves a synthesizer above this true peak: under the -1 dBTP target, with room for 16-bit rounding.
+TRUE_PEAK_CEILING_DBTP = -1.5
+_OVERSAMPLE = 4  # true peak: the peak of the signal oversampled 4x (ITU-R BS.1770)
 
 
 def trimmed(samples: npt.NDArray[np.float32], rate: int) -> npt.NDArray[np.float32]:
@@ -32,13 +35,33 @@ def trimmed(samples: npt.NDArray[np.float32], rate: int) -> npt.NDArray[np.float
     return samples[max(int(loud[0]) - keep, 0): min(int(loud[-1]) + 1 + keep, samples.size)]
 
 
+def true_peak(samples: npt.NDArray[np.float32], rate: int) -> float:
+    """The true peak (linear): the highest magnitude of the signal oversampled 4x."""
+    import soxr
+
+    if samples.size == 0:
+        return 0.0
+    over = soxr.resample(samples.astype(np.float64), rate, rate * _OVERSAMPLE)
+    return float(max(np.max(np.abs(samples)), np.max(np.abs(over))))
+
+
+def under_ceiling(samples: npt.NDArray[np.float32], rate: int,
+                  ceiling_dbtp: float = TRUE_PEAK_CEILING_DBTP) -> npt.NDArray[np.float32]:
+    """`samples` scaled down, when they must be, so their true peak is at most `ceiling_dbtp`."""
+    peak = true_peak(samples, rate)
+    ceiling = 10 ** (ceiling_dbtp / 20)
+    return (samples * (ceiling / peak)).astype(np.float32) if peak > ceiling else samples
+
+
 def write_clip(samples: npt.NDArray[np.float32], rate: int, sample_rate: int, out_path: str) -> float:
-    """Resample to `sample_rate`, write a mono 16-bit WAV atomically; return its duration in seconds."""
+    """Resample to `sample_rate`, hold the true peak under the ceiling (a synthesizer's clip never clips), write
+    a mono 16-bit WAV atomically; return its duration in seconds."""
     import soundfile
     import soxr
 
     if rate != sample_rate:
         samples = soxr.resample(samples, rate, sample_rate)
+    samples = under_ceiling(np.asarray(samples, dtype=np.float32), sample_rate)
     tmp = scratch.partial_path(out_path)
     try:
         soundfile.write(tmp, np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")

@@ -22,13 +22,14 @@ class NewArtifact:
     sha256: str
     size_bytes: int
     content_type: str
+    revision: int = 1  # the language's revision it was rendered at (sql/034)
 
 
-_COLUMNS = """id, job_id, task_id, target_language, kind, object_path, sha256, size_bytes, content_type,
+_COLUMNS = """id, job_id, task_id, target_language, kind, object_path, sha256, size_bytes, content_type, revision,
     created_at, expires_at"""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StoredArtifact(NewArtifact):
     """An artifact row: what a job produced (a `NewArtifact`, recorded) and until when it is kept."""
 
@@ -51,6 +52,7 @@ class StoredArtifact(NewArtifact):
             "id": str(self.id),
             "kind": self.kind,
             "target_language": self.target_language,
+            "revision": self.revision,
             "object_path": self.object_path,
             "content_type": self.content_type,
             "size_bytes": self.size_bytes,
@@ -61,11 +63,11 @@ class StoredArtifact(NewArtifact):
 
 
 async def record(conn: asyncpg.Connection | asyncpg.Pool, artifact: NewArtifact, ttl: timedelta) -> StoredArtifact:
-    """Insert or replace (a retried stage re-uploads) the artifact row."""
+    """Insert or replace (a retried stage re-uploads) the artifact row of its revision."""
     row = await conn.fetchrow(
         f"""INSERT INTO artifacts (job_id, task_id, target_language, kind, object_path, sha256, size_bytes,
-                                   content_type, expires_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + $9::interval)
+                                   content_type, expires_at, revision)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + $9::interval, $10)
             ON CONFLICT ON CONSTRAINT one_artifact_per_kind DO UPDATE SET
                 object_path = EXCLUDED.object_path, sha256 = EXCLUDED.sha256,
                 size_bytes = EXCLUDED.size_bytes, content_type = EXCLUDED.content_type,
@@ -80,6 +82,7 @@ async def record(conn: asyncpg.Connection | asyncpg.Pool, artifact: NewArtifact,
         artifact.size_bytes,
         artifact.content_type,
         ttl,
+        artifact.revision,
     )
     assert row is not None
     return StoredArtifact.from_row(row)
@@ -134,12 +137,17 @@ async def due(pool: asyncpg.Pool) -> tuple[int, int]:
     return int(row["n"]), int(row["bytes"])
 
 
-async def for_job(conn: asyncpg.Connection | asyncpg.Pool, job_id: UUID) -> list[StoredArtifact]:
-    """The job's live artifacts (not yet removed by retention)."""
+async def for_job(conn: asyncpg.Connection | asyncpg.Pool, job_id: UUID,
+                  revision: int | None = None) -> list[StoredArtifact]:
+    """The job's live artifacts (not yet removed by retention): of each language the latest revision's, or those
+    of `revision` (the job's own, its transcript, either way)."""
     rows = await conn.fetch(
-        f"""SELECT {_COLUMNS} FROM artifacts
-            WHERE job_id = $1 AND deleted_at IS NULL AND expires_at > now()
+        f"""SELECT {_COLUMNS} FROM (
+                SELECT DISTINCT ON (target_language, kind) {_COLUMNS} FROM artifacts
+                WHERE job_id = $1 AND deleted_at IS NULL AND expires_at > now()
+                  AND ($2::int IS NULL OR revision = $2 OR target_language IS NULL)
+                ORDER BY target_language, kind, revision DESC) latest
             ORDER BY target_language NULLS FIRST, kind""",
-        job_id,
+        job_id, revision,
     )
     return [StoredArtifact.from_row(r) for r in rows]

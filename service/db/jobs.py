@@ -70,9 +70,10 @@ class NewJob:
     idempotency_key: str | None
     request_hash: str
     media: MediaSpec | None = None
+    offline_voice: str = "auto"  # natural | fast | auto (sql/038)
 
 
-_JOB_COLUMNS = """id, owner_id, status, source_language, detected_language, detected_language_confidence,
+_JOB_COLUMNS = """id, owner_id, status, source_language, detected_language, detected_language_confidence, offline_voice,
     created_at, updated_at,
     voice_path, voice_content_type, voice_size_bytes, voice_sha256, voice_duration_seconds,
     background_path, background_content_type, background_size_bytes, background_sha256,
@@ -103,8 +104,8 @@ async def _create_once(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
                    voice_size_bytes, voice_sha256, voice_duration_seconds, background_path,
                    background_content_type, background_size_bytes, background_sha256,
                    background_duration_seconds, idempotency_key, request_hash, voice_filename,
-                   background_filename, media)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                   background_filename, offline_voice, media)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
                ON CONFLICT ON CONSTRAINT idempotency_unique DO NOTHING
                RETURNING id""",
             job.owner_id,
@@ -123,6 +124,7 @@ async def _create_once(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
             job.request_hash,
             job.voice.filename,
             bg.filename if bg else None,
+            job.offline_voice,
             job.media.to_json() if job.media else None,
         )
         if job_id is None:
@@ -227,6 +229,7 @@ class StoredJob:
     detected_language: str | None = None  # what the recogniser heard (sql/022), once transcription ran
     detected_language_confidence: float | None = None
     media: MediaSpec | None = None  # a media job: `voice` is the uploaded mixed recording (sql/030)
+    offline_voice: str = "auto"  # what the job asked for: natural | fast | auto (sql/038)
 
     def input(self, kind: str) -> InputObject:
         """The `voice` or `background` input; ValueError for a job made without that one."""
@@ -243,7 +246,7 @@ class StoredJob:
             "confidence": None if self.detected_language_confidence is None
             else round(self.detected_language_confidence, 4)}
         return {"id": str(self.id), "status": self.status, "source_language": self.source_language,
-                "detected_language": detected,
+                "detected_language": detected, "offline_voice": self.offline_voice,
                 "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
                 "inputs": {"voice": self._input_json(self.voice), "background": self._input_json(self.background)},
                 "media": self.media.public() if self.media else None}
@@ -272,7 +275,7 @@ def _stored_job(row: asyncpg.Record) -> StoredJob:
                      updated_at=row["updated_at"], voice=voice, background=_input_of(row, "background"),
                      inputs_deleted_at=row["inputs_deleted_at"], detected_language=row["detected_language"],
                      detected_language_confidence=None if row["detected_language_confidence"] is None
-                     else float(row["detected_language_confidence"]),
+                     else float(row["detected_language_confidence"]), offline_voice=row["offline_voice"],
                      media=MediaSpec.from_json(dict(row["media"])) if row["media"] is not None else None)
 
 

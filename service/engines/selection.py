@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import httpx
 import structlog
 
-from service.engines.protocols import Engines
+from service.engines.protocols import Engines, Synthesizer
 from service.errors import EngineError
 from service.providers.http import ProviderClient
 from service.settings import Settings
@@ -63,6 +63,37 @@ def offline_engines(executor: Executor, model_dir: str | None, multilingual_dir:
                    EspeakSynthesizer(executor=executor))
 
 
+def kokoro_dir(settings: Settings) -> str | None:
+    """KOKORO_MODEL_DIR, or the packaged Kokoro-82M joined into DATA_DIR (blocking the first time: ~92 MB
+    written and hashed), or None when it is turned off or cannot be had (then espeak-ng speaks everything)."""
+    from service.engines.offline import kokoro
+
+    chosen = settings.kokoro_model_dir.strip()
+    if chosen.lower() == "none":
+        return None
+    if chosen:
+        return chosen
+    try:
+        return kokoro.model_dir(settings.data_dir)
+    except (EngineError, OSError) as exc:
+        structlog.get_logger(__name__).warning("engines.kokoro_unavailable", error=str(exc))
+        return None
+
+
+def offline_synthesizer(settings: Settings, executor: Executor) -> Synthesizer:
+    """espeak-ng, with Kokoro-82M beside it unless OFFLINE_VOICE=espeak (see `voice_choice`)."""
+    from service.engines.offline.espeak import EspeakSynthesizer
+    from service.engines.offline.kokoro import KokoroSynthesizer
+    from service.engines.offline.voice_choice import OfflineVoice, OfflineVoices
+
+    fast = EspeakSynthesizer(executor=executor)
+    mode = OfflineVoice(settings.offline_voice)
+    folder = None if mode == OfflineVoice.ESPEAK else kokoro_dir(settings)
+    if folder is None:
+        return fast
+    return OfflineVoices(fast, KokoroSynthesizer(executor, folder), mode)
+
+
 def multilingual_dir(settings: Settings) -> str | None:
     """WHISPER_MULTILINGUAL_MODEL_DIR, or the packaged Whisper base joined into DATA_DIR (blocking the first
     time: ~145 MB written and hashed), or None when it is turned off or not installed."""
@@ -83,9 +114,8 @@ def multilingual_dir(settings: Settings) -> str | None:
 def choose_engines(settings: Settings, clients: ProviderClients, executor: Executor) -> Engines:
     """Blocking (offline engines look at the filesystem): call it from a thread at start-up."""
     from service.engines.offline.apertium import ApertiumTranslator
-    from service.engines.offline.espeak import EspeakSynthesizer
     from service.engines.offline.whisper import WhisperTranscriber
-    from service.engines.protocols import Synthesizer, Transcriber, Translator
+    from service.engines.protocols import Transcriber, Translator
 
     transcriber: Transcriber
     translator: Translator
@@ -109,7 +139,7 @@ def choose_engines(settings: Settings, clients: ProviderClients, executor: Execu
         synthesizer = DeepgramSynthesizer(clients.deepgram_tts, dict(settings.deepgram_tts_voices) or None,
                                           executor=executor)
     else:
-        synthesizer = EspeakSynthesizer(executor=executor)
+        synthesizer = offline_synthesizer(settings, executor)
     isolator = None
     if clients.elevenlabs_isolation is not None:
         from service.engines.cloud.elevenlabs_isolation import ElevenLabsIsolator

@@ -8,7 +8,7 @@ import json
 import re
 import unicodedata
 from pathlib import PurePosixPath
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from starlette.requests import Request
@@ -214,8 +214,13 @@ def _check_media_request(body: JobRequest) -> None:
 
 
 def _request_hash(voice: str, background: str | None, source: str, targets: list[str],
-                  media: list[object] | None = None) -> str:
-    canonical = json.dumps([voice, background, source, sorted(targets)] + ([media] if media else []))
+                  offline_voice: str = "auto", media: list[object] | None = None) -> str:
+    fields: list[Any] = [voice, background, source, sorted(targets)]
+    if offline_voice != "auto":  # jobs made before the choice existed keep their hash
+        fields.append(offline_voice)
+    if media:  # a media job: its object, window and background choice
+        fields.append(media)
+    canonical = json.dumps(fields)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -234,8 +239,8 @@ async def create_job(request: Request) -> Response:
     if check is not None and (problem := check(source, targets)):
         raise unprocessable(ErrorCode.UNSUPPORTED_LANGUAGE, problem)
     media_request: list[object] | None = None if media_path is None else [body.start_seconds, body.end_seconds,
-                                                     str(body.background or BackgroundMode.KEEP)]
-    request_hash = _request_hash(voice_path, background_path, source, targets, media_request)
+                                                                          str(body.background or BackgroundMode.KEEP)]
+    request_hash = _request_hash(voice_path, background_path, source, targets, body.offline_voice, media_request)
 
     if idempotency_key is not None:
         try:
@@ -255,7 +260,8 @@ async def create_job(request: Request) -> Response:
     background = (
         (await _inspect(request, user.id, "background_object", background_path))[0] if background_path else None
     )
-    new_job = NewJob(user.id, source, targets, voice, background, idempotency_key, request_hash, media)
+    new_job = NewJob(user.id, source, targets, voice, background, idempotency_key, request_hash, media,
+                     offline_voice=body.offline_voice)
     try:
         job_id, created = await jobs.create(pool, new_job)
     except IdempotencyConflict as exc:
@@ -297,8 +303,9 @@ async def list_artifacts(request: Request) -> Response:
     owned, voice_name = await jobs.voice_filename(svc.db.pool, user.id, job_id)
     if not owned:
         raise not_found("Job not found")
+    revision = query_int(request, "revision", 0, 1, 1_000_000) or None
     listed = []
-    for artifact in await artifacts.for_job(svc.db.pool, job_id):
+    for artifact in await artifacts.for_job(svc.db.pool, job_id, revision):
         name = artifact_download_name(voice_name, artifact.kind, artifact.target_language, artifact.object_path)
         signed = await svc.storage.create_download_url(artifact.object_path, svc.settings.download_url_ttl_seconds,
                                                        name)

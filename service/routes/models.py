@@ -8,7 +8,7 @@ says and what the API does cannot drift apart. Enums come from `service.domain`.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta, Struct
@@ -62,6 +62,9 @@ class UploadRequest(Struct):
     files: Annotated[list[UploadFile], Meta(min_length=1, max_length=2)]
 
 
+OfflineVoiceChoice = Literal["natural", "fast", "auto"]
+
+
 class JobRequest(Struct):
     target_languages: Annotated[list[LanguageCode], Meta(min_length=1)]
     voice_object: Annotated[Text | None, Meta(description="object_path of the uploaded voice (or give "
@@ -70,6 +73,10 @@ class JobRequest(Struct):
                                          description="ISO 639-1 code, or 'auto' (the default): detected from "
                                                      "the first minute of speech")] = "auto"
     background_object: Text | None = None
+    offline_voice: Annotated[OfflineVoiceChoice, Meta(
+        description="Offline mode's voice: 'natural' (Kokoro-82M, easier to understand, slower to dub), 'fast' "
+                    "(espeak-ng) or 'auto' (the server's OFFLINE_VOICE for each language). A language the natural "
+                    "voice does not speak gets the fast one; a cloud voice, when configured, ignores this")] = "auto"
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=200, pattern=NOT_BLANK)] | None = None
     media_object: Annotated[Text | None, Meta(
         description="object_path of an uploaded video or mixed soundtrack (kind `media`), instead of "
@@ -154,6 +161,7 @@ class Artifact(Struct):
     id: str
     kind: ArtifactKind
     target_language: str | None
+    revision: Annotated[int, Meta(description="The language's revision it was rendered at (1: the first dub)")]
     object_path: str
     content_type: str
     size_bytes: int
@@ -178,6 +186,7 @@ class JobSummary(Struct):
     id: str
     status: JobStatus
     source_language: str
+    offline_voice: Annotated[OfflineVoiceChoice, Meta(description="What the job asked for (see JobRequest)")]
     detected_language: Annotated[DetectedLanguage | None, Meta(
         description="What the recogniser heard in the first minute of speech; null until transcription ran")]
     created_at: Time
@@ -303,10 +312,120 @@ class StorageKey(Struct):
     Key: str
 
 
-REQUESTS: tuple[type[Struct], ...] = (UploadRequest, JobRequest, LocalTokenRequest)
+# -- editing a dub (transcript, translations, renders) -----------------------------------------------
+
+SegmentText = Annotated[str, Meta(min_length=1, max_length=2000, pattern=NOT_BLANK)]
+Speaker = Annotated[str, Meta(min_length=1, max_length=64, pattern=DISPLAY_NAME)]
+Seconds = Annotated[float, Meta(ge=0, le=86400)]
+
+
+class SegmentPatch(Struct):
+    """Change one source segment: any of its text, timing (seconds) and speaker (null: nobody in particular)."""
+
+    text: SegmentText | msgspec.UnsetType = msgspec.UNSET
+    start: Seconds | msgspec.UnsetType = msgspec.UNSET
+    end: Seconds | msgspec.UnsetType = msgspec.UNSET
+    speaker: Speaker | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class SegmentSplit(Struct):
+    """Cut a segment in two at `at` seconds; the texts of the halves (default: its words divided where the time
+    falls)."""
+
+    at: Seconds
+    text_before: SegmentText | None = None
+    text_after: SegmentText | None = None
+
+
+class TranslationPatch(Struct):
+    text: SegmentText
+
+
+class AddLanguages(Struct):
+    target_languages: Annotated[list[LanguageCode], Meta(min_length=1)]
+
+
+class TranscriptSegment(Struct):
+    id: int
+    start: float
+    end: float
+    speaker: str | None
+    text: str
+
+
+class EditableTranscript(Struct):
+    """The job's source transcript as people edit it; `revision` is its ETag (send it back as If-Match)."""
+
+    revision: int
+    language: str | None
+    speakers: list[str]
+    segments: list[TranscriptSegment]
+
+
+class LanguageSegment(Struct):
+    id: int
+    source_text: str
+    text: Annotated[str | None, Meta(description="null: not translated yet (a segment made by a split)")]
+    edited: Annotated[bool, Meta(description="Written by a person: kept across renders until its source changes")]
+    stale: Annotated[bool, Meta(description="The next render redoes it (source, text or timing changed)")]
+
+
+class LanguageResource(Struct):
+    """One language of a job as people edit it; `revision` is its ETag (If-Match), `output_revision` the revision
+    its latest artifacts were rendered at."""
+
+    revision: int
+    output_revision: int | None
+    stage: Stage
+    segments: list[LanguageSegment]
+
+
+class CaptionsApplied(Struct):
+    """What an edited SRT/WebVTT changed: the cues whose text differed and the segments they changed."""
+
+    revision: int
+    changed_cues: list[int]
+    changed_segments: list[int]
+
+
+class RenderStarted(Struct):
+    """A render under way (or none needed); follow it on the job's progress stream from `after_event`."""
+
+    job_id: str
+    target_language: str
+    revision: int
+    started: Annotated[bool, Meta(description="false: it was rendering already, or nothing changed")]
+    after_event: Annotated[int, Meta(description="Open /events with Last-Event-ID set to this")]
+
+
+class LanguagesAdded(Struct):
+    job_id: str
+    target_languages: list[str]
+    after_event: int
+
+
+class SegmentEdit(Struct):
+    segment_id: int
+    target_language: str | None
+    revision: int
+    editor: str
+    action: str
+    field: str
+    old: str | None
+    new: str | None
+    at: Time
+
+
+class SegmentHistory(Struct):
+    edits: list[SegmentEdit]
+
+
+REQUESTS: tuple[type[Struct], ...] = (UploadRequest, JobRequest, LocalTokenRequest, SegmentPatch, SegmentSplit,
+                                      TranslationPatch, AddLanguages)
 RESPONSES: tuple[type[Struct], ...] = (Error, UploadResponse, Job, JobPage, ArtifactList, InputList,
                                        LanguageCatalog, StreamTicket, LocalToken, StorageError, StorageKey,
-                                       ProgressEvent, JobDeletion)
+                                       ProgressEvent, JobDeletion, EditableTranscript, LanguageResource,
+                                       CaptionsApplied, RenderStarted, LanguagesAdded, SegmentHistory)
 
 
 # -- reading and answering ----------------------------------------------------------------------------

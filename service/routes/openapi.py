@@ -19,6 +19,8 @@ from service.settings import ALLOWED_UPLOAD_TYPES
 _STR = {"type": "string"}
 _ERROR_TEXT = {400: "Malformed request", 401: "Missing, bad or expired token", 404: "Not found (or not yours)",
                409: "Conflict", 413: "Too large", 415: "Unsupported content type", 422: "Invalid input",
+               412: "Someone edited first: the revision (If-Match) is stale; nothing was written",
+               428: "If-Match is required",
                416: "Range not satisfiable", 403: "Only from this computer", 503: "Try again later"}
 
 
@@ -90,6 +92,71 @@ def _signed_upload(object_path: list[dict[str, Any]], token: list[dict[str, Any]
         "responses": {"200": _json(models.StorageKey, "Stored"), **_storage_errors(400, 403, 404, 409, 413, 415)}}
 
 
+def _editing_paths(job_id: list[dict[str, Any]], auth: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """The routes of editing a dub: the transcript, each language, renders, adding languages."""
+    segment = [*job_id, {"name": "segment_id", "in": "path", "required": True,
+                         "schema": {"type": "string", "pattern": "^[0-9]{1,9}$"}}]
+    language = [*job_id, {"name": "language", "in": "path", "required": True, "schema": _STR}]
+    lang_segment = [*language, segment[-1]]
+    match = {"name": "If-Match", "in": "header", "required": False,
+             "description": "The revision you edited (the ETag, e.g. \"3\"); without it the answer is 428",
+             "schema": {"type": "string", "pattern": '^(\\*|\\s*(W/)?"?[0-9]{1,9}"?\\s*)$'}}
+    optional_match = {**match, "description": "The revision you edited (the ETag); checked when sent"}
+    transcript = _json(models.EditableTranscript, "The transcript after the change (ETag: its revision)")
+    language_doc = _json(models.LanguageResource, "The language (ETag: its revision)")
+    edit_errors = _errors(400, 401, 404, 409, 412, 422, 428)
+    return {
+        "/v1/jobs/{job_id}/transcript": {"get": {
+            "summary": "The source transcript as people edit it: segments with timing, speaker and text",
+            "security": auth, "parameters": job_id,
+            "responses": {"200": _json(models.EditableTranscript, "The transcript (ETag: its revision)"),
+                          **_errors(401, 404, 409)}}},
+        "/v1/jobs/{job_id}/transcript/segments/{segment_id}": {"patch": {
+            "summary": "Change a segment's text, start, end or speaker (409 while the job renders)",
+            "security": auth, "parameters": [*segment, match], "requestBody": _body(models.SegmentPatch),
+            "responses": {"200": transcript, **edit_errors}}},
+        "/v1/jobs/{job_id}/transcript/segments/{segment_id}/split": {"post": {
+            "summary": "Cut a segment in two at a time", "security": auth, "parameters": [*segment, match],
+            "requestBody": _body(models.SegmentSplit), "responses": {"200": transcript, **edit_errors}}},
+        "/v1/jobs/{job_id}/transcript/segments/{segment_id}/merge": {"post": {
+            "summary": "Join a segment with the one after it", "security": auth, "parameters": [*segment, match],
+            "responses": {"200": transcript, **edit_errors}}},
+        "/v1/jobs/{job_id}/transcript/segments/{segment_id}/history": {"get": {
+            "summary": "Every edit of a segment, source and translations: who, when, old and new",
+            "security": auth, "parameters": segment,
+            "responses": {"200": _json(models.SegmentHistory, "The edits, oldest first"), **_errors(401, 404)}}},
+        "/v1/jobs/{job_id}/languages": {"post": {
+            "summary": "Dub the job into more languages from its transcript (no speech recognition again)",
+            "security": auth, "parameters": job_id, "requestBody": _body(models.AddLanguages),
+            "responses": {"202": _json(models.LanguagesAdded, "Queued; follow the progress stream"),
+                          **_errors(400, 401, 404, 409, 422)}}},
+        "/v1/jobs/{job_id}/languages/{language}": {"get": {
+            "summary": "A language of the job: its segments' texts, which are hand-edited and which are stale",
+            "security": auth, "parameters": language,
+            "responses": {"200": language_doc, **_errors(401, 404)}}},
+        "/v1/jobs/{job_id}/languages/{language}/segments/{segment_id}": {"patch": {
+            "summary": "Edit a segment's translation by hand (kept across renders until its source changes)",
+            "security": auth, "parameters": [*lang_segment, optional_match],
+            "requestBody": _body(models.TranslationPatch), "responses": {"200": language_doc, **edit_errors}}},
+        "/v1/jobs/{job_id}/languages/{language}/captions": {"put": {
+            "summary": "Send the language's captions back edited (SRT or WebVTT): changed cue texts become edits",
+            "description": "Cue count and timing must be those of the latest captions; 422 names the first cue "
+                           "that differs.",
+            "security": auth, "parameters": [*language, optional_match],
+            "requestBody": {"required": True, "content": {t: {"schema": _STR} for t in (
+                "application/x-subrip", "text/vtt", "text/plain")}},
+            "responses": {"200": _json(models.CaptionsApplied, "What changed"), **_errors(401, 404, 409, 412, 413,
+                                                                                          422)}}},
+        "/v1/jobs/{job_id}/languages/{language}/render": {"post": {
+            "summary": "Render the language again: only what changed is translated and spoken again",
+            "description": "A render asked for while one runs is that render; follow it on the job's progress "
+                           "stream from `after_event`.",
+            "security": auth, "parameters": language,
+            "responses": {"202": _json(models.RenderStarted, "Under way (or nothing to do)"),
+                          **_errors(401, 404, 409)}}},
+    }
+
+
 def openapi_document(server_url: str, local_auth: bool = False, max_upload_bytes: int | None = None,
                      max_target_languages: int | None = None) -> dict[str, Any]:
     job_id = [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}]
@@ -151,9 +218,11 @@ def openapi_document(server_url: str, local_auth: bool = False, max_upload_bytes
                     "responses": {"200": _json(models.JobDeletion, "What was deleted"), **_errors(401, 404)}},
             },
             "/v1/jobs/{job_id}/artifacts": {"get": {
-                "summary": "Artifacts with short-lived signed download URLs", "security": auth,
-                "parameters": job_id,
-                "responses": {"200": _json(models.ArtifactList, "Artifacts"), **_errors(401, 404)}}},
+                "summary": "Artifacts with short-lived signed download URLs (each language's latest revision, or "
+                           "revision N's)", "security": auth,
+                "parameters": [*job_id, {"name": "revision", "in": "query", "required": False,
+                                         "schema": {"type": "integer", "minimum": 1}}],
+                "responses": {"200": _json(models.ArtifactList, "Artifacts"), **_errors(400, 401, 404)}}},
             "/v1/jobs/{job_id}/inputs": {"get": {
                 "summary": "The job's voice and background with short-lived signed download URLs",
                 "security": auth, "parameters": job_id,
@@ -175,6 +244,7 @@ def openapi_document(server_url: str, local_auth: bool = False, max_upload_bytes
                                "Last-Event-ID to receive exactly what was missed. Ends after 'done'.",
                 "security": auth, "parameters": job_id,
                 "responses": {"200": _stream(), **_errors(400, 401, 404, 503)}}},
+            **_editing_paths(job_id, auth),
             "/storage/v1/object/upload/sign/{bucket}/{path}": {"put": _signed_upload(object_path, token, "put"),
                                                                 "post": _signed_upload(object_path, token, "post")},
             "/storage/v1/object/sign/{bucket}/{path}": {"get": {

@@ -12,7 +12,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from service.errors import ErrorCode, StorageError
-from service.routes import events, health, jobs, languages, local_token, signed_urls, uploads
+from service.routes import (
+    dub_languages,
+    events,
+    health,
+    jobs,
+    languages,
+    local_token,
+    signed_urls,
+    transcript,
+    uploads,
+)
 from service.routes.errors import error_response
 from service.routes.metrics import serve_metrics
 from service.routes.openapi import openapi_document
@@ -45,6 +55,16 @@ _API: dict[str, dict[str, Endpoint]] = {
     "/v1/jobs/{job_id}/events": {"GET": events.job_events},
     "/v1/jobs/{job_id}/events/ticket": {"POST": events.events_ticket},
     "/v1/jobs/{job_id}/events/stream": {"GET": events.events_stream},
+    "/v1/jobs/{job_id}/transcript": {"GET": transcript.get_transcript},
+    "/v1/jobs/{job_id}/transcript/segments/{segment_id}": {"PATCH": transcript.patch_segment},
+    "/v1/jobs/{job_id}/transcript/segments/{segment_id}/split": {"POST": transcript.split_segment},
+    "/v1/jobs/{job_id}/transcript/segments/{segment_id}/merge": {"POST": transcript.merge_segment},
+    "/v1/jobs/{job_id}/transcript/segments/{segment_id}/history": {"GET": transcript.segment_history},
+    "/v1/jobs/{job_id}/languages": {"POST": dub_languages.add_languages},
+    "/v1/jobs/{job_id}/languages/{language}": {"GET": dub_languages.get_language},
+    "/v1/jobs/{job_id}/languages/{language}/segments/{segment_id}": {"PATCH": dub_languages.patch_translation},
+    "/v1/jobs/{job_id}/languages/{language}/captions": {"PUT": dub_languages.put_captions},
+    "/v1/jobs/{job_id}/languages/{language}/render": {"POST": dub_languages.render_language},
 }
 
 

@@ -72,7 +72,7 @@ def video_name(ctx: StageContext) -> str:
 
 
 async def publish_video(ctx: StageContext, master_wav: str, master_web: str, captions_vtt: str,
-                        source_language: str) -> StoredArtifact | None:
+                        source_language: str, revision: int = 1) -> StoredArtifact | None:
     """The dubbed video, when the upload had a picture (None otherwise: audio-only media get today's files)."""
     media = _spec(ctx)
     if not media.has_video or media.container is None:
@@ -83,5 +83,5 @@ async def publish_video(ctx: StageContext, master_wav: str, master_web: str, cap
                          "opus" if ctx.settings.web_format == "opus" else "mp3")
     async with ctx.input_copy(InputKind.MEDIA) as upload:
         await ctx.in_pool(mux_video, upload, tracks, media.container, str(out))
-    return await publish(ctx, ArtifactKind.VIDEO, str(out), out.name,
+    return await publish(ctx, ArtifactKind.VIDEO, str(out), out.name, revision,
                          content_type=CONTAINERS[media.container].content_type)

@@ -17,7 +17,8 @@ import anyio
 
 from service.audio import fitting
 from service.audio.fitting import SegmentTiming
-from service.engines.protocols import Shortener
+from service.engines.offline.voice_choice import for_job
+from service.engines.protocols import Shortener, Synthesizer
 from service.engines.speech_rates import chars_per_second
 from service.engines.types import SynthesizedClip
 from service.stages import outputs, timeline
@@ -54,9 +55,15 @@ def speakable(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
+def synthesizer_of(ctx: StageContext) -> Synthesizer:
+    """The voice this task speaks with: offline, the one the job asked for (natural or fast) or the server's
+    default for the language; a cloud voice as configured."""
+    return for_job(ctx.engine.synthesizer, ctx.task.target_language, ctx.job.offline_voice)
+
+
 async def _speak(ctx: StageContext, text: str, out: Path, rate: float, usage: dict[str, float],
                  word_pause: float = 0.0) -> SynthesizedClip:
-    synthesizer = ctx.engine.synthesizer
+    synthesizer = synthesizer_of(ctx)
     clip: SynthesizedClip = await synthesizer.synthesize(
         text, ctx.task.target_language, str(out), rate=rate, sample_rate=ctx.settings.sample_rate, usage=usage,
         word_pause=word_pause)
@@ -86,7 +93,7 @@ async def _take(ctx: StageContext, text: str, span: float, out: Path, pace: Voic
     if _residual(ctx, clip, span) > _GOOD_ENOUGH and abs(better - clip.rate) > 0.02:
         clip = await _speak(ctx, text, out, better, usage)
     gaps = len(text.split()) - 1
-    if (span > 0 and clip.duration < span and gaps > 0 and ctx.engine.synthesizer.pauses_between_words
+    if (span > 0 and clip.duration < span and gaps > 0 and synthesizer_of(ctx).pauses_between_words
             and _residual(ctx, clip, span) > _GOOD_ENOUGH):
         # Short even at the slowest tempo: pause between the words, as a slow reader does, rather than
         # drawing the sounds out further.
@@ -103,19 +110,23 @@ async def _fitted(ctx: StageContext, unit: TranslatedUnit, slot: SegmentTiming, 
     fastest = settings.max_engine_rate * settings.stretch_ceiling
     translator = ctx.engine.translator
     if span <= 0 or natural / fastest <= span * (1 + _GOOD_ENOUGH) or not isinstance(translator, Shortener):
-        return Clip(unit.id, clip.path, unit.text, clip.rate, clip.duration, round(natural, 4))
+        return Clip(unit.id, clip.path, unit.text, clip.rate, clip.duration, round(natural, 4), span=span)
     max_chars = max(int(len(unit.text) * span * fastest / natural * 0.95), 1)
     shorter = (await translator.shorten(unit.text, unit.source_text, source_language, ctx.task.target_language,
                                         max_chars, usage=usage)).strip()
     if not shorter or len(shorter) >= len(unit.text):
-        return Clip(unit.id, clip.path, unit.text, clip.rate, clip.duration, round(natural, 4))
+        return Clip(unit.id, clip.path, unit.text, clip.rate, clip.duration, round(natural, 4), span=span)
     clip, natural = await _take(ctx, shorter, span, out, pace, usage)
-    return Clip(unit.id, clip.path, shorter, clip.rate, clip.duration, round(natural, 4), shortened_from=unit.text)
+    return Clip(unit.id, clip.path, shorter, clip.rate, clip.duration, round(natural, 4), shortened_from=unit.text,
+                span=span)
 
 
-async def _finished_clip(clips_dir: Path, unit: TranslatedUnit) -> Clip | None:
+async def _finished_clip(clips_dir: Path, unit: TranslatedUnit, span: float) -> Clip | None:
+    """The clip an earlier attempt or render made of this unit, if its text and span are still the unit's."""
     clip = await outputs.load_piece(clips_dir / f"{unit.id:05d}.json", Clip)
     if clip is None or unit.text not in (clip.text, clip.shortened_from) or not await anyio.Path(clip.path).exists():
+        return None
+    if clip.span is not None and abs(clip.span - span) > 1e-3:
         return None
     return clip
 
@@ -132,14 +143,16 @@ async def run(ctx: StageContext) -> None:
     usage: dict[str, float] = {}
 
     # Clips a crashed or interrupted attempt finished are kept, with their record: reuse them.
-    for unit, _ in spoken:
-        done = await _finished_clip(clips_dir, unit)
+    for unit, slot in spoken:
+        done = await _finished_clip(clips_dir, unit, slot.span)
         if done is not None:
             clips[unit.id] = done
             pace.learn(done.text, done.natural_duration)
     reused = len(clips)
 
     async def one(unit: TranslatedUnit, slot: SegmentTiming) -> None:
+        # An earlier render's stretched copy of this unit is of other words: the mixing stage makes it afresh.
+        await anyio.Path(clips_dir / f"{unit.id:05d}.fit.json").unlink(missing_ok=True)
         async with limit:
             clip = await _fitted(ctx, unit, slot, clips_dir / f"{unit.id:05d}.wav", pace,
                                  translation.source_language, usage)
@@ -153,9 +166,9 @@ async def run(ctx: StageContext) -> None:
         await run_all([one(u, s) for u, s in spoken if u.id not in clips])
     finally:
         await ctx.record_usage(usage)
-    ctx.figures.update(clips=len(spoken), reused_clips=reused,
+    ctx.figures.update(clips=len(spoken), reused_clips=reused, spoken_clips=len(spoken) - reused,
                        characters=sum(len(clips[u.id].text) for u, _ in spoken))
-    synthesizer = ctx.engine.synthesizer
+    synthesizer = synthesizer_of(ctx)
     await outputs.save(ctx.work_dir, Synthesis(synthesizer.name, synthesizer.voice_for(ctx.task.target_language),
                                                [clips[u.id] for u, _ in spoken]))
     if not spoken:

@@ -8,11 +8,11 @@ from typing import Any
 import anyio
 
 from service.audio.sync import UnitWindow, measure_sync
-from service.db import artifacts, tasks
+from service.db import artifacts, tasks, translations
 from service.db.artifacts import StoredArtifact
 from service.db.jobs import InputObject
 from service.domain import ArtifactKind, InputKind
-from service.stages import captions, dubbed_media, outputs, stt
+from service.stages import captions, dubbed_media, outputs, proofread, stt
 from service.stages.context import StageContext
 from service.stages.mixing import OUTPUTS, web_name
 from service.stages.outputs import Mixdown, PlacedUnit, Synthesis, Translation
@@ -51,6 +51,7 @@ async def run(ctx: StageContext) -> None:
     await anyio.Path(work / "captions.vtt").write_text(captions.to_vtt(cues))
     measured = await _measure(ctx, mixdown.units)
     await ctx.progress(0.2)
+    revision = await translations.revision_of(ctx.pool, ctx.task.id)
 
     uploads = [
         (ArtifactKind.MASTER_WAV, OUTPUTS["master_wav"]),
@@ -61,12 +62,12 @@ async def run(ctx: StageContext) -> None:
     ]
     published: list[StoredArtifact] = []
     for done, (kind, name) in enumerate(uploads, start=1):
-        published.append(await publish(ctx, kind, str(work / name), name))
+        published.append(await publish(ctx, kind, str(work / name), name, revision))
         await ctx.progress(0.2 + 0.6 * done / len(uploads), artifact=kind)
     if ctx.job.media is not None:
         transcript, _ = await stt.load(ctx)
         video = await dubbed_media.publish_video(ctx, str(work / OUTPUTS["master_wav"]), str(work / web_name(ctx)),
-                                                 str(work / "captions.vtt"), transcript.language)
+                                                 str(work / "captions.vtt"), transcript.language, revision)
         if video is not None:
             published.append(video)
         await ctx.progress(0.9, artifact=ArtifactKind.VIDEO)
@@ -74,11 +75,23 @@ async def run(ctx: StageContext) -> None:
     caption_figures = {"cues": len(cues), "max_cps": ctx.settings.caption_max_cps,
                        "reading_lag_max_seconds": captions.reading_lag(cues, timed)}
     manifest = await _manifest(ctx, mixdown, measured, caption_figures, published)
+    manifest["revision"] = revision
     await write_json(work / "manifest.json", manifest)
-    manifest_row = await publish(ctx, ArtifactKind.MANIFEST, str(work / "manifest.json"), "manifest.json")
+    manifest_row = await publish(ctx, ArtifactKind.MANIFEST, str(work / "manifest.json"), "manifest.json", revision)
+    await _record_render(ctx, revision, mixdown, cues)
     ctx.figures.update(artifacts=len(published) + 1, cues=len(cues),
                        bytes=sum(a.size_bytes for a in [*published, manifest_row]))
     await ctx.progress(1.0, artifact="manifest")
+
+
+async def _record_render(ctx: StageContext, revision: int, mixdown: Mixdown, cues: list[captions.Cue]) -> None:
+    """What this render used per segment (for `stale`) and which segments each caption cue shows (for the
+    proofread round-trip), kept with its revision."""
+    translation = await outputs.load(ctx.work_dir, Translation)
+    rendered = [(u.id, u.text, u.start, u.end) for u in translation.units]
+    records = proofread.cue_records(cues, [(u.id, u.placed_start, u.target_text) for u in mixdown.units])
+    await translations.record_render(ctx.pool, ctx.task.job_id, ctx.task.target_language, revision, rendered,
+                                     records)
 
 
 def _segment(unit: PlacedUnit, measured: dict[str, Any] | None) -> dict[str, Any]:

@@ -33,11 +33,30 @@ def web_name(ctx: StageContext) -> str:
     return f"master.{ctx.settings.web_format}"
 
 
-def mix_settings(ctx: StageContext) -> MixSettings:
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def mix_settings(ctx: StageContext, previous: dict[str, object] | None = None) -> MixSettings:
+    """The mix's settings; a re-render keeps the `previous` render's gain and premix figures (`MixSettings`)."""
     settings = ctx.settings
+    gain = _number((previous or {}).get("gain_db"))
+    premix, oversample = None, None
+    if previous is not None and gain is not None and "oversample" in previous:  # rendered by this version on
+        premix = (_number(previous.get("premix_integrated_lufs")), _number(previous.get("premix_true_peak_dbtp")),
+                  _number(previous.get("voice_true_peak_dbtp")))
+        oversample = (int(_number(previous.get("oversample")) or 0), int(_number(previous.get("stem_oversample")) or 0))
     return MixSettings(sample_rate=settings.sample_rate, duck_db=settings.duck_db, target_lufs=settings.target_lufs,
                        true_peak_dbtp=settings.true_peak_dbtp,
-                       web_format="opus" if settings.web_format == "opus" else "mp3")
+                       web_format="opus" if settings.web_format == "opus" else "mp3", keep_gain_db=gain,
+                       keep_premix=premix, keep_oversample=oversample)
+
+
+async def _previous_mix(ctx: StageContext) -> dict[str, object] | None:
+    """The figures of this language's last render (a re-render keeps its gain when it still fits)."""
+    if not await outputs.exists(ctx.work_dir, Mixdown):
+        return None
+    return dict((await outputs.load(ctx.work_dir, Mixdown)).mix)
 
 
 async def _fit(ctx: StageContext, unit: TranslatedUnit, slot: SegmentTiming, clip: Clip,
@@ -118,7 +137,7 @@ async def run(ctx: StageContext) -> None:
                                 voice_track, settings.sample_rate)
     await ctx.progress(0.6)
     targets = (str(work / OUTPUTS["master_wav"]), str(work / web_name(ctx)), str(work / OUTPUTS["voice_stem"]))
-    knobs = mix_settings(ctx)
+    knobs = mix_settings(ctx, await _previous_mix(ctx))
     background: str | None
     if ctx.job.media is not None:  # the separated background in the window, the original outside it
         background = await dubbed_media.bed(ctx)

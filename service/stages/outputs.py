@@ -49,6 +49,7 @@ class Clip(msgspec.Struct):
     duration: float
     natural_duration: float
     shortened_from: str | None = None
+    span: float | None = None  # the unit's span it was made to fit: a re-timed unit is spoken again
 
 
 class Synthesis(msgspec.Struct):

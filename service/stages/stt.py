@@ -24,7 +24,7 @@ import structlog
 
 from service import scratch
 from service.audio.voice_activity import FRAME_SECONDS, energy_activity, speech_regions
-from service.db import jobs, tasks, transcripts
+from service.db import jobs, segments, tasks, transcripts
 from service.db.events import Event
 from service.domain import ArtifactKind, EventKind, InputKind, Stage
 from service.engines.capabilities import cannot_dub_detected
@@ -45,12 +45,13 @@ TRANSCRIBED = 0.9  # the stage's progress once the recogniser is done (voice act
 
 
 async def load(ctx: StageContext) -> tuple[Transcript, list[Unit]]:
-    """The job's finished transcript and its timed units, for the stages after this one."""
+    """The job's finished transcript and its timed units, for the stages after this one: the units as people
+    edited them (`db/segments.py`, made from the recogniser's on first use)."""
     data = await transcripts.ready(ctx.pool, ctx.task.job_id)
-    if data is None:
+    editable = await segments.load(ctx.pool, ctx.task.job_id)
+    if data is None or editable is None:
         raise StageError(ErrorCode.TRANSCRIPT_MISSING, "The transcript is not ready", retryable=True)
-    units = [Unit(int(u["id"]), float(u["start"]), float(u["end"]), str(u["text"]), int(u["group"]))
-             for u in data.get("units", [])]
+    units = [Unit(s.id, s.start, s.end, s.text, s.group) for s in editable.segments]
     media = ctx.job.media
     if media is not None:  # a media job dubs the units wholly inside its window; the original plays elsewhere
         units = [u for u in units if u.start >= media.start_seconds and u.end <= media.end_seconds]

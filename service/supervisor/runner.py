@@ -21,7 +21,7 @@ import anyio
 import structlog
 
 from service import metrics, scratch
-from service.db import connection, jobs, tasks
+from service.db import connection, jobs, tasks, translations
 from service.db.tasks import ClaimedTask
 from service.domain import WORK_STAGES, Stage
 from service.engines.protocols import engine_name
@@ -229,13 +229,21 @@ class TaskRunner:
             await self._fail(task, code, message, stage)
 
     async def _clean_up_if_over(self, task: ClaimedTask) -> None:
-        """A task that has ended needs no scratch; a job that has ended, none of its own either."""
+        """A task that failed or was cancelled needs no scratch, a job that ended with nothing complete none of its
+        own either; a complete language keeps its clips for a re-render (`scratch.keep_checkpoints`)."""
         try:
             stage, job_over = await tasks.ending_of(self.pool, task.id)
         except Exception:
             return  # retention cleans up later
         root = self.settings.scratch_dir
-        if job_over:
-            await anyio.to_thread.run_sync(scratch.remove, scratch.job_dir(root, task.job_id))
+        folder = scratch.task_dir(root, task.job_id, task.target_language)
+        if stage == Stage.COMPLETE:  # kept for a re-render after an edit, without what storage now holds
+            await anyio.to_thread.run_sync(scratch.keep_checkpoints, folder)
         elif stage is not None and Stage(stage).is_terminal:
-            await anyio.to_thread.run_sync(scratch.remove, scratch.task_dir(root, task.job_id, task.target_language))
+            await anyio.to_thread.run_sync(scratch.remove, folder)
+        try:
+            keep = await translations.keeps_scratch(self.pool, task.job_id) if job_over else True
+        except Exception:
+            return
+        if not keep:
+            await anyio.to_thread.run_sync(scratch.remove, scratch.job_dir(root, task.job_id))

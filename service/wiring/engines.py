@@ -32,11 +32,23 @@ def default_registry() -> Mapping[str, StageFn]:
 _background: set[asyncio.Task[Any]] = set()
 
 
-def _warm_in_background(settings: Settings, executor: Executor, model_dir: str) -> None:
-    """Load the Whisper model into every worker in the background: start-up does not wait for it."""
-    from service.engines.offline.whisper import warm
+def _warmers(engines: Engines) -> list[Callable[[], object]]:
+    """What every pool worker loads ahead of the first job: the Whisper model, Kokoro's when it may speak."""
+    from service.engines.offline import kokoro_lib, whisper
+    from service.engines.offline.voice_choice import OfflineVoices
 
-    warming = asyncio.create_task(cpu_pool.warm(executor, settings.cpu_workers, [partial(warm, model_dir)]))
+    warmers: list[Callable[[], object]] = []
+    model_dir = getattr(engines.transcriber, "model_dir", None)
+    if model_dir is not None:
+        warmers.append(partial(whisper.warm, model_dir))
+    if isinstance(engines.synthesizer, OfflineVoices):
+        warmers.append(partial(kokoro_lib.warm, engines.synthesizer.natural.model_dir))
+    return warmers
+
+
+def _warm_in_background(settings: Settings, executor: Executor, warmers: list[Callable[[], object]]) -> None:
+    """Load the models into every worker in the background: start-up does not wait for them."""
+    warming = asyncio.create_task(cpu_pool.warm(executor, settings.cpu_workers, warmers))
     warming.add_done_callback(lambda t: t.cancelled() or t.exception() is None or log.warning(
         "engines.warm_failed", error=repr(t.exception())))
     _background.add(warming)
@@ -53,7 +65,7 @@ async def load_engines(settings: Settings, executor: Executor, factory: EngineFa
         log.warning("engines.unavailable", code=exc.code, error=exc.message)
         return None
     log.info("engines.selected", **describe(engines))
-    model_dir = getattr(engines.transcriber, "model_dir", None)
-    if model_dir is not None and roles.runs_stages(settings):  # an API process never transcribes
-        _warm_in_background(settings, executor, model_dir)
+    warmers = _warmers(engines)
+    if warmers and roles.runs_stages(settings):  # an API process never transcribes nor speaks
+        _warm_in_background(settings, executor, warmers)
     return engines

@@ -11,6 +11,7 @@ from service.settings import Settings
 
 ROLES = ("all", "api", "worker")
 BACKENDS = ("postgres", "dramatiq")
+OFFLINE_VOICES = ("kokoro", "espeak", "auto")
 
 
 def problem(settings: Settings) -> str | None:
@@ -19,6 +20,8 @@ def problem(settings: Settings) -> str | None:
         return f"--role must be one of {', '.join(ROLES)}, not {settings.role!r}"
     if settings.queue_backend not in BACKENDS:
         return f"QUEUE_BACKEND must be one of {', '.join(BACKENDS)}, not {settings.queue_backend!r}"
+    if settings.offline_voice not in OFFLINE_VOICES:
+        return f"OFFLINE_VOICE must be one of {', '.join(OFFLINE_VOICES)}, not {settings.offline_voice!r}"
     if settings.role != "all" and not settings.database_url:
         return (f"--role {settings.role} needs DATABASE_URL: API and worker processes share one PostgreSQL, and "
                 "the embedded database belongs to a single process (use --role all, or set DATABASE_URL)")

@@ -43,8 +43,8 @@ async def test_a_recorded_artifact_reads_back_typed_with_its_expiry_and_api_shap
     assert stored.expires_at - stored.created_at == timedelta(hours=2)
     assert await artifacts.for_job(pool, job_id) == [stored]
     shown = stored.to_json()
-    assert set(shown) == {"id", "kind", "target_language", "object_path", "content_type", "size_bytes", "sha256",
-                          "created_at", "expires_at"}
+    assert set(shown) == {"id", "kind", "target_language", "revision", "object_path", "content_type", "size_bytes",
+                          "sha256", "created_at", "expires_at"}
     assert shown["id"] == str(stored.id) and shown["expires_at"] == stored.expires_at.isoformat()
 
 

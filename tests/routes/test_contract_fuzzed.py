@@ -20,10 +20,16 @@ CHECKS = "all"
 # A declared size over the limit is refused as too large (413), not as malformed. Refusals no schema can
 # foresee are allowed on the operations that make them: a job names objects that must be the caller's own
 # uploads, in a language pair installed here (422); a signed storage URL's token is a signature, and Supabase
-# Storage's wire format (which the local routes speak) answers a bad one with 400.
+# Storage's wire format (which the local routes speak) answers a bad one with 400. An edit of a job's transcript or
+# of a language is refused for what the document cannot say: no If-Match (428), someone edited first (412), the
+# job is rendering or has no transcript yet (409), a time inside another segment (422).
 SEMANTIC_REFUSALS = """
 [checks.negative_data_rejection]
 expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
+
+[[operations]]
+include-path-regex = "^/v1/jobs/[^/]+/(transcript|languages)"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "412", "422", "428"]
 
 [[operations]]
 include-path = "/v1/jobs"

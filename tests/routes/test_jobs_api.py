@@ -142,6 +142,8 @@ async def test_cannot_use_another_users_upload(service: Service) -> None:
         ({"voice_object": "VOICE", "source_language": "en", "target_languages": ["klingon"]}, 422,
          "invalid_field"),
         ({"voice_object": "VOICE", "source_language": "en", "target_languages": []}, 422, "invalid_field"),
+        ({"voice_object": "VOICE", "source_language": "en", "target_languages": ["es"], "offline_voice": "loud"},
+         422, "invalid_field"),
         ({"voice_object": "VOICE", "source_language": "en", "target_languages": ["en"]}, 422, "same_language"),
         ({"voice_object": "USER/uploads/nothing/voice.wav", "source_language": "en", "target_languages": ["es"]},
          422, "object_not_found"),

@@ -15,6 +15,7 @@ from tests.support.service import (
     Service,
     dubbing_command,
     free_port,
+    kokoro_dir,
     make_settings,
     running_service,
     served,
@@ -24,6 +25,6 @@ from tests.support.service import (
 
 __all__ = [
     "JWT_SECRET", "ServedProcess", "Service", "SseEvent", "admin_url_of", "create_template", "database_name",
-    "dubbing_command", "free_port", "fresh_database", "make_settings", "read_events", "running_service",
+    "dubbing_command", "free_port", "fresh_database", "kokoro_dir", "make_settings", "read_events", "running_service",
     "scratch_database", "served", "wav_bytes", "whisper_base_dir", "with_database",
 ]

@@ -43,6 +43,15 @@ def whisper_base_dir() -> str:
     return found
 
 
+@functools.cache
+def kokoro_dir() -> str:
+    """The packaged Kokoro-82M, joined once per machine for the tests that let it speak (as `whisper_base_dir`)."""
+    from service.engines.offline import kokoro
+
+    shared = Path(tempfile.gettempdir()) / f"dubbing-test-models-{kokoro.KOKORO_82M.sha256[:12]}"
+    return kokoro.model_dir(shared)
+
+
 def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settings:
     """Offline engines English-only by default (tiny.en, as before): the tests about other languages ask for
     the multilingual model with `whisper_multilingual_dir=whisper_base_dir()`."""
@@ -57,6 +66,7 @@ def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settin
         sse_keepalive_seconds=5.0,
         retention_interval_minutes=0,  # tests that want the schedule turn it on
         whisper_multilingual_dir="none",
+        offline_voice="espeak",  # the tests of the natural voice ask for it (KOKORO_MODEL_DIR=kokoro_dir())
     )
     return base.with_overrides(**overrides)
 
@@ -204,7 +214,7 @@ async def served(data_dir: Path, database_url: str | None, role: str = "all", **
     base_url = f"http://127.0.0.1:{port}"
     environment = {**os.environ, "DATA_DIR": str(data_dir), "PORT": str(port), "HOST": "127.0.0.1",
                    "SUPABASE_JWT_SECRET": JWT_SECRET, "LOG_FORMAT": "json", "WHISPER_MULTILINGUAL_MODEL_DIR": "none",
-                   **env}
+                   "OFFLINE_VOICE": "espeak", **env}
     environment.pop("DATABASE_URL", None)
     if database_url:
         environment["DATABASE_URL"] = database_url

@@ -25,6 +25,17 @@ _CHARS_UTF8 = 1
 _EE_OK = 0
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+# espeak_TextToPhonemes: IPA (bit 1), multi-letter phonemes tied (bit 7) by TIE (bits 8-23), e.g. "t^ʃ".
+TIE = "^"
+_PHONEMES_IPA_TIED = 0x02 | 0x80 | (ord(TIE) << 8)
+
+
+class _Voice(ctypes.Structure):
+    """espeak_VOICE: asking by language finds a voice whose name is not its language tag ("fr-fr")."""
+
+    _fields_ = [("name", ctypes.c_char_p), ("languages", ctypes.c_char_p), ("identifier", ctypes.c_char_p),
+                ("gender", ctypes.c_ubyte), ("age", ctypes.c_ubyte), ("variant", ctypes.c_ubyte),
+                ("xx1", ctypes.c_ubyte), ("score", ctypes.c_int), ("spare", ctypes.c_void_p)]
 
 
 class _Library:
@@ -38,6 +49,9 @@ class _Library:
         self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         self.lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.lib.espeak_SetVoiceByProperties.argtypes = [ctypes.POINTER(_Voice)]
+        self.lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self.lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
         self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         self.lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                           ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
@@ -54,11 +68,29 @@ class _Library:
             self.chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
         return 0
 
+    def select(self, voice: str) -> None:
+        """Use `voice`: a voice name ("es") or, failing that, a language tag ("fr-fr", whose voice is "fr")."""
+        if voice == self.voice:
+            return
+        if (self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK
+                and self.lib.espeak_SetVoiceByProperties(ctypes.byref(_Voice(languages=voice.encode()))) != _EE_OK):
+            raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, f"espeak-ng has no voice {voice!r}")
+        self.voice = voice
+
+    def phonemes(self, text: str, voice: str) -> list[str]:
+        """The IPA of `text`, one string a clause (punctuation is not in it), multi-letter phonemes tied."""
+        self.select(voice)
+        buffer = ctypes.create_string_buffer(text.encode("utf-8") + b"\0")
+        pointer = ctypes.c_void_p(ctypes.addressof(buffer))
+        clauses = []
+        while pointer.value:
+            clause = self.lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, _PHONEMES_IPA_TIED)
+            if clause:
+                clauses.append(clause.decode("utf-8", "replace"))
+        return clauses
+
     def speak(self, text: str, voice: str, words_per_minute: int, word_gap: int = 0) -> Any:
-        if voice != self.voice:
-            if self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-                raise EngineError(ErrorCode.UNSUPPORTED_LANGUAGE, f"espeak-ng has no voice {voice!r}")
-            self.voice = voice
+        self.select(voice)
         self.lib.espeak_SetParameter(_ESPEAK_RATE, words_per_minute, 0)
         self.lib.espeak_SetParameter(_ESPEAK_WORDGAP, word_gap, 0)
         data = text.encode("utf-8") + b"\0"
@@ -88,6 +120,11 @@ def _loaded() -> _Library:
     if _library is None:
         _library = _Library()
     return _library
+
+
+def phonemes(text: str, voice: str) -> list[str]:
+    """espeak-ng's IPA for `text` in `voice`, a string a clause (see `_Library.phonemes`)."""
+    return _loaded().phonemes(text, voice)
 
 
 def synthesize_file(text: str, voice: str, words_per_minute: int, sample_rate: int, out_path: str,

@@ -5,7 +5,8 @@ A `PackagedModel` names the packages that hold the parts, in order, and the sha2
 destination, the joined file is checked against its hash, and the folder is renamed into place, so a
 reader sees either no model or a whole, checked one (two processes joining at once both end with the
 same folder). Nothing is downloaded: a missing part is an EngineError naming the package to install.
-Written for any split model (Whisper base now, a split Kokoro voice model later).
+Written for any split model: Whisper base (`data/model.bin.partN`) and Kokoro-82M (each part package holds a
+`part.bin`; its vocabulary and voice styles come from another package, `extras_package`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ class PackagedModel:
     size_bytes: int
     extras: tuple[str, ...] = ()  # whole files shipped beside the first part (config, tokenizer, ...)
     data_folder: str = "data"  # where each package keeps its files
+    part_file: str = ""  # the part's file name in every part package, when it is not `<joined>.partN`
+    extras_package: str = ""  # the package (its `extras_folder`) holding `extras`, when not the first part's
+    extras_folder: str = "data"
 
 
 def _package_dir(package: str) -> Path | None:
@@ -47,7 +51,8 @@ def part_paths(model: PackagedModel) -> list[Path]:
     paths: list[Path] = []
     for number, package in enumerate(model.parts, start=1):
         folder = _package_dir(package)
-        path = None if folder is None else folder / model.data_folder / f"{model.joined}.part{number}"
+        name = model.part_file or f"{model.joined}.part{number}"
+        path = None if folder is None else folder / model.data_folder / name
         if path is None or not path.is_file():
             dist = package.replace("_", "-")
             raise EngineError(ErrorCode.MODEL_MISSING, f"{model.name}: part {number} is missing; install {dist}")
@@ -105,6 +110,12 @@ def materialize(model: PackagedModel, data_dir: Path) -> Path:
                                                f"({size} bytes), not {model.sha256} ({model.size_bytes}); "
                                                f"reinstall {', '.join(p.replace('_', '-') for p in model.parts)}")
         first = parts[0].parent
+        if model.extras_package:
+            folder = _package_dir(model.extras_package)
+            if folder is None:
+                raise EngineError(ErrorCode.MODEL_MISSING, f"{model.name}: install "
+                                                           f"{model.extras_package.replace('_', '-')}")
+            first = folder / model.extras_folder
         for name in model.extras:
             shutil.copyfile(first / name, scratch / name)
         if target.exists() and not _is_complete(model, target):
