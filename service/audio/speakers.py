@@ -36,7 +36,7 @@ _MELS = 40
 _CEPSTRA = 20
 _PITCH_FRAME = 640  # 40 ms: two periods of 50 Hz
 _PITCH_MIN, _PITCH_MAX = 60.0, 400.0
-_VOICED = 0.45
+_VOICED = 0.35
 # Average-linkage stops merging past this cosine distance between groups of d-vectors (measured on real
 # dialogues, bench/diarization.py: the last merge inside one voice came at <= 0.49, across two at >= 0.58).
 MERGE_DISTANCE = 0.53
@@ -106,12 +106,12 @@ def log_mel(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     """40 log-mel energies per 10 ms frame (25 ms Hamming windows)."""
     frames = _frames(samples, _FRAME) * np.hamming(_FRAME).astype(np.float32)
     power = np.abs(np.fft.rfft(frames, _FFT)) ** 2
-    return np.log10(power @ _MEL.T + 1e-10)
+    return np.asarray(np.log10(power @ _MEL.T + 1e-10), dtype=np.float64)
 
 
 def mfcc(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     """MFCC 1..19 per 10 ms frame (c0, the loudness, left out: it says how loud, not who)."""
-    return (log_mel(samples) @ _DCT.T)[:, 1:]
+    return np.asarray((log_mel(samples) @ _DCT.T)[:, 1:], dtype=np.float64)
 
 
 def pitch(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
@@ -122,13 +122,26 @@ def pitch(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     correlation = np.fft.irfft(np.abs(spectrum) ** 2)[:, :_PITCH_FRAME]
     energy = correlation[:, :1] + 1e-9
     low, high = int(RATE / _PITCH_MAX), int(RATE / _PITCH_MIN)
-    # Lags further out see fewer overlapping samples: undo that bias before picking the peak.
-    lags = np.arange(low, high)
-    normalized = correlation[:, low:high] / energy * (_PITCH_FRAME / (_PITCH_FRAME - lags))[None, :]
+    # The plain (biased) autocorrelation leans to shorter lags, which keeps the period from being read as
+    # twice itself (an octave too low).
+    normalized = correlation[:, low:high] / energy
     best = normalized.argmax(axis=1)
     strength = normalized[np.arange(len(best)), best]
     loud = correlation[:, 0] > 1e-4 * _PITCH_FRAME
-    return np.where((strength > _VOICED) & loud, RATE / (best + low), 0.0)
+    return np.asarray(np.where((strength > _VOICED) & loud, RATE / (best + low), 0.0), dtype=np.float64)
+
+
+def steady_pitch(f0: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The voiced frames' pitch with octave jumps folded back: a frame about twice (or half) the median of
+    the voiced frames around it is read as that median's octave (the tracker's usual slip)."""
+    voiced = f0[f0 > 0]
+    if voiced.size < 5:
+        return voiced
+    padded = np.pad(voiced, 12, mode="edge")
+    around = np.median(np.lib.stride_tricks.sliding_window_view(padded, 25), axis=1)
+    ratio = voiced / around
+    folded = np.where(ratio > 1.6, voiced / 2, np.where(ratio < 0.625, voiced * 2, voiced))
+    return np.asarray(folded, dtype=np.float64)
 
 
 def describe(samples: npt.NDArray[np.float32]) -> Features:
@@ -161,61 +174,70 @@ def windows(regions: Sequence[tuple[float, float]]) -> list[tuple[float, float]]
 def _standardized(vectors: Features) -> npt.NDArray[np.float64]:
     centred = vectors - vectors.mean(axis=0)
     scaled = centred / (vectors.std(axis=0) + 1e-6)
-    return scaled / (np.linalg.norm(scaled, axis=1, keepdims=True) + 1e-9)
+    return np.asarray(scaled / (np.linalg.norm(scaled, axis=1, keepdims=True) + 1e-9), dtype=np.float64)
 
 
 def cluster(vectors: Features, weights: npt.NDArray[np.float64], num_speakers: int = 0,
             merge_distance: float = MERGE_DISTANCE, standardize: bool = False) -> npt.NDArray[np.int64]:
-    """A group per window: average linkage on cosine distance, stopped at `num_speakers` groups or where
-    the closest two groups are further apart than `merge_distance`; tiny groups join their nearest."""
+    """A group per window, by average linkage on cosine distance. Without a hint, merging stops where the
+    closest two groups are further apart than `merge_distance`. With `num_speakers` = k, it goes on as long as
+    k groups big enough to be a speaker (MIN_SPEAKER_SHARE of the speech) remain, so a few odd windows (a
+    cough, a laugh) never take a speaker's place. Then groups too small to be a speaker join their nearest."""
     count = len(vectors)
-    if count == 0:
-        return np.zeros(0, dtype=np.int64)
-    if count == 1:
-        return np.zeros(1, dtype=np.int64)
+    if count <= 1:
+        return np.zeros(count, dtype=np.int64)
     unit = (_standardized(vectors) if standardize
             else vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-9)).astype(np.float64)
     distance = 1.0 - unit @ unit.T
     np.fill_diagonal(distance, np.inf)
     sizes = np.ones(count)
-    alive = np.ones(count, dtype=bool)
+    share = weights / (float(weights.sum()) or 1.0)
     owner = np.arange(count)
-    groups = count
-    target = max(1, num_speakers)
-    while groups > target:
+    big = int(np.sum(share >= MIN_SPEAKER_SHARE))
+    kept = owner.copy() if big == num_speakers else None
+    for _ in range(count - 1):
         flat = int(np.argmin(distance))
         a, b = divmod(flat, count)
         if num_speakers <= 0 and distance[a, b] > merge_distance:
             break
+        big -= int(share[a] >= MIN_SPEAKER_SHARE) + int(share[b] >= MIN_SPEAKER_SHARE)
         merged = (distance[a] * sizes[a] + distance[b] * sizes[b]) / (sizes[a] + sizes[b])
         distance[a], distance[:, a] = merged, merged
         distance[a, a] = np.inf
         distance[b], distance[:, b] = np.inf, np.inf
         sizes[a] += sizes[b]
-        alive[b] = False
+        share[a] += share[b]
+        big += int(share[a] >= MIN_SPEAKER_SHARE)
         owner[owner == b] = a
-        groups -= 1
-    labels = np.unique(owner, return_inverse=True)[1]
-    return _absorb_small(unit, labels, weights, num_speakers)
+        if big == num_speakers:
+            kept = owner.copy()
+    if num_speakers > 0:
+        owner = kept if kept is not None else owner
+    labels = np.asarray(np.unique(owner, return_inverse=True)[1], dtype=np.int64)
+    return _absorb_small(unit, labels, weights)
 
 
-def _absorb_small(unit: npt.NDArray[np.float64], labels: npt.NDArray[np.int64], weights: npt.NDArray[np.float64],
-                  num_speakers: int) -> npt.NDArray[np.int64]:
-    """Groups below MIN_SPEAKER_SHARE of the speech join their nearest group (not when the hint fixes the
-    count); then every window goes to its nearest group centre, twice (a k-means polish)."""
+def _absorb_small(unit: npt.NDArray[np.float64], labels: npt.NDArray[np.int64],
+                  weights: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Groups below MIN_SPEAKER_SHARE of the speech join their nearest group; then every window goes to its
+    nearest group centre (a k-means polish), as long as that keeps every group."""
     total = float(weights.sum()) or 1.0
+    ids = np.unique(labels)
+    shares = np.array([weights[labels == k].sum() / total for k in ids])
+    keep = shares >= MIN_SPEAKER_SHARE
+    if not keep.any():
+        keep[int(shares.argmax())] = True
     for _ in range(3):
         ids = np.unique(labels)
-        centres = np.stack([unit[labels == k].mean(axis=0) for k in ids])
-        shares = np.array([weights[labels == k].sum() / total for k in ids])
-        keep = np.ones(len(ids), dtype=bool) if num_speakers > 0 else shares >= MIN_SPEAKER_SHARE
-        if not keep.any():
-            keep[int(shares.argmax())] = True
-        kept = centres[keep]
-        kept = kept / (np.linalg.norm(kept, axis=1, keepdims=True) + 1e-9)
-        labels = np.asarray((unit @ kept.T).argmax(axis=1), dtype=np.int64)
-        labels = np.unique(labels, return_inverse=True)[1]
-    return labels
+        centres = np.stack([unit[labels == k].mean(axis=0) for k in ids])[keep[: len(ids)] if len(keep) == len(ids)
+                                                                          else np.ones(len(ids), dtype=bool)]
+        centres = centres / (np.linalg.norm(centres, axis=1, keepdims=True) + 1e-9)
+        moved = np.asarray((unit @ centres.T).argmax(axis=1), dtype=np.int64)
+        if len(np.unique(moved)) < len(centres):
+            break
+        labels = moved
+        keep = np.ones(len(centres), dtype=bool)
+    return np.asarray(np.unique(labels, return_inverse=True)[1], dtype=np.int64)
 
 
 def smooth(labels: npt.NDArray[np.int64], width: int = 3) -> npt.NDArray[np.int64]:
@@ -357,8 +379,8 @@ def diarize_samples(samples: npt.NDArray[np.float32], regions: Sequence[tuple[fl
                             MFCC_MERGE_DISTANCE if mfcc_method else MERGE_DISTANCE, standardize=mfcc_method))
     f0_by_label: dict[int, list[float]] = {}
     for (start, end), label in zip(spans, labels, strict=True):
-        f0 = pitch(samples[int(start * RATE): int(end * RATE)])
-        f0_by_label.setdefault(int(label), []).extend(f0[f0 > 0].tolist())
+        f0 = steady_pitch(pitch(samples[int(start * RATE): int(end * RATE)]))
+        f0_by_label.setdefault(int(label), []).extend(f0.tolist())
     return named(turns_from_windows(spans, labels.tolist(), regions), f0_by_label)
 
 

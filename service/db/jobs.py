@@ -5,9 +5,10 @@ Every query takes the owner: a job that is not the caller's (or that its owner d
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -33,6 +34,18 @@ class InputObject:
 
 
 @dataclass(frozen=True)
+class SpeakerChoice:
+    """What the job asks about its speakers: how many (0 = find out), cloning allowed, voices picked per speaker."""
+
+    num_speakers: int = 0
+    voice_cloning: bool = False
+    voices: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"num_speakers": self.num_speakers, "voice_cloning": self.voice_cloning, "voices": dict(self.voices)}
+
+
+@dataclass(frozen=True)
 class NewJob:
     owner_id: str
     source_language: str
@@ -41,13 +54,15 @@ class NewJob:
     background: InputObject | None
     idempotency_key: str | None
     request_hash: str
+    speakers: SpeakerChoice = field(default_factory=lambda: SpeakerChoice())
 
 
 _JOB_COLUMNS = """id, owner_id, status, source_language, detected_language, detected_language_confidence,
     created_at, updated_at,
     voice_path, voice_content_type, voice_size_bytes, voice_sha256, voice_duration_seconds,
     background_path, background_content_type, background_size_bytes, background_sha256,
-    background_duration_seconds, inputs_deleted_at, voice_filename, background_filename"""
+    background_duration_seconds, inputs_deleted_at, voice_filename, background_filename,
+    num_speakers, voice_cloning, speaker_voices"""
 _FINISHED_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(FINISHED)) + ")"
 
 
@@ -74,8 +89,8 @@ async def _create_once(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
                    voice_size_bytes, voice_sha256, voice_duration_seconds, background_path,
                    background_content_type, background_size_bytes, background_sha256,
                    background_duration_seconds, idempotency_key, request_hash, voice_filename,
-                   background_filename)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                   background_filename, num_speakers, voice_cloning, speaker_voices)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19::jsonb)
                ON CONFLICT ON CONSTRAINT idempotency_unique DO NOTHING
                RETURNING id""",
             job.owner_id,
@@ -94,6 +109,9 @@ async def _create_once(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
             job.request_hash,
             job.voice.filename,
             bg.filename if bg else None,
+            job.speakers.num_speakers,
+            job.speakers.voice_cloning,
+            json.dumps(job.speakers.voices),
         )
         if job_id is None:
             assert job.idempotency_key is not None
@@ -196,6 +214,7 @@ class StoredJob:
     inputs_deleted_at: datetime | None  # when retention (or the owner) removed the input objects
     detected_language: str | None = None  # what the recogniser heard (sql/022), once transcription ran
     detected_language_confidence: float | None = None
+    speakers: SpeakerChoice = field(default_factory=lambda: SpeakerChoice())
 
     def input(self, kind: str) -> InputObject:
         """The `voice` or `background` input; ValueError for a job made without that one."""
@@ -213,6 +232,7 @@ class StoredJob:
         return {"id": str(self.id), "status": self.status, "source_language": self.source_language,
                 "detected_language": detected,
                 "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
+                "speakers": self.speakers.to_json(),
                 "inputs": {"voice": self._input_json(self.voice), "background": self._input_json(self.background)}}
 
     def _input_json(self, stored: InputObject | None) -> dict[str, Any] | None:
@@ -239,7 +259,14 @@ def _stored_job(row: asyncpg.Record) -> StoredJob:
                      updated_at=row["updated_at"], voice=voice, background=_input_of(row, "background"),
                      inputs_deleted_at=row["inputs_deleted_at"], detected_language=row["detected_language"],
                      detected_language_confidence=None if row["detected_language_confidence"] is None
-                     else float(row["detected_language_confidence"]))
+                     else float(row["detected_language_confidence"]), speakers=_speakers_of(row))
+
+
+def _speakers_of(row: asyncpg.Record) -> SpeakerChoice:
+    voices = row["speaker_voices"]
+    voices = json.loads(voices) if isinstance(voices, str) else (voices or {})
+    return SpeakerChoice(int(row["num_speakers"]), bool(row["voice_cloning"]),
+                         {str(k): str(v) for k, v in voices.items()})
 
 
 @dataclass(frozen=True)

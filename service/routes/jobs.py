@@ -17,7 +17,7 @@ from starlette.responses import Response
 from service import languages, metrics, retention
 from service.audio.probe import ProbeResult, probe
 from service.db import artifacts, jobs, uploads
-from service.db.jobs import InputObject, NewJob
+from service.db.jobs import InputObject, NewJob, SpeakerChoice
 from service.domain import ArtifactKind
 from service.errors import ApiError, AudioError, ErrorCode, IdempotencyConflict, ProviderError, StorageError
 from service.routes.auth import current_user
@@ -142,8 +142,10 @@ async def _inspect(request: Request, user_id: str, field: str, path: str) -> Inp
     return InputObject(path, content_type, info.size_bytes, result.sha256, result.duration_seconds, upload.filename)
 
 
-def _request_hash(voice: str, background: str | None, source: str, targets: list[str]) -> str:
-    canonical = json.dumps([voice, background, source, sorted(targets)])
+def _request_hash(voice: str, background: str | None, source: str, targets: list[str],
+                  speakers: SpeakerChoice) -> str:
+    canonical = json.dumps([voice, background, source, sorted(targets)]
+                           + ([speakers.to_json()] if speakers != SpeakerChoice() else []))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -159,7 +161,11 @@ async def create_job(request: Request) -> Response:
     check = svc.language_check
     if check is not None and (problem := check(source, targets)):
         raise unprocessable(ErrorCode.UNSUPPORTED_LANGUAGE, problem)
-    request_hash = _request_hash(voice_path, background_path, source, targets)
+    speakers = SpeakerChoice(body.num_speakers, body.voice_cloning, {k: v.strip() for k, v in body.voices.items()})
+    if speakers.num_speakers and any(int(k[1:]) > speakers.num_speakers for k in speakers.voices):
+        raise ApiError(422, ErrorCode.INVALID_FIELD,
+                       f"'voices' names a speaker past the {speakers.num_speakers} of 'num_speakers'")
+    request_hash = _request_hash(voice_path, background_path, source, targets, speakers)
 
     if idempotency_key is not None:
         try:
@@ -173,7 +179,7 @@ async def create_job(request: Request) -> Response:
     background = (
         await _inspect(request, user.id, "background_object", background_path) if background_path else None
     )
-    new_job = NewJob(user.id, source, targets, voice, background, idempotency_key, request_hash)
+    new_job = NewJob(user.id, source, targets, voice, background, idempotency_key, request_hash, speakers)
     try:
         job_id, created = await jobs.create(pool, new_job)
     except IdempotencyConflict as exc:

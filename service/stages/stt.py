@@ -22,6 +22,7 @@ import anyio
 import structlog
 
 from service import scratch
+from service.audio.speakers import Diarization, diarize
 from service.audio.voice_activity import FRAME_SECONDS, energy_activity, speech_regions
 from service.db import jobs, tasks, transcripts
 from service.db.events import Event
@@ -29,7 +30,7 @@ from service.domain import ArtifactKind, EventKind, InputKind, Stage
 from service.engines.capabilities import cannot_dub_detected
 from service.engines.types import LanguageGuess, Transcript
 from service.errors import DubbingError, EngineError, ErrorCode, StageError
-from service.stages import captions
+from service.stages import captions, speakers
 from service.stages.context import StageContext
 from service.stages.publish import publish
 from service.stages.units import Unit, build_units, refine_edges
@@ -48,9 +49,18 @@ async def load(ctx: StageContext) -> tuple[Transcript, list[Unit]]:
     data = await transcripts.ready(ctx.pool, ctx.task.job_id)
     if data is None:
         raise StageError(ErrorCode.TRANSCRIPT_MISSING, "The transcript is not ready", retryable=True)
-    units = [Unit(int(u["id"]), float(u["start"]), float(u["end"]), str(u["text"]), int(u["group"]))
+    units = [Unit(int(u["id"]), float(u["start"]), float(u["end"]), str(u["text"]), int(u["group"]),
+                  u.get("speaker"))
              for u in data.get("units", [])]
     return Transcript.from_json(data), units
+
+
+async def speakers_of(ctx: StageContext) -> list[dict[str, Any]]:
+    """The job's speakers (id, speech_seconds, median_pitch), in order of first appearance; [] when one voice
+    was never told apart (transcripts made before speakers were)."""
+    data = await transcripts.ready(ctx.pool, ctx.task.job_id)
+    found = (data or {}).get("speakers")
+    return [dict(s) for s in found] if isinstance(found, list) else []
 
 
 async def detection(ctx: StageContext) -> dict[str, Any] | None:
@@ -154,6 +164,7 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
     usage: dict[str, float] = {}
     speech: list[tuple[float, float]] | None = None
     activity: Any = None
+    found: Diarization | None = None
     guess: LanguageGuess | None = None
     try:
         if transcriber.accepts_url and ctx.storage.is_remote:
@@ -180,6 +191,9 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
                         speech, activity = await asyncio.gather(
                             ctx.in_pool(speech_regions, voice, ctx.settings.unit_pause_seconds),
                             ctx.in_pool(energy_activity, voice, 0.0))
+                        found = speakers.from_transcript(transcript)
+                        if found is None and speech:
+                            found = await ctx.in_pool(diarize, voice, speech, ctx.job.speakers.num_speakers)
                     if checking is not None:
                         guess = await checking
                 finally:
@@ -200,11 +214,17 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
     await ctx.record_usage(usage)
     if guess is None and language is None and transcript.segments:  # detected within the transcription
         await jobs.record_detection(ctx.pool, ctx.task.job_id, transcript.language, transcript.language_confidence)
+    if found is None:
+        found = speakers.from_transcript(transcript)
+    turns = speakers.turns_of(found) if found is not None else None
+    if turns:
+        transcript = speakers.mark_segments(transcript, turns)
     timed = build_units(transcript.segments, speech, language=transcript.language,
-                        pause_seconds=ctx.settings.unit_pause_seconds)
+                        pause_seconds=ctx.settings.unit_pause_seconds, turns=turns)
     if activity is not None:
         timed = refine_edges(timed, activity, FRAME_SECONDS)
     data = {**transcript.to_json(), "units": [_unit_json(u) for u in timed],
+            "speakers": speakers.profiles_json(found, timed) if found is not None else [],
             "speech": [list(region) for region in speech] if speech is not None else None,
             "detection": _detection(source, guess, transcript)}
     await _publish_transcript(ctx, timed, data)
@@ -235,13 +255,15 @@ def _detection(source: str, guess: LanguageGuess | None, transcript: Transcript)
 
 
 def _unit_json(unit: Unit) -> dict[str, Any]:
-    return {"id": unit.id, "start": unit.start, "end": unit.end, "text": unit.text, "group": unit.group}
+    return {"id": unit.id, "start": unit.start, "end": unit.end, "text": unit.text, "group": unit.group,
+            "speaker": unit.speaker}
 
 
 async def _publish_transcript(ctx: StageContext, timed: list[Unit], data: dict[str, Any]) -> None:
     folder = scratch.source_dir(ctx.settings.scratch_dir, ctx.task.job_id)
     await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-    cues = captions.build_cues([(u.start, u.end, u.text) for u in timed], max_cps=ctx.settings.caption_max_cps)
+    cues = captions.build_cues([(u.start, u.end, u.text) for u in timed], max_cps=ctx.settings.caption_max_cps,
+                               speakers=[u.speaker for u in timed])
     files = {
         ArtifactKind.TRANSCRIPT_JSON: ("transcript.json", None),
         ArtifactKind.TRANSCRIPT_SRT: ("transcript.srt", captions.to_srt(cues)),

@@ -34,7 +34,7 @@ async def run(ctx: StageContext) -> None:
             raise StageError(ErrorCode.TRANSLATION_MISALIGNED,
                              f"The translator returned {len(translated)} lines for {len(units)}")
     result = Translation(source, target, translator.name, [
-        TranslatedUnit(u.id, u.start, u.end, u.group, u.text, text.strip())
+        TranslatedUnit(u.id, u.start, u.end, u.group, u.text, text.strip(), u.speaker)
         for u, text in zip(units, translated, strict=True)], pivot=translator.pivot_for(source, target),
         untranslated_words=untranslated)
     await outputs.save(ctx.work_dir, result)
