@@ -17,10 +17,11 @@ import anyio
 
 from service.audio import fitting
 from service.audio.fitting import SegmentTiming
+from service.engines.cloud.elevenlabs import ElevenLabsSynthesizer
 from service.engines.protocols import Shortener
 from service.engines.speech_rates import chars_per_second
 from service.engines.types import SynthesizedClip
-from service.stages import outputs, stt, timeline, voices
+from service.stages import clones, outputs, stt, timeline, voices
 from service.stages.context import StageContext, run_all
 from service.stages.outputs import Clip, SpeakerEntry, Synthesis, TranslatedUnit, Translation
 from service.stages.voices import SpeakerVoice
@@ -56,8 +57,13 @@ def speakable(text: str) -> bool:
 
 
 async def _speak(ctx: StageContext, text: str, out: Path, rate: float, usage: dict[str, float],
-                 word_pause: float = 0.0, voice: str | None = None) -> SynthesizedClip:
+                 word_pause: float = 0.0, voice: str | None = None,
+                 neighbours: tuple[str | None, str | None] = (None, None)) -> SynthesizedClip:
     synthesizer = ctx.engine.synthesizer
+    if isinstance(synthesizer, ElevenLabsSynthesizer):  # the lines around it carry its prosody on
+        return await synthesizer.synthesize(
+            text, ctx.task.target_language, str(out), rate=rate, sample_rate=ctx.settings.sample_rate, usage=usage,
+            voice=voice, previous_text=neighbours[0], next_text=neighbours[1])
     clip: SynthesizedClip = await synthesizer.synthesize(
         text, ctx.task.target_language, str(out), rate=rate, sample_rate=ctx.settings.sample_rate, usage=usage,
         word_pause=word_pause, voice=voice)
@@ -78,29 +84,32 @@ def _residual(ctx: StageContext, clip: SynthesizedClip, span: float) -> float:
 
 
 async def _take(ctx: StageContext, text: str, span: float, out: Path, pace: VoicePace,
-                usage: dict[str, float], voice: str | None = None) -> tuple[SynthesizedClip, float]:
+                usage: dict[str, float], voice: str | None = None,
+                neighbours: tuple[str | None, str | None] = (None, None)) -> tuple[SynthesizedClip, float]:
     """Speak `text` at the predicted rate; again at the measured one if the prediction missed badly."""
-    clip = await _speak(ctx, text, out, _rate_for(ctx, pace.predict(text), span), usage, voice=voice)
+    clip = await _speak(ctx, text, out, _rate_for(ctx, pace.predict(text), span), usage, voice=voice,
+                        neighbours=neighbours)
     natural = clip.duration * clip.rate
     pace.learn(text, natural)
     better = _rate_for(ctx, natural, span)
     if _residual(ctx, clip, span) > _GOOD_ENOUGH and abs(better - clip.rate) > 0.02:
-        clip = await _speak(ctx, text, out, better, usage, voice=voice)
+        clip = await _speak(ctx, text, out, better, usage, voice=voice, neighbours=neighbours)
     gaps = len(text.split()) - 1
     if (span > 0 and clip.duration < span and gaps > 0 and ctx.engine.synthesizer.pauses_between_words
             and _residual(ctx, clip, span) > _GOOD_ENOUGH):
         # Short even at the slowest tempo: pause between the words, as a slow reader does, rather than
         # drawing the sounds out further.
         pause = min((span - clip.duration) / gaps, MAX_WORD_PAUSE)
-        clip = await _speak(ctx, text, out, clip.rate, usage, word_pause=pause, voice=voice)
+        clip = await _speak(ctx, text, out, clip.rate, usage, word_pause=pause, voice=voice, neighbours=neighbours)
     return clip, natural
 
 
 async def _fitted(ctx: StageContext, unit: TranslatedUnit, slot: SegmentTiming, out: Path, pace: VoicePace,
-                  source_language: str, usage: dict[str, float], voice: str | None = None) -> Clip:
+                  source_language: str, usage: dict[str, float], voice: str | None = None,
+                  neighbours: tuple[str | None, str | None] = (None, None)) -> Clip:
     settings = ctx.settings
     span = slot.span
-    clip, natural = await _take(ctx, unit.text, span, out, pace, usage, voice)
+    clip, natural = await _take(ctx, unit.text, span, out, pace, usage, voice, neighbours)
     fastest = settings.max_engine_rate * settings.stretch_ceiling
     translator = ctx.engine.translator
     if span <= 0 or natural / fastest <= span * (1 + _GOOD_ENOUGH) or not isinstance(translator, Shortener):
@@ -110,7 +119,7 @@ async def _fitted(ctx: StageContext, unit: TranslatedUnit, slot: SegmentTiming, 
                                         max_chars, usage=usage)).strip()
     if not shorter or len(shorter) >= len(unit.text):
         return Clip(unit.id, clip.path, unit.text, clip.rate, clip.duration, round(natural, 4), voice=voice)
-    clip, natural = await _take(ctx, shorter, span, out, pace, usage, voice)
+    clip, natural = await _take(ctx, shorter, span, out, pace, usage, voice, neighbours)
     return Clip(unit.id, clip.path, shorter, clip.rate, clip.duration, round(natural, 4), shortened_from=unit.text,
                 voice=voice)
 
@@ -128,11 +137,17 @@ async def _speaker_voices(ctx: StageContext) -> dict[str, SpeakerVoice]:
     synthesizer = ctx.engine.synthesizer
     language = ctx.task.target_language
     found = await stt.speakers_of(ctx)
-    if len(found) <= 1 and not ctx.job.speakers.voices:
+    if len(found) <= 1 and not ctx.job.speakers.voices and not ctx.job.speakers.voice_cloning:
         return {}  # one voice: the language's default, as before speakers were told apart
     palette = {lang: tuple(v.split("|")) for lang, v in ctx.settings.deepgram_tts_voices}
-    return voices.choose(synthesizer.name, synthesizer.voice_for(language), language, found,
-                         ctx.job.speakers.voices, palette)
+    chosen = voices.choose(synthesizer.name, synthesizer.voice_for(language), language, found,
+                           ctx.job.speakers.voices, palette)
+    if ctx.job.speakers.voice_cloning and isinstance(synthesizer, ElevenLabsSynthesizer):
+        cloned = await clones.speaker_clones(ctx, synthesizer.client, found)
+        for speaker, voice_id in cloned.items():
+            if chosen.get(speaker) is None or chosen[speaker].chosen != "picked":
+                chosen[speaker] = SpeakerVoice(speaker, voice_id, "clone")
+    return chosen
 
 
 async def run(ctx: StageContext) -> None:
@@ -155,6 +170,15 @@ async def run(ctx: StageContext) -> None:
     def pace_of(unit: TranslatedUnit) -> VoicePace:
         return paces.setdefault(voice_of(unit), VoicePace(ctx.task.target_language))
 
+    # The text before and after each line, of the same speaker: engines that take it carry the prosody on.
+    by_speaker: dict[str | None, list[TranslatedUnit]] = {}
+    for unit, _ in spoken:
+        by_speaker.setdefault(unit.speaker, []).append(unit)
+    around: dict[int, tuple[str | None, str | None]] = {}
+    for same in by_speaker.values():
+        for at, unit in enumerate(same):
+            around[unit.id] = (same[at - 1].text if at else None, same[at + 1].text if at + 1 < len(same) else None)
+
     # Clips a crashed or interrupted attempt finished are kept, with their record: reuse them.
     for unit, _ in spoken:
         done = await _finished_clip(clips_dir, unit, voice_of(unit))
@@ -166,7 +190,7 @@ async def run(ctx: StageContext) -> None:
     async def one(unit: TranslatedUnit, slot: SegmentTiming) -> None:
         async with limit:
             clip = await _fitted(ctx, unit, slot, clips_dir / f"{unit.id:05d}.wav", pace_of(unit),
-                                 translation.source_language, usage, voice_of(unit))
+                                 translation.source_language, usage, voice_of(unit), around.get(unit.id, (None, None)))
         await outputs.save_piece(clips_dir / f"{unit.id:05d}.json", clip)
         clips[unit.id] = clip
         await ctx.progress(len(clips) / len(spoken), unit=unit.id)

@@ -99,7 +99,7 @@ def choose(engine: str, default_voice: str, language: str, speakers: Sequence[Ma
     if engine == "espeak-ng":
         entries = assign(speakers, [f"{v}@{p}" for v, p in _ESPEAK_LOW], [f"{v}@{p}" for v, p in _ESPEAK_HIGH])
         palette = {s: espeak_voice(default_voice, entry) for s, entry in entries.items()}
-    elif engine == "deepgram":
+    elif engine == "deepgram-aura":
         low, high = AURA2_PALETTE.get(code, ((), ()))
         configured = [v for v in (extra_palette or {}).get(code, ()) if v not in low and v not in high]
         palette = assign(speakers, list(low), [default_voice, *configured, *[v for v in high if v != default_voice]])
