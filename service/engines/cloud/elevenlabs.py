@@ -68,7 +68,10 @@ def _extract(body: Any) -> tuple[str | None, str | None]:
 
 
 def failure(exc: ProviderError, what: str) -> EngineError:
-    return engine_error(exc, "ElevenLabs", what, quota_codes=("quota_exceeded",))
+    """ElevenLabs answers an exhausted quota with a 401 `quota_exceeded`: that is the quota, not the key."""
+    if exc.code == "quota_exceeded":
+        exc = ProviderError(exc.provider, 402, exc.code, exc.message, request_id=exc.request_id)
+    return engine_error(exc, "ElevenLabs", what)
 
 
 def make_client(settings: Settings, transport: httpx.AsyncBaseTransport | None = None, *,

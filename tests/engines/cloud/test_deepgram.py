@@ -136,7 +136,7 @@ async def test_listen_with_url_sends_json_and_parses_utterances(stt: ProviderCli
 
     request = route.calls.last.request
     assert request.url.path == "/v1/listen"
-    assert dict(request.url.params) == {"model": "nova-3", "smart_format": "true", "utterances": "true",
+    assert dict(request.url.params) == {"model": "nova-3", "smart_format": "true", "utterances": "true", "diarize": "true",
                                         "language": "en"}
     assert request.headers["authorization"] == f"Token {KEY}"
     assert request.headers["content-type"] == "application/json"
@@ -162,7 +162,8 @@ async def test_listen_streams_local_file_and_detects_language(stt: ProviderClien
 
     request = route.calls.last.request
     params = dict(request.url.params)
-    assert params == {"model": "nova-3", "smart_format": "true", "utterances": "true", "detect_language": "true"}
+    assert params == {"model": "nova-3", "smart_format": "true", "utterances": "true", "diarize": "true",
+                      "detect_language": "true"}
     assert "language" not in params
     assert request.headers["content-type"] == "audio/wav"
     assert request.headers["content-length"] == str(path.stat().st_size)
