@@ -367,23 +367,70 @@ def _mfcc_windows(samples: npt.NDArray[np.float32], regions: Sequence[tuple[floa
 METHODS = ("dvector", "mfcc_pitch")
 
 
-def diarize_samples(samples: npt.NDArray[np.float32], regions: Sequence[tuple[float, float]],
-                    num_speakers: int = 0, method: str = "dvector") -> Diarization:
-    """Speaker turns over `regions` (seconds) of 16 kHz `samples`; `method` one of METHODS."""
-    mfcc_method = method == "mfcc_pitch"
-    spans, vectors = (_mfcc_windows if mfcc_method else _dvector_windows)(samples, regions)
+@dataclass(frozen=True, slots=True)
+class Embedded:
+    """The windows of some regions: where each is, its description (d-vector) and its voiced frames' pitch."""
+
+    spans: list[tuple[float, float]]
+    vectors: Features
+    pitches: list[list[float]]
+
+
+def embed_samples(samples: npt.NDArray[np.float32], regions: Sequence[tuple[float, float]],
+                  method: str = "dvector", offset: float = 0.0) -> Embedded:
+    """Describe the windows of `regions` (seconds of the recording; `samples` start at `offset` seconds)."""
+    shifted = [(s - offset, e - offset) for s, e in regions]
+    spans, vectors = (_mfcc_windows if method == "mfcc_pitch" else _dvector_windows)(samples, shifted)
+    pitches = [steady_pitch(pitch(samples[int(s * RATE): int(e * RATE)])).tolist() for s, e in spans]
+    return Embedded([(s + offset, e + offset) for s, e in spans], vectors, pitches)
+
+
+def embed(path: str, regions: Sequence[tuple[float, float]]) -> Embedded:
+    """Pool entry point: the windows of `regions` of the recording at `path` (only that stretch is decoded),
+    so two workers can each take part of a long recording."""
+    if not regions:
+        return Embedded([], np.zeros((0, 256), np.float32), [])
+    start, end = regions[0][0], regions[-1][1]
+    samples = np.frombuffer(ffmpeg.read_samples(path, rate=RATE, start=start, seconds=end - start + 0.05),
+                            dtype=np.float32)
+    return embed_samples(samples, regions, offset=start)
+
+
+def decide(parts: Sequence[Embedded], regions: Sequence[tuple[float, float]], num_speakers: int = 0,
+           method: str = "dvector") -> Diarization:
+    """Speaker turns over `regions` from the windows' descriptions (of one or several `embed` calls)."""
+    spans = [span for part in parts for span in part.spans]
     if not spans:
         return named([(s, e, 0) for s, e in regions], {})
+    vectors = np.concatenate([part.vectors for part in parts if len(part.spans)])
+    pitches = [p for part in parts for p in part.pitches]
+    mfcc_method = method == "mfcc_pitch"
     weights = np.array([e - s for s, e in spans])
     labels = smooth(cluster(vectors, weights, min(num_speakers, len(spans)),
                             MFCC_MERGE_DISTANCE if mfcc_method else MERGE_DISTANCE, standardize=mfcc_method))
     f0_by_label: dict[int, list[float]] = {}
-    for (start, end), label in zip(spans, labels, strict=True):
-        f0 = steady_pitch(pitch(samples[int(start * RATE): int(end * RATE)]))
-        f0_by_label.setdefault(int(label), []).extend(f0.tolist())
+    for voiced, label in zip(pitches, labels, strict=True):
+        f0_by_label.setdefault(int(label), []).extend(voiced)
     return named(turns_from_windows(spans, labels.tolist(), regions), f0_by_label)
 
 
+def split_regions(regions: Sequence[tuple[float, float]], parts: int) -> list[list[tuple[float, float]]]:
+    """The regions in `parts` runs of about equal speech, in time order (for workers side by side)."""
+    total = sum(e - s for s, e in regions) or 1.0
+    out: list[list[tuple[float, float]]] = [[] for _ in range(max(1, parts))]
+    done = 0.0
+    for region in regions:
+        out[min(len(out) - 1, int(done / total * len(out)))].append(region)
+        done += region[1] - region[0]
+    return [part for part in out if part]
+
+
+def diarize_samples(samples: npt.NDArray[np.float32], regions: Sequence[tuple[float, float]],
+                    num_speakers: int = 0, method: str = "dvector") -> Diarization:
+    """Speaker turns over `regions` (seconds) of 16 kHz `samples`; `method` one of METHODS."""
+    return decide([embed_samples(samples, regions, method)], regions, num_speakers, method)
+
+
 def diarize(path: str, regions: Sequence[tuple[float, float]], num_speakers: int = 0) -> Diarization:
-    """Pool entry point: the recording at `path`, its speech `regions` (seconds), the job's hint (0 = auto)."""
-    return diarize_samples(read_audio(path), regions, num_speakers)
+    """The recording at `path`, its speech `regions` (seconds), the job's hint (0 = auto), in one process."""
+    return decide([embed(path, regions)], regions, num_speakers)

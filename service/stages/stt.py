@@ -22,7 +22,7 @@ import anyio
 import structlog
 
 from service import scratch
-from service.audio.speakers import Diarization, diarize
+from service.audio.speakers import Diarization, decide, embed, split_regions
 from service.audio.voice_activity import FRAME_SECONDS, energy_activity, speech_regions
 from service.db import jobs, tasks, transcripts
 from service.db.events import Event
@@ -193,7 +193,7 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
                             ctx.in_pool(energy_activity, voice, 0.0))
                         found = speakers.from_transcript(transcript)
                         if found is None and speech:
-                            found = await ctx.in_pool(diarize, voice, speech, ctx.job.speakers.num_speakers)
+                            found = await _diarize(ctx, voice, speech)
                     if checking is not None:
                         guess = await checking
                 finally:
@@ -238,6 +238,13 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
                        characters=sum(len(s.text) for s in transcript.segments))
     await ctx.progress(1.0, **note)
     return data
+
+
+async def _diarize(ctx: StageContext, voice: str, speech: list[tuple[float, float]]) -> Diarization:
+    """Who speaks when: the speech described by two pool workers side by side (each half of it), then grouped."""
+    parts = await asyncio.gather(*(ctx.in_pool(embed, voice, part) for part in split_regions(speech, 2)))
+    found: Diarization = await ctx.in_pool(decide, list(parts), speech, ctx.job.speakers.num_speakers)
+    return found
 
 
 def _detection(source: str, guess: LanguageGuess | None, transcript: Transcript) -> dict[str, Any] | None:

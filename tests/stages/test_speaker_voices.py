@@ -36,7 +36,10 @@ PROFILES = [{"id": "S1", "speech_seconds": 2.5, "median_pitch": 110.0},
             {"id": "S2", "speech_seconds": 2.0, "median_pitch": 210.0}]
 
 
-async def two_speakers(bench: Bench, choice: SpeakerChoice = SpeakerChoice()) -> Bench:
+NO_CHOICE = SpeakerChoice()
+
+
+async def two_speakers(bench: Bench, choice: SpeakerChoice = NO_CHOICE) -> Bench:
     """The bench's two lines said by two people (S1 then S2), with the job's speaker settings."""
     translation = await bench.prepare_translation()
     said = [msgspec.structs.replace(u, speaker=f"S{i + 1}") for i, u in enumerate(translation.units)]

@@ -136,8 +136,8 @@ async def test_listen_with_url_sends_json_and_parses_utterances(stt: ProviderCli
 
     request = route.calls.last.request
     assert request.url.path == "/v1/listen"
-    assert dict(request.url.params) == {"model": "nova-3", "smart_format": "true", "utterances": "true", "diarize": "true",
-                                        "language": "en"}
+    assert dict(request.url.params) == {"model": "nova-3", "smart_format": "true", "utterances": "true",
+                                        "diarize": "true", "language": "en"}
     assert request.headers["authorization"] == f"Token {KEY}"
     assert request.headers["content-type"] == "application/json"
     assert json.loads(request.content) == {"url": SIGNED_URL}

@@ -13,14 +13,14 @@ import soundfile
 from service.engines.cloud import elevenlabs
 from service.engines.cloud.elevenlabs import ElevenLabsSynthesizer
 from service.errors import EngineError, ErrorCode
-from service.providers.http import RetryPolicy
+from service.providers.http import ProviderClient, RetryPolicy
 from service.settings import Settings
 from tests.fakes.elevenlabs import KEY, UNPROCESSABLE, FakeElevenLabs, error
 
 FAST = RetryPolicy(attempts=3, wait_initial=0.01, wait_max=0.05, total_timeout=10)
 
 
-def client(settings: Settings) -> elevenlabs.ProviderClient:
+def client(settings: Settings) -> ProviderClient:
     return elevenlabs.make_client(settings.with_overrides(elevenlabs_api_key=KEY), policy=FAST)
 
 
