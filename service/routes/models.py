@@ -305,7 +305,7 @@ RESPONSES: tuple[type[Struct], ...] = (Error, UploadResponse, Job, JobPage, Arti
 T = TypeVar("T", bound=Struct)
 
 _MISSING = re.compile(r"Object missing required field `([^`]+)`")
-_AT = re.compile(r" - at `\$((?:\.[A-Za-z_]\w*|\[\d+\])*)`$")
+_AT = re.compile(r" - at `(?:key` in `)?\$((?:\.[A-Za-z_]\w*|\[\d+\]|\[[^\]]*\])*)`$")
 _TYPE_NAMES = {"str": "text", "int": "a whole number", "float": "a number", "bool": "true or false",
                "array": "a list", "object": "an object", "null": "null"}
 _WRONG_TYPE = re.compile(r"Expected `([\w |]+)`, got `(\w+)`")

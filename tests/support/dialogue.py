@@ -30,18 +30,26 @@ def available(*voices: str) -> bool:
 
 
 def _decode(path: Path, rate: int) -> np.ndarray:
-    raw = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "g722", "-i", str(path), "-ac", "1", "-ar",
+    form = ["-f", "g722"] if path.suffix == ".g722" else []
+    raw = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", *form, "-i", str(path), "-ac", "1", "-ar",
                           str(rate), "-f", "s16le", "-"], capture_output=True, check=True).stdout
     return np.frombuffer(raw, dtype=np.int16)
 
 
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")
+
+
 def _prompts(voice: str) -> list[Path]:
-    """The voice's prompts of 1.5-6 s (G.722 is 8000 bytes a second)."""
+    """The voice's prompts of 1.5-6 s (G.722 is 8000 bytes a second); `librivox`: the five LibriVox sentences
+    of pocketsphinx-testdata (another reader, in English)."""
+    if voice == "librivox":
+        return sorted(LIBRIVOX.glob("*.wav"))
     return [p for p in sorted((SOUNDS / voice).glob("*.g722")) if 12_000 <= p.stat().st_size <= 48_000]
 
 
 def make(out: Path, voices: tuple[str, ...], seconds: float, per_turn: int = 2, rate: int = RATE) -> Dialogue:
-    """About `seconds` of `voices` taking turns in order (A B A B ... or A B C A B C ...)."""
+    """About `seconds` of `voices` taking turns in order (A B A B ... or A B C A B C ...), until `seconds` or
+    until a voice has no prompt left."""
     queues = {v: _prompts(v) for v in voices}
     pieces: list[np.ndarray] = [np.zeros(int(0.5 * rate), np.int16)]
     at = 0.5
@@ -50,7 +58,11 @@ def make(out: Path, voices: tuple[str, ...], seconds: float, per_turn: int = 2, 
     while at < seconds:
         voice = voices[turn % len(voices)]
         turn += 1
+        if not queues[voice]:
+            break
         for k in range(per_turn):
+            if not queues[voice]:
+                break
             audio = _decode(queues[voice].pop(0), rate)
             if k:
                 pieces.append(np.zeros(int(0.4 * rate), np.int16))
