@@ -17,6 +17,12 @@ minute of audio (the window descriptions and clustering, not the VAD).
 
     .venv/bin/python bench/diarization.py             # 5-minute dialogues
     .venv/bin/python bench/diarization.py --minutes 1 # quick
+    .venv/bin/python bench/diarization.py --job-minutes 10   # what diarization adds to a one-language job
+
+`--job-minutes N`: an N-minute real English recording (`_lib/real_speech.py`) dubbed into Spanish by the real
+`dubbing serve` (embedded database, offline engines, CPU_WORKERS=2); the stt stage reports how long
+diarization took (`figures.diarization_seconds` in its stage event), set against the job's wall time from
+`POST /v1/jobs` to `done` (target: diarization adds <= 10 %).
 """
 
 from __future__ import annotations
@@ -71,10 +77,49 @@ def candidates() -> dict[str, str | None]:
     return found
 
 
+async def job_share(minutes: float) -> dict[str, Any]:
+    """A one-language offline job through `dubbing serve`: its wall time and the stt stage's diarization time."""
+    import asyncio
+    import tempfile
+
+    from bench._lib.real_speech import make_real_voice
+    from tests.support import read_events, served
+
+    voice = make_real_voice(minutes * 60.0)
+    with tempfile.TemporaryDirectory() as folder:
+        async with served(Path(folder), None, CPU_WORKERS="2") as svc:
+            uploaded = await svc.upload("bench", voice.path, "voice")
+            started = time.perf_counter()
+            created = await svc.client.post("/v1/jobs", headers=svc.auth("bench"), json={
+                "voice_object": uploaded, "source_language": "en", "target_languages": ["es"]})
+            job_id = created.json()["id"]
+            async with svc.client.stream("GET", f"/v1/jobs/{job_id}/events", headers=svc.auth("bench"),
+                                         timeout=1800) as stream:
+                history = await read_events(stream)
+            wall = time.perf_counter() - started
+    stt = next(e.data for e in history if e.data.get("finished_stage") == "stt")
+    figures = stt.get("figures", {})
+    diarization = float(figures.get("diarization_seconds", 0.0))
+    await asyncio.sleep(0)
+    return {"audio_minutes": minutes, "job_wall_seconds": round(wall, 2), "stt_seconds": stt.get("stage_seconds"),
+            "diarization_seconds": diarization, "speakers": figures.get("speakers"),
+            "adds": round(diarization / max(wall - diarization, 1e-9), 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--job-minutes", type=float, default=0.0)
     args = parser.parse_args()
+    if args.job_minutes:
+        import asyncio
+
+        found = asyncio.run(job_share(args.job_minutes))
+        print(f"one-language offline job, {args.job_minutes:g} min: wall {found['job_wall_seconds']} s, "
+              f"diarization {found['diarization_seconds']} s ({found['speakers']} speakers): adds {found['adds']:.1%}")
+        path = write_results("diarization_job", found, quick=args.job_minutes < 10)
+        print(f"saved {path}")
+        return
     methods = candidates()
     rows: list[dict[str, Any]] = []
     for voices in SETS:

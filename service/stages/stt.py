@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from typing import Any
 
 import anyio
@@ -242,8 +243,10 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
 
 async def _diarize(ctx: StageContext, voice: str, speech: list[tuple[float, float]]) -> Diarization:
     """Who speaks when: the speech described by two pool workers side by side (each half of it), then grouped."""
+    started = time.perf_counter()
     parts = await asyncio.gather(*(ctx.in_pool(embed, voice, part) for part in split_regions(speech, 2)))
     found: Diarization = await ctx.in_pool(decide, list(parts), speech, ctx.job.speakers.num_speakers)
+    ctx.figures.update(diarization_seconds=round(time.perf_counter() - started, 3), speakers=len(found.speakers))
     return found
 
 
