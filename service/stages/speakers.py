@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from service.audio.speakers import Diarization, SpeakerProfile, SpeakerTurn
-from service.engines.types import Segment, Transcript
+from service.engines.types import Transcript
 from service.stages.units import Unit, speaker_at
 
 Turns = list[tuple[float, float, str]]
@@ -50,20 +50,3 @@ def profiles_json(found: Diarization, units: Sequence[Unit]) -> list[dict[str, A
     used = {u.speaker for u in units}
     return [{"id": p.id, "speech_seconds": p.speech_seconds, "median_pitch": p.median_pitch}
             for p in found.speakers if p.id in used]
-
-
-def split_by_speaker(segments: Sequence[Segment], speakers_of_words: Sequence[Sequence[str | None]]) -> list[Segment]:
-    """Segments cut where the speaker of their words changes (for recognisers that name a speaker per word)."""
-    out: list[Segment] = []
-    for segment, speakers in zip(segments, speakers_of_words, strict=True):
-        if not segment.words or len(set(speakers)) <= 1:
-            out.append(dataclasses.replace(segment, id=len(out), speaker=speakers[0] if speakers else None))
-            continue
-        start = 0
-        for i in range(1, len(speakers) + 1):
-            if i == len(speakers) or speakers[i] != speakers[start]:
-                words = segment.words[start:i]
-                text = " ".join(w.text for w in words)
-                out.append(Segment(len(out), words[0].start, words[-1].end, text, tuple(words), speakers[start]))
-                start = i
-    return out
