@@ -47,7 +47,7 @@ ELEVENLABS_PREMADE: tuple[tuple[str, ...], tuple[str, ...]] = (
     # Adam, Antoni, Josh, Arnold
     ("pNInz6obpgDQGcFmaJgB", "ErXwobaYiN019PkySvjV", "TxGEqnHWrfWFTfGW9XjX", "VR6AewLTigWG4xSOukaG"),
     # Rachel, Bella, Domi, Elli
-    ("21m00Tcm4TlvDq8ikWAM", "EXAVITQu4vr4xnAvnTxO", "AZnzlk1XvdvUeBnXmlld", "MF3mGyEYCl7XYWbV9V6O"),
+    ("21m00Tcm4TlvDq8ikWAM", "EXAVITQu4vr4xnSDxMaL", "AZnzlk1XvdvUeBnXmlld", "MF3mGyEYCl7XYWbV9V6O"),
 )
 
 
