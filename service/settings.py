@@ -145,6 +145,14 @@ class Settings:
     deepgram_stt_concurrency: int = 20
     deepgram_tts_concurrency: int = 10
     openai_concurrency: int = 8
+    # ElevenLabs text-to-speech (premade voices, or each speaker's clone when a job asks for cloning).
+    elevenlabs_api_key: str | None = field(default=None, repr=False)
+    elevenlabs_base_url: str = "https://api.elevenlabs.io"
+    elevenlabs_model: str = "eleven_multilingual_v2"
+    elevenlabs_concurrency: int = 3  # the Starter plan's concurrent requests (Free: 2, Creator: 5, Pro: 10)
+    # Which TTS engine when several are configured: elevenlabs | deepgram | offline ("" = the first configured
+    # of elevenlabs, deepgram, then offline).
+    tts_engine: str = ""
 
     # Scale-out (service/queue/): what this process does, and how work reaches the processes that run stages.
     role: str = "all"  # all | api | worker (`dubbing serve --role`)
@@ -219,6 +227,10 @@ class Settings:
             elevenlabs_base_url=env.get("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io").rstrip("/"),
             openai_base_url=env.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/"),
             openai_model=env.get("OPENAI_MODEL", "gpt-4o-mini"),
+            elevenlabs_api_key=env.get("ELEVENLABS_API_KEY") or None,
+            elevenlabs_base_url=env.get("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io").rstrip("/"),
+            elevenlabs_model=env.get("ELEVENLABS_MODEL") or "eleven_multilingual_v2",
+            tts_engine=(env.get("TTS_ENGINE") or "").strip().lower(),
             queue_backend=env.get("QUEUE_BACKEND") or "postgres",
             redis_url=env.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
             redis_namespace=env.get("REDIS_NAMESPACE") or "dramatiq",
@@ -237,6 +249,7 @@ NUMBERS_FROM_ENV = (
     "sample_rate", "max_engine_rate", "stretch_ceiling", "min_tempo", "unit_pause_seconds", "caption_max_cps",
     "duck_db", "target_lufs", "true_peak_dbtp",
     "supabase_concurrency", "deepgram_stt_concurrency", "deepgram_tts_concurrency", "openai_concurrency",
+    "elevenlabs_concurrency",
 )
 
 

@@ -5,9 +5,10 @@ Every query takes the owner: a job that is not the caller's (or that its owner d
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -61,6 +62,18 @@ class MediaSpec:
 
 
 @dataclass(frozen=True)
+class SpeakerChoice:
+    """What the job asks about its speakers: how many (0 = find out), cloning allowed, voices picked per speaker."""
+
+    num_speakers: int = 0
+    voice_cloning: bool = False
+    voices: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"num_speakers": self.num_speakers, "voice_cloning": self.voice_cloning, "voices": dict(self.voices)}
+
+
+@dataclass(frozen=True)
 class NewJob:
     owner_id: str
     source_language: str
@@ -71,13 +84,15 @@ class NewJob:
     request_hash: str
     media: MediaSpec | None = None
     offline_voice: str = "auto"  # natural | fast | auto (sql/038)
+    speakers: SpeakerChoice = field(default_factory=lambda: SpeakerChoice())
 
 
 _JOB_COLUMNS = """id, owner_id, status, source_language, detected_language, detected_language_confidence, offline_voice,
     created_at, updated_at,
     voice_path, voice_content_type, voice_size_bytes, voice_sha256, voice_duration_seconds,
     background_path, background_content_type, background_size_bytes, background_sha256,
-    background_duration_seconds, inputs_deleted_at, voice_filename, background_filename, media"""
+    background_duration_seconds, inputs_deleted_at, voice_filename, background_filename, media,
+    num_speakers, voice_cloning, speaker_voices"""
 _FINISHED_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(FINISHED)) + ")"
 
 
@@ -104,8 +119,9 @@ async def _create_once(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
                    voice_size_bytes, voice_sha256, voice_duration_seconds, background_path,
                    background_content_type, background_size_bytes, background_sha256,
                    background_duration_seconds, idempotency_key, request_hash, voice_filename,
-                   background_filename, offline_voice, media)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+                   background_filename, offline_voice, media, num_speakers, voice_cloning, speaker_voices)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+                       $21::jsonb)
                ON CONFLICT ON CONSTRAINT idempotency_unique DO NOTHING
                RETURNING id""",
             job.owner_id,
@@ -126,6 +142,9 @@ async def _create_once(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
             bg.filename if bg else None,
             job.offline_voice,
             job.media.to_json() if job.media else None,
+            job.speakers.num_speakers,
+            job.speakers.voice_cloning,
+            json.dumps(job.speakers.voices),
         )
         if job_id is None:
             assert job.idempotency_key is not None
@@ -230,6 +249,7 @@ class StoredJob:
     detected_language_confidence: float | None = None
     media: MediaSpec | None = None  # a media job: `voice` is the uploaded mixed recording (sql/030)
     offline_voice: str = "auto"  # what the job asked for: natural | fast | auto (sql/038)
+    speakers: SpeakerChoice = field(default_factory=lambda: SpeakerChoice())
 
     def input(self, kind: str) -> InputObject:
         """The `voice` or `background` input; ValueError for a job made without that one."""
@@ -248,6 +268,7 @@ class StoredJob:
         return {"id": str(self.id), "status": self.status, "source_language": self.source_language,
                 "detected_language": detected, "offline_voice": self.offline_voice,
                 "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
+                "speakers": self.speakers.to_json(),
                 "inputs": {"voice": self._input_json(self.voice), "background": self._input_json(self.background)},
                 "media": self.media.public() if self.media else None}
 
@@ -276,7 +297,15 @@ def _stored_job(row: asyncpg.Record) -> StoredJob:
                      inputs_deleted_at=row["inputs_deleted_at"], detected_language=row["detected_language"],
                      detected_language_confidence=None if row["detected_language_confidence"] is None
                      else float(row["detected_language_confidence"]), offline_voice=row["offline_voice"],
-                     media=MediaSpec.from_json(dict(row["media"])) if row["media"] is not None else None)
+                     media=MediaSpec.from_json(dict(row["media"])) if row["media"] is not None else None,
+                     speakers=_speakers_of(row))
+
+
+def _speakers_of(row: asyncpg.Record) -> SpeakerChoice:
+    voices = row["speaker_voices"]
+    voices = json.loads(voices) if isinstance(voices, str) else (voices or {})
+    return SpeakerChoice(int(row["num_speakers"]), bool(row["voice_cloning"]),
+                         {str(k): str(v) for k, v in voices.items()})
 
 
 @dataclass(frozen=True)

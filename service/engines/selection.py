@@ -12,7 +12,7 @@ import httpx
 import structlog
 
 from service.engines.protocols import Engines, Synthesizer
-from service.errors import EngineError
+from service.errors import EngineError, ErrorCode
 from service.providers.http import ProviderClient
 from service.settings import Settings
 
@@ -22,10 +22,11 @@ class ProviderClients:
     deepgram_stt: ProviderClient | None = None
     deepgram_tts: ProviderClient | None = None
     openai: ProviderClient | None = None
-    elevenlabs_isolation: ProviderClient | None = None  # media jobs' voice isolator
+    elevenlabs: ProviderClient | None = None  # voices, cloning and speech
+    elevenlabs_isolation: ProviderClient | None = None  # media jobs' voice isolator (long uploads)
 
     async def aclose(self) -> None:
-        for client in (self.deepgram_stt, self.deepgram_tts, self.openai, self.elevenlabs_isolation):
+        for client in (self.deepgram_stt, self.deepgram_tts, self.openai, self.elevenlabs, self.elevenlabs_isolation):
             if client is not None:
                 await client.aclose()
 
@@ -42,10 +43,28 @@ def open_clients(settings: Settings, transport: httpx.AsyncBaseTransport | None 
 
         clients.openai = openai_translate.make_client(settings, transport)
     if settings.elevenlabs_api_key:
-        from service.engines.cloud import elevenlabs_isolation
+        from service.engines.cloud import elevenlabs, elevenlabs_isolation
 
+        clients.elevenlabs = elevenlabs.make_client(settings, transport)
         clients.elevenlabs_isolation = elevenlabs_isolation.make_client(settings, transport)
     return clients
+
+
+TTS_ENGINES = ("elevenlabs", "deepgram", "offline")
+
+
+def tts_engine_name(settings: Settings, clients: ProviderClients) -> str:
+    """TTS_ENGINE when it names a configured engine; else the first configured of elevenlabs, deepgram, offline."""
+    configured = {"elevenlabs": clients.elevenlabs is not None, "deepgram": clients.deepgram_tts is not None,
+                  "offline": True}
+    wanted = settings.tts_engine
+    if wanted:
+        if wanted not in configured:
+            raise EngineError(ErrorCode.BAD_INPUT, f"TTS_ENGINE={wanted!r}: one of {', '.join(TTS_ENGINES)}")
+        if not configured[wanted]:
+            raise EngineError(ErrorCode.ENGINE_MISSING, f"TTS_ENGINE={wanted} but its API key is not set")
+        return wanted
+    return next(name for name in TTS_ENGINES if configured[name])
 
 
 def offline_engines(executor: Executor, model_dir: str | None, multilingual_dir: str | None = None) -> Engines:
@@ -133,7 +152,12 @@ def choose_engines(settings: Settings, clients: ProviderClients, executor: Execu
         translator = OpenAITranslator(clients.openai, settings.openai_model)
     else:
         translator = ApertiumTranslator()
-    if clients.deepgram_tts is not None:
+    tts = tts_engine_name(settings, clients)
+    if tts == "elevenlabs" and clients.elevenlabs is not None:
+        from service.engines.cloud.elevenlabs import ElevenLabsSynthesizer
+
+        synthesizer = ElevenLabsSynthesizer(clients.elevenlabs, settings.elevenlabs_model, executor=executor)
+    elif tts == "deepgram" and clients.deepgram_tts is not None:
         from service.engines.cloud.deepgram_speak import DeepgramSynthesizer
 
         synthesizer = DeepgramSynthesizer(clients.deepgram_tts, dict(settings.deepgram_tts_voices) or None,

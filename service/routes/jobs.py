@@ -18,7 +18,7 @@ from service import languages, metrics, retention
 from service.audio.media_probe import FAMILY_OF_TYPE, MediaProbe, check_decodes, probe_media
 from service.audio.probe import ProbeResult, probe
 from service.db import artifacts, jobs, uploads
-from service.db.jobs import InputObject, MediaSpec, NewJob
+from service.db.jobs import InputObject, MediaSpec, NewJob, SpeakerChoice
 from service.domain import ArtifactKind, BackgroundMode, InputKind
 from service.errors import ApiError, AudioError, ErrorCode, IdempotencyConflict, ProviderError, StorageError
 from service.routes.auth import current_user
@@ -214,12 +214,15 @@ def _check_media_request(body: JobRequest) -> None:
 
 
 def _request_hash(voice: str, background: str | None, source: str, targets: list[str],
-                  offline_voice: str = "auto", media: list[object] | None = None) -> str:
+                  offline_voice: str = "auto", media: list[object] | None = None,
+                  speakers: SpeakerChoice | None = None) -> str:
     fields: list[Any] = [voice, background, source, sorted(targets)]
     if offline_voice != "auto":  # jobs made before the choice existed keep their hash
         fields.append(offline_voice)
     if media:  # a media job: its object, window and background choice
         fields.append(media)
+    if speakers is not None and speakers != SpeakerChoice():  # jobs made before speakers keep their hash
+        fields.append(speakers.to_json())
     canonical = json.dumps(fields)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -238,9 +241,14 @@ async def create_job(request: Request) -> Response:
     check = svc.language_check
     if check is not None and (problem := check(source, targets)):
         raise unprocessable(ErrorCode.UNSUPPORTED_LANGUAGE, problem)
+    speakers = SpeakerChoice(body.num_speakers, body.voice_cloning, {k: v.strip() for k, v in body.voices.items()})
+    if speakers.num_speakers and any(int(k[1:]) > speakers.num_speakers for k in speakers.voices):
+        raise ApiError(422, ErrorCode.INVALID_FIELD,
+                       f"'voices' names a speaker past the {speakers.num_speakers} of 'num_speakers'")
     media_request: list[object] | None = None if media_path is None else [body.start_seconds, body.end_seconds,
                                                                           str(body.background or BackgroundMode.KEEP)]
-    request_hash = _request_hash(voice_path, background_path, source, targets, body.offline_voice, media_request)
+    request_hash = _request_hash(voice_path, background_path, source, targets, body.offline_voice, media_request,
+                                 speakers)
 
     if idempotency_key is not None:
         try:
@@ -261,7 +269,7 @@ async def create_job(request: Request) -> Response:
         (await _inspect(request, user.id, "background_object", background_path))[0] if background_path else None
     )
     new_job = NewJob(user.id, source, targets, voice, background, idempotency_key, request_hash, media,
-                     offline_voice=body.offline_voice)
+                     offline_voice=body.offline_voice, speakers=speakers)
     try:
         job_id, created = await jobs.create(pool, new_job)
     except IdempotencyConflict as exc:

@@ -38,6 +38,7 @@ PLAIN_RULES = {
 }
 
 Text = Annotated[str, Meta(min_length=1, max_length=1024, pattern=NOT_BLANK)]
+SpeakerId = Annotated[str, Meta(pattern=r"^S[1-8]$", description="S1, S2, ... in order of first appearance")]
 LanguageCode = Annotated[str, Meta(min_length=2, max_length=35, pattern=LANGUAGE_CODE,
                                    description="ISO 639-1 code, optionally with a region: 'es', 'pt-BR'")]
 Time = Annotated[str, Meta(description="ISO 8601 date-time, UTC")]
@@ -87,6 +88,13 @@ class JobRequest(Struct):
                                                           "end); after it the original plays")] | None = None
     background: Annotated[BackgroundMode | None, Meta(
         description="media jobs: keep the separated background under the dub (default) or drop it")] = None
+    num_speakers: Annotated[int, Meta(ge=0, le=8, description="How many people speak (0, the default: found "
+                                                               "out); each gets a voice of their own")] = 0
+    voice_cloning: Annotated[bool, Meta(description="Clone each speaker's own voice (cloud TTS that can; only with "
+                                                    "the speakers' consent)")] = False
+    voices: Annotated[dict[SpeakerId, Annotated[str, Meta(min_length=1, max_length=100, pattern=NOT_BLANK)]],
+                      Meta(max_length=8, description="A voice picked for some speakers: {\"S1\": \"<the TTS "
+                                                     "engine's voice id>\"}")] = {}
 
 
 # -- responses ----------------------------------------------------------------------------------------
@@ -182,6 +190,12 @@ class DetectedLanguage(Struct):
     confidence: Annotated[float | None, Meta(description="0..1; null when the engine gives none")]
 
 
+class SpeakerSettings(Struct):
+    num_speakers: int
+    voice_cloning: bool
+    voices: dict[str, str]
+
+
 class JobSummary(Struct):
     id: str
     status: JobStatus
@@ -191,6 +205,7 @@ class JobSummary(Struct):
         description="What the recogniser heard in the first minute of speech; null until transcription ran")]
     created_at: Time
     updated_at: Time
+    speakers: SpeakerSettings
     inputs: Inputs
     tasks: list[Task]
     media: Annotated[MediaOptions | None, Meta(description="Null unless the job was made from media_object")]
@@ -433,7 +448,7 @@ RESPONSES: tuple[type[Struct], ...] = (Error, UploadResponse, Job, JobPage, Arti
 T = TypeVar("T", bound=Struct)
 
 _MISSING = re.compile(r"Object missing required field `([^`]+)`")
-_AT = re.compile(r" - at `\$((?:\.[A-Za-z_]\w*|\[\d+\])*)`$")
+_AT = re.compile(r" - at `(?:key` in `)?\$((?:\.[A-Za-z_]\w*|\[\d+\]|\[[^\]]*\])*)`$")
 _TYPE_NAMES = {"str": "text", "int": "a whole number", "float": "a number", "bool": "true or false",
                "array": "a list", "object": "an object", "null": "null"}
 _WRONG_TYPE = re.compile(r"Expected `([\w |]+)`, got `(\w+)`")

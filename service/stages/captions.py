@@ -14,9 +14,11 @@ overlaps another.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 MAX_LINE = 42
@@ -36,6 +38,7 @@ class Cue:
     start: float
     end: float
     text: str  # at most MAX_LINES lines joined by "\n"
+    speaker: str | None = None  # S1, S2, ... when speakers were told apart
 
     @property
     def lines(self) -> list[str]:
@@ -43,24 +46,26 @@ class Cue:
 
 
 def build_cues(segments: list[tuple[float, float, str]], *, max_cps: float | None = MAX_CPS,
-               timeline_end: float | None = None) -> list[Cue]:
+               timeline_end: float | None = None, speakers: Sequence[str | None] | None = None) -> list[Cue]:
     """Turn timed segments into cues within the line, line-count, duration and reading-speed limits.
 
     `max_cps` None keeps the speech's own timing (no reading-speed rule, no minimum duration);
-    `timeline_end` is where the last cue must be gone.
+    `timeline_end` is where the last cue must be gone; `speakers` (one per segment) marks each cue with who
+    speaks it, and lines of two speakers never share a cue.
     """
     cues: list[Cue] = []
-    ordered = sorted(segments, key=lambda s: s[0])
+    who = list(speakers) if speakers is not None else [None] * len(segments)
+    ordered = sorted(zip(segments, who, strict=True), key=lambda s: s[0][0])
     if max_cps is not None:
         ordered = _joined_when_hurried(ordered, max_cps)
-    for start, end, text in ordered:
+    for (start, end, text), speaker in ordered:
         words = _words(text)
         if not words:
             continue
         start, end = max(0.0, float(start)), float(end)
         if end - start <= 0:
             end = start + MIN_DURATION
-        cues.extend(_split_segment(start, end, words))
+        cues.extend(dataclasses.replace(c, speaker=speaker) for c in _split_segment(start, end, words))
     if max_cps is None:
         return _no_overlap(cues)
     return _readable(cues, max_cps, timeline_end)
@@ -70,23 +75,26 @@ def build_cues(segments: list[tuple[float, float, str]], *, max_cps: float | Non
 _JOIN_GAP = 0.6
 
 
-def _joined_when_hurried(segments: list[tuple[float, float, str]], max_cps: float) -> list[tuple[float, float, str]]:
-    """Neighbouring lines that would each be up too briefly to read become one cue (when it fits on two
-    lines and 7 s): one reading time for both, instead of each pushing the next later."""
-    out: list[tuple[float, float, str]] = []
-    for start, end, text in segments:
+_Spoken = tuple[tuple[float, float, str], str | None]
+
+
+def _joined_when_hurried(segments: list[_Spoken], max_cps: float) -> list[_Spoken]:
+    """Neighbouring lines of one speaker that would each be up too briefly to read become one cue (when it fits
+    on two lines and 7 s): one reading time for both, instead of each pushing the next later."""
+    out: list[_Spoken] = []
+    for (start, end, text), speaker in segments:
         if not text.strip():
             continue
-        if out:
-            p_start, p_end, p_text = out[-1]
+        if out and out[-1][1] == speaker:
+            (p_start, p_end, p_text), _ = out[-1]
             joined = f"{p_text.strip()} {text.strip()}"
             hurried = (reading_time(p_text, max_cps) > p_end - p_start
                        or reading_time(text, max_cps) > end - start)
             if (hurried and start - p_end <= _JOIN_GAP and end - p_start <= MAX_DURATION
                     and wrap(_words(joined)) is not None):
-                out[-1] = (p_start, max(p_end, end), joined)
+                out[-1] = ((p_start, max(p_end, end), joined), speaker)
                 continue
-        out.append((start, end, text))
+        out.append(((start, end, text), speaker))
     return out
 
 
@@ -125,7 +133,7 @@ def _readable(cues: list[Cue], max_cps: float, timeline_end: float | None) -> li
         start = max(cue.start, previous_end)
         need = min(reading_time(cue.text, max_cps), MAX_DURATION)
         end = min(max(cue.end, start + need), start + MAX_DURATION)
-        out.append(Cue(round(start, 3), _ceil_ms(end), cue.text))
+        out.append(Cue(round(start, 3), _ceil_ms(end), cue.text, cue.speaker))
         previous_end = out[-1].end
     if timeline_end is not None and out and out[-1].end > timeline_end:
         out = _pull_back(out, timeline_end, max_cps)
@@ -148,7 +156,7 @@ def _pull_back(cues: list[Cue], timeline_end: float, max_cps: float) -> list[Cue
         duration = max(min(reading_time(cue.text, max_cps), MAX_DURATION), min(cue.end - cue.start, limit))
         end = limit
         start = max(0.0, end - duration)
-        out[i] = Cue(math.floor(start * 1000) / 1000, round(end, 3), cue.text)
+        out[i] = Cue(math.floor(start * 1000) / 1000, round(end, 3), cue.text, cue.speaker)
         limit = out[i].start
     return out
 
@@ -259,7 +267,7 @@ def _no_overlap(cues: list[Cue]) -> list[Cue]:
     for i, cue in enumerate(cues):
         nxt = cues[i + 1].start if i + 1 < len(cues) else None
         if nxt is not None and cue.start < nxt < cue.end:
-            cue = Cue(cue.start, nxt, cue.text)
+            cue = Cue(cue.start, nxt, cue.text, cue.speaker)
         out.append(cue)
     return out
 
@@ -278,13 +286,24 @@ def _span(cue: Cue, sep: str) -> str:
     return f"{_stamp(start_ms / 1000, sep)} --> {_stamp(end_ms / 1000, sep)}"
 
 
+def several_speakers(cues: list[Cue]) -> bool:
+    """Whether the cues are spoken by more than one person: only then do captions name who speaks."""
+    return len({c.speaker for c in cues if c.speaker}) > 1
+
+
 def to_srt(cues: list[Cue]) -> str:
-    blocks = [f"{i}\n{_span(c, ',')}\n{c.text}\n" for i, c in enumerate(cues, start=1)]
+    """SRT; a cue starts with its speaker ("S1: ...") when more than one person speaks."""
+    named = several_speakers(cues)
+    blocks = [f"{i}\n{_span(c, ',')}\n{f'{c.speaker}: ' if named and c.speaker else ''}{c.text}\n"
+              for i, c in enumerate(cues, start=1)]
     return "\n".join(blocks)
 
 
 def to_vtt(cues: list[Cue]) -> str:
-    blocks = [f"{_span(c, '.')}\n{html.escape(c.text, quote=False)}\n" for c in cues]
+    """WebVTT; a cue carries its speaker as a voice span (`<v S1>...`) when more than one person speaks."""
+    named = several_speakers(cues)
+    blocks = [f"{_span(c, '.')}\n{f'<v {c.speaker}>' if named and c.speaker else ''}"
+              f"{html.escape(c.text, quote=False)}\n" for c in cues]
     return "\n".join(["WEBVTT\n", *blocks])
 
 

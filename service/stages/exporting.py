@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import msgspec
 
 from service.audio.sync import UnitWindow, measure_sync
 from service.db import artifacts, tasks, translations
@@ -46,7 +47,8 @@ async def run(ctx: StageContext) -> None:
     mixdown = await outputs.load(work, Mixdown)
     timed = [(u.placed_start, u.placed_end, u.target_text) for u in mixdown.units]
     cues = captions.build_cues(timed, max_cps=ctx.settings.caption_max_cps,
-                               timeline_end=float(mixdown.mix["duration"]))  # type: ignore[arg-type]
+                               timeline_end=float(mixdown.mix["duration"]),  # type: ignore[arg-type]
+                               speakers=[u.speaker for u in mixdown.units])
     await anyio.Path(work / "captions.srt").write_text(captions.to_srt(cues))
     await anyio.Path(work / "captions.vtt").write_text(captions.to_vtt(cues))
     measured = await _measure(ctx, mixdown.units)
@@ -97,7 +99,8 @@ async def _record_render(ctx: StageContext, revision: int, mixdown: Mixdown, cue
 def _segment(unit: PlacedUnit, measured: dict[str, Any] | None) -> dict[str, Any]:
     span = round(unit.source_end - unit.source_start, 4)
     return {
-        "id": unit.id, "group": unit.group, "source_text": unit.source_text, "target_text": unit.target_text,
+        "id": unit.id, "group": unit.group, "speaker": unit.speaker,
+        "source_text": unit.source_text, "target_text": unit.target_text,
         "source_start": unit.source_start, "source_end": unit.source_end, "source_span": span,
         "placed_start": unit.placed_start, "placed_end": unit.placed_end, "dubbed_duration": unit.dubbed_duration,
         "rate": unit.rate, "stretch": unit.stretch, "overflowed": unit.overflowed, "cut_seconds": unit.cut_seconds,
@@ -130,6 +133,7 @@ async def _manifest(ctx: StageContext, mixdown: Mixdown, measured: dict[str, Any
             "translation": {"engine": translation.engine},
             "tts": {"engine": synthesis.engine, "voice": synthesis.voice},
         },
+        "speakers": [msgspec.to_builtins(s) for s in synthesis.speakers],
         "inputs": {
             "voice": _input_entry(ctx.job.voice),
             "background": _input_entry(ctx.job.background),

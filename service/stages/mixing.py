@@ -86,7 +86,7 @@ async def _fit(ctx: StageContext, unit: TranslatedUnit, slot: SegmentTiming, cli
         placed_start=round(placement.placed_start, 4), placed_end=round(placement.placed_end, 4),
         natural_duration=clip.natural_duration, rate=round(clip.rate, 4), stretch=round(stretch, 4),
         overflowed=placement.overflowed, cut_seconds=round(placement.cut_seconds, 4),
-        shortened_from=clip.shortened_from)
+        shortened_from=clip.shortened_from, speaker=unit.speaker)
     return PlacedClip(path, placement.placed_start, placement.placed_end - placement.placed_start), placed
 
 

@@ -24,6 +24,7 @@ class TranslatedUnit(msgspec.Struct):
     group: int
     source_text: str
     text: str
+    speaker: str | None = None
 
 
 class Translation(msgspec.Struct):
@@ -50,6 +51,19 @@ class Clip(msgspec.Struct):
     natural_duration: float
     shortened_from: str | None = None
     span: float | None = None  # the unit's span it was made to fit: a re-timed unit is spoken again
+    voice: str | None = None  # the speaker's voice it was spoken with (None: the language's default)
+
+
+class SpeakerEntry(msgspec.Struct):
+    """A speaker as the manifest lists it: who, how long they speak, the voice they got and whether cloned."""
+
+    id: str
+    speech_seconds: float
+    median_pitch: float | None
+    engine: str
+    voice: str
+    chosen: str
+    cloned: bool = False
 
 
 class Synthesis(msgspec.Struct):
@@ -59,6 +73,7 @@ class Synthesis(msgspec.Struct):
     engine: str
     voice: str
     clips: list[Clip]
+    speakers: list[SpeakerEntry] = msgspec.field(default_factory=list)
 
 
 class PlacedUnit(msgspec.Struct):
@@ -79,6 +94,7 @@ class PlacedUnit(msgspec.Struct):
     overflowed: bool
     cut_seconds: float
     shortened_from: str | None = None
+    speaker: str | None = None
 
     @property
     def dubbed_duration(self) -> float:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +24,7 @@ import anyio
 import structlog
 
 from service import scratch
+from service.audio.speakers import Diarization, decide, embed, split_regions
 from service.audio.voice_activity import FRAME_SECONDS, energy_activity, speech_regions
 from service.db import jobs, segments, tasks, transcripts
 from service.db.events import Event
@@ -30,7 +32,7 @@ from service.domain import ArtifactKind, EventKind, InputKind, Stage
 from service.engines.capabilities import cannot_dub_detected
 from service.engines.types import LanguageGuess, Transcript
 from service.errors import DubbingError, EngineError, ErrorCode, StageError
-from service.stages import captions, separation
+from service.stages import captions, separation, speakers
 from service.stages.context import StageContext
 from service.stages.publish import publish
 from service.stages.units import Unit, build_units, refine_edges
@@ -51,11 +53,19 @@ async def load(ctx: StageContext) -> tuple[Transcript, list[Unit]]:
     editable = await segments.load(ctx.pool, ctx.task.job_id)
     if data is None or editable is None:
         raise StageError(ErrorCode.TRANSCRIPT_MISSING, "The transcript is not ready", retryable=True)
-    units = [Unit(s.id, s.start, s.end, s.text, s.group) for s in editable.segments]
+    units = [Unit(s.id, s.start, s.end, s.text, s.group, s.speaker) for s in editable.segments]
     media = ctx.job.media
     if media is not None:  # a media job dubs the units wholly inside its window; the original plays elsewhere
         units = [u for u in units if u.start >= media.start_seconds and u.end <= media.end_seconds]
     return Transcript.from_json(data), units
+
+
+async def speakers_of(ctx: StageContext) -> list[dict[str, Any]]:
+    """The job's speakers (id, speech_seconds, median_pitch), in order of first appearance; [] when one voice
+    was never told apart (transcripts made before speakers were)."""
+    data = await transcripts.ready(ctx.pool, ctx.task.job_id)
+    found = (data or {}).get("speakers")
+    return [dict(s) for s in found] if isinstance(found, list) else []
 
 
 async def detection(ctx: StageContext) -> dict[str, Any] | None:
@@ -159,6 +169,7 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
     usage: dict[str, float] = {}
     speech: list[tuple[float, float]] | None = None
     activity: Any = None
+    found: Diarization | None = None
     guess: LanguageGuess | None = None
     try:
         if transcriber.accepts_url and ctx.storage.is_remote and ctx.job.media is None:
@@ -187,6 +198,9 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
                         speech, activity = await asyncio.gather(
                             ctx.in_pool(speech_regions, active, ctx.settings.unit_pause_seconds),
                             ctx.in_pool(energy_activity, active, 0.0))
+                        found = speakers.from_transcript(transcript)
+                        if found is None and speech:
+                            found = await _diarize(ctx, active, speech)
                     if isolated is not None:
                         await separation.publish_stems(ctx, voice, active,
                                                        [(s.start, s.end) for s in transcript.segments])
@@ -210,11 +224,17 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
     await ctx.record_usage(usage)
     if guess is None and language is None and transcript.segments:  # detected within the transcription
         await jobs.record_detection(ctx.pool, ctx.task.job_id, transcript.language, transcript.language_confidence)
+    if found is None:
+        found = speakers.from_transcript(transcript)
+    turns = speakers.turns_of(found) if found is not None else None
+    if turns:
+        transcript = speakers.mark_segments(transcript, turns)
     timed = build_units(transcript.segments, speech, language=transcript.language,
-                        pause_seconds=ctx.settings.unit_pause_seconds)
+                        pause_seconds=ctx.settings.unit_pause_seconds, turns=turns)
     if activity is not None:
         timed = refine_edges(timed, activity, FRAME_SECONDS)
     data = {**transcript.to_json(), "units": [_unit_json(u) for u in timed],
+            "speakers": speakers.profiles_json(found, timed) if found is not None else [],
             "speech": [list(region) for region in speech] if speech is not None else None,
             "detection": _detection(source, guess, transcript)}
     await _publish_transcript(ctx, timed, data)
@@ -248,6 +268,13 @@ async def _heard(ctx: StageContext) -> AsyncIterator[tuple[str, asyncio.Task[str
             isolating.cancel()
             with contextlib.suppress(BaseException):
                 await isolating
+async def _diarize(ctx: StageContext, voice: str, speech: list[tuple[float, float]]) -> Diarization:
+    """Who speaks when: the speech described by two pool workers side by side (each half of it), then grouped."""
+    started = time.perf_counter()
+    parts = await asyncio.gather(*(ctx.in_pool(embed, voice, part) for part in split_regions(speech, 2)))
+    found: Diarization = await ctx.in_pool(decide, list(parts), speech, ctx.job.speakers.num_speakers)
+    ctx.figures.update(diarization_seconds=round(time.perf_counter() - started, 3), speakers=len(found.speakers))
+    return found
 
 
 def _detection(source: str, guess: LanguageGuess | None, transcript: Transcript) -> dict[str, Any] | None:
@@ -265,13 +292,15 @@ def _detection(source: str, guess: LanguageGuess | None, transcript: Transcript)
 
 
 def _unit_json(unit: Unit) -> dict[str, Any]:
-    return {"id": unit.id, "start": unit.start, "end": unit.end, "text": unit.text, "group": unit.group}
+    return {"id": unit.id, "start": unit.start, "end": unit.end, "text": unit.text, "group": unit.group,
+            "speaker": unit.speaker}
 
 
 async def _publish_transcript(ctx: StageContext, timed: list[Unit], data: dict[str, Any]) -> None:
     folder = scratch.source_dir(ctx.settings.scratch_dir, ctx.task.job_id)
     await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-    cues = captions.build_cues([(u.start, u.end, u.text) for u in timed], max_cps=ctx.settings.caption_max_cps)
+    cues = captions.build_cues([(u.start, u.end, u.text) for u in timed], max_cps=ctx.settings.caption_max_cps,
+                               speakers=[u.speaker for u in timed])
     files = {
         ArtifactKind.TRANSCRIPT_JSON: ("transcript.json", None),
         ArtifactKind.TRANSCRIPT_SRT: ("transcript.srt", captions.to_srt(cues)),

@@ -49,7 +49,7 @@ async def run(ctx: StageContext) -> None:
     if await outputs.exists(ctx.work_dir, Translation) and len(todo) < len(units):  # a re-render: earlier counts
         untranslated += (await outputs.load(ctx.work_dir, Translation)).untranslated_words
     result = Translation(source, target, translator.name, [
-        TranslatedUnit(u.id, u.start, u.end, u.group, u.text, texts[u.id]) for u in units],
+        TranslatedUnit(u.id, u.start, u.end, u.group, u.text, texts[u.id], u.speaker) for u in units],
         pivot=translator.pivot_for(source, target), untranslated_words=untranslated)
     await translations.store(ctx.pool, ctx.task.job_id, target,
                              [(u.id, u.text, texts[u.id], u.id in edited) for u in units])

@@ -45,6 +45,8 @@ class Unit:
     end: float
     text: str
     group: int
+    # Who speaks it (S1, S2, ...); None when speakers were not told apart.
+    speaker: str | None = None
 
     @property
     def span(self) -> float:
@@ -117,6 +119,19 @@ def join_words(words: Sequence[Word], language: str | None) -> str:
     return text
 
 
+def speaker_at(turns: Sequence[tuple[float, float, str]], start: float, end: float) -> str | None:
+    """The speaker of the turn overlapping [start, end] most, else of the nearest turn."""
+    best, best_overlap, nearest, nearest_gap = None, 0.0, None, float("inf")
+    for turn_start, turn_end, speaker in turns:
+        overlap = min(end, turn_end) - max(start, turn_start)
+        if overlap > best_overlap:
+            best, best_overlap = speaker, overlap
+        gap = max(turn_start - end, start - turn_end, 0.0)
+        if gap < nearest_gap:
+            nearest, nearest_gap = speaker, gap
+    return best if best is not None else nearest
+
+
 def build_units(
     segments: Sequence[Segment],
     speech: Sequence[tuple[float, float]] | None = None,
@@ -124,35 +139,43 @@ def build_units(
     language: str | None = None,
     pause_seconds: float = PAUSE_SECONDS,
     max_unit_seconds: float = MAX_UNIT_SECONDS,
+    turns: Sequence[tuple[float, float, str]] | None = None,
 ) -> list[Unit]:
     """Units from the transcript's words and (optionally) voice-activity `speech` regions.
 
     A new unit starts after a pause of `pause_seconds` between words, or where the next word lies in
-    another speech region (regions are separated by silence the voice-activity detector measured).
+    another speech region (regions are separated by silence the voice-activity detector measured), or
+    where the speaker changes (`turns`: who speaks when); a speaker change also ends the sentence group.
     """
     words = _words_of(segments)
     if not words:
         return []
+    speaker_of = [speaker_at(turns, w.start, w.end) for w in words] if turns else [None] * len(words)
     regions = sorted(speech) if speech else []
     region_of = [_region_of(w, regions) if regions else None for w in words]
 
     runs: list[list[Word]] = [[words[0]]]
     run_regions: list[tuple[int | None, int | None]] = [(region_of[0], region_of[0])]
+    run_speakers: list[str | None] = [speaker_of[0]]
     for i in range(1, len(words)):
         gap = words[i].start - words[i - 1].end
         new_region = region_of[i] is not None and region_of[i - 1] is not None and region_of[i] != region_of[i - 1]
-        if (gap >= pause_seconds or new_region) and not words[i].attached:  # never a unit edge inside a word
+        new_speaker = speaker_of[i] != run_speakers[-1]
+        if (gap >= pause_seconds or new_region or new_speaker) and not words[i].attached:  # never inside a word
             runs.append([])
             run_regions.append((region_of[i], region_of[i]))
+            run_speakers.append(speaker_of[i])
         runs[-1].append(words[i])
         run_regions[-1] = (run_regions[-1][0], region_of[i])
 
     pieces: list[tuple[list[Word], tuple[int | None, int | None]]] = []
-    for run, bounds in zip(runs, run_regions, strict=True):
+    piece_speakers: list[str | None] = []
+    for run, bounds, speaker in zip(runs, run_regions, run_speakers, strict=True):
         parts = _split_long(run, max_unit_seconds)
         for k, part in enumerate(parts):
             # Only the first piece of a run may take its region's start, only the last its end.
             pieces.append((part, (bounds[0] if k == 0 else None, bounds[1] if k == len(parts) - 1 else None)))
+            piece_speakers.append(speaker)
     # A region shared by several runs (the recogniser heard a pause the detector did not) gives its start
     # to the first of them and its end to the last.
     seen_first: set[int] = set()
@@ -168,6 +191,9 @@ def build_units(
         text = join_words(run, language)
         if not text:
             continue
+        speaker = piece_speakers[index]
+        if units and speaker != units[-1].speaker and in_group:  # another voice: another sentence
+            group, in_group = group + 1, 0
         start, end = run[0].start, run[-1].end
         if first_region is not None and first_region not in seen_first:
             seen_first.add(first_region)
@@ -184,7 +210,7 @@ def build_units(
             start = units[-1].end
         if end <= start:
             start, end = max(run[0].start, units[-1].end if units else 0.0), max(run[-1].end, start + 0.05)
-        units.append(Unit(len(units), round(start, 3), round(end, 3), text, group))
+        units.append(Unit(len(units), round(start, 3), round(end, 3), text, group, speaker))
         in_group += 1
         if not punctuated or ends_sentence(run[-1].text) or in_group >= MAX_GROUP_UNITS:
             group, in_group = group + 1, 0
@@ -211,5 +237,5 @@ def refine_edges(units: Sequence[Unit], active: Sequence[bool], frame_seconds: f
         start, end = unit.start, unit.end
         if first is not None and last is not None and (last + 1 - first) * frame_seconds >= 0.1:
             start, end = first * frame_seconds, (last + 1) * frame_seconds
-        refined.append(Unit(unit.id, round(start, 3), round(end, 3), unit.text, unit.group))
+        refined.append(Unit(unit.id, round(start, 3), round(end, 3), unit.text, unit.group, unit.speaker))
     return refined

@@ -35,6 +35,7 @@ from service.routes.services import Services
 from service.settings import Settings
 from service.stages.context import StageFn, StageServices
 from service.storage.factory import open_storage
+from service.supervisor import clone_sweep
 from service.wiring import backends, roles
 from service.wiring.drain import Drain
 from service.wiring.engines import EngineFactory, default_registry, load_engines
@@ -142,6 +143,8 @@ async def open_services(stack: contextlib.AsyncExitStack, settings: Settings, op
     await anyio.to_thread.run_sync(sweep_leftovers, settings)
     executor = await _open_pool(stack, settings)
     engines = await _open_engines(stack, settings, executor, options)
+    if roles.runs_stages(settings):  # no voice clone outlives its job (supervisor/clone_sweep.py)
+        await stack.enter_async_context(clone_sweep.running(db.pool, engines))
     core = StageServices(settings, db, listener, storage, executor, engines)
     # QUEUE_BACKEND: what `POST /v1/jobs` sets in motion, and what runs stages here (not in --role api).
     dispatch = await stack.enter_async_context(backends.open_dispatch(settings, db))

@@ -137,3 +137,15 @@ def test_short_lines_close_together_share_a_cue_instead_of_falling_behind() -> N
     assert cues[0].text.replace("\n", " ") == "Sí. Claro que sí. Vale."
     assert cues[0].start == 0.0 and cues[-1].start == 9.0
     assert reading_lag(cues, segments) == 0.0
+
+
+def test_captions_name_the_speaker_only_when_several_speak() -> None:
+    lines = [(0.0, 2.0, "Good morning."), (2.5, 4.5, "Good morning to you.")]
+    both = build_cues(lines, speakers=["S1", "S2"])
+    assert "<v S1>Good morning." in to_vtt(both) and "<v S2>Good morning to you." in to_vtt(both)
+    assert "\nS1: Good morning.\n" in to_srt(both) and "\nS2: Good morning to you.\n" in to_srt(both)
+    alone = build_cues(lines, speakers=["S1", "S1"])
+    assert "<v" not in to_vtt(alone) and "S1:" not in to_srt(alone)
+    # Two people's quick lines are never joined into one cue.
+    quick = [(0.0, 0.4, "Yes."), (0.5, 0.9, "No.")]
+    assert len(build_cues(quick, speakers=["S1", "S2"])) == 2 and len(build_cues(quick)) == 1

@@ -86,3 +86,14 @@ def test_a_pause_inside_a_word_does_not_cut_it() -> None:
               Word("-hearted", 1.4, 1.8, 0.9, attached=True))  # a 0.6 s gap the recogniser heard in one word
     assert [u.text for u in build_units([Segment(0, 0.0, 1.8, "rather cold-hearted", pieces)])] == [
         "rather cold-hearted"]
+
+
+def test_a_unit_that_changes_speaker_is_split_where_the_voice_changes() -> None:
+    words = (Word("So", 0.0, 0.2, 0.9), Word("what", 0.25, 0.5, 0.9), Word("now?", 0.55, 0.9, 0.9),
+             Word("We", 1.0, 1.2, 0.9), Word("wait.", 1.25, 1.6, 0.9))  # no pause long enough to cut at
+    segments = [Segment(0, 0.0, 1.6, "So what now? We wait.", words)]
+    assert [u.text for u in build_units(segments)] == ["So what now? We wait."]
+    units = build_units(segments, turns=[(0.0, 0.95, "S1"), (0.95, 1.6, "S2")])
+    assert [(u.text, u.speaker) for u in units] == [("So what now?", "S1"), ("We wait.", "S2")]
+    assert units[0].group != units[1].group  # another voice: its own sentence for the translator
+    assert [u.speaker for u in refine_edges(units, np.ones(200, dtype=bool), 0.01)] == ["S1", "S2"]

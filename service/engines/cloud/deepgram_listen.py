@@ -104,6 +104,46 @@ def _pieces(utterance: dict[str, Any], language: str | None, max_seconds: float 
     return [(round(start, 3), round(max(end, start), 3), text, tuple(words))] if text else []
 
 
+def _word_speakers(results: dict[str, Any], channel: dict[str, Any]) -> dict[tuple[float, float], str]:
+    """(start, end) of each word -> Deepgram's speaker number as text ("0", "1", ...), when diarized."""
+    found: dict[tuple[float, float], str] = {}
+    sources: list[Any] = []
+    if isinstance(results.get("utterances"), list):
+        sources.extend(u.get("words") for u in results["utterances"] if isinstance(u, dict))
+    alternatives = channel.get("alternatives") if isinstance(channel.get("alternatives"), list) else []
+    if alternatives and isinstance(alternatives[0], dict):
+        sources.append(alternatives[0].get("words"))
+    for words in sources:
+        for w in words if isinstance(words, list) else []:
+            if not isinstance(w, dict) or not isinstance(w.get("speaker"), int):
+                continue
+            start, end = _number(w.get("start")), _number(w.get("end"))
+            if start is not None and end is not None:
+                found[(round(start, 3), round(max(end, start), 3))] = str(w["speaker"])
+    return found
+
+
+Piece = tuple[float, float, str, tuple[Word, ...]]
+
+
+def _by_speaker(pieces: list[Piece], said_by: dict[tuple[float, float], str], language: str | None
+                ) -> list[tuple[float, float, str, tuple[Word, ...], str | None]]:
+    """Pieces cut where the speaker of their words changes, each with its speaker (None when not diarized)."""
+    out: list[tuple[float, float, str, tuple[Word, ...], str | None]] = []
+    for start, end, text, words in pieces:
+        who = [said_by.get((w.start, w.end)) for w in words]
+        if not said_by or not words or len(set(who)) <= 1:
+            out.append((start, end, text, words, who[0] if who else None))
+            continue
+        first = 0
+        for i in range(1, len(words) + 1):
+            if i == len(words) or who[i] != who[first]:
+                run = words[first:i]
+                out.append((run[0].start, run[-1].end, _join(run, language), tuple(run), who[first]))
+                first = i
+    return out
+
+
 def parse_listen(data: Any, requested_language: str | None, model: str,
                  max_segment_seconds: float | None = MAX_SEGMENT_SECONDS) -> Transcript:
     """A `/v1/listen` answer as a Transcript: segments 0..n-1 in time order, empty for silence."""
@@ -136,7 +176,9 @@ def parse_listen(data: Any, requested_language: str | None, model: str,
         for group in _sentences(words):
             pieces.append((group[0].start, group[-1].end, _join(group, lang_key), tuple(group)))
     pieces.sort(key=lambda p: (p[0], p[1]))
-    segments = tuple(Segment(id=i, start=s, end=e, text=t, words=w) for i, (s, e, t, w) in enumerate(pieces))
+    said_by = _word_speakers(results, first)
+    segments = tuple(Segment(id=i, start=s, end=e, text=t, words=w, speaker=who)
+                     for i, (s, e, t, w, who) in enumerate(_by_speaker(pieces, said_by, lang_key)))
 
     duration = _number(metadata.get("duration"))
     if duration is None:
@@ -165,7 +207,8 @@ class DeepgramTranscriber:
         return None  # detection comes with the transcript (`language`, `language_confidence`)
 
     def params(self, language: str | None) -> dict[str, str]:
-        params = {"model": self.model, "smart_format": "true", "utterances": "true"}
+        # diarize: a speaker per word (`words[].speaker`, 0, 1, ...), the segments cut where it changes.
+        params = {"model": self.model, "smart_format": "true", "utterances": "true", "diarize": "true"}
         if language in _AUTO:
             params["detect_language"] = "true"
         else:

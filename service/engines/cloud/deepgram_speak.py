@@ -108,7 +108,8 @@ class DeepgramSynthesizer:
         self._executor = executor  # joins and trims the parts; without one, a thread does
         self.voices = dict(AURA2_VOICES)
         for lang, voice in (voices or {}).items():
-            self.voices[lang.strip().lower().replace("_", "-")] = voice  # `en-gb` overrides only en-GB
+            # `en-gb` overrides only en-GB; a list (`es=a|b`) names the language's voices, the first its default
+            self.voices[lang.strip().lower().replace("_", "-")] = voice.split("|")[0].strip()
         self._timeout = timeout
         self.max_request_chars = max_request_chars
         self._speed_refused: set[str] = set()  # voices whose requests with `speed` came back 400

@@ -68,6 +68,16 @@ def list_voices(binary: str = "espeak-ng") -> frozenset[str]:
     return frozenset(names)
 
 
+def split_voice(voice: str) -> tuple[str, int]:
+    """An espeak-ng voice id as this engine takes it, `name[+variant][@pitch]` (`es+m3@40`), as the voice name
+    and its pitch (0-100; 50, espeak-ng's own, when not given). A speaker's voice is one of these."""
+    name, _, pitch = voice.partition("@")
+    try:
+        return name, max(0, min(100, int(pitch))) if pitch else espeak_lib.DEFAULT_PITCH
+    except ValueError:
+        raise EngineError(ErrorCode.BAD_INPUT, f"{voice!r} is not an espeak-ng voice (name+variant@pitch)") from None
+
+
 def wpm_for(rate: float) -> int:
     return max(MIN_WPM, min(MAX_WPM, round(BASE_WPM * rate)))
 
@@ -125,15 +135,15 @@ class EspeakSynthesizer:
         spoken = " ".join(text.split())
         wpm = wpm_for(rate)
         gap = word_gap_for(word_pause, wpm)
-        voice = voice or self.voice_for(language)
+        voice, pitch = split_voice(voice or self.voice_for(language))
         if self._executor is not None:
             duration = await cpu_pool.run(self._executor, espeak_lib.synthesize_file, spoken,
-                                          self.voice_for(language), wpm, sample_rate, out_path, gap)
+                                          voice, wpm, sample_rate, out_path, gap, pitch)
             return SynthesizedClip(path=out_path, duration=duration, rate=wpm / BASE_WPM)
         raw = f"{out_path}.{uuid.uuid4().hex}.espeak.wav"  # beside the output, unique per call
         try:
             await process.run(
-                [self._binary, "-v", voice, "-s", str(wpm), "-g", str(gap), "-w", raw, "--stdin"],
+                [self._binary, "-v", voice, "-s", str(wpm), "-g", str(gap), "-p", str(pitch), "-w", raw, "--stdin"],
                 spoken.encode("utf-8"),
                 self._timeout,
             )

@@ -19,6 +19,8 @@ from service.errors import EngineError, ErrorCode
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _ESPEAK_RATE = 1
+_ESPEAK_PITCH = 3
+DEFAULT_PITCH = 50
 _ESPEAK_WORDGAP = 7
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
@@ -89,10 +91,12 @@ class _Library:
                 clauses.append(clause.decode("utf-8", "replace"))
         return clauses
 
-    def speak(self, text: str, voice: str, words_per_minute: int, word_gap: int = 0) -> Any:
+    def speak(self, text: str, voice: str, words_per_minute: int, word_gap: int = 0,
+              pitch: int = DEFAULT_PITCH) -> Any:
         self.select(voice)
         self.lib.espeak_SetParameter(_ESPEAK_RATE, words_per_minute, 0)
         self.lib.espeak_SetParameter(_ESPEAK_WORDGAP, word_gap, 0)
+        self.lib.espeak_SetParameter(_ESPEAK_PITCH, pitch, 0)
         data = text.encode("utf-8") + b"\0"
         self.chunks = []
         buffer = ctypes.create_string_buffer(data)
@@ -128,11 +132,11 @@ def phonemes(text: str, voice: str) -> list[str]:
 
 
 def synthesize_file(text: str, voice: str, words_per_minute: int, sample_rate: int, out_path: str,
-                    word_gap: int = 0) -> float:
+                    word_gap: int = 0, pitch: int = DEFAULT_PITCH) -> float:
     """Speak `text` into a mono 16-bit WAV at `sample_rate`; returns its duration in seconds. `word_gap` is
-    espeak-ng's pause between words, in its units (see `espeak.word_gap_for`)."""
+    espeak-ng's pause between words, in its units (see `espeak.word_gap_for`); `pitch` 0-100 (50 its own)."""
     library = _loaded()
-    speech = speech_clip.trimmed(library.speak(text, voice, words_per_minute, word_gap), library.rate)
+    speech = speech_clip.trimmed(library.speak(text, voice, words_per_minute, word_gap, pitch), library.rate)
     if speech.size == 0:
         raise EngineError(ErrorCode.ENGINE_FAILED, "espeak-ng produced no audio for the line")
     return speech_clip.write_clip(speech, library.rate, sample_rate, out_path)

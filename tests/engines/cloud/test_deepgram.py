@@ -137,7 +137,7 @@ async def test_listen_with_url_sends_json_and_parses_utterances(stt: ProviderCli
     request = route.calls.last.request
     assert request.url.path == "/v1/listen"
     assert dict(request.url.params) == {"model": "nova-3", "smart_format": "true", "utterances": "true",
-                                        "language": "en"}
+                                        "diarize": "true", "language": "en"}
     assert request.headers["authorization"] == f"Token {KEY}"
     assert request.headers["content-type"] == "application/json"
     assert json.loads(request.content) == {"url": SIGNED_URL}
@@ -162,7 +162,8 @@ async def test_listen_streams_local_file_and_detects_language(stt: ProviderClien
 
     request = route.calls.last.request
     params = dict(request.url.params)
-    assert params == {"model": "nova-3", "smart_format": "true", "utterances": "true", "detect_language": "true"}
+    assert params == {"model": "nova-3", "smart_format": "true", "utterances": "true", "diarize": "true",
+                      "detect_language": "true"}
     assert "language" not in params
     assert request.headers["content-type"] == "audio/wav"
     assert request.headers["content-length"] == str(path.stat().st_size)
@@ -486,3 +487,22 @@ async def test_check_lists_projects(stt: ProviderClient) -> None:
     with pytest.raises(EngineError) as caught:
         await check(stt)
     assert caught.value.code == "provider_auth" and KEY not in str(caught.value)
+
+
+def test_diarized_words_cut_the_segments_where_the_speaker_changes() -> None:
+    from service.stages.speakers import from_transcript
+
+    plain = listen_response()
+    body = json.loads(json.dumps(plain))  # its own copy of the shared word lists
+    # diarize=true: each word has `speaker` and `speaker_confidence` (Deepgram's documented shape); the second
+    # voice takes over at "Today" without a pause, and the first comes back for "It works!".
+    for utterance in body["results"]["utterances"]:
+        for w in utterance["words"]:
+            w.update(speaker=1 if 1.6 <= w["start"] < 4.0 else 0, speaker_confidence=0.8)
+    transcript = parse_listen(body, "en", "nova-3")
+    assert [(s.text, s.speaker) for s in transcript.segments] == [
+        ("Hello, and welcome back.", "0"), ("Today we test dubbing.", "1"), ("It works!", "0")]
+    found = from_transcript(transcript)
+    assert found is not None and [p.id for p in found.speakers] == ["S1", "S2"]
+    assert [t.speaker for t in found.turns] == ["S1", "S2", "S1"]
+    assert from_transcript(parse_listen(plain, "en", "nova-3")) is None  # not diarized: no speakers
