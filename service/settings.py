@@ -87,8 +87,6 @@ class Settings:
     # Media jobs (docs/media.md): a video or one mixed soundtrack, its own size and length limits.
     max_media_bytes: int = 2 * 1024 ** 3
     max_media_seconds: float = 2 * 3600.0
-    elevenlabs_api_key: str | None = field(default=None, repr=False)
-    elevenlabs_base_url: str = "https://api.elevenlabs.io"
     upload_url_ttl_seconds: int = 2 * 3600
     download_url_ttl_seconds: int = 3600
     artifact_ttl_hours: int = 48
@@ -145,7 +143,8 @@ class Settings:
     deepgram_stt_concurrency: int = 20
     deepgram_tts_concurrency: int = 10
     openai_concurrency: int = 8
-    # ElevenLabs text-to-speech (premade voices, or each speaker's clone when a job asks for cloning).
+    # ElevenLabs: text-to-speech (premade voices, or each speaker's clone when a job asks for cloning) and media
+    # jobs' voice isolator.
     elevenlabs_api_key: str | None = field(default=None, repr=False)
     elevenlabs_base_url: str = "https://api.elevenlabs.io"
     elevenlabs_model: str = "eleven_multilingual_v2"
@@ -227,8 +226,6 @@ class Settings:
             elevenlabs_base_url=env.get("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io").rstrip("/"),
             openai_base_url=env.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/"),
             openai_model=env.get("OPENAI_MODEL", "gpt-4o-mini"),
-            elevenlabs_api_key=env.get("ELEVENLABS_API_KEY") or None,
-            elevenlabs_base_url=env.get("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io").rstrip("/"),
             elevenlabs_model=env.get("ELEVENLABS_MODEL") or "eleven_multilingual_v2",
             tts_engine=(env.get("TTS_ENGINE") or "").strip().lower(),
             queue_backend=env.get("QUEUE_BACKEND") or "postgres",

@@ -110,7 +110,8 @@ def choose(engine: str, default_voice: str, language: str, speakers: Sequence[Ma
         palette = assign(speakers, *ELEVENLABS_PREMADE)
     elif engine == "kokoro":  # its styles: one male (the default), four female
         styles = kokoro.voices(language)
-        palette = assign(speakers, [s for s in styles if s.startswith("jm_")], [s for s in styles if s.startswith("jf_")])
+        palette = assign(speakers, [s for s in styles if s.startswith("jm_")],
+                         [s for s in styles if s.startswith("jf_")])
     out: dict[str, SpeakerVoice] = {}
     for speaker, _ in _registers(speakers):
         if speaker in picked:
