@@ -21,6 +21,18 @@ def _words(text: str) -> list[str]:
     return text.split()
 
 
+def _spoken(text: str, speaker: str | None) -> str:
+    """A cue's words without the speaker label the captions put first when several speak ("S1: ", `<v S1>`):
+    the label is not the line's text, and a proofreader who keeps or drops it has not edited the line."""
+    stripped = text.strip()
+    if speaker:
+        for label in (f"{speaker}: ", f"<v {speaker}>"):
+            if stripped.startswith(label):
+                stripped = stripped[len(label):].removesuffix("</v>").strip()
+                break
+    return stripped
+
+
 def cue_records(cues: Sequence[Cue], segments: Sequence[tuple[int, float, str]]) -> list[dict[str, Any]]:
     """Each cue (number, start, end, text) with the pieces of segment text it shows: [[segment id, text], ...].
     `segments` are (id, start, text) as the cues were built from them."""
@@ -38,7 +50,7 @@ def cue_records(cues: Sequence[Cue], segments: Sequence[tuple[int, float, str]])
             else:
                 pieces.append([seg_id, word])
         records.append({"number": number, "start": round(cue.start, 3), "end": round(cue.end, 3),
-                        "text": " ".join(_words(cue.text)), "pieces": pieces})
+                        "text": " ".join(_words(cue.text)), "speaker": cue.speaker, "pieces": pieces})
     return records
 
 
@@ -89,7 +101,7 @@ def edited_texts(records: Sequence[dict[str, Any]], edited: Sequence[Cue]) -> tu
     changed: list[int] = []
     pieces: list[list[list[Any]]] = []
     for record, cue in zip(records, edited, strict=True):
-        new_words = _words(cue.text)
+        new_words = _words(_spoken(cue.text, record.get("speaker")))
         own = [list(p) for p in record["pieces"]]
         if " ".join(new_words) != record["text"]:
             changed.append(int(record["number"]))
