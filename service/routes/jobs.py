@@ -19,9 +19,19 @@ from service.audio.probe import ProbeResult, probe
 from service.db import artifacts, jobs, uploads
 from service.db.jobs import InputObject, NewJob
 from service.domain import ArtifactKind
-from service.errors import ApiError, AudioError, ErrorCode, IdempotencyConflict, ProviderError, StorageError
-from service.routes.auth import current_user
-from service.routes.errors import bad_request, not_found, unprocessable
+from service.errors import (
+    ApiError,
+    AudioError,
+    ErrorCode,
+    IdempotencyConflict,
+    ProviderError,
+    QuotaExceeded,
+    StorageError,
+    UnsafeDestination,
+)
+from service.integrations import url_guard
+from service.routes.auth import User, current_user
+from service.routes.errors import bad_request, error_response, not_found, unprocessable
 from service.routes.models import (
     CURSOR,
     ArtifactList,
@@ -142,9 +152,35 @@ async def _inspect(request: Request, user_id: str, field: str, path: str) -> Inp
     return InputObject(path, content_type, info.size_bytes, result.sha256, result.duration_seconds, upload.filename)
 
 
-def _request_hash(voice: str, background: str | None, source: str, targets: list[str]) -> str:
-    canonical = json.dumps([voice, background, source, sorted(targets)])
+def _request_hash(voice: str, background: str | None, source: str, targets: list[str],
+                  webhook_url: str | None = None) -> str:
+    canonical = json.dumps([voice, background, source, sorted(targets)] + ([webhook_url] if webhook_url else []))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _webhook_url(settings: Settings, raw: str | None) -> str | None:
+    """The job's webhook URL, checked now (SSRF guard; again at every delivery): 422 when it may not be used."""
+    if raw is None:
+        return None
+    if not settings.webhook_secret:
+        raise unprocessable(ErrorCode.WEBHOOKS_DISABLED,
+                            "This service has no WEBHOOK_SECRET: it cannot sign webhooks, so it takes none")
+    try:
+        await url_guard.check(raw.strip(), settings.webhook_allow_private)
+    except UnsafeDestination as exc:
+        raise unprocessable(ErrorCode.INVALID_WEBHOOK_URL, exc.message) from exc
+    return raw.strip()
+
+
+def _billing_customer(settings: Settings, user: User) -> str | None:
+    """The Stripe customer the caller's token names (STRIPE_CUSTOMER_CLAIM), if it names one."""
+    return user.claim(settings.stripe_customer_claim) if settings.stripe_customer_claim else None
+
+
+def _quota_refused(exc: QuotaExceeded) -> Response:
+    """429 with Retry-After (seconds until the quota renews) and what is left, in the message and a header."""
+    return error_response(429, exc.code, exc.message, headers={
+        "Retry-After": str(exc.retry_after_seconds), "X-Quota-Minutes-Left": f"{exc.left_minutes:.2f}"})
 
 
 async def create_job(request: Request) -> Response:
@@ -159,7 +195,8 @@ async def create_job(request: Request) -> Response:
     check = svc.language_check
     if check is not None and (problem := check(source, targets)):
         raise unprocessable(ErrorCode.UNSUPPORTED_LANGUAGE, problem)
-    request_hash = _request_hash(voice_path, background_path, source, targets)
+    webhook_url = await _webhook_url(settings, body.webhook_url)
+    request_hash = _request_hash(voice_path, background_path, source, targets, webhook_url)
 
     if idempotency_key is not None:
         try:
@@ -173,11 +210,15 @@ async def create_job(request: Request) -> Response:
     background = (
         await _inspect(request, user.id, "background_object", background_path) if background_path else None
     )
-    new_job = NewJob(user.id, source, targets, voice, background, idempotency_key, request_hash)
+    new_job = NewJob(user.id, source, targets, voice, background, idempotency_key, request_hash,
+                     webhook_url=webhook_url, billing_customer=_billing_customer(settings, user),
+                     quota_minutes_per_day=settings.quota_minutes_per_day)
     try:
         job_id, created = await jobs.create(pool, new_job)
     except IdempotencyConflict as exc:
         raise ApiError(409, ErrorCode.IDEMPOTENCY_CONFLICT, exc.message) from exc
+    except QuotaExceeded as exc:
+        return _quota_refused(exc)
     if created:  # committed: QUEUE_BACKEND=dramatiq sends its tasks' messages now
         await svc.dispatch.job_created(job_id)
     shown = _job_found(await jobs.representation(pool, user.id, job_id)).to_json()

@@ -67,6 +67,9 @@ class JobRequest(Struct):
                                                      "the first minute of speech")] = "auto"
     background_object: Text | None = None
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=200, pattern=NOT_BLANK)] | None = None
+    webhook_url: Annotated[str, Meta(min_length=1, max_length=2000, pattern="^https?://", description=(
+        "Where the job's events (language.completed, job.completed, job.failed, job.cancelled) are POSTed, "
+        "signed per Standard Webhooks; must resolve to a public address in cloud mode"))] | None = None
 
 
 # -- responses ----------------------------------------------------------------------------------------
@@ -165,6 +168,23 @@ class JobSummary(Struct):
 
 class Job(JobSummary):
     artifacts: list[Artifact]
+
+
+class UsagePeriod(Struct):
+    """What the caller used in a UTC day or month: minutes of source audio times target languages."""
+
+    start: Time
+    minutes_used: float
+    dubbed_minutes: Annotated[float, Meta(description="Of languages that completed")]
+    languages: int
+    jobs: int
+    quota_minutes: Annotated[float | None, Meta(description="QUOTA_MINUTES_PER_DAY; null: unlimited")] = None
+    minutes_left: float | None = None
+
+
+class Usage(Struct):
+    day: UsagePeriod
+    month: UsagePeriod
 
 
 class JobDeletion(Struct):

@@ -19,7 +19,8 @@ from service.settings import ALLOWED_AUDIO_TYPES
 _STR = {"type": "string"}
 _ERROR_TEXT = {400: "Malformed request", 401: "Missing, bad or expired token", 404: "Not found (or not yours)",
                409: "Conflict", 413: "Too large", 415: "Unsupported content type", 422: "Invalid input",
-               416: "Range not satisfiable", 403: "Only from this computer", 503: "Try again later"}
+               416: "Range not satisfiable", 403: "Only from this computer", 503: "Try again later",
+               429: "Over QUOTA_MINUTES_PER_DAY (Retry-After: seconds until 00:00 UTC; nothing was written)"}
 
 
 def _ref(model: type[msgspec.Struct]) -> dict[str, str]:
@@ -130,7 +131,7 @@ def openapi_document(server_url: str, local_auth: bool = False, max_upload_bytes
                     "summary": "Create a job from uploaded objects (the metadata notify)", "security": auth,
                     "requestBody": _body(models.JobRequest),
                     "responses": {"201": _json(models.Job, "Created"), "200": _json(models.Job, "Idempotent repeat"),
-                                  **_errors(400, 401, 409, 413, 415, 422, 503)}},
+                                  **_errors(400, 401, 409, 413, 415, 422, 429, 503)}},
                 "get": {
                     "summary": "The caller's jobs, newest first", "security": auth,
                     "parameters": [
@@ -139,6 +140,10 @@ def openapi_document(server_url: str, local_auth: bool = False, max_upload_bytes
                          "schema": {"type": "string", "pattern": models.CURSOR}}],
                     "responses": {"200": _json(models.JobPage, "A page"), **_errors(400, 401)}},
             },
+            "/v1/usage": {"get": {
+                "summary": "What the caller used this UTC day and month (source minutes times languages), and their "
+                           "daily quota", "security": auth,
+                "responses": {"200": _json(models.Usage, "Usage"), **_errors(401)}}},
             "/v1/jobs/{job_id}": {
                 "get": {
                     "summary": "A job with its tasks and artifacts", "security": auth, "parameters": job_id,

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from service.errors import ErrorCode, StorageError
-from service.routes import events, health, jobs, languages, local_token, signed_urls, uploads
+from service.routes import events, health, jobs, languages, local_token, signed_urls, uploads, usage
 from service.routes.errors import error_response
 from service.routes.metrics import serve_metrics
 from service.routes.openapi import openapi_document
@@ -38,6 +38,7 @@ _API: dict[str, dict[str, Endpoint]] = {
     "/v1/languages": {"GET": languages.list_languages},
     "/v1/uploads": {"POST": uploads.create_uploads},
     "/v1/jobs": {"POST": jobs.create_job, "GET": jobs.list_jobs},
+    "/v1/usage": {"GET": usage.get_usage},
     "/v1/jobs/{job_id}": {"GET": jobs.get_job, "DELETE": jobs.delete_job},
     "/v1/jobs/{job_id}/artifacts": {"GET": jobs.list_artifacts},
     "/v1/jobs/{job_id}/inputs": {"GET": jobs.job_inputs},
