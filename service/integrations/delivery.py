@@ -127,6 +127,8 @@ class Delivery:
         await outbox.settle(self.pool, message.id, message.attempts, state=state, status=attempt.status,
                             latency_ms=attempt.latency_ms, error=attempt.error, excerpt=attempt.response_excerpt,
                             retry_in=retry_in)
+        if retry_in is not None:  # the loop may be sleeping until a later time: let it look again
+            self.listener.outbox_ready.set()
         log.info("outbox.attempt", message_id=str(message.id), destination=message.destination,
-                 event=message.event_type, attempt=message.attempts, state=state, status=attempt.status,
+                 event_type=message.event_type, attempt=message.attempts, state=state, status=attempt.status,
                  ms=attempt.latency_ms, error=attempt.error, retry_in=None if retry_in is None else round(retry_in, 1))
