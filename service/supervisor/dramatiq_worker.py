@@ -3,8 +3,10 @@
 The consumer is a loop on this process's event loop over Dramatiq's Redis broker (not Dramatiq's Worker
 threads): the stages need the process's asyncpg pool, listener, process pool and semaphores, all on one
 loop. It fetches one message at a time and only for a free task slot, so no message waits in a busy
-worker while another is idle. A message names a task; the worker claims that task in PostgreSQL (the
-same lease as the supervisor's claim), acks the message, and runs the task with `TaskRunner`, which
+worker while another is idle. A message names a task; the worker claims a task in PostgreSQL (the
+same lease and the same fair-share choice as the supervisor's claim: the named one unless another user's
+turn comes first, which then inherits the taken task's message, see `dispatches.claim`), acks the message,
+and runs the task with `TaskRunner`, which
 writes its stages, events and NOTIFYs exactly as under the supervisor. From the claim on, the lease is
 the task's guarantee, not the message: a message for a task that is over, leased by a live worker, not
 due yet or cancelled claims nothing and is acked (duplicates do nothing).
@@ -183,7 +185,8 @@ class DramatiqWorker:
     async def _claim(self, task_id: uuid.UUID) -> ClaimedTask | None:
         while True:
             try:
-                return await dispatches.claim(self.pool, task_id, self.owner_id, self.settings.lease_seconds)
+                return await dispatches.claim(self.pool, task_id, self.owner_id, self.settings.lease_seconds,
+                                              self.settings.per_user_task_limit)
             except Exception as exc:
                 if not connection.is_outage(exc):
                     raise
@@ -212,6 +215,7 @@ class DramatiqWorker:
 
     async def _after(self, task: ClaimedTask) -> None:
         """A task handed back (draining) goes out again now; one released for a retry, when it is due."""
+        self._sweep_soon.set()  # a slot of its user is free: a task that gave its message up may run now
         try:
             due_in = await dispatches.needs_message_in(self.pool, task.id)
             if due_in is None:
