@@ -74,25 +74,25 @@ FAIR_CHOICE_SQL = f"""
         SELECT (SELECT l.owner_id FROM language_tasks l
                 WHERE l.stage NOT IN {TERMINAL_SQL} AND l.owner_id > u.owner_id ORDER BY l.owner_id LIMIT 1)
         FROM users u WHERE u.owner_id IS NOT NULL
-    ), load AS (
+    ), load AS MATERIALIZED (
         SELECT u.owner_id,
                (SELECT count(*) FROM language_tasks r
                 WHERE r.owner_id = u.owner_id AND r.lease_owner IS NOT NULL AND r.lease_expires_at >= now()
                   AND r.stage NOT IN {TERMINAL_SQL}) AS running
         FROM users u WHERE u.owner_id IS NOT NULL
     ), candidates AS (
-        SELECT c.id, c.run_after, l.running + row_number() OVER (PARTITION BY l.owner_id ORDER BY c.run_after)
-                   AS turn
+        SELECT c.id, c.run_after, l.running,
+               row_number() OVER (PARTITION BY l.owner_id ORDER BY c.run_after) AS nth
         FROM load l
         CROSS JOIN LATERAL (
             SELECT t.id, t.run_after FROM language_tasks t
-            WHERE t.owner_id = l.owner_id AND t.stage NOT IN {TERMINAL_SQL} AND t.run_after <= now()
-              AND (t.lease_expires_at IS NULL OR t.lease_expires_at < now())
+            WHERE l.running < $4 AND t.owner_id = l.owner_id AND t.stage NOT IN {TERMINAL_SQL}
+              AND t.run_after <= now() AND (t.lease_expires_at IS NULL OR t.lease_expires_at < now())
             ORDER BY t.run_after
-            LIMIT greatest(least($4::bigint - l.running, $3::bigint), 0)
+            LIMIT $3
             FOR UPDATE SKIP LOCKED) c
     )
-    SELECT id FROM candidates ORDER BY turn, run_after LIMIT $3"""
+    SELECT id FROM candidates WHERE running + nth <= $4 ORDER BY running + nth, run_after LIMIT $3"""
 
 
 async def claim(
