@@ -8,7 +8,7 @@ import time
 
 from service.settings import Settings
 from service.stages.context import StageContext
-from tests.support import Service, running_service
+from tests.support import running_service
 from tests.support.harness import Calls, recording, until
 from tests.support.webhook_receiver import receiving
 
@@ -134,7 +134,3 @@ async def test_delivery_checks_the_address_again_and_never_follows_redirects(set
         await sender.aclose()
         server.should_exit = True
         await serving
-
-
-def _unused(svc: Service) -> None:  # keeps the import for type checkers
-    del svc
