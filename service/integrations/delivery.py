@@ -27,7 +27,7 @@ from service.integrations.attempts import Attempt
 from service.integrations.stripe_meter import StripeMeter
 from service.integrations.webhook_sender import WebhookSender
 from service.settings import Settings
-from service.supervisor.running import keep_running
+from service.supervisor.running import keep_running, wait_set
 
 log = structlog.get_logger(__name__)
 
@@ -87,8 +87,7 @@ class Delivery:
                 continue
             due_in = await outbox.next_due_in(self.pool)
             wait = IDLE_WAKE_SECONDS if due_in is None else min(max(due_in, 0.01), IDLE_WAKE_SECONDS)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.listener.outbox_ready.wait(), timeout=wait)
+            await wait_set(self.listener.outbox_ready, wait)  # not wait_for: it may swallow stop()'s cancel
 
     async def _deliver(self, message: Message) -> None:
         async with self.limit:

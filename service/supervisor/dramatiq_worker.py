@@ -42,7 +42,7 @@ from service.queue.dispatcher import Dispatcher
 from service.queue.redis_queue import Delivery
 from service.supervisor import owners
 from service.supervisor.runner import TaskRunner
-from service.supervisor.running import RunningTasks, keep_running
+from service.supervisor.running import RunningTasks, keep_running, wait_set
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +69,7 @@ class DramatiqWorker:
         self._loops: list[asyncio.Task[None]] = []
         self._healthy = {"consumer": False, "sweeper": False}
         self.draining = False
+        self._stopping = False  # stop() ends the loops even if a library swallowed their cancellation
         self.restarts = 0
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -96,6 +97,7 @@ class DramatiqWorker:
         await self.stop()
 
     async def stop(self) -> None:
+        self._stopping = True
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -127,7 +129,7 @@ class DramatiqWorker:
     async def _consume(self) -> None:
         misses = 0
         backoff = 0.2
-        while not self.draining:
+        while not self.draining and not self._stopping:
             if len(self._running) >= self.settings.max_concurrent_tasks:
                 self._running.freed.clear()
                 await self._running.freed.wait()
@@ -153,9 +155,7 @@ class DramatiqWorker:
         the NOTIFY that creating a job sends anyway (its messages follow within milliseconds)."""
         ready = self.listener.tasks_ready
         delay = min(0.005 * 2 ** min(misses, 8), IDLE_POLL_SECONDS) * random.uniform(0.5, 1.0)
-        try:
-            await asyncio.wait_for(ready.wait(), delay)
-        except TimeoutError:
+        if not await wait_set(ready, delay):
             return False
         ready.clear()
         return True
@@ -229,7 +229,7 @@ class DramatiqWorker:
 
     # -- sweeping ---------------------------------------------------------------------------------
     async def _sweep(self) -> None:
-        while not self.draining:
+        while not self.draining and not self._stopping:
             wait = self.settings.poll_interval_seconds
             try:
                 await owners.free_dead(self.pool, "worker.freed_dead_leases")  # their tasks go out in this sweep
@@ -243,5 +243,4 @@ class DramatiqWorker:
                     raise
                 wait = min(wait, 1.0)
             self._sweep_soon.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sweep_soon.wait(), wait)
+            await wait_set(self._sweep_soon, wait)
