@@ -40,6 +40,7 @@ class ErrorCode(StrEnum):
     INVALID_QUERY = "invalid_query"
     INVALID_TICKET = "invalid_ticket"
     INVALID_TOKEN = "invalid_token"
+    INVALID_WEBHOOK_URL = "invalid_webhook_url"
     LOCAL_ONLY = "local_only"
     MALFORMED_JSON = "malformed_json"
     METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -48,6 +49,7 @@ class ErrorCode(StrEnum):
     MISSING_TOKEN = "missing_token"
     NOT_FOUND = "not_found"
     OBJECT_NOT_FOUND = "object_not_found"
+    QUOTA_EXCEEDED = "quota_exceeded"
     SAME_LANGUAGE = "same_language"
     TICKET_EXPIRED = "ticket_expired"
     TOKEN_EXPIRED = "token_expired"
@@ -63,6 +65,7 @@ class ErrorCode(StrEnum):
     INVALID_TIMING = "invalid_timing"
     CAPTIONS_MISMATCH = "captions_mismatch"
     LANGUAGE_EXISTS = "language_exists"
+    WEBHOOKS_DISABLED = "webhooks_disabled"
     # -- the service cannot answer right now
     DATABASE_UNAVAILABLE = "database_unavailable"
     ENGINES_UNAVAILABLE = "engines_unavailable"
@@ -105,6 +108,10 @@ class ErrorCode(StrEnum):
     DOWNLOAD_INTERRUPTED = "download_interrupted"
     MALFORMED_RESPONSE = "malformed_response"
     TIMEOUT = "timeout"
+    # -- delivering webhooks and meter events (service/integrations/)
+    UNSAFE_DESTINATION = "unsafe_destination"
+    RECEIVER_REFUSED = "receiver_refused"
+    NO_BILLING_CUSTOMER = "no_billing_customer"
 
 
 # The codes of failures that pass: the machine was busy, a provider or a dependency was down, ffmpeg failed on
@@ -257,6 +264,28 @@ class QueueUnavailable(DubbingError):
 
     def __init__(self, detail: str) -> None:
         super().__init__(ErrorCode.QUEUE_UNAVAILABLE, f"The task queue is unavailable: {detail}")
+
+
+class UnsafeDestination(DubbingError):
+    """A webhook URL that is not allowed: not http(s), does not resolve, or resolves inside the operator's network
+    (loopback, private, link-local, metadata) while WEBHOOK_ALLOW_PRIVATE is off."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(ErrorCode.UNSAFE_DESTINATION, message, retryable=retryable)
+
+
+class QuotaExceeded(DubbingError):
+    """A job would take its owner past QUOTA_MINUTES_PER_DAY: nothing was written."""
+
+    def __init__(self, used_minutes: float, requested_minutes: float, quota_minutes: float,
+                 retry_after_seconds: int) -> None:
+        left = max(quota_minutes - used_minutes, 0.0)
+        super().__init__(ErrorCode.QUOTA_EXCEEDED,
+                         f"This job needs {requested_minutes:.2f} minutes (source minutes times languages); "
+                         f"{left:.2f} of your {quota_minutes:g} minutes a day are left. The quota renews at "
+                         f"00:00 UTC, in {retry_after_seconds} s", retryable=False)
+        self.left_minutes = left
+        self.retry_after_seconds = retry_after_seconds
 
 
 # -- not failures of a job -----------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,25 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_namespace: str = "dramatiq"  # key prefix, so deployments can share one Redis
 
+    # Integrations (docs/integrations.md): signed webhooks, fair shares, quotas, Stripe metering.
+    webhook_secret: str = field(default="", repr=False)  # `whsec_<base64>`; "" = webhooks refused
+    webhook_allow_private: bool = False  # allow webhook URLs inside the operator's network (local-mode default)
+    webhook_retry_base_seconds: float = 5.0  # first retry after this, doubling up to the cap below
+    webhook_retry_max_seconds: float = 3600.0
+    webhook_retry_hours: float = 26.0  # a message is retried this long before it is given up (dead)
+    webhook_timeout_seconds: float = 10.0
+    max_tasks_per_user: int = 0  # 0 = half of MAX_CONCURRENT_TASKS (at least 1)
+    quota_minutes_per_day: float = 0.0  # 0 = unlimited; source minutes times target languages, per user per UTC day
+    stripe_api_key: str | None = field(default=None, repr=False)
+    stripe_base_url: str = "https://api.stripe.com"
+    stripe_meter_event: str = "dubbed_minutes"
+    stripe_customer_claim: str | None = None
+
+    @property
+    def per_user_task_limit(self) -> int:
+        """MAX_TASKS_PER_USER, or half the slots: one user's batch leaves room for everyone else."""
+        return self.max_tasks_per_user if self.max_tasks_per_user > 0 else max(1, self.max_concurrent_tasks // 2)
+
     @property
     def storage_dir(self) -> Path:
         return self.data_dir / "storage"
@@ -231,6 +251,14 @@ class Settings:
             queue_backend=env.get("QUEUE_BACKEND") or "postgres",
             redis_url=env.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
             redis_namespace=env.get("REDIS_NAMESPACE") or "dramatiq",
+            webhook_secret=env.get("WEBHOOK_SECRET")
+            or (local_webhook_secret(data_dir) if not env.get("SUPABASE_URL") else ""),
+            # Local mode (no Supabase project) delivers to anything, a local receiver included.
+            webhook_allow_private=env.get("WEBHOOK_ALLOW_PRIVATE", "" if env.get("SUPABASE_URL") else "1") == "1",
+            stripe_api_key=env.get("STRIPE_API_KEY") or None,
+            stripe_base_url=env.get("STRIPE_BASE_URL", "https://api.stripe.com").rstrip("/"),
+            stripe_meter_event=env.get("STRIPE_METER_EVENT") or "dubbed_minutes",
+            stripe_customer_claim=env.get("STRIPE_CUSTOMER_CLAIM") or None,
             **numbers,
         )
 
@@ -247,16 +275,29 @@ NUMBERS_FROM_ENV = (
     "duck_db", "target_lufs", "true_peak_dbtp",
     "supabase_concurrency", "deepgram_stt_concurrency", "deepgram_tts_concurrency", "openai_concurrency",
     "elevenlabs_concurrency",
+    "webhook_retry_base_seconds", "webhook_retry_max_seconds", "webhook_retry_hours", "webhook_timeout_seconds",
+    "max_tasks_per_user", "quota_minutes_per_day",
 )
 
 
 def local_jwt_secret(data_dir: Path) -> str:
     """A secret generated once per data directory, so local tokens survive restarts."""
-    path = data_dir / "jwt_secret"
+    return _local_secret(data_dir / "jwt_secret", lambda: secrets.token_urlsafe(48))
+
+
+def local_webhook_secret(data_dir: Path) -> str:
+    """Local mode's webhook signing secret, `whsec_` and 32 random bytes in base64, generated once per data
+    directory (a receiver configured with it keeps working across restarts)."""
+    return _local_secret(data_dir / "webhook_secret",
+                         lambda: "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
+
+
+def _local_secret(path: Path, make: Callable[[], str]) -> str:
     if path.exists():
         return path.read_text().strip()
+    data_dir = path.parent
     data_dir.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(48)
+    secret = make()
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:

@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"providers", "db", "storage", "audio"},
     {"engines"},
     {"stages"},
-    {"queue", "supervisor", "retention", "retention_schedule"},
+    {"queue", "supervisor", "retention", "retention_schedule", "integrations"},
     {"routes", "web"},
     {"wiring", "app", "server", "cli", "demo", "doctor", "client", "sample"},
 ]

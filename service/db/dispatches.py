@@ -15,21 +15,43 @@ from uuid import UUID
 
 import asyncpg
 
-from service.db.tasks import CLAIM_SET_SQL, CLAIMED_SQL, RUNNABLE_SQL, TERMINAL_SQL, ClaimedTask
+from service.db.tasks import CLAIM_SET_SQL, CLAIMED_SQL, FAIR_CHOICE_SQL, RUNNABLE_SQL, TERMINAL_SQL, ClaimedTask
 
 Send = Callable[[list[tuple[UUID, UUID]]], Awaitable[str | None]]
 
 
-async def claim(pool: asyncpg.Pool, task_id: UUID, lease_owner: str, lease_seconds: float) -> ClaimedTask | None:
-    """Take the task a message names if it can run now; None when it is over, leased elsewhere, or not due."""
+async def claim(pool: asyncpg.Pool, task_id: UUID, lease_owner: str, lease_seconds: float,
+                per_user: int | None = None) -> ClaimedTask | None:
+    """Take a task for the message that named `task_id`: the task the fair-share choice picks (sql/037, the
+    supervisor's FAIR_CHOICE_SQL with one slot), which is the named one unless another user's turn comes first.
+    The message is a token: when another task Y is taken, the named task X inherits Y's outstanding message
+    (its `dispatched_at`, `dispatched_to`), so every message on Redis still belongs to one waiting task and
+    Redis's first-in-first-out order no longer decides who runs. When nothing may run (every user with work is at
+    MAX_TASKS_PER_USER), X gives its spent message up and the sweep sends it another. None: nothing taken."""
+    # The message can arrive before the transaction that sent it has committed (dispatched_at is set after the
+    # send): wait for that lock first, or the choice below would skip X as locked and take nothing.
+    await pool.execute("SELECT 1 FROM language_tasks WHERE id = $1 FOR SHARE", task_id)
     row = await pool.fetchrow(
-        f"""UPDATE language_tasks AS t
-            SET {CLAIM_SET_SQL},
-                dispatched_at = NULL, dispatched_to = NULL
-            WHERE t.id = $3 AND {RUNNABLE_SQL}
-            RETURNING {CLAIMED_SQL}""",
+        f"""WITH chosen AS ({FAIR_CHOICE_SQL}),
+                 token AS (SELECT c.id, l.dispatched_at, l.dispatched_to
+                           FROM chosen c JOIN language_tasks l ON l.id = c.id),
+                 passed AS (
+                     UPDATE language_tasks x
+                     SET dispatched_at = (SELECT dispatched_at FROM token),
+                         dispatched_to = (SELECT dispatched_to FROM token)
+                     WHERE x.id = $5 AND NOT EXISTS (SELECT 1 FROM chosen WHERE id = $5)
+                     RETURNING x.id),
+                 claimed AS (
+                     UPDATE language_tasks AS t
+                     SET {CLAIM_SET_SQL},
+                         dispatched_at = NULL, dispatched_to = NULL
+                     WHERE t.id IN (SELECT id FROM chosen)
+                     RETURNING {CLAIMED_SQL})
+            SELECT * FROM claimed""",
         lease_owner,
         lease_seconds,
+        1,
+        per_user if per_user is not None else 2**31 - 1,
         task_id,
     )
     return None if row is None else ClaimedTask(**dict(row))

@@ -15,7 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
-from service.db import artifacts, events, tasks, uploads
+from service.db import artifacts, events, tasks, uploads, usage
 from service.domain import FINISHED
 from service.errors import IdempotencyConflict
 
@@ -85,6 +85,14 @@ class NewJob:
     media: MediaSpec | None = None
     offline_voice: str = "auto"  # natural | fast | auto (sql/038)
     speakers: SpeakerChoice = field(default_factory=lambda: SpeakerChoice())
+    webhook_url: str | None = None  # where the job's events are delivered, signed (sql/036)
+    billing_customer: str | None = None  # the Stripe customer the caller's token named, if any
+    quota_minutes_per_day: float = 0.0  # QUOTA_MINUTES_PER_DAY, checked in the creating transaction (0: none)
+
+    @property
+    def requested_minutes(self) -> float:
+        """What the job counts against the quota: source minutes times target languages."""
+        return self.voice.duration_seconds / 60 * len(self.target_languages)
 
 
 _JOB_COLUMNS = """id, owner_id, status, source_language, detected_language, detected_language_confidence, offline_voice,
@@ -114,14 +122,17 @@ async def create(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
 async def _create_once(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
     bg = job.background
     async with pool.acquire() as conn, conn.transaction():
+        # Over the quota, QuotaExceeded rolls this transaction back: nothing is written.
+        await usage.check_quota(conn, job.owner_id, job.requested_minutes, job.quota_minutes_per_day)
         job_id = await conn.fetchval(
             """INSERT INTO jobs (owner_id, source_language, voice_path, voice_content_type,
                    voice_size_bytes, voice_sha256, voice_duration_seconds, background_path,
                    background_content_type, background_size_bytes, background_sha256,
                    background_duration_seconds, idempotency_key, request_hash, voice_filename,
-                   background_filename, offline_voice, media, num_speakers, voice_cloning, speaker_voices)
+                   background_filename, offline_voice, media, num_speakers, voice_cloning, speaker_voices,
+                   webhook_url, billing_customer)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-                       $21::jsonb)
+                       $21::jsonb, $22, $23)
                ON CONFLICT ON CONSTRAINT idempotency_unique DO NOTHING
                RETURNING id""",
             job.owner_id,
@@ -145,6 +156,8 @@ async def _create_once(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
             job.speakers.num_speakers,
             job.speakers.voice_cloning,
             json.dumps(job.speakers.voices),
+            job.webhook_url,
+            job.billing_customer,
         )
         if job_id is None:
             assert job.idempotency_key is not None

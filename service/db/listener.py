@@ -20,6 +20,7 @@ import structlog
 
 from service.db import connection
 from service.db.events import EVENTS_CHANNEL, TASKS_CHANNEL, Event
+from service.db.outbox import OUTBOX_CHANNEL
 from service.domain import EventKind, Stage
 
 log = structlog.get_logger(__name__)
@@ -38,6 +39,7 @@ class Listener:
     def __init__(self, url: str) -> None:
         self.url = url
         self.tasks_ready = asyncio.Event()
+        self.outbox_ready = asyncio.Event()  # a webhook or meter event was written (sql/036): deliver it
         self.connected = asyncio.Event()
         self._subscriptions: dict[str, set[Subscription]] = {}
         self._runner: asyncio.Task[None] | None = None
@@ -90,11 +92,15 @@ class Listener:
     def _on_tasks(self, _conn: Any, _pid: int, _channel: str, _payload: str) -> None:
         self.tasks_ready.set()
 
+    def _on_outbox(self, _conn: Any, _pid: int, _channel: str, _payload: str) -> None:
+        self.outbox_ready.set()
+
     def _resync_all(self) -> None:
         for subs in self._subscriptions.values():
             for sub in subs:
                 sub.queue.put_nowait(RESYNC)
         self.tasks_ready.set()
+        self.outbox_ready.set()
         self._tell_cancelled(None, None)
 
     def _tell_cancelled(self, job_id: str | None, task_ids: set[str] | None) -> None:
@@ -124,6 +130,7 @@ class Listener:
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(EVENTS_CHANNEL, self._on_events)
                 await conn.add_listener(TASKS_CHANNEL, self._on_tasks)
+                await conn.add_listener(OUTBOX_CHANNEL, self._on_outbox)
                 self._conn = conn
                 self.connected.set()
                 self._resync_all()

@@ -61,23 +61,54 @@ def overall_progress(stage: str, fraction: float) -> float:
     return round((WORK_STAGES.index(stage) + fraction) / len(WORK_STAGES), 4)
 
 
+# Fair shares (sql/037): the users with live tasks, found by a loose index scan (one probe per user on
+# `language_tasks_owner_live`); for each, how many tasks it runs now (`language_tasks_owner_leased`) and its
+# oldest runnable tasks up to its allowance, locked with SKIP LOCKED; then the tasks whose turn comes first:
+# a user's n-th task waits behind every other user's tasks with a smaller (running + n), oldest first. So a
+# user with one task waiting goes before a user whose tenth task waits, and claims alternate between users.
+# $1 lease owner, $2 lease seconds, $3 how many to claim, $4 the most tasks one user may run at once.
+FAIR_CHOICE_SQL = f"""
+    WITH RECURSIVE users AS (
+        (SELECT owner_id FROM language_tasks WHERE stage NOT IN {TERMINAL_SQL} ORDER BY owner_id LIMIT 1)
+        UNION ALL
+        SELECT (SELECT l.owner_id FROM language_tasks l
+                WHERE l.stage NOT IN {TERMINAL_SQL} AND l.owner_id > u.owner_id ORDER BY l.owner_id LIMIT 1)
+        FROM users u WHERE u.owner_id IS NOT NULL
+    ), load AS MATERIALIZED (
+        SELECT u.owner_id,
+               (SELECT count(*) FROM language_tasks r
+                WHERE r.owner_id = u.owner_id AND r.lease_owner IS NOT NULL AND r.lease_expires_at >= now()
+                  AND r.stage NOT IN {TERMINAL_SQL}) AS running
+        FROM users u WHERE u.owner_id IS NOT NULL
+    ), candidates AS (
+        SELECT c.id, c.run_after, l.running,
+               row_number() OVER (PARTITION BY l.owner_id ORDER BY c.run_after) AS nth
+        FROM load l
+        CROSS JOIN LATERAL (
+            SELECT t.id, t.run_after FROM language_tasks t
+            WHERE l.running < $4 AND t.owner_id = l.owner_id AND t.stage NOT IN {TERMINAL_SQL}
+              AND t.run_after <= now() AND (t.lease_expires_at IS NULL OR t.lease_expires_at < now())
+            ORDER BY t.run_after
+            LIMIT $3
+            FOR UPDATE SKIP LOCKED) c
+    )
+    SELECT id FROM candidates WHERE running + nth <= $4 ORDER BY running + nth, run_after LIMIT $3"""
+
+
 async def claim(
-    pool: asyncpg.Pool, lease_owner: str, limit: int, lease_seconds: float
+    pool: asyncpg.Pool, lease_owner: str, limit: int, lease_seconds: float, per_user: int | None = None,
 ) -> list[ClaimedTask]:
-    """Take up to `limit` runnable tasks: queued, due, and not leased (or their lease expired)."""
+    """Take up to `limit` runnable tasks (queued, due, not leased or their lease expired), fairly between users,
+    none past `per_user` running tasks of one user (None: no cap). One statement: see FAIR_CHOICE_SQL."""
     rows = await pool.fetch(
         f"""UPDATE language_tasks AS t
             SET {CLAIM_SET_SQL}
-            WHERE t.id IN (
-                SELECT id FROM language_tasks
-                WHERE {RUNNABLE_SQL}
-                ORDER BY run_after
-                LIMIT $3
-                FOR UPDATE SKIP LOCKED)
+            WHERE t.id IN ({FAIR_CHOICE_SQL})
             RETURNING {CLAIMED_SQL}""",
         lease_owner,
         lease_seconds,
         limit,
+        per_user if per_user is not None else 2**31 - 1,
     )
     return [ClaimedTask(**dict(r)) for r in rows]
 

@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,15 @@ JWKS_PATH = "/auth/v1/.well-known/jwks.json"
 class User:
     id: str
     email: str | None = None
+    # The token's claims (a claim named by STRIPE_CUSTOMER_CLAIM says who pays: docs/integrations.md).
+    claims: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def claim(self, path: str) -> str | None:
+        """A string claim by name, dotted for nested objects (`app_metadata.stripe_customer_id`)."""
+        value: Any = self.claims
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        return value if isinstance(value, str) and value else None
 
 
 def unauthorized(message: str, code: ErrorCode = ErrorCode.INVALID_TOKEN) -> ApiError:
@@ -151,7 +161,7 @@ def _decode(token: str, key: Any, algorithm: str, issuer: str | None) -> tuple[U
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub or "/" in sub or len(sub) > 128:
         raise unauthorized("The access token has no usable subject")
-    return User(id=sub, email=claims.get("email")), float(claims["exp"])
+    return User(id=sub, email=claims.get("email"), claims=claims), float(claims["exp"])
 
 
 def verify(token: str, secret: str, issuer: str | None) -> User:

@@ -20,9 +20,19 @@ from service.audio.probe import ProbeResult, probe
 from service.db import artifacts, jobs, uploads
 from service.db.jobs import InputObject, MediaSpec, NewJob, SpeakerChoice
 from service.domain import ArtifactKind, BackgroundMode, InputKind
-from service.errors import ApiError, AudioError, ErrorCode, IdempotencyConflict, ProviderError, StorageError
-from service.routes.auth import current_user
-from service.routes.errors import bad_request, not_found, unprocessable
+from service.errors import (
+    ApiError,
+    AudioError,
+    ErrorCode,
+    IdempotencyConflict,
+    ProviderError,
+    QuotaExceeded,
+    StorageError,
+    UnsafeDestination,
+)
+from service.integrations import url_guard
+from service.routes.auth import User, current_user
+from service.routes.errors import bad_request, error_response, not_found, unprocessable
 from service.routes.models import (
     CURSOR,
     ArtifactList,
@@ -215,7 +225,7 @@ def _check_media_request(body: JobRequest) -> None:
 
 def _request_hash(voice: str, background: str | None, source: str, targets: list[str],
                   offline_voice: str = "auto", media: list[object] | None = None,
-                  speakers: SpeakerChoice | None = None) -> str:
+                  speakers: SpeakerChoice | None = None, webhook_url: str | None = None) -> str:
     fields: list[Any] = [voice, background, source, sorted(targets)]
     if offline_voice != "auto":  # jobs made before the choice existed keep their hash
         fields.append(offline_voice)
@@ -223,8 +233,35 @@ def _request_hash(voice: str, background: str | None, source: str, targets: list
         fields.append(media)
     if speakers is not None and speakers != SpeakerChoice():  # jobs made before speakers keep their hash
         fields.append(speakers.to_json())
+    if webhook_url:
+        fields.append(webhook_url)
     canonical = json.dumps(fields)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _webhook_url(settings: Settings, raw: str | None) -> str | None:
+    """The job's webhook URL, checked now (SSRF guard; again at every delivery): 422 when it may not be used."""
+    if raw is None:
+        return None
+    if not settings.webhook_secret:
+        raise unprocessable(ErrorCode.WEBHOOKS_DISABLED,
+                            "This service has no WEBHOOK_SECRET: it cannot sign webhooks, so it takes none")
+    try:
+        await url_guard.check(raw.strip(), settings.webhook_allow_private)
+    except UnsafeDestination as exc:
+        raise unprocessable(ErrorCode.INVALID_WEBHOOK_URL, exc.message) from exc
+    return raw.strip()
+
+
+def _billing_customer(settings: Settings, user: User) -> str | None:
+    """The Stripe customer the caller's token names (STRIPE_CUSTOMER_CLAIM), if it names one."""
+    return user.claim(settings.stripe_customer_claim) if settings.stripe_customer_claim else None
+
+
+def _quota_refused(exc: QuotaExceeded) -> Response:
+    """429 with Retry-After (seconds until the quota renews) and what is left, in the message and a header."""
+    return error_response(429, exc.code, exc.message, headers={
+        "Retry-After": str(exc.retry_after_seconds), "X-Quota-Minutes-Left": f"{exc.left_minutes:.2f}"})
 
 
 async def create_job(request: Request) -> Response:
@@ -247,8 +284,9 @@ async def create_job(request: Request) -> Response:
                        f"'voices' names a speaker past the {speakers.num_speakers} of 'num_speakers'")
     media_request: list[object] | None = None if media_path is None else [body.start_seconds, body.end_seconds,
                                                                           str(body.background or BackgroundMode.KEEP)]
+    webhook_url = await _webhook_url(settings, body.webhook_url)
     request_hash = _request_hash(voice_path, background_path, source, targets, body.offline_voice, media_request,
-                                 speakers)
+                                 speakers, webhook_url)
 
     if idempotency_key is not None:
         try:
@@ -269,11 +307,15 @@ async def create_job(request: Request) -> Response:
         (await _inspect(request, user.id, "background_object", background_path))[0] if background_path else None
     )
     new_job = NewJob(user.id, source, targets, voice, background, idempotency_key, request_hash, media,
-                     offline_voice=body.offline_voice, speakers=speakers)
+                     offline_voice=body.offline_voice, speakers=speakers, webhook_url=webhook_url,
+                     billing_customer=_billing_customer(settings, user),
+                     quota_minutes_per_day=settings.quota_minutes_per_day)
     try:
         job_id, created = await jobs.create(pool, new_job)
     except IdempotencyConflict as exc:
         raise ApiError(409, ErrorCode.IDEMPOTENCY_CONFLICT, exc.message) from exc
+    except QuotaExceeded as exc:
+        return _quota_refused(exc)
     if created:  # committed: QUEUE_BACKEND=dramatiq sends its tasks' messages now
         await svc.dispatch.job_created(job_id)
     shown = _job_found(await jobs.representation(pool, user.id, job_id)).to_json()

@@ -95,6 +95,9 @@ class JobRequest(Struct):
     voices: Annotated[dict[SpeakerId, Annotated[str, Meta(min_length=1, max_length=100, pattern=NOT_BLANK)]],
                       Meta(max_length=8, description="A voice picked for some speakers: {\"S1\": \"<the TTS "
                                                      "engine's voice id>\"}")] = {}
+    webhook_url: Annotated[str, Meta(min_length=1, max_length=2000, pattern="^https?://", description=(
+        "Where the job's events (language.completed, job.completed, job.failed, job.cancelled) are POSTed, "
+        "signed per Standard Webhooks; must resolve to a public address in cloud mode"))] | None = None
 
 
 # -- responses ----------------------------------------------------------------------------------------
@@ -213,6 +216,23 @@ class JobSummary(Struct):
 
 class Job(JobSummary):
     artifacts: list[Artifact]
+
+
+class UsagePeriod(Struct):
+    """What the caller used in a UTC day or month: minutes of source audio times target languages."""
+
+    start: Time
+    minutes_used: float
+    dubbed_minutes: Annotated[float, Meta(description="Of languages that completed")]
+    languages: int
+    jobs: int
+    quota_minutes: Annotated[float | None, Meta(description="QUOTA_MINUTES_PER_DAY; null: unlimited")] = None
+    minutes_left: float | None = None
+
+
+class Usage(Struct):
+    day: UsagePeriod
+    month: UsagePeriod
 
 
 class JobDeletion(Struct):

@@ -21,7 +21,8 @@ _ERROR_TEXT = {400: "Malformed request", 401: "Missing, bad or expired token", 4
                409: "Conflict", 413: "Too large", 415: "Unsupported content type", 422: "Invalid input",
                412: "Someone edited first: the revision (If-Match) is stale; nothing was written",
                428: "If-Match is required",
-               416: "Range not satisfiable", 403: "Only from this computer", 503: "Try again later"}
+               416: "Range not satisfiable", 403: "Only from this computer", 503: "Try again later",
+               429: "Over QUOTA_MINUTES_PER_DAY (Retry-After: seconds until 00:00 UTC; nothing was written)"}
 
 
 def _ref(model: type[msgspec.Struct]) -> dict[str, str]:
@@ -197,7 +198,7 @@ def openapi_document(server_url: str, local_auth: bool = False, max_upload_bytes
                     "summary": "Create a job from uploaded objects (the metadata notify)", "security": auth,
                     "requestBody": _body(models.JobRequest),
                     "responses": {"201": _json(models.Job, "Created"), "200": _json(models.Job, "Idempotent repeat"),
-                                  **_errors(400, 401, 409, 413, 415, 422, 503)}},
+                                  **_errors(400, 401, 409, 413, 415, 422, 429, 503)}},
                 "get": {
                     "summary": "The caller's jobs, newest first", "security": auth,
                     "parameters": [
@@ -206,6 +207,10 @@ def openapi_document(server_url: str, local_auth: bool = False, max_upload_bytes
                          "schema": {"type": "string", "pattern": models.CURSOR}}],
                     "responses": {"200": _json(models.JobPage, "A page"), **_errors(400, 401)}},
             },
+            "/v1/usage": {"get": {
+                "summary": "What the caller used this UTC day and month (source minutes times languages), and their "
+                           "daily quota", "security": auth,
+                "responses": {"200": _json(models.Usage, "Usage"), **_errors(401)}}},
             "/v1/jobs/{job_id}": {
                 "get": {
                     "summary": "A job with its tasks and artifacts", "security": auth, "parameters": job_id,

@@ -22,6 +22,7 @@ from service.routes import (
     signed_urls,
     transcript,
     uploads,
+    usage,
 )
 from service.routes.errors import error_response
 from service.routes.metrics import serve_metrics
@@ -48,6 +49,7 @@ _API: dict[str, dict[str, Endpoint]] = {
     "/v1/languages": {"GET": languages.list_languages},
     "/v1/uploads": {"POST": uploads.create_uploads},
     "/v1/jobs": {"POST": jobs.create_job, "GET": jobs.list_jobs},
+    "/v1/usage": {"GET": usage.get_usage},
     "/v1/jobs/{job_id}": {"GET": jobs.get_job, "DELETE": jobs.delete_job},
     "/v1/jobs/{job_id}/artifacts": {"GET": jobs.list_artifacts},
     "/v1/jobs/{job_id}/inputs": {"GET": jobs.job_inputs},

@@ -3,8 +3,10 @@
 The consumer is a loop on this process's event loop over Dramatiq's Redis broker (not Dramatiq's Worker
 threads): the stages need the process's asyncpg pool, listener, process pool and semaphores, all on one
 loop. It fetches one message at a time and only for a free task slot, so no message waits in a busy
-worker while another is idle. A message names a task; the worker claims that task in PostgreSQL (the
-same lease as the supervisor's claim), acks the message, and runs the task with `TaskRunner`, which
+worker while another is idle. A message names a task; the worker claims a task in PostgreSQL (the
+same lease and the same fair-share choice as the supervisor's claim: the named one unless another user's
+turn comes first, which then inherits the taken task's message, see `dispatches.claim`), acks the message,
+and runs the task with `TaskRunner`, which
 writes its stages, events and NOTIFYs exactly as under the supervisor. From the claim on, the lease is
 the task's guarantee, not the message: a message for a task that is over, leased by a live worker, not
 due yet or cancelled claims nothing and is acked (duplicates do nothing).
@@ -40,7 +42,7 @@ from service.queue.dispatcher import Dispatcher
 from service.queue.redis_queue import Delivery
 from service.supervisor import owners
 from service.supervisor.runner import TaskRunner
-from service.supervisor.running import RunningTasks, keep_running
+from service.supervisor.running import RunningTasks, keep_running, wait_set
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +69,7 @@ class DramatiqWorker:
         self._loops: list[asyncio.Task[None]] = []
         self._healthy = {"consumer": False, "sweeper": False}
         self.draining = False
+        self._stopping = False  # stop() ends the loops even if a library swallowed their cancellation
         self.restarts = 0
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -94,6 +97,7 @@ class DramatiqWorker:
         await self.stop()
 
     async def stop(self) -> None:
+        self._stopping = True
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -125,7 +129,7 @@ class DramatiqWorker:
     async def _consume(self) -> None:
         misses = 0
         backoff = 0.2
-        while not self.draining:
+        while not self.draining and not self._stopping:
             if len(self._running) >= self.settings.max_concurrent_tasks:
                 self._running.freed.clear()
                 await self._running.freed.wait()
@@ -151,9 +155,7 @@ class DramatiqWorker:
         the NOTIFY that creating a job sends anyway (its messages follow within milliseconds)."""
         ready = self.listener.tasks_ready
         delay = min(0.005 * 2 ** min(misses, 8), IDLE_POLL_SECONDS) * random.uniform(0.5, 1.0)
-        try:
-            await asyncio.wait_for(ready.wait(), delay)
-        except TimeoutError:
+        if not await wait_set(ready, delay):
             return False
         ready.clear()
         return True
@@ -183,7 +185,8 @@ class DramatiqWorker:
     async def _claim(self, task_id: uuid.UUID) -> ClaimedTask | None:
         while True:
             try:
-                return await dispatches.claim(self.pool, task_id, self.owner_id, self.settings.lease_seconds)
+                return await dispatches.claim(self.pool, task_id, self.owner_id, self.settings.lease_seconds,
+                                              self.settings.per_user_task_limit)
             except Exception as exc:
                 if not connection.is_outage(exc):
                     raise
@@ -212,6 +215,7 @@ class DramatiqWorker:
 
     async def _after(self, task: ClaimedTask) -> None:
         """A task handed back (draining) goes out again now; one released for a retry, when it is due."""
+        self._sweep_soon.set()  # a slot of its user is free: a task that gave its message up may run now
         try:
             due_in = await dispatches.needs_message_in(self.pool, task.id)
             if due_in is None:
@@ -225,7 +229,7 @@ class DramatiqWorker:
 
     # -- sweeping ---------------------------------------------------------------------------------
     async def _sweep(self) -> None:
-        while not self.draining:
+        while not self.draining and not self._stopping:
             wait = self.settings.poll_interval_seconds
             try:
                 await owners.free_dead(self.pool, "worker.freed_dead_leases")  # their tasks go out in this sweep
@@ -239,5 +243,4 @@ class DramatiqWorker:
                     raise
                 wait = min(wait, 1.0)
             self._sweep_soon.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sweep_soon.wait(), wait)
+            await wait_set(self._sweep_soon, wait)

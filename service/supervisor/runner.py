@@ -97,8 +97,9 @@ class TaskRunner:
         lease is gone (cancelled, or taken by another process after it ran out) the task's runner is stopped."""
         interval = self.settings.lease_seconds / 3
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(check_now.wait(), interval)
+            with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it may swallow the cancel that ends this
+                async with asyncio.timeout(interval):
+                    await check_now.wait()
             check_now.clear()
             try:
                 alive = await tasks.heartbeat(self.pool, task.id, self.owner_id, self.settings.lease_seconds)

@@ -67,6 +67,18 @@ class RunningTasks:
         return handed_back
 
 
+async def wait_set(event: asyncio.Event, seconds: float) -> bool:
+    """True when `event` is set within `seconds`. Not `asyncio.wait_for`: on Python 3.11 it swallows a
+    cancellation that arrives in the loop turn the event is set (it returns instead of raising), and a loop
+    stopped by that cancellation, such as a worker's sweep, then goes on forever while its stop waits for it."""
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 async def keep_running(body: Callable[[], Awaitable[None]], crashed: Callable[[Exception, float], None]) -> None:
     """Run `body` until it returns; when it raises, tell `crashed` (with the delay before the restart) and run
     it again, backing off from 0.5 s to 30 s. Uvicorn would otherwise keep serving with nobody doing the work."""

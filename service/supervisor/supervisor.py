@@ -94,7 +94,8 @@ class Supervisor:
                 wanted = min(free, self.settings.claim_batch_size)
                 self.listener.tasks_ready.clear()
                 started = time.perf_counter()
-                claimed = await tasks.claim(self.pool, self.owner_id, wanted, self.settings.lease_seconds)
+                claimed = await tasks.claim(self.pool, self.owner_id, wanted, self.settings.lease_seconds,
+                                            self.settings.per_user_task_limit)
                 metrics.claimed(time.perf_counter() - started, len(claimed))
                 for task in claimed:
                     self._running.start(task)

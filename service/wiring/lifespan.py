@@ -1,5 +1,6 @@
 """What a `dubbing serve` process starts, in order, and stops in reverse: database (migrated), listener, storage,
-metrics' loop watch, retention schedule, process pool, engines, token verifier, dispatch and the stage loop; all
+metrics' loop watch, retention schedule, process pool, engines, token verifier, dispatch, the outbox's delivery
+loop and the stage loop; all
 of it as one `Services` object on `app.state.services`.
 
 One process, one event loop: the API and the stage loop share it.
@@ -29,6 +30,7 @@ from service.engines import capabilities
 from service.engines.capabilities import LanguageCheck
 from service.engines.protocols import Engines
 from service.engines.selection import choose_engines, open_clients
+from service.integrations.delivery import Delivery
 from service.providers.http import ProviderClient, RetryPolicy
 from service.routes.auth import JwksCache, TokenVerifier
 from service.routes.services import Services
@@ -152,6 +154,10 @@ async def open_services(stack: contextlib.AsyncExitStack, settings: Settings, op
     if options.run_supervisor and roles.runs_stages(settings):
         registry = default_registry() if options.registry is None else options.registry
         stage_loop = backends.stage_runner(core, registry, dispatch)
+    if options.run_supervisor:  # webhooks and meter events from the outbox (sql/036), in this event loop
+        delivery = Delivery(settings, db.pool, listener, options.provider_transport)
+        await delivery.start()
+        stack.push_async_callback(delivery.stop)
     check = options.language_check or (capabilities.language_check(engines) if engines else None)
     return Services(**{f.name: getattr(core, f.name) for f in fields(StageServices)}, database=location,
                     verifier=_open_verifier(stack, settings, options), language_check=check,

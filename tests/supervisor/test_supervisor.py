@@ -36,8 +36,9 @@ async def test_concurrent_claimers_run_each_task_exactly_once(settings: Settings
     calls: list[tuple[uuid.UUID, str, str]] = []
     async with harness(settings) as h:
         job_ids = [await h.new_job(["es", "fr", "de"]) for _ in range(20)]
-        supervisors = [await h.supervisor(recording(calls), max_concurrent_tasks=3, claim_batch_size=2)
-                       for _ in range(4)]
+        # One user's tasks: MAX_TASKS_PER_USER as high as all the slots, so the cap does not serialise them.
+        supervisors = [await h.supervisor(recording(calls), max_concurrent_tasks=3, claim_batch_size=2,
+                                          max_tasks_per_user=12) for _ in range(4)]
         listener = await h.listener()
         for job_id in job_ids:
             await wait_done(listener, h.pool, job_id)
