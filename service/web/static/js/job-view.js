@@ -467,7 +467,7 @@ export class JobView {
   follow(language, afterEvent) {
     const card = this.cards.get(language);
     if (!card) return;
-    card.restart('translating');
+    card.restart('queued'); // the stream's first event names the stage it starts at
     this.setStatus('running');
     if (this.stream && !this.stream.closed) return;
     this.stream = new JobStream(this.jobId, {
