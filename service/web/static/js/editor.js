@@ -104,7 +104,8 @@ export class LineEditor {
     const showSpeaker = this.transcript.speakers.length > 0 || src.speaker !== null;
     const area = (name, value, label) => {
       const id = `edit-${this.language}-${name}`;
-      const input = h(name === 'speaker' ? 'input' : 'textarea', { id, name, rows: '2', value: value ?? '' });
+      const input = name === 'speaker' ? h('input', { id, name, maxlength: '64', value: value ?? '' })
+        : h('textarea', { id, name, rows: '2', value: value ?? '' });
       return [input, h('div', { class: 'field' }, h('label', { for: id, text: label }), input)];
     };
     const [source, sourceField] = area('source', src.text, `Original (${languageName(this.view.sourceLanguage)})`);
@@ -112,6 +113,8 @@ export class LineEditor {
     const [text, textField] = area('text', line.text, `Translation (${languageName(this.language)})`);
     this.fields = { source, speaker: showSpeaker ? speaker : null, text };
     this.loaded = { source: src.text, speaker: src.speaker ?? '', text: line.text ?? '' };
+    // The revisions this form shows: a save says it edited these (a reload meanwhile must not hide an edit).
+    this.formRevision = { transcript: this.transcript.revision, language: this.state.revision };
     this.error = h('p', { class: 'field-error', role: 'alert', hidden: true });
     this.conflictBox = h('div', { class: 'conflict', role: 'alert', hidden: !this.conflict });
     if (this.conflict) this.showConflict(this.conflict);
@@ -144,11 +147,11 @@ export class LineEditor {
     if (this.fields.speaker && wanted.speaker !== this.loaded.speaker) patch.speaker = wanted.speaker || null;
     const translation = wanted.text !== this.loaded.text ? wanted.text : null;
     this.error.hidden = true;
-    let languageRevision = this.state.revision;
+    let languageRevision = this.formRevision.language;
     try {
       if (Object.keys(patch).length) {
         this.transcript = await api('PATCH', `${this.base}/transcript/segments/${id}`, patch,
-          { headers: { 'If-Match': `"${this.transcript.revision}"` } });
+          { headers: { 'If-Match': `"${this.formRevision.transcript}"` } });
         languageRevision += 1; // a source edit moves every language on by one revision
         this.view.onSourceEdited(this);
       }
