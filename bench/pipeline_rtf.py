@@ -104,7 +104,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
                     objects = await inputs.upload_files(client, headers,
                                                         {"voice": voice.path, "background": background})
-                    runs = [(count, voice) for count in range(1, len(wanted) + 1)
+                    runs = [(count, voice) for count in range(1, 0 if args.mixed_only else len(wanted) + 1)
                             for voice in (args.offline_voices.split(",") if args.offline_voices else [None])]
                     for count, offline_voice in runs:
                         targets = wanted[:count]
@@ -126,9 +126,38 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                             "AND data->'artifact'->>'kind' = 'transcript_json'", uuid.UUID(run.job_id))
                         results["runs"].append(record)
                         _print_run(record)
+                    if source == "en":  # the mixed-input row: the same voice and bed as one media soundtrack
+                        mixed = _mixed_soundtrack(voice.path, background, data_dir / "mixed.wav")
+                        media = await inputs.upload_files(client, headers, {"media": mixed})
+                        await machine.wait_for_quiet(args.quiet_wait, threshold=0.15)
+                        with machine.CpuSampler(root=server.pid, db_name=database_name(url)) as cpu:
+                            run = await inputs.run_job(client, headers, {
+                                "media_object": media["media"], "source_language": "en",
+                                "target_languages": wanted[:1]}, timeout=3600)
+                        timing = await inputs.stage_times(conn, run.job_id)
+                        record = _record(run, wanted[:1], timing, cpu, seconds, data_dir / "scratch")
+                        record["input"] = "the voice and the bed mixed into one soundtrack (speech 6 dB over the bed)"
+                        results["mixed_input"] = record
+                        print("\nmixed input (media_object: one soundtrack, separated by the service):")
+                        _print_run({**record, "transcriptions": "?"})
                 finally:
                     await conn.close()
     return results
+
+
+def _mixed_soundtrack(voice: Path, background: Path, out: Path) -> Path:
+    """The voice over the bed in one stereo WAV, the bed 6 dB under the speech (RMS where the voice speaks)."""
+    import numpy as np
+    import soundfile as sf
+
+    speech, rate = sf.read(voice, dtype="float32")
+    bed, _ = sf.read(background, dtype="float32", always_2d=True)
+    n = min(len(speech), len(bed))
+    spoken = speech[:n][np.abs(speech[:n]) > 1e-4]
+    scale = float(np.sqrt(np.mean(spoken ** 2)) / np.sqrt(np.mean(bed[:n] ** 2))) / 10 ** (6 / 20)
+    mixed = bed[:n] * scale + speech[:n, None]
+    sf.write(out, mixed / max(1.0, float(np.max(np.abs(mixed)))), rate, subtype="PCM_16")
+    return out
 
 
 def _record(run: inputs.JobRun, targets: list[str], timing: dict[str, Any], cpu: machine.CpuSampler,
@@ -182,6 +211,11 @@ def _print_run(record: dict[str, Any]) -> None:
 
 def summarise(results: dict[str, Any]) -> None:
     runs = results["runs"]
+    if "mixed_input" in results:
+        mixed = results["mixed_input"]
+        results["mixed_input_summary"] = {"rtf": mixed["rtf"], "wall_seconds": mixed["wall_seconds"],
+                                          "stage_seconds": mixed["tasks"][mixed["targets"][0]]["stage_seconds"]}
+        print(f"mixed input (one soundtrack, separated): RTF {mixed['rtf']:.2f}x real time (target >= 8x)")
     if not runs:
         return
     if any(r.get("offline_voice") for r in runs):
@@ -327,6 +361,8 @@ def main() -> None:
     parser.add_argument("--source", default="en", choices=("en", "es", "fr", "it", "ru"),
                         help="language of the real voice (default en); other than en: Asterisk prompts read in it, "
                              "sent as source_language auto, results in pipeline_rtf_<lang>.json")
+    parser.add_argument("--mixed-only", action="store_true",
+                        help="only the mixed-input row (a media job: the voice and the bed as one soundtrack)")
     parser.add_argument("--max-languages", type=int, default=3,
                         help="measure 1..N target languages (default 3: one, two and three languages)")
     parser.add_argument("--quiet-wait", type=float, default=None,

@@ -61,7 +61,8 @@ FINISHED: frozenset[JobStatus] = frozenset(
 
 
 class ArtifactKind(StrEnum):
-    """What a job produces: per language (the first six) or once per job (the transcript)."""
+    """What a job produces: per language (the first six, and `video` for media with a picture) or once per job
+    (the transcript; for media jobs the separated `background_stem` and `isolated_voice`)."""
 
     MASTER_WAV = "master_wav"
     MASTER_WEB = "master_web"
@@ -72,14 +73,19 @@ class ArtifactKind(StrEnum):
     TRANSCRIPT_JSON = "transcript_json"
     TRANSCRIPT_SRT = "transcript_srt"
     TRANSCRIPT_VTT = "transcript_vtt"
+    VIDEO = "video"
+    BACKGROUND_STEM = "background_stem"
+    ISOLATED_VOICE = "isolated_voice"
 
     @property
     def job_level(self) -> bool:
-        return self in (ArtifactKind.TRANSCRIPT_JSON, ArtifactKind.TRANSCRIPT_SRT, ArtifactKind.TRANSCRIPT_VTT)
+        return self in (ArtifactKind.TRANSCRIPT_JSON, ArtifactKind.TRANSCRIPT_SRT, ArtifactKind.TRANSCRIPT_VTT,
+                        ArtifactKind.BACKGROUND_STEM, ArtifactKind.ISOLATED_VOICE)
 
     @property
     def content_type(self) -> str:
-        """The content type it is stored with (`master_web` depends on WEB_FORMAT: see `web_content_type`)."""
+        """The content type it is stored with (`master_web` depends on WEB_FORMAT: see `web_content_type`; `video`
+    on the input's container: see `media.container`)."""
         return _CONTENT_TYPES[self]
 
 
@@ -93,6 +99,9 @@ _CONTENT_TYPES = {
     ArtifactKind.TRANSCRIPT_JSON: "application/json",
     ArtifactKind.TRANSCRIPT_SRT: "application/x-subrip",
     ArtifactKind.TRANSCRIPT_VTT: "text/vtt",
+    ArtifactKind.VIDEO: "video/mp4",
+    ArtifactKind.BACKGROUND_STEM: "audio/wav",
+    ArtifactKind.ISOLATED_VOICE: "audio/wav",
 }
 
 
@@ -115,3 +124,11 @@ class InputKind(StrEnum):
 
     VOICE = "voice"
     BACKGROUND = "background"
+    MEDIA = "media"  # a video, or one soundtrack with speech and background mixed (separated by the service)
+
+
+class BackgroundMode(StrEnum):
+    """What a media job does with what separation leaves besides the voice."""
+
+    KEEP = "keep"
+    DROP = "drop"

@@ -34,6 +34,9 @@ class ErrorCode(StrEnum):
     INVALID_CURSOR = "invalid_cursor"
     INVALID_FIELD = "invalid_field"
     INVALID_LAST_EVENT_ID = "invalid_last_event_id"
+    INVALID_MEDIA = "invalid_media"
+    INVALID_WINDOW = "invalid_window"
+    MEDIA_TOO_LONG = "media_too_long"
     INVALID_QUERY = "invalid_query"
     INVALID_TICKET = "invalid_ticket"
     INVALID_TOKEN = "invalid_token"
@@ -96,6 +99,7 @@ class ErrorCode(StrEnum):
     FFMPEG_FAILED = "ffmpeg_failed"
     LOUDNESS_FAILED = "loudness_failed"
     STRETCH_FAILED = "stretch_failed"
+    SEPARATION_FAILED = "separation_failed"
     # -- talking to a provider or to storage
     CONNECTION_FAILED = "connection_failed"
     DOWNLOAD_INTERRUPTED = "download_interrupted"

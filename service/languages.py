@@ -40,3 +40,20 @@ _NAMES = {
 def name_of(code: str) -> str:
     """'ru' -> 'Russian'; a code without a name here is returned as it is."""
     return _NAMES.get(code, code)
+
+
+# ISO 639-2 (terminology) codes of the languages above: the language tag of an audio or subtitle track in a video.
+_ISO_639_2 = {
+    "af": "afr", "ar": "ara", "bg": "bul", "ca": "cat", "cs": "ces", "cy": "cym", "da": "dan", "de": "deu",
+    "el": "ell", "en": "eng", "eo": "epo", "es": "spa", "et": "est", "eu": "eus", "fa": "fas", "fi": "fin",
+    "fr": "fra", "ga": "gle", "gl": "glg", "he": "heb", "hi": "hin", "hr": "hrv", "hu": "hun", "id": "ind",
+    "is": "isl", "it": "ita", "ja": "jpn", "ko": "kor", "lt": "lit", "lv": "lav", "mk": "mkd", "ms": "msa",
+    "nb": "nob", "nl": "nld", "nn": "nno", "no": "nor", "oc": "oci", "pl": "pol", "pt": "por", "ro": "ron",
+    "ru": "rus", "sk": "slk", "sl": "slv", "sr": "srp", "sv": "swe", "sw": "swa", "ta": "tam", "th": "tha",
+    "tr": "tur", "uk": "ukr", "ur": "urd", "vi": "vie", "zh": "zho",
+}
+
+
+def iso_639_2(code: str) -> str:
+    """`es` → `spa`; `und` (undetermined) for a language without a code here."""
+    return _ISO_639_2.get(normalize(code) or "", "und")

@@ -32,6 +32,15 @@ AUDIO_FORMATS = (
     AudioFormat("FLAC", ("audio/flac", "audio/x-flac"), (".flac",)),
 )
 ALLOWED_AUDIO_TYPES = tuple(media_type for audio_format in AUDIO_FORMATS for media_type in audio_format.types)
+# Videos, for uploads of kind `media` only (an audio file of that kind is one mixed soundtrack).
+VIDEO_FORMATS = (
+    AudioFormat("MP4", ("video/mp4",), (".mp4", ".m4v")),
+    AudioFormat("MOV", ("video/quicktime",), (".mov",)),
+    AudioFormat("WebM", ("video/webm",), (".webm",)),
+    AudioFormat("MKV", ("video/x-matroska",), (".mkv",)),
+)
+ALLOWED_VIDEO_TYPES = tuple(media_type for video_format in VIDEO_FORMATS for media_type in video_format.types)
+ALLOWED_UPLOAD_TYPES = ALLOWED_AUDIO_TYPES + ALLOWED_VIDEO_TYPES
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -75,6 +84,11 @@ class Settings:
     storage_bucket: str = "dubbing"
     max_upload_bytes: int = 500 * 1024 * 1024
     allowed_content_types: tuple[str, ...] = ALLOWED_AUDIO_TYPES
+    # Media jobs (docs/media.md): a video or one mixed soundtrack, its own size and length limits.
+    max_media_bytes: int = 2 * 1024 ** 3
+    max_media_seconds: float = 2 * 3600.0
+    elevenlabs_api_key: str | None = field(default=None, repr=False)
+    elevenlabs_base_url: str = "https://api.elevenlabs.io"
     upload_url_ttl_seconds: int = 2 * 3600
     download_url_ttl_seconds: int = 3600
     artifact_ttl_hours: int = 48
@@ -201,6 +215,8 @@ class Settings:
             deepgram_stt_model=env.get("DEEPGRAM_STT_MODEL", "nova-3"),
             deepgram_tts_voices=_pairs(env.get("DEEPGRAM_TTS_VOICES", "")),
             openai_api_key=env.get("OPENAI_API_KEY") or None,
+            elevenlabs_api_key=env.get("ELEVENLABS_API_KEY") or None,
+            elevenlabs_base_url=env.get("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io").rstrip("/"),
             openai_base_url=env.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/"),
             openai_model=env.get("OPENAI_MODEL", "gpt-4o-mini"),
             queue_backend=env.get("QUEUE_BACKEND") or "postgres",
@@ -213,7 +229,8 @@ class Settings:
 # The numbers read from the environment by their name in capitals (`lease_seconds` from LEASE_SECONDS), as an
 # int or a float like their default above, which they keep when the variable is unset or empty.
 NUMBERS_FROM_ENV = (
-    "max_upload_bytes", "upload_url_ttl_seconds", "download_url_ttl_seconds", "artifact_ttl_hours",
+    "max_upload_bytes", "max_media_bytes", "max_media_seconds",
+    "upload_url_ttl_seconds", "download_url_ttl_seconds", "artifact_ttl_hours",
     "input_ttl_hours", "upload_ttl_hours", "retention_interval_minutes", "min_input_seconds",
     "lease_seconds", "max_attempts", "retry_base_seconds", "poll_interval_seconds", "max_concurrent_tasks",
     "claim_batch_size", "stage_concurrency", "sse_keepalive_seconds", "shutdown_drain_seconds",

@@ -138,6 +138,13 @@ def read_samples(path: str, *, rate: int, start: float = 0.0, seconds: float | N
     return out
 
 
+def capture(args: Sequence[str], *, probe: bool = False, time_limit: float | None = None) -> tuple[int, bytes]:
+    """Run ffmpeg (or ffprobe, `probe`) with `args`; return its exit code and its stdout, whatever the code."""
+    proc = spawn(args, tool=FFPROBE if probe else FFMPEG, stdout=subprocess.PIPE)
+    out, _ = wait(proc, time_limit=time_limit)
+    return proc.returncode, out
+
+
 def run_piped(producer: Sequence[str], consumer: Sequence[str]) -> str:
     """Run ffmpeg `producer` with its stdout piped into ffmpeg `consumer`; return the producer's stderr."""
     procs: list[subprocess.Popen[bytes]] = []

@@ -60,7 +60,7 @@ class MixSettings:
     release_ms: float = 400.0
     hold_ms: float = 200.0
     activity_threshold_dbfs: float = -50.0
-    target_lufs: float = Settings.target_lufs
+    target_lufs: float | None = Settings.target_lufs  # None: keep the premix's own level (media jobs' beds)
     true_peak_dbtp: float = Settings.true_peak_dbtp
     web_format: Literal["mp3", "opus"] = "mp3"
     mp3_bitrate: str = "192k"
@@ -274,10 +274,11 @@ def mix(
 def _normalise(sources: _Graph, measured: Loudness, voice: Loudness, settings: MixSettings, master: str, web: str,
                stem: str | None, notes: list[str]) -> MixResult:
     """Render at the gain that reaches the target; render again while the measured output misses."""
-    if measured.integrated_lufs is None:  # silence: nothing to aim at, copy through
+    target = settings.target_lufs if settings.target_lufs is not None else measured.integrated_lufs
+    if measured.integrated_lufs is None or target is None:  # silence: nothing to aim at, copy through
         gain_db, oversample = 0.0, 0
     else:
-        gain_db = settings.target_lufs - measured.integrated_lufs
+        gain_db = target - measured.integrated_lufs
         # Kept as it was (the render pass below checks it still reaches the target), unless a measured premix
         # says at once that it cannot.
         if settings.keep_gain_db is not None and (
@@ -295,7 +296,7 @@ def _normalise(sources: _Graph, measured: Loudness, voice: Loudness, settings: M
         progress.report(0.9 + 0.1 * (1 - 0.5 ** corrections))  # a correction renders again: less and less left
         master_over, stem_over = _over_ceiling(final, settings), _over_ceiling(stem_figures, settings)
         achieved = final.integrated_lufs
-        miss = 0.0 if achieved is None or measured.integrated_lufs is None else settings.target_lufs - achieved
+        miss = 0.0 if achieved is None or target is None else target - achieved
         tolerance = KEPT_GAIN_TOLERANCE_LU if gain_db == settings.keep_gain_db else LOUDNESS_TOLERANCE_LU
         if not (master_over or stem_over or abs(miss) > tolerance) or corrections >= MAX_CORRECTIONS:
             break

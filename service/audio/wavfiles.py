@@ -42,3 +42,12 @@ def at_rate(path: str, sample_rate: int, work_dir: str, name: str) -> str:
         pass
     decode_to_wav(path, out, sample_rate=sample_rate)
     return out
+
+
+def to_pcm16(path: str, out_path: str) -> float:
+    """`path` (a float WAV) as 16-bit PCM at its rate, for an upload half the size; returns its seconds."""
+    with sf.SoundFile(path) as source, ffmpeg.atomic_output(out_path) as tmp, \
+            sf.SoundFile(tmp, "w", source.samplerate, source.channels, "PCM_16", format="WAV") as sink:
+        for block in source.blocks(blocksize=source.samplerate * 10, dtype="float32"):
+            sink.write(block)
+        return float(source.frames / source.samplerate)

@@ -33,6 +33,34 @@ class InputObject:
 
 
 @dataclass(frozen=True)
+class MediaSpec:
+    """A media job (sql/030 `jobs.media`): its `voice` input is one mixed recording, maybe with a picture, that the
+    service separates itself; the dubbed window, what to do with the background, and what the probe found."""
+
+    has_video: bool
+    container: str | None  # mp4 | mov | webm | mkv, when there is a picture
+    start_seconds: float
+    end_seconds: float
+    background: str  # keep | drop
+    video: dict[str, Any] | None = None  # codec, width, height, frames, frame_rate
+    audio_codec: str = ""  # the upload's soundtrack: copied as it is into the dubbed video where it may be
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def public(self) -> dict[str, Any]:
+        """What the API shows (`MediaOptions`)."""
+        return {"has_video": self.has_video, "container": self.container, "start_seconds": self.start_seconds,
+                "end_seconds": self.end_seconds, "background": self.background}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MediaSpec:
+        return cls(bool(data["has_video"]), data.get("container"), float(data["start_seconds"]),
+                   float(data["end_seconds"]), str(data["background"]), data.get("video"),
+                   str(data.get("audio_codec", "")))
+
+
+@dataclass(frozen=True)
 class NewJob:
     owner_id: str
     source_language: str
@@ -41,6 +69,7 @@ class NewJob:
     background: InputObject | None
     idempotency_key: str | None
     request_hash: str
+    media: MediaSpec | None = None
     offline_voice: str = "auto"  # natural | fast | auto (sql/038)
 
 
@@ -48,7 +77,7 @@ _JOB_COLUMNS = """id, owner_id, status, source_language, detected_language, dete
     created_at, updated_at,
     voice_path, voice_content_type, voice_size_bytes, voice_sha256, voice_duration_seconds,
     background_path, background_content_type, background_size_bytes, background_sha256,
-    background_duration_seconds, inputs_deleted_at, voice_filename, background_filename"""
+    background_duration_seconds, inputs_deleted_at, voice_filename, background_filename, media"""
 _FINISHED_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(FINISHED)) + ")"
 
 
@@ -75,8 +104,8 @@ async def _create_once(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
                    voice_size_bytes, voice_sha256, voice_duration_seconds, background_path,
                    background_content_type, background_size_bytes, background_sha256,
                    background_duration_seconds, idempotency_key, request_hash, voice_filename,
-                   background_filename, offline_voice)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                   background_filename, offline_voice, media)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
                ON CONFLICT ON CONSTRAINT idempotency_unique DO NOTHING
                RETURNING id""",
             job.owner_id,
@@ -96,6 +125,7 @@ async def _create_once(pool: asyncpg.Pool, job: NewJob) -> tuple[UUID, bool]:
             job.voice.filename,
             bg.filename if bg else None,
             job.offline_voice,
+            job.media.to_json() if job.media else None,
         )
         if job_id is None:
             assert job.idempotency_key is not None
@@ -198,11 +228,13 @@ class StoredJob:
     inputs_deleted_at: datetime | None  # when retention (or the owner) removed the input objects
     detected_language: str | None = None  # what the recogniser heard (sql/022), once transcription ran
     detected_language_confidence: float | None = None
+    media: MediaSpec | None = None  # a media job: `voice` is the uploaded mixed recording (sql/030)
     offline_voice: str = "auto"  # what the job asked for: natural | fast | auto (sql/038)
 
     def input(self, kind: str) -> InputObject:
         """The `voice` or `background` input; ValueError for a job made without that one."""
-        found = {"voice": self.voice, "background": self.background}[kind]
+        media = self.voice if self.media else None
+        found = {"voice": self.voice, "background": self.background, "media": media}[kind]
         if found is None:
             raise ValueError(f"the job has no {kind} input")
         return found
@@ -216,7 +248,8 @@ class StoredJob:
         return {"id": str(self.id), "status": self.status, "source_language": self.source_language,
                 "detected_language": detected, "offline_voice": self.offline_voice,
                 "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
-                "inputs": {"voice": self._input_json(self.voice), "background": self._input_json(self.background)}}
+                "inputs": {"voice": self._input_json(self.voice), "background": self._input_json(self.background)},
+                "media": self.media.public() if self.media else None}
 
     def _input_json(self, stored: InputObject | None) -> dict[str, Any] | None:
         if stored is None:
@@ -242,7 +275,8 @@ def _stored_job(row: asyncpg.Record) -> StoredJob:
                      updated_at=row["updated_at"], voice=voice, background=_input_of(row, "background"),
                      inputs_deleted_at=row["inputs_deleted_at"], detected_language=row["detected_language"],
                      detected_language_confidence=None if row["detected_language_confidence"] is None
-                     else float(row["detected_language_confidence"]), offline_voice=row["offline_voice"])
+                     else float(row["detected_language_confidence"]), offline_voice=row["offline_voice"],
+                     media=MediaSpec.from_json(dict(row["media"])) if row["media"] is not None else None)
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,16 @@ def check_synthesis_input(synthesizer: Synthesizer, engine: str, text: str, lang
         raise EngineError(ErrorCode.BAD_INPUT, f"rate and sample_rate must be positive, got {rate}, {sample_rate}")
 
 
+class VoiceIsolator(Protocol):
+    """Takes the voice out of a mixed soundtrack (a media job's separation, `stages/separation.py`)."""
+
+    name: str
+
+    async def isolate(self, mix_path: str, out_path: str, *, usage: Usage | None = None) -> None:
+        """The voice of `mix_path` (48 kHz mono WAV) into `out_path`: a WAV at the same rate, aligned with it."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Engines:
     """The engine each stage uses, chosen once at start-up (`selection.choose_engines`)."""
@@ -134,6 +144,8 @@ class Engines:
     transcriber: Transcriber
     translator: Translator
     synthesizer: Synthesizer
+    # Media jobs: the cloud's voice isolator when one is configured; None separates offline (DeepFilterNet3).
+    isolator: VoiceIsolator | None = None
 
     def by_stage(self) -> dict[Stage, Transcriber | Translator | Synthesizer]:
         """The stages an engine runs, in pipeline order, each with its engine."""

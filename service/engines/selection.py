@@ -22,9 +22,10 @@ class ProviderClients:
     deepgram_stt: ProviderClient | None = None
     deepgram_tts: ProviderClient | None = None
     openai: ProviderClient | None = None
+    elevenlabs_isolation: ProviderClient | None = None  # media jobs' voice isolator
 
     async def aclose(self) -> None:
-        for client in (self.deepgram_stt, self.deepgram_tts, self.openai):
+        for client in (self.deepgram_stt, self.deepgram_tts, self.openai, self.elevenlabs_isolation):
             if client is not None:
                 await client.aclose()
 
@@ -40,6 +41,10 @@ def open_clients(settings: Settings, transport: httpx.AsyncBaseTransport | None 
         from service.engines.cloud import openai_translate
 
         clients.openai = openai_translate.make_client(settings, transport)
+    if settings.elevenlabs_api_key:
+        from service.engines.cloud import elevenlabs_isolation
+
+        clients.elevenlabs_isolation = elevenlabs_isolation.make_client(settings, transport)
     return clients
 
 
@@ -135,7 +140,12 @@ def choose_engines(settings: Settings, clients: ProviderClients, executor: Execu
                                           executor=executor)
     else:
         synthesizer = offline_synthesizer(settings, executor)
-    return Engines(transcriber=transcriber, translator=translator, synthesizer=synthesizer)
+    isolator = None
+    if clients.elevenlabs_isolation is not None:
+        from service.engines.cloud.elevenlabs_isolation import ElevenLabsIsolator
+
+        isolator = ElevenLabsIsolator(clients.elevenlabs_isolation, executor)
+    return Engines(transcriber=transcriber, translator=translator, synthesizer=synthesizer, isolator=isolator)
 
 
 def describe(engines: Engines) -> dict[str, str]:
@@ -146,4 +156,5 @@ def describe(engines: Engines) -> dict[str, str]:
         if other := getattr(engine, "multilingual_model", None):
             model = f"{model} for English, {other} for other languages and detection"
         lines[str(stage)] = engine.name + (f" ({model})" if model else "")
+    lines["separation"] = engines.isolator.name if engines.isolator is not None else "deepfilternet3"
     return lines

@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service import languages, metrics, retention
+from service.audio.media_probe import FAMILY_OF_TYPE, MediaProbe, check_decodes, probe_media
 from service.audio.probe import ProbeResult, probe
 from service.db import artifacts, jobs, uploads
-from service.db.jobs import InputObject, NewJob
-from service.domain import ArtifactKind
+from service.db.jobs import InputObject, MediaSpec, NewJob
+from service.domain import ArtifactKind, BackgroundMode, InputKind
 from service.errors import ApiError, AudioError, ErrorCode, IdempotencyConflict, ProviderError, StorageError
 from service.routes.auth import current_user
 from service.routes.errors import bad_request, not_found, unprocessable
@@ -102,8 +103,10 @@ def _languages(body: JobRequest, settings: Settings) -> tuple[str, list[str]]:
     return source, targets
 
 
-async def _inspect(request: Request, user_id: str, field: str, path: str) -> InputObject:
-    """Check that an uploaded object is the caller's, of an allowed type and size, and decodes."""
+async def _inspect(request: Request, user_id: str, field: str, path: str,
+                   kind: InputKind = InputKind.VOICE) -> tuple[InputObject, MediaProbe | None]:
+    """Check that an uploaded object is the caller's, of an allowed type and size, and decodes (a media object:
+    as untrusted media, `audio/media_probe.py`)."""
     svc = services(request)
     settings, storage = svc.settings, svc.storage
     missing_object = unprocessable(ErrorCode.OBJECT_NOT_FOUND, f"'{field}' names no uploaded object of yours")
@@ -112,17 +115,24 @@ async def _inspect(request: Request, user_id: str, field: str, path: str) -> Inp
     upload = await uploads.find(svc.db.pool, user_id, path)
     if upload is None:
         raise missing_object
+    if (upload.kind == InputKind.MEDIA) != (kind == InputKind.MEDIA):
+        raise unprocessable(ErrorCode.INVALID_FIELD, f"'{field}' names an upload of kind '{upload.kind}'; "
+                                                     f"{field} takes one of kind '{kind}'")
     try:
         info = await storage.stat(path)
     except StorageError as exc:
         raise missing_object from exc
     if info is None:
         raise missing_object
-    content_type = check_content_type(settings, info.content_type)
-    check_size(settings, info.size_bytes)
+    content_type = check_content_type(settings, info.content_type, kind)
+    check_size(settings, info.size_bytes, kind)
     if info.size_bytes != upload.declared_size_bytes:
         raise unprocessable(ErrorCode.UPLOAD_SIZE_MISMATCH, f"'{field}' has {info.size_bytes} bytes, not the "
                                                     f"{upload.declared_size_bytes} declared when it was uploaded")
+    if kind == InputKind.MEDIA:
+        found = await _probe_media(request, field, path, content_type)
+        return InputObject(path, content_type, info.size_bytes, found.sha256, found.duration_seconds,
+                           upload.filename), found
     loop = asyncio.get_running_loop()
     try:
         async with storage.local_copy(path) as local_path:
@@ -139,14 +149,77 @@ async def _inspect(request: Request, user_id: str, field: str, path: str) -> Inp
     if result.duration_seconds < settings.min_input_seconds:
         raise unprocessable(ErrorCode.AUDIO_TOO_SHORT, f"'{field}' lasts {result.duration_seconds:.2f} s; "
                                                f"send at least {settings.min_input_seconds:g} s of audio")
-    return InputObject(path, content_type, info.size_bytes, result.sha256, result.duration_seconds, upload.filename)
+    return InputObject(path, content_type, info.size_bytes, result.sha256, result.duration_seconds,
+                       upload.filename), None
+
+
+async def _probe_media(request: Request, field: str, path: str, content_type: str) -> MediaProbe:
+    """Probe, check the limits, then decode the soundtrack through to its end (a truncated file is refused)."""
+    svc = services(request)
+    settings = svc.settings
+    loop = asyncio.get_running_loop()
+    try:
+        async with svc.storage.local_copy(path) as local_path:
+            found: MediaProbe = await loop.run_in_executor(svc.probe_lane, probe_media, local_path, content_type)
+            if found.ok and settings.min_input_seconds <= found.duration_seconds <= settings.max_media_seconds:
+                broken = await loop.run_in_executor(svc.probe_lane, check_decodes, local_path,
+                                                    found.duration_seconds)
+                if broken:
+                    raise unprocessable(ErrorCode.INVALID_MEDIA, f"'{field}' cannot be dubbed: {broken}")
+    except StorageError as exc:
+        if exc.status == 404:
+            raise unprocessable(ErrorCode.OBJECT_NOT_FOUND, f"'{field}' names no uploaded object of yours") from exc
+        raise ApiError(503, ErrorCode.STORAGE_UNAVAILABLE, "Storage could not be read; try again") from exc
+    except AudioError as exc:
+        raise unprocessable(ErrorCode.INVALID_MEDIA, f"'{field}' could not be read as media") from exc
+    if not found.ok:
+        raise unprocessable(ErrorCode.INVALID_MEDIA, f"'{field}' cannot be dubbed: {found.reason}")
+    if found.duration_seconds < settings.min_input_seconds:
+        raise unprocessable(ErrorCode.AUDIO_TOO_SHORT, f"'{field}' lasts {found.duration_seconds:.2f} s; "
+                                               f"send at least {settings.min_input_seconds:g} s")
+    if found.duration_seconds > settings.max_media_seconds:
+        raise unprocessable(ErrorCode.MEDIA_TOO_LONG, f"'{field}' lasts {found.duration_seconds:.0f} s; media "
+                                              f"may last at most {settings.max_media_seconds:g} s")
+    return found
+
+
+def _media_spec(body: JobRequest, found: MediaProbe, content_type: str) -> MediaSpec:
+    duration = found.duration_seconds
+    start = body.start_seconds or 0.0
+    end = min(body.end_seconds, duration) if body.end_seconds is not None else duration
+    if start >= duration:
+        raise unprocessable(ErrorCode.INVALID_WINDOW, f"'start_seconds' ({start:g}) is past the media's end "
+                                                      f"({duration:.2f} s)")
+    return MediaSpec(has_video=found.has_video, container=FAMILY_OF_TYPE.get(content_type) if found.has_video
+                     else None, start_seconds=round(start, 3), end_seconds=round(end, 3),
+                     background=str(body.background or BackgroundMode.KEEP), video=found.video_json(),
+                     audio_codec=found.audio_codec)
+
+
+def _check_media_request(body: JobRequest) -> None:
+    """A job is made from a voice (and a background), or from one media object, never both; the media options
+    need media, and the window must be one."""
+    if body.media_object is not None and (body.voice_object is not None or body.background_object is not None):
+        raise unprocessable(ErrorCode.INVALID_FIELD, "Give 'media_object' alone, or 'voice_object' (with "
+                                                     "'background_object'), not both")
+    if body.media_object is None and body.voice_object is None:
+        raise unprocessable(ErrorCode.MISSING_FIELD, "Object missing required field `voice_object` (or give "
+                                                     "`media_object`)")
+    if body.media_object is None and (body.start_seconds is not None or body.end_seconds is not None
+                                      or body.background is not None):
+        raise unprocessable(ErrorCode.INVALID_FIELD, "'start_seconds', 'end_seconds' and 'background' are for "
+                                                     "jobs made from 'media_object'")
+    if body.start_seconds is not None and body.end_seconds is not None and body.start_seconds >= body.end_seconds:
+        raise unprocessable(ErrorCode.INVALID_WINDOW, "'start_seconds' must be before 'end_seconds'")
 
 
 def _request_hash(voice: str, background: str | None, source: str, targets: list[str],
-                  offline_voice: str = "auto") -> str:
+                  offline_voice: str = "auto", media: list[object] | None = None) -> str:
     fields: list[Any] = [voice, background, source, sorted(targets)]
     if offline_voice != "auto":  # jobs made before the choice existed keep their hash
         fields.append(offline_voice)
+    if media:  # a media job: its object, window and background choice
+        fields.append(media)
     canonical = json.dumps(fields)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -156,14 +229,18 @@ async def create_job(request: Request) -> Response:
     svc = services(request)
     settings, pool = svc.settings, svc.db.pool
     body = await read_body(request, JobRequest)
-    voice_path = body.voice_object.strip()
+    _check_media_request(body)
+    media_path = body.media_object.strip() if body.media_object else None
+    voice_path = media_path or (body.voice_object or "").strip()
     background_path = body.background_object.strip() if body.background_object else None
     source, targets = _languages(body, settings)
     idempotency_key = body.idempotency_key.strip() if body.idempotency_key else None
     check = svc.language_check
     if check is not None and (problem := check(source, targets)):
         raise unprocessable(ErrorCode.UNSUPPORTED_LANGUAGE, problem)
-    request_hash = _request_hash(voice_path, background_path, source, targets, body.offline_voice)
+    media_request: list[object] | None = None if media_path is None else [body.start_seconds, body.end_seconds,
+                                                                          str(body.background or BackgroundMode.KEEP)]
+    request_hash = _request_hash(voice_path, background_path, source, targets, body.offline_voice, media_request)
 
     if idempotency_key is not None:
         try:
@@ -173,11 +250,17 @@ async def create_job(request: Request) -> Response:
         if existing is not None:
             return respond(_job_found(await jobs.representation(pool, user.id, existing)).to_json(), Job)
 
-    voice = await _inspect(request, user.id, "voice_object", voice_path)
+    media: MediaSpec | None = None
+    if media_path is not None:
+        voice, found = await _inspect(request, user.id, "media_object", media_path, InputKind.MEDIA)
+        assert found is not None
+        media = _media_spec(body, found, voice.content_type)
+    else:
+        voice, _ = await _inspect(request, user.id, "voice_object", voice_path)
     background = (
-        await _inspect(request, user.id, "background_object", background_path) if background_path else None
+        (await _inspect(request, user.id, "background_object", background_path))[0] if background_path else None
     )
-    new_job = NewJob(user.id, source, targets, voice, background, idempotency_key, request_hash,
+    new_job = NewJob(user.id, source, targets, voice, background, idempotency_key, request_hash, media,
                      offline_voice=body.offline_voice)
     try:
         job_id, created = await jobs.create(pool, new_job)

@@ -15,10 +15,10 @@ from msgspec import Meta, Struct
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.domain import ArtifactKind, InputKind, JobStatus, Stage
+from service.domain import ArtifactKind, BackgroundMode, InputKind, JobStatus, Stage
 from service.errors import ApiError, ErrorCode
 from service.routes.errors import bad_request
-from service.settings import ALLOWED_AUDIO_TYPES
+from service.settings import ALLOWED_UPLOAD_TYPES
 
 MAX_JSON_BYTES = 64 * 1024
 
@@ -41,8 +41,9 @@ Text = Annotated[str, Meta(min_length=1, max_length=1024, pattern=NOT_BLANK)]
 LanguageCode = Annotated[str, Meta(min_length=2, max_length=35, pattern=LANGUAGE_CODE,
                                    description="ISO 639-1 code, optionally with a region: 'es', 'pt-BR'")]
 Time = Annotated[str, Meta(description="ISO 8601 date-time, UTC")]
-ContentType = Annotated[str, Meta(extra_json_schema={"enum": list(ALLOWED_AUDIO_TYPES)},
-                                  description="The file's audio type, one of those the service accepts")]
+ContentType = Annotated[str, Meta(extra_json_schema={"enum": list(ALLOWED_UPLOAD_TYPES)},
+                                  description="The file's type, one of those the service accepts (video "
+                                              "types for kind `media` only)")]
 
 
 # -- requests -----------------------------------------------------------------------------------------
@@ -52,7 +53,9 @@ class UploadFile(Struct, forbid_unknown_fields=False):
     kind: InputKind
     filename: Annotated[str, Meta(min_length=1, max_length=255, pattern=NOT_BLANK)]
     content_type: ContentType
-    size_bytes: Annotated[int, Meta(ge=1, description="The file's size in bytes (at most the service's limit)")]
+    size_bytes: Annotated[int, Meta(ge=1, description="The file's size in bytes (at most the service's limit; an "
+                                                      "upload of kind `media` has its own, MAX_MEDIA_BYTES, "
+                                                      "larger than the maximum declared here)")]
 
 
 class UploadRequest(Struct):
@@ -63,8 +66,9 @@ OfflineVoiceChoice = Literal["natural", "fast", "auto"]
 
 
 class JobRequest(Struct):
-    voice_object: Annotated[Text, Meta(description="object_path of the uploaded voice")]
     target_languages: Annotated[list[LanguageCode], Meta(min_length=1)]
+    voice_object: Annotated[Text | None, Meta(description="object_path of the uploaded voice (or give "
+                                                          "media_object)")] = None
     source_language: Annotated[str, Meta(min_length=2, max_length=35, pattern=SOURCE_LANGUAGE,
                                          description="ISO 639-1 code, or 'auto' (the default): detected from "
                                                      "the first minute of speech")] = "auto"
@@ -74,6 +78,15 @@ class JobRequest(Struct):
                     "(espeak-ng) or 'auto' (the server's OFFLINE_VOICE for each language). A language the natural "
                     "voice does not speak gets the fast one; a cloud voice, when configured, ignores this")] = "auto"
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=200, pattern=NOT_BLANK)] | None = None
+    media_object: Annotated[Text | None, Meta(
+        description="object_path of an uploaded video or mixed soundtrack (kind `media`), instead of "
+                    "voice_object/background_object: the service separates voice and background itself")] = None
+    start_seconds: Annotated[float, Meta(ge=0, description="media jobs: dub from here (default: the "
+                                                            "start); before it the original plays")] | None = None
+    end_seconds: Annotated[float, Meta(gt=0, description="media jobs: dub until here (default: the "
+                                                          "end); after it the original plays")] | None = None
+    background: Annotated[BackgroundMode | None, Meta(
+        description="media jobs: keep the separated background under the dub (default) or drop it")] = None
 
 
 # -- responses ----------------------------------------------------------------------------------------
@@ -113,8 +126,18 @@ class Input(Struct):
 
 
 class Inputs(Struct):
-    voice: Input
+    voice: Annotated[Input, Meta(description="The voice recording; for a media job, the uploaded media")]
     background: Input | None
+
+
+class MediaOptions(Struct):
+    """What a media job holds and asked for (null for a job made from a voice and a background)."""
+
+    has_video: bool
+    container: Annotated[str | None, Meta(description="mp4, mov, webm or mkv: the dubbed video's too")]
+    start_seconds: float
+    end_seconds: float
+    background: BackgroundMode
 
 
 class TaskError(Struct):
@@ -170,6 +193,7 @@ class JobSummary(Struct):
     updated_at: Time
     inputs: Inputs
     tasks: list[Task]
+    media: Annotated[MediaOptions | None, Meta(description="Null unless the job was made from media_object")]
 
 
 class Job(JobSummary):

@@ -14,7 +14,7 @@ import msgspec
 
 from service.domain import EventKind
 from service.routes import models
-from service.settings import ALLOWED_AUDIO_TYPES
+from service.settings import ALLOWED_UPLOAD_TYPES
 
 _STR = {"type": "string"}
 _ERROR_TEXT = {400: "Malformed request", 401: "Missing, bad or expired token", 404: "Not found (or not yours)",
@@ -80,7 +80,7 @@ def _signed_upload_body() -> dict[str, Any]:
     binary = {"schema": {"type": "string", "format": "binary"}}
     return {"required": True, "description": "The file with its own audio Content-Type (or multipart/form-data with "
                                              "one file part), exactly the size declared when the URL was made",
-            "content": {kind: binary for kind in ALLOWED_AUDIO_TYPES}}
+            "content": {kind: binary for kind in ALLOWED_UPLOAD_TYPES}}
 
 
 def _signed_upload(object_path: list[dict[str, Any]], token: list[dict[str, Any]], method: str) -> dict[str, Any]:

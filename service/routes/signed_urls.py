@@ -18,6 +18,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 
 from service.errors import StorageError
 from service.routes.services import services
+from service.settings import ALLOWED_VIDEO_TYPES
 from service.storage.local import LocalStorage
 from service.storage.tokens import DOWNLOAD, UPLOAD, StorageClaims
 
@@ -76,17 +77,18 @@ async def upload_to_signed_url(request: Request) -> Response:
         # A signed upload URL writes once: the token says whether it may overwrite (ours never do), and an
         # `x-upsert` header cannot change that. Its declared size is bound into it as well.
         storage, path, claims = _target(request, UPLOAD)
-        limit = min(settings.max_upload_bytes, claims.size) if claims.size is not None else settings.max_upload_bytes
+        largest = max(settings.max_upload_bytes, settings.max_media_bytes)  # the API checked the kind's own limit
+        limit = min(largest, claims.size) if claims.size is not None else settings.max_upload_bytes
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit + 64 * 1024:
             raise StorageError(413, "EntityTooLarge", "The object exceeded the maximum allowed size")
         header_type = request.headers.get("content-type", "")
         if header_type.startswith("multipart/form-data"):
-            chunks, content_type = await _file_part(request, settings.max_upload_bytes)
+            chunks, content_type = await _file_part(request, largest)
         else:
             chunks, content_type = request.stream(), header_type
         content_type = content_type.split(";")[0].strip().lower()
-        if content_type not in settings.allowed_content_types:
+        if content_type not in settings.allowed_content_types + ALLOWED_VIDEO_TYPES:  # the bucket's types
             raise StorageError(415, "InvalidMimeType", f"mime type {content_type or '(none)'} is not supported")
         await storage.receive(path, chunks, content_type, limit, upsert=claims.upsert, exact_bytes=claims.size)
     except StorageError as exc:

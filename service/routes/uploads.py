@@ -11,32 +11,48 @@ from starlette.responses import Response
 
 from service.db import uploads
 from service.db.uploads import Upload
+from service.domain import InputKind
 from service.errors import ApiError, ErrorCode
 from service.routes.auth import current_user
 from service.routes.models import UploadRequest, UploadResponse, read_body, respond
 from service.routes.services import services
-from service.settings import Settings
+from service.settings import ALLOWED_VIDEO_TYPES, Settings
 
 
-def unsupported_content_type(settings: Settings, content_type: str) -> ApiError:
+def accepted_types(settings: Settings, kind: str) -> tuple[str, ...]:
+    """Audio for a voice or a background; audio or video for media (one mixed soundtrack, or a video)."""
+    return settings.allowed_content_types + (ALLOWED_VIDEO_TYPES if kind == InputKind.MEDIA else ())
+
+
+def unsupported_content_type(settings: Settings, content_type: str, kind: str = InputKind.VOICE) -> ApiError:
+    what = "audio or video" if kind == InputKind.MEDIA else "audio"
+    if content_type in ALLOWED_VIDEO_TYPES:  # a type the API takes, under the wrong kind: the request's fault
+        return ApiError(422, ErrorCode.INVALID_FIELD,
+                        f"'{content_type}' is a video: upload it as kind 'media', not '{kind}'")
     return ApiError(415, ErrorCode.UNSUPPORTED_CONTENT_TYPE,
-                    f"'{content_type[:100]}' is not an accepted audio type; "
-                    f"use one of {', '.join(settings.allowed_content_types)}")
+                    f"'{content_type[:100]}' is not an accepted {what} type for '{kind}'; "
+                    f"use one of {', '.join(accepted_types(settings, kind))}")
 
 
-def check_content_type(settings: Settings, content_type: str) -> str:
-    """A stored object's type (its parameters and case aside) is one the service accepts."""
+def check_content_type(settings: Settings, content_type: str, kind: str = InputKind.VOICE) -> str:
+    """A stored object's type (its parameters and case aside) is one the service accepts for its kind."""
     base = content_type.split(";")[0].strip().lower()
-    if base not in settings.allowed_content_types:
-        raise unsupported_content_type(settings, base)
+    if base not in accepted_types(settings, kind):
+        raise unsupported_content_type(settings, base, kind)
     return base
 
 
-def check_size(settings: Settings, size: int) -> int:
+def size_limit(settings: Settings, kind: str) -> int:
+    return settings.max_media_bytes if kind == InputKind.MEDIA else settings.max_upload_bytes
+
+
+def check_size(settings: Settings, size: int, kind: str = InputKind.VOICE) -> int:
     if size <= 0:
         raise ApiError(422, ErrorCode.INVALID_FIELD, "'size_bytes' must be positive")
-    if size > settings.max_upload_bytes:
-        raise ApiError(413, ErrorCode.FILE_TOO_LARGE, f"Files may be at most {settings.max_upload_bytes} bytes")
+    limit = size_limit(settings, kind)
+    if size > limit:
+        what = "Media files" if kind == InputKind.MEDIA else "Files"
+        raise ApiError(413, ErrorCode.FILE_TOO_LARGE, f"{what} may be at most {limit} bytes")
     return size
 
 
@@ -56,9 +72,9 @@ async def create_uploads(request: Request) -> Response:
     body = await read_body(request, UploadRequest)
     planned: list[Upload] = []
     for entry in body.files:
-        if entry.content_type not in settings.allowed_content_types:  # exactly as the OpenAPI enum says
-            raise unsupported_content_type(settings, entry.content_type)
-        size = check_size(settings, entry.size_bytes)
+        if entry.content_type not in accepted_types(settings, entry.kind):  # as the OpenAPI enum says, per kind
+            raise unsupported_content_type(settings, entry.content_type, entry.kind)
+        size = check_size(settings, entry.size_bytes, entry.kind)
         filename = entry.filename.strip()
         path = upload_object_path(user.id, entry.kind, filename)
         planned.append(Upload(path, user.id, entry.kind, entry.content_type, size, filename))

@@ -15,12 +15,12 @@ import structlog
 
 from service import scratch
 from service.audio.probe import sha256_of
-from service.db import tasks
+from service.db import artifacts, tasks
 from service.db.database import Database
 from service.db.jobs import StoredJob
 from service.db.listener import Listener
 from service.db.tasks import ClaimedTask
-from service.domain import InputKind
+from service.domain import ArtifactKind, InputKind
 from service.engines.protocols import Engines
 from service.errors import ErrorCode, LeaseLost, StageError
 from service.settings import Settings
@@ -108,11 +108,27 @@ class StageContext:
     @contextlib.asynccontextmanager
     async def input_copy(self, kind: InputKind) -> AsyncIterator[str]:
         """A local path holding the job's `kind` input, checked against the hash recorded when the job was
-        made: inputs are immutable, and a stage never works on a file nobody checked."""
+        made: inputs are immutable, and a stage never works on a file nobody checked. A media job's voice and
+        background are the stems its separation published (`stages/separation.py`), checked against theirs."""
+        if self.job.media is not None and kind in (InputKind.VOICE, InputKind.BACKGROUND):
+            async with self._stem_copy(kind) as local:
+                yield local
+            return
         stored = self.job.input(kind)
         async with self.storage.local_copy(stored.object_path) as local:
             if await self.in_pool(sha256_of, local) != stored.sha256:
                 raise StageError(ErrorCode.INPUT_CHANGED, f"The {kind} recording changed after the job was created")
+            yield local
+
+    @contextlib.asynccontextmanager
+    async def _stem_copy(self, kind: InputKind) -> AsyncIterator[str]:
+        wanted = ArtifactKind.ISOLATED_VOICE if kind == InputKind.VOICE else ArtifactKind.BACKGROUND_STEM
+        found = [a for a in await artifacts.job_level(self.pool, self.task.job_id) if a.kind == wanted]
+        if not found:
+            raise StageError(ErrorCode.TRANSCRIPT_MISSING, f"The job's {wanted} is not ready", retryable=True)
+        async with self.storage.local_copy(found[0].object_path) as local:
+            if await self.in_pool(sha256_of, local) != found[0].sha256:
+                raise StageError(ErrorCode.INPUT_CHANGED, f"The job's {wanted} changed after separation")
             yield local
 
     async def in_pool(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

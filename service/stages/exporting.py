@@ -12,7 +12,7 @@ from service.db import artifacts, tasks, translations
 from service.db.artifacts import StoredArtifact
 from service.db.jobs import InputObject
 from service.domain import ArtifactKind, InputKind
-from service.stages import captions, outputs, proofread, stt
+from service.stages import captions, dubbed_media, outputs, proofread, stt
 from service.stages.context import StageContext
 from service.stages.mixing import OUTPUTS, web_name
 from service.stages.outputs import Mixdown, PlacedUnit, Synthesis, Translation
@@ -63,7 +63,14 @@ async def run(ctx: StageContext) -> None:
     published: list[StoredArtifact] = []
     for done, (kind, name) in enumerate(uploads, start=1):
         published.append(await publish(ctx, kind, str(work / name), name, revision))
-        await ctx.progress(0.2 + 0.7 * done / len(uploads), artifact=kind)
+        await ctx.progress(0.2 + 0.6 * done / len(uploads), artifact=kind)
+    if ctx.job.media is not None:
+        transcript, _ = await stt.load(ctx)
+        video = await dubbed_media.publish_video(ctx, str(work / OUTPUTS["master_wav"]), str(work / web_name(ctx)),
+                                                 str(work / "captions.vtt"), transcript.language, revision)
+        if video is not None:
+            published.append(video)
+        await ctx.progress(0.9, artifact=ArtifactKind.VIDEO)
 
     caption_figures = {"cues": len(cues), "max_cps": ctx.settings.caption_max_cps,
                        "reading_lag_max_seconds": captions.reading_lag(cues, timed)}
@@ -127,11 +134,13 @@ async def _manifest(ctx: StageContext, mixdown: Mixdown, measured: dict[str, Any
             "voice": _input_entry(ctx.job.voice),
             "background": _input_entry(ctx.job.background),
         },
+        "media": ctx.job.media.public() if ctx.job.media is not None else None,
         "segments": [_segment(u, per_unit.get(u.id)) for u in mixdown.units],
         # Words the translator did not know and left in the source language (0 where it cannot tell).
         "untranslated_words": translation.untranslated_words,
         "loudness": {
-            "target_lufs": ctx.settings.target_lufs,
+            # A media job's master keeps its parts' level (the original's), not a loudness target.
+            "target_lufs": ctx.settings.target_lufs if ctx.job.media is None else None,
             "true_peak_ceiling_dbtp": ctx.settings.true_peak_dbtp,
             "integrated_lufs": mix["integrated_lufs"],
             "true_peak_dbtp": mix["true_peak_dbtp"],

@@ -22,7 +22,7 @@ from service.audio.mix import MixSettings, mix
 from service.audio.stretch import time_stretch
 from service.audio.voice_track import PlacedClip, build_voice_track
 from service.domain import InputKind
-from service.stages import outputs, timeline
+from service.stages import dubbed_media, outputs, timeline
 from service.stages.context import StageContext, run_all
 from service.stages.outputs import Clip, Fitted, Mixdown, PlacedUnit, Synthesis, TranslatedUnit, Translation
 
@@ -137,10 +137,18 @@ async def run(ctx: StageContext) -> None:
                                 voice_track, settings.sample_rate)
     await ctx.progress(0.6)
     targets = (str(work / OUTPUTS["master_wav"]), str(work / web_name(ctx)), str(work / OUTPUTS["voice_stem"]))
-    background = await _background(ctx) if ctx.job.background else None
+    knobs = mix_settings(ctx, await _previous_mix(ctx))
+    background: str | None
+    if ctx.job.media is not None:  # the separated background in the window, the original outside it
+        background = await dubbed_media.bed(ctx)
+        # The dub at the original voice's loudness and the master at the level of its parts: the bed and the
+        # original outside the window keep theirs.
+        ctx.figures["voice_gain_db"] = await dubbed_media.match_voice_level(ctx, voice_track)
+        knobs = dataclasses.replace(knobs, target_lufs=None)
+    else:
+        background = await _background(ctx) if ctx.job.background else None
     await ctx.progress(0.65)
-    result = await ctx.in_pool_reporting(0.65, 1.0, mix, voice_track, background, *targets,
-                                         mix_settings(ctx, await _previous_mix(ctx)))
+    result = await ctx.in_pool_reporting(0.65, 1.0, mix, voice_track, background, *targets, knobs)
     units = [u for _, u in placed]
     await outputs.save(work, Mixdown(units, dataclasses.asdict(result), planned_sync(units)))
     ctx.figures.update(units=len(units), stretched=sum(1 for u in units if u.stretch != 1.0),

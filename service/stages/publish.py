@@ -22,10 +22,13 @@ def object_path(ctx: StageContext, filename: str, job_level: bool, revision: int
 
 
 async def publish(ctx: StageContext, kind: ArtifactKind, local_file: str, filename: str,
-                  revision: int = 1) -> StoredArtifact:
-    """Store the file, record its artifact row (of the language's `revision`) and announce it on the stream."""
+                  revision: int = 1, content_type: str | None = None) -> StoredArtifact:
+    """Store the file, record its artifact row (of the language's `revision`) and announce it on the stream
+    (`content_type`: when the kind alone does not say it, as for a video)."""
     job_level = kind.job_level
-    content_type = web_content_type(ctx.settings.web_format) if kind is ArtifactKind.MASTER_WEB else kind.content_type
+    if content_type is None:
+        content_type = (web_content_type(ctx.settings.web_format) if kind is ArtifactKind.MASTER_WEB
+                        else kind.content_type)
     digest = await ctx.in_pool(sha256_of, local_file)
     path = object_path(ctx, filename, job_level, revision)
     info = await ctx.storage.write_file(path, local_file, content_type)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -29,7 +30,7 @@ from service.domain import ArtifactKind, EventKind, InputKind, Stage
 from service.engines.capabilities import cannot_dub_detected
 from service.engines.types import LanguageGuess, Transcript
 from service.errors import DubbingError, EngineError, ErrorCode, StageError
-from service.stages import captions
+from service.stages import captions, separation
 from service.stages.context import StageContext
 from service.stages.publish import publish
 from service.stages.units import Unit, build_units, refine_edges
@@ -51,6 +52,9 @@ async def load(ctx: StageContext) -> tuple[Transcript, list[Unit]]:
     if data is None or editable is None:
         raise StageError(ErrorCode.TRANSCRIPT_MISSING, "The transcript is not ready", retryable=True)
     units = [Unit(s.id, s.start, s.end, s.text, s.group) for s in editable.segments]
+    media = ctx.job.media
+    if media is not None:  # a media job dubs the units wholly inside its window; the original plays elsewhere
+        units = [u for u in units if u.start >= media.start_seconds and u.end <= media.end_seconds]
     return Transcript.from_json(data), units
 
 
@@ -157,13 +161,13 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
     activity: Any = None
     guess: LanguageGuess | None = None
     try:
-        if transcriber.accepts_url and ctx.storage.is_remote:
+        if transcriber.accepts_url and ctx.storage.is_remote and ctx.job.media is None:
             # The provider fetches the file itself through a short-lived URL: no download here (its
             # word timings then mark the pauses on their own).
             signed = await ctx.storage.create_download_url(ctx.job.voice.object_path, 15 * 60)
             transcript: Transcript = await transcriber.transcribe(None, language, audio_url=signed.url, usage=usage)
         else:
-            async with ctx.input_copy(InputKind.VOICE) as voice:
+            async with _heard(ctx) as (voice, isolated):
                 checking: asyncio.Task[LanguageGuess | None] | None = None
                 if transcriber.detects and language is None:
                     guess = await _detect(ctx, voice)
@@ -177,10 +181,15 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
                     await ctx.progress(TRANSCRIBED)
                     if guess is not None and language is None:
                         transcript = dataclasses.replace(transcript, language_confidence=guess.confidence)
+                    # A media job's pauses are found in its isolated voice, where the bed cannot pass for speech.
+                    active = await isolated if isolated is not None else voice
                     if transcript.segments:
                         speech, activity = await asyncio.gather(
-                            ctx.in_pool(speech_regions, voice, ctx.settings.unit_pause_seconds),
-                            ctx.in_pool(energy_activity, voice, 0.0))
+                            ctx.in_pool(speech_regions, active, ctx.settings.unit_pause_seconds),
+                            ctx.in_pool(energy_activity, active, 0.0))
+                    if isolated is not None:
+                        await separation.publish_stems(ctx, voice, active,
+                                                       [(s.start, s.end) for s in transcript.segments])
                     if checking is not None:
                         guess = await checking
                 finally:
@@ -219,6 +228,26 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
                        characters=sum(len(s.text) for s in transcript.segments))
     await ctx.progress(1.0, **note)
     return data
+
+
+@contextlib.asynccontextmanager
+async def _heard(ctx: StageContext) -> AsyncIterator[tuple[str, asyncio.Task[str] | None]]:
+    """What the recogniser reads, and for a media job the voice being isolated beside it: a voice job's voice
+    recording; a media job's soundtrack (the mix: see `separation.py` for why), its separation started at once."""
+    if ctx.job.media is None:
+        async with ctx.input_copy(InputKind.VOICE) as voice:
+            yield voice, None
+        return
+    async with ctx.input_copy(InputKind.MEDIA) as media:
+        mix = await separation.soundtrack(ctx, media)
+    isolating = asyncio.create_task(separation.isolate(ctx, mix))
+    try:
+        yield mix, isolating
+    finally:
+        if not isolating.done():
+            isolating.cancel()
+            with contextlib.suppress(BaseException):
+                await isolating
 
 
 def _detection(source: str, guess: LanguageGuess | None, transcript: Transcript) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from service.domain import STAGE_ORDER, TERMINAL
-from service.settings import AUDIO_FORMATS, Settings
+from service.settings import AUDIO_FORMATS, VIDEO_FORMATS, Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -102,7 +102,11 @@ async def config(settings: Settings, request: Request) -> Response:
         "uploads": {"max_bytes": settings.max_upload_bytes,
                     "accepted_types": list(settings.allowed_content_types),
                     "formats": [{"name": f.name, "types": list(f.types), "extensions": list(f.extensions)}
-                                for f in AUDIO_FORMATS if set(f.types) & set(settings.allowed_content_types)]},
+                                for f in AUDIO_FORMATS if set(f.types) & set(settings.allowed_content_types)],
+                    # A video picked as the voice is a media job (docs/media.md).
+                    "media": {"max_bytes": settings.max_media_bytes,
+                              "formats": [{"name": f.name, "types": list(f.types), "extensions": list(f.extensions)}
+                                          for f in VIDEO_FORMATS]}},
         "max_target_languages": settings.max_target_languages,
         # The page ranks a language's stages by this order (never backwards) and stops at a terminal one.
         "stages": {"order": [str(s) for s in STAGE_ORDER], "terminal": [str(s) for s in STAGE_ORDER if s in TERMINAL]},

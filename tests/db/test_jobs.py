@@ -129,7 +129,8 @@ async def test_representation_is_the_api_s_job_shape(pool: asyncpg.Pool) -> None
     assert view is not None
     shown = view.to_json()
     assert set(shown) == {"id", "status", "source_language", "created_at", "updated_at", "inputs", "tasks",
-                          "artifacts", "detected_language", "offline_voice"}
+                          "artifacts", "detected_language", "offline_voice", "media"}
+    assert shown["media"] is None  # made from a voice, not from media_object
     assert shown["id"] == str(job_id) and shown["status"] == "queued" and shown["detected_language"] is None
     assert shown["inputs"]["background"] is None
     assert shown["inputs"]["voice"]["duration_seconds"] == 2.346  # rounded to the millisecond

@@ -6,3 +6,4 @@ import schemathesis
 from service.settings import ALLOWED_AUDIO_TYPES
 
 schemathesis.serializer.alias(list(ALLOWED_AUDIO_TYPES), "application/octet-stream")
+

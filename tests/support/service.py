@@ -192,13 +192,13 @@ class ServedProcess:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    async def upload(self, user: str, path: Path, kind: str) -> str:
+    async def upload(self, user: str, path: Path, kind: str, content_type: str = "audio/wav") -> str:
         response = await self.client.post("/v1/uploads", headers=self.auth(user), json={"files": [
-            {"kind": kind, "filename": path.name, "content_type": "audio/wav", "size_bytes": path.stat().st_size}]})
+            {"kind": kind, "filename": path.name, "content_type": content_type, "size_bytes": path.stat().st_size}]})
         assert response.status_code == 201, response.text
         upload = response.json()["uploads"][0]
         put = await self.client.put(upload["upload_url"], content=path.read_bytes(),
-                                    headers={"Content-Type": "audio/wav"})
+                                    headers={"Content-Type": content_type})
         assert put.status_code == 200, put.text
         return str(upload["object_path"])
 

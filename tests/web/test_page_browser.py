@@ -398,6 +398,49 @@ async def test_dub_two_languages_listen_and_download(site: Site, desktop: Any, t
     assert console.problems() == [], console.problems()
 
 
+async def test_a_video_is_dubbed_and_plays_as_video_with_captions(site: Site, desktop: Any, tmp_path: Path) -> None:
+    """Issue 20: a WebM (test pattern, LibriVox speech over a bed) picked as the voice becomes a media job; the
+    result plays as video with the dubbed captions, and the original video takes over at the same position."""
+    from tests.support.media import soundtrack, write_media
+    from tests.support.speech import available
+
+    if not available():
+        pytest.skip("needs pocketsphinx-testdata (LibriVox speech)")
+    clip = tmp_path / "talk.webm"
+    write_media(soundtrack(speech_over_bed_db=6.0), clip, "webm")
+    page = await desktop.new_page()
+    console = watch(page)
+    await sign_in(page, site, "vic")
+    await page.locator("#voice-input").set_input_files(clip)
+    await expect(page.locator("#voice-file")).to_contain_text("talk.webm")
+    await pick_language(page, "es")
+    await page.get_by_role("button", name="Dub it").click()
+    spanish = language(page, "es")
+    await expect(spanish.locator(".stage")).to_have_text("Complete", timeout=DUB_TIMEOUT_MS)
+
+    dubbed = spanish.locator("video.dubbed")
+    await expect(dubbed).to_be_visible()
+    await expect(spanish.locator("video.original")).to_be_hidden()
+    await spanish.get_by_role("button", name="Play").click()
+    await page.wait_for_function("v => v.currentTime > 1.0 && !v.paused && v.videoWidth > 0",
+                                 arg=await dubbed.element_handle(), timeout=20_000)
+    await page.wait_for_function(
+        "v => v.textTracks.length > 0 && v.textTracks[0].activeCues && v.textTracks[0].activeCues.length > 0",
+        arg=await dubbed.element_handle(), timeout=20_000)
+    await spanish.get_by_role("radio", name="Original").click()
+    original = spanish.locator("video.original")
+    await expect(original).to_be_visible()
+    await page.wait_for_function("v => !v.paused && v.currentTime > 1.0", arg=await original.element_handle(),
+                                 timeout=20_000)
+    positions = await spanish.evaluate(
+        "el => [el.querySelector('video.dubbed').currentTime, el.querySelector('video.original').currentTime]")
+    assert abs(positions[0] - positions[1]) < 1.5, positions
+    await spanish.get_by_role("button", name="Pause").click()
+    kinds = set(await page.locator("a.download").evaluate_all("links => links.map(a => a.dataset.kind)"))
+    assert {"video", "isolated_voice", "background_stem"} <= kinds, kinds
+    assert console.problems() == [], console.problems()
+
+
 async def test_a_dropped_file_the_api_refuses_is_explained_on_a_phone(site: Site, phone: Any, tmp_path: Path) -> None:
     page = await phone.new_page()
     console = watch(page)
@@ -438,13 +481,15 @@ async def test_a_phone_signs_in_by_name_checks_files_early_and_never_scrolls_sid
 
     # Each bad file is refused the moment it is picked, before any upload, with the formats the hint lists.
     hint = await page.locator("#voice-hint").text_content()
-    formats = hint.split("under it. ")[1].rstrip(".")
+    formats, videos = hint.split("under it. ")[1].split(" Or a video: ")
+    formats = formats.rstrip(".")
     assert formats == "WAV, MP3, M4A, AAC, OGG, Opus, WebM, or FLAC", hint
+    assert videos == "MP4, MOV, WebM, or MKV.", hint  # a video is a media job (issue 20)
     uploads_before = len([r for r in site.proxy.requests if r.path == "/v1/uploads"])
     error = page.locator("#voice-error")
     await page.locator("#voice-input").set_input_files(
-        {"name": "clip.mp4", "mimeType": "video/mp4", "buffer": site.sample.voice.read_bytes()[:4096]})
-    await expect(error).to_have_text(f"clip.mp4 is a video/mp4 file. Choose a {formats} file.")
+        {"name": "clip.avi", "mimeType": "video/x-msvideo", "buffer": site.sample.voice.read_bytes()[:4096]})
+    await expect(error).to_have_text(f"clip.avi is a video/x-msvideo file. Choose a {formats} file.")
     await page.locator("#voice-input").set_input_files(
         {"name": "notes.mp3", "mimeType": "audio/mpeg", "buffer": site.text_file.read_bytes() * 50})
     await expect(error).to_contain_text("notes.mp3 does not play as audio")

@@ -13,6 +13,7 @@ import { Player } from './player.js';
 import { JobStream } from './stream.js';
 
 const ARTIFACT_LABELS = {
+  video: 'Dubbed video',
   master_web: 'Dubbed mix',
   master_wav: 'Dubbed mix',
   voice_stem: 'Dubbed voice only',
@@ -22,9 +23,11 @@ const ARTIFACT_LABELS = {
   transcript_json: 'Transcript',
   transcript_srt: 'Transcript',
   transcript_vtt: 'Transcript',
+  isolated_voice: 'Original voice, separated',
+  background_stem: 'Background, separated',
 };
-const ARTIFACT_ORDER = ['master_web', 'master_wav', 'voice_stem', 'captions_vtt', 'captions_srt', 'manifest',
-  'transcript_json', 'transcript_srt', 'transcript_vtt'];
+const ARTIFACT_ORDER = ['video', 'master_web', 'master_wav', 'voice_stem', 'captions_vtt', 'captions_srt', 'manifest',
+  'transcript_json', 'transcript_srt', 'transcript_vtt', 'isolated_voice', 'background_stem'];
 const REFRESH_MARGIN_MS = 30_000;
 
 function formatOf(artifact) {
@@ -418,20 +421,23 @@ export class JobView {
     this.manifests.delete(language);
     await this.urls.refresh();
     const manifest = await this.manifestFor(language);
-    const web = this.urls.byKind(language, 'master_web');
+    // A media job with a picture plays its dubbed video (and the uploaded video as the original).
+    const dubbedKind = this.urls.byKind(language, 'video') ? 'video' : 'master_web';
+    const web = this.urls.byKind(language, dubbedKind);
     if (!web) throw new Error('its files have expired and were removed.');
+    const isVideo = dubbedKind === 'video';
     const vtt = this.urls.byKind(language, 'captions_vtt');
     const voice = this.urls.inputs.get('voice');
     const transcript = this.urls.jobLevel().find((a) => a.kind === 'transcript_vtt');
     const sources = {
-      dubbed: { url: web.download_url, captions: vtt ? vtt.download_url : null, size: web.size_bytes },
+      dubbed: { url: web.download_url, captions: vtt ? vtt.download_url : null, size: web.size_bytes, video: isVideo },
       original: voice ? { url: voice.download_url, captions: transcript ? transcript.download_url : null,
-        size: voice.size_bytes } : null,
+        size: voice.size_bytes, video: isVideo && voice.content_type.startsWith('video/') } : null,
     };
     const refresh = async (side) => {
       await this.urls.refresh();
       if (side === 'dubbed') {
-        const fresh = this.urls.byKind(language, 'master_web');
+        const fresh = this.urls.byKind(language, dubbedKind);
         return fresh ? { url: fresh.download_url } : null;
       }
       const fresh = this.urls.inputs.get('voice');

@@ -152,6 +152,9 @@ export class NewDubForm {
     this.progressList = $('#upload-list', form);
     this.progressPanel = $('#upload-panel', form);
     this.formats = config.uploads.formats;
+    // A video picked as the voice is a media job: the service separates its voice and background itself.
+    this.videoFormats = config.uploads.media ? config.uploads.media.formats : [];
+    this.allFormats = [...this.formats, ...this.videoFormats];
     const check = (file, onDuration) => this.checkFile(file, onDuration);
     this.pickers = {
       voice: new FilePicker('voice', form, (kind) => this.clearError(kind), check),
@@ -161,7 +164,9 @@ export class NewDubForm {
       picker.onRefused = (kind, message) => this.showError(kind, message);
       picker.input.accept = this.formats.flatMap((f) => [...f.types, ...f.extensions]).join(',');
     }
-    $('#voice-hint', form).textContent = `The speech to dub, alone or with music under it. ${formatNames(this.formats)}.`;
+    this.pickers.voice.input.accept = this.allFormats.flatMap((f) => [...f.types, ...f.extensions]).join(',');
+    $('#voice-hint', form).textContent = `The speech to dub, alone or with music under it. ${formatNames(this.formats)}.`
+      + (this.videoFormats.length ? ` Or a video: ${formatNames(this.videoFormats)}.` : '');
     $('#background-hint', form).textContent = `Optional. It is mixed under the dubbed voice. ${formatNames(this.formats)}.`;
     this.source.addEventListener('change', () => {
       this.renderTargets();
@@ -179,13 +184,14 @@ export class NewDubForm {
   // A picked file's refusal in words (or null): the same formats the hint lists, the size limit, and whether it
   // decodes as audio in this browser; before anything is uploaded.
   async checkFile(file, onDuration) {
-    const type = contentTypeOf(file, this.formats);
-    const names = formatNames(this.formats);
-    if (!this.formats.some((f) => f.types.includes(type))) {
+    const video = this.isVideo(file) && file === this.pickers.voice.file;
+    const type = contentTypeOf(file, this.allFormats);
+    const names = formatNames(video ? this.allFormats : this.formats);
+    if (!video && !this.formats.some((f) => f.types.includes(type))) {
       const what = type === 'application/octet-stream' ? 'not an audio file' : `a ${type} file`;
       return `${file.name} is ${what}. Choose a ${names} file.`;
     }
-    const limit = this.config.uploads.max_bytes;
+    const limit = video ? this.config.uploads.media.max_bytes : this.config.uploads.max_bytes;
     if (file.size > limit) return `${file.name} is ${bytes(file.size)}; files may be at most ${bytes(limit)}.`;
     if (file.size === 0) return `${file.name} is empty.`;
     const probe = await probeAudio(file, type);
@@ -194,6 +200,11 @@ export class NewDubForm {
     }
     if (probe.seconds) onDuration(probe.seconds);
     return null;
+  }
+
+  isVideo(file) {
+    const type = contentTypeOf(file, this.allFormats);
+    return this.videoFormats.some((f) => f.types.includes(type));
   }
 
   async load() {
@@ -315,9 +326,14 @@ export class NewDubForm {
       if (first) first.focus();
       return;
     }
+    const media = this.isVideo(this.pickers.voice.file);
+    if (media && this.pickers.background.file) {
+      this.showError('background', 'A video brings its own background: remove the music bed, or pick an audio voice.');
+      return;
+    }
     const files = ['voice', 'background'].filter((kind) => this.pickers[kind].file)
-      .map((kind) => ({ kind, file: this.pickers[kind].file,
-        contentType: contentTypeOf(this.pickers[kind].file, this.formats) }));
+      .map((kind) => ({ kind: media && kind === 'voice' ? 'media' : kind, field: kind, file: this.pickers[kind].file,
+        contentType: contentTypeOf(this.pickers[kind].file, this.allFormats) }));
     this.setBusy(true);
     this.cancelRequested = false;
     this.renderProgress(files);
@@ -326,21 +342,21 @@ export class NewDubForm {
       const signed = await Promise.all(files.map((entry) => api('POST', '/v1/uploads', {
         files: [{ kind: entry.kind, filename: entry.file.name, content_type: entry.contentType,
           size_bytes: entry.file.size }],
-      }).then((answer) => answer.uploads[0]).catch((error) => { error.field = entry.kind; throw error; })));
+      }).then((answer) => answer.uploads[0]).catch((error) => { error.field = entry.field; throw error; })));
       if (this.cancelRequested) throw new UploadCancelled();
       this.uploads = files.map((entry, index) => {
         const upload = putFile(signed[index].upload_url, entry.file, entry.contentType,
-          (fraction) => this.setProgress(entry.kind, fraction));
-        upload.promise.catch((error) => { error.field = entry.kind; });
+          (fraction) => this.setProgress(entry.field, fraction));
+        upload.promise.catch((error) => { error.field = entry.field; });
         return upload;
       });
       await Promise.all(this.uploads.map((u) => u.promise));
       this.uploads = [];
       this.cancel.hidden = true;
       this.submit.textContent = 'Starting…';
-      const objects = Object.fromEntries(files.map((entry, index) => [entry.kind, signed[index].object_path]));
+      const objects = Object.fromEntries(files.map((entry, index) => [entry.field, signed[index].object_path]));
       const body = {
-        voice_object: objects.voice,
+        [media ? 'media_object' : 'voice_object']: objects.voice,
         source_language: this.source.value,
         target_languages: this.chosenTargets(),
         idempotency_key: crypto.randomUUID(),
@@ -379,7 +395,7 @@ export class NewDubForm {
   renderProgress(files) {
     clear(this.progressList);
     this.rows = {};
-    for (const { kind, file } of files) {
+    for (const { field: kind, file } of files) {
       const bar = h('progress', { max: '100', value: '0', 'aria-label': `Uploading ${file.name}` });
       const pct = h('span', { class: 'pct', text: '0 %' });
       const row = h('li', { class: 'upload-row', dataset: { kind } },

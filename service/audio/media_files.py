@@ -1,0 +1,163 @@
+"""A media job's files: the soundtrack out of the upload, the dubbed window laid into the original, and the dubbed
+video put together again (the picture copied, never re-encoded).
+
+Every ffmpeg that opens the upload does so as `media_probe.SAFE_INPUT` says (the file protocol only, allow-listed
+demuxers). Functions take paths and plain values and run in the process pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import soundfile as sf
+
+from service.audio import ffmpeg, wavfiles
+from service.audio.media_probe import SAFE_INPUT
+from service.errors import Cancelled
+from service.workpool import cancellation
+
+# The dub fades in and out over this long at the window's edges (the original fades the other way).
+CROSSFADE_SECONDS = 0.05
+_BLOCK_SECONDS = 10.0
+
+# Per container: its ffmpeg muxer, the dubbed track's codec, the caption codec, the original track's codecs that
+# it may carry as they are (others are encoded like the dub), and its content type.
+@dataclass(frozen=True)
+class Container:
+    muxer: str
+    extension: str
+    content_type: str
+    audio_codec: tuple[str, ...]
+    subtitle_codec: str
+    copyable_audio: frozenset[str]
+
+
+CONTAINERS = {
+    "mp4": Container("mp4", ".mp4", "video/mp4", ("aac", "-b:a", "192k"), "mov_text",
+                     frozenset({"aac", "mp3", "alac", "ac3", "eac3", "flac"})),
+    "mov": Container("mov", ".mov", "video/quicktime", ("aac", "-b:a", "192k"), "mov_text",
+                     frozenset({"aac", "mp3", "alac", "ac3", "pcm_s16le", "pcm_s24le"})),
+    "webm": Container("webm", ".webm", "video/webm", ("libopus", "-b:a", "128k"), "webvtt",
+                      frozenset({"opus", "vorbis"})),
+    "mkv": Container("matroska", ".mkv", "video/x-matroska", ("aac", "-b:a", "192k"), "webvtt",
+                     frozenset({"aac", "mp3", "opus", "vorbis", "flac", "ac3", "eac3", "pcm_s16le", "pcm_s24le"})),
+}
+
+
+def extract_soundtrack(media: str, out_path: str, sample_rate: int, channels: int | None = None) -> float:
+    """The upload's first audio stream as a float WAV at `sample_rate` (`channels` None: as it is); its seconds."""
+    args = [*SAFE_INPUT, "-i", media, "-map", "0:a:0", "-vn", "-sn", "-dn"]
+    if channels is not None:
+        args += ["-ac", str(channels)]
+    with ffmpeg.atomic_output(out_path) as tmp:
+        ffmpeg.run([*args, "-af", f"aresample={sample_rate}:resampler=soxr:precision=28", "-ar", str(sample_rate),
+                    "-c:a", "pcm_f32le", "-rf64", "auto", "-f", "wav", tmp])
+    return float(sf.info(out_path).duration)
+
+
+def window_gain(start_frame: int, count: int, rate: int, start: float, end: float,
+                total_seconds: float) -> npt.NDArray[np.float32]:
+    """How much of the dub plays at each of `count` frames from `start_frame`: 1 inside [start, end], 0 outside,
+    with linear crossfades of CROSSFADE_SECONDS centred on the edges (none at the file's own ends)."""
+    t = (start_frame + np.arange(count)) / rate
+    half = CROSSFADE_SECONDS / 2
+    rising = np.ones(count) if start <= 0 else np.clip((t - (start - half)) / CROSSFADE_SECONDS, 0.0, 1.0)
+    falling = (np.ones(count) if end >= total_seconds - CROSSFADE_SECONDS  # the container's length may differ a bit
+               else np.clip(((end + half) - t) / CROSSFADE_SECONDS, 0.0, 1.0))
+    return np.minimum(rising, falling).astype(np.float32)
+
+
+def windowed_bed(original: str, stem: str | None, start: float, end: float, out_path: str) -> float:
+    """The bed the dub is mixed over: the separated background (every channel; silence when `stem` is None, for
+    `background: drop`) inside [start, end], the original soundtrack outside, crossfaded at the edges. Outside the
+    window there is no dubbed voice, so the mix passes the original through there. Returns the duration."""
+    with sf.SoundFile(original) as source:
+        rate, channels, total = source.samplerate, source.channels, source.frames
+        block = int(_BLOCK_SECONDS * rate)
+        stem_file = sf.SoundFile(stem) if stem is not None else None
+        try:
+            if stem_file is not None and stem_file.samplerate != rate:
+                raise ValueError("the stem and the original must share a rate")
+            with ffmpeg.atomic_output(out_path) as tmp, wavfiles.open_for_write(tmp, rate, channels, total) as sink:
+                for first in range(0, total, block):
+                    if cancellation.requested():
+                        raise Cancelled("cancelled")
+                    orig = source.read(block, dtype="float32", always_2d=True)
+                    gain = window_gain(first, len(orig), rate, start, end, total / rate)[:, None]
+                    inside = np.zeros_like(orig)
+                    if stem_file is not None:
+                        piece = stem_file.read(len(orig), dtype="float32", always_2d=True)
+                        inside[: len(piece)] = piece[:, :1]  # mono stem, in every channel
+                    sink.write(orig * (1.0 - gain) + inside * gain)
+        finally:
+            if stem_file is not None:
+                stem_file.close()
+    return float(total / rate)
+
+
+@dataclass(frozen=True)
+class VideoTracks:
+    """What goes into the dubbed video besides the picture."""
+
+    dubbed_audio: str  # the dubbed master (WAV)
+    captions_vtt: str
+    target_language: str  # ISO 639-2
+    source_language: str  # ISO 639-2
+    original_audio_codec: str
+    dubbed_web: str | None = None  # the master's web copy, carried as it is when the container takes its codec
+    dubbed_web_codec: str = ""  # mp3 | opus
+
+
+def mux_video(media: str, tracks: VideoTracks, container: str, out_path: str) -> None:
+    """The upload's picture (copied), the dub as the first and default audio track, the original soundtrack
+    second, the captions as a subtitle track; in the upload's own container family."""
+    spec = CONTAINERS[container]
+    original_codec = ["copy"] if tracks.original_audio_codec in spec.copyable_audio else list(spec.audio_codec)
+    # The web copy is already encoded (MP3 or Opus): carrying it saves encoding the dub again, most of the time.
+    reuse = tracks.dubbed_web is not None and tracks.dubbed_web_codec in spec.copyable_audio
+    dubbed = tracks.dubbed_web if reuse and tracks.dubbed_web else tracks.dubbed_audio
+    args = [
+        *SAFE_INPUT, "-i", media, "-i", dubbed, "-i", tracks.captions_vtt,
+        "-map", "0:v:0", "-map", "1:a:0", "-map", "0:a:0", "-map", "2:s:0",
+        "-c:v", "copy", "-c:a:0", *(["copy"] if reuse else spec.audio_codec), "-c:a:1", *original_codec,
+        "-c:s", spec.subtitle_codec,
+        "-metadata:s:a:0", f"language={tracks.target_language}", "-disposition:a:0", "default",
+        "-metadata:s:a:1", f"language={tracks.source_language}", "-disposition:a:1", "0",
+        "-metadata:s:s:0", f"language={tracks.target_language}", "-disposition:s:0", "0",
+        "-map_metadata", "0", "-map_chapters", "-1",
+    ]
+    if spec.muxer in ("mp4", "mov"):
+        args += ["-movflags", "+faststart"]
+    with ffmpeg.atomic_output(out_path) as tmp:
+        ffmpeg.run([*args, "-f", spec.muxer, tmp])
+
+
+def fit_length(path: str, out_path: str, sample_rate: int, frames: int) -> None:
+    """Any audio file as a mono float WAV at `sample_rate` of exactly `frames` frames (cut, or padded with
+    silence): a returned stem laid against the mix it came from."""
+    decoded = f"{out_path}.decoded.wav"
+    try:
+        ffmpeg.run(["-i", path, "-map", "0:a:0", "-ac", "1", "-ar", str(sample_rate), "-c:a", "pcm_f32le",
+                    "-f", "wav", decoded])
+        with sf.SoundFile(decoded) as source, ffmpeg.atomic_output(out_path) as tmp, \
+                wavfiles.open_for_write(tmp, sample_rate, 1, frames) as sink:
+            written = 0
+            for block in source.blocks(blocksize=sample_rate * 10, dtype="float32"):
+                piece = block[: frames - written]
+                sink.write(piece)
+                written += len(piece)
+            if written < frames:
+                sink.write(np.zeros(frames - written, dtype=np.float32))
+    finally:
+        ffmpeg.remove_quietly(decoded)
+
+
+def scale_in_place(path: str, gain_db: float) -> None:
+    """Multiply a float WAV by `gain_db`, written anew and renamed over it (a crash leaves the old one)."""
+    factor = float(10 ** (gain_db / 20))
+    with sf.SoundFile(path) as source, ffmpeg.atomic_output(path) as tmp, \
+            wavfiles.open_for_write(tmp, source.samplerate, source.channels, source.frames) as sink:
+        for block in source.blocks(blocksize=source.samplerate * 10, dtype="float32", always_2d=True):
+            sink.write(block * factor)
