@@ -16,7 +16,7 @@ function clockOf(seconds) {
 }
 
 export class LineEditor {
-  // view: {jobId, urls, sourceLanguage, onRender(language, after_event), onSourceEdited(editor)}
+  // view: {jobId, urls, sourceLanguage, onRender(language, after_event), onSourceEdited(editor), onListen()}
   constructor(language, view) {
     this.language = language;
     this.view = view;
@@ -249,6 +249,7 @@ export class LineEditor {
       this.error.hidden = false;
       return;
     }
+    this.view.onListen(); // the card's player stops: one recording at a time
     this.take.dataset.take = which;
     this.take.dataset.revision = revision;
     if (this.take.src !== url) {

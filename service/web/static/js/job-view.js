@@ -451,6 +451,7 @@ export class JobView {
       jobId: this.jobId, urls: this.urls, sourceLanguage,
       onRender: (lang, after) => this.follow(lang, after),
       onSourceEdited: (from) => this.sourceEdited(from),
+      onListen: () => card.player && card.player.pause(),
     });
     if (previousRevision) card.editor.previousRevision = previousRevision;
     card.editor.load().catch((error) => {
