@@ -736,3 +736,83 @@ async def test_cloud_mode_signs_in_with_supabase_auth(admin_url: str, template_d
     finally:
         server.should_exit = True
         await serving
+
+
+# -- the line editor: fix a line, render again, hear it; a conflict shown -----------------------------------
+
+async def finished_dub(site: Site, user: str) -> str:
+    """A dub of the short sample into Spanish, made through the API and waited for (the editor is the subject)."""
+    async with httpx.AsyncClient(base_url=site.base_url, timeout=30) as client:
+        headers = site.auth(user)
+        upload = (await client.post("/v1/uploads", headers=headers, json={"files": [
+            {"kind": "voice", "filename": "take.wav", "content_type": "audio/wav",
+             "size_bytes": site.sample.voice.stat().st_size}]})).json()["uploads"][0]
+        await client.put(upload["upload_url"], content=site.sample.voice.read_bytes(),
+                         headers={"Content-Type": "audio/wav"})
+        job = (await client.post("/v1/jobs", headers=headers, json={
+            "voice_object": upload["object_path"], "source_language": "en", "target_languages": ["es"]})).json()
+        async with asyncio.timeout(DUB_TIMEOUT_MS / 1000):
+            while (await client.get(f"/v1/jobs/{job['id']}", headers=headers)).json()["status"] != "complete":
+                await asyncio.sleep(0.5)
+    return str(job["id"])
+
+
+async def test_edit_a_line_render_again_and_a_conflict(site: Site, desktop: Any) -> None:
+    job_id = await finished_dub(site, "eda")
+    page = await desktop.new_page()
+    console = watch(page)
+    await sign_in(page, site, "eda")
+    await page.goto(f"{site.base_url}/#/jobs/{job_id}")
+    spanish = language(page, "es")
+    editor = spanish.locator(".editor")
+    lines = editor.locator(".editor-line")
+    await expect(lines.first).to_be_visible(timeout=20_000)
+    await expect(editor.locator(".editor-line[data-stale=true]")).to_have_count(0)
+    await expect(editor.get_by_role("button", name="Render Spanish again")).to_be_disabled()
+
+    # Fix the first line's translation: it is stale until rendered.
+    await lines.nth(0).click()
+    await editor.get_by_label("Translation (Spanish)").fill("Bienvenidos a esta prueba corregida.")
+    await editor.get_by_role("button", name="Save line").click()
+    await expect(lines.nth(0)).to_have_attribute("data-stale", "true")
+    await expect(lines.nth(0).locator(".line-text")).to_have_text("Bienvenidos a esta prueba corregida.")
+    await expect(editor.locator(".editor-status")).to_contain_text("1 line changed")
+
+    # Someone else edits the second line first: the page says so, shows their text, and keeps ours to put back.
+    second = int(await lines.nth(1).get_attribute("data-segment-id") or -1)
+    async with httpx.AsyncClient(base_url=site.base_url) as client:
+        state = await client.get(f"/v1/jobs/{job_id}/languages/es", headers=site.auth("eda"))
+        theirs = await client.patch(f"/v1/jobs/{job_id}/languages/es/segments/{second}", json={"text": "El suyo."},
+                                    headers={**site.auth("eda"), "If-Match": f'"{state.json()["revision"]}"'})
+        assert theirs.status_code == 200, theirs.text
+    await lines.nth(1).click()
+    await editor.get_by_label("Translation (Spanish)").fill("El mío.")
+    await editor.get_by_role("button", name="Save line").click()
+    conflict = editor.locator(".conflict")
+    await expect(conflict).to_contain_text("Someone else edited this dub first")
+    await expect(conflict).to_contain_text("El mío.")
+    await expect(editor.get_by_label("Translation (Spanish)")).to_have_value("El suyo.")
+    await expect(lines.nth(1).locator(".line-text")).to_have_text("El suyo.")
+    await conflict.get_by_role("button", name="Use my text").click()
+    await expect(editor.get_by_label("Translation (Spanish)")).to_have_value("El mío.")
+
+    # Render again: the card follows the render on the progress stream to the end; nothing is stale after.
+    await editor.get_by_role("button", name="Render Spanish again").click()
+    await expect(spanish.locator(".stage")).not_to_have_text("Complete", timeout=10_000)
+    await expect(spanish.locator(".stage")).to_have_text("Complete", timeout=DUB_TIMEOUT_MS)
+    await expect(page.locator(".job-head .status-chip")).to_have_text("Complete")
+    editor = spanish.locator(".editor")
+    lines = editor.locator(".editor-line")
+    await expect(lines.first).to_be_visible(timeout=20_000)
+    await expect(editor.locator(".editor-line[data-stale=true]")).to_have_count(0)
+    await expect(lines.nth(0).locator(".line-text")).to_have_text("Bienvenidos a esta prueba corregida.")
+    await expect(editor.locator(".editor-status")).to_contain_text("Every line is in this take")
+
+    # Hear the edited line's previous take, at its time in that take.
+    await lines.nth(0).click()
+    await editor.get_by_role("button", name="Previous take").click()
+    take = editor.locator("audio.take")
+    await expect(take).to_have_attribute("data-revision", "1")
+    await page.wait_for_function("a => !a.paused && a.currentTime > 0", arg=await take.element_handle(),
+                                 timeout=20_000)
+    assert console.problems() == [], console.problems()

@@ -36,8 +36,8 @@ async function readBody(response) {
   }
 }
 
-export async function api(method, path, body, { signal, auth = true } = {}) {
-  const headers = { Accept: 'application/json' };
+export async function api(method, path, body, { signal, auth = true, headers: extra = {} } = {}) {
+  const headers = { Accept: 'application/json', ...extra };
   if (auth) {
     const token = await tokenSource();
     if (token) headers.Authorization = `Bearer ${token}`;

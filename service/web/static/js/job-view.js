@@ -8,6 +8,7 @@ import {
   STATUS_LABELS,
   TERMINAL_STAGES, TERMINAL_STATUSES, when,
 } from './format.js';
+import { LineEditor } from './editor.js';
 import { Player } from './player.js';
 import { JobStream } from './stream.js';
 
@@ -266,8 +267,17 @@ class LanguageCard {
     this.result.hidden = false;
   }
 
+  // A render of a finished language: back to work, the old take stays until the new one is complete.
+  restart(stage) {
+    this.stage = stage;
+    this.progress = 0;
+    this.resultShown = false;
+    this.render(null);
+  }
+
   destroy() {
     if (this.player) this.player.destroy();
+    if (this.editor) this.editor.stop();
   }
 }
 
@@ -407,6 +417,8 @@ export class JobView {
 
   async showResult(card) {
     const language = card.language;
+    const previousRevision = card.editor ? card.editor.previousRevision : null;
+    this.manifests.delete(language);
     await this.urls.refresh();
     const manifest = await this.manifestFor(language);
     // A media job with a picture plays its dubbed video (and the uploaded video as the original).
@@ -432,16 +444,52 @@ export class JobView {
       return fresh ? { url: fresh.download_url } : null;
     };
     const sourceLanguage = manifest.source_language || this.job.source_language;
+    if (card.player) card.player.destroy();
+    if (card.editor) card.editor.stop();
     card.player = new Player({ language, sourceLanguage, sources, manifest, refresh });
+    card.editor = new LineEditor(language, {
+      jobId: this.jobId, urls: this.urls, sourceLanguage,
+      onRender: (lang, after) => this.follow(lang, after),
+      onSourceEdited: (from) => this.sourceEdited(from),
+      onListen: () => card.player && card.player.pause(),
+    });
+    if (previousRevision) card.editor.previousRevision = previousRevision;
+    card.editor.load().catch((error) => {
+      card.editor.status.textContent = `The lines cannot be edited now: ${error.message}`;
+    });
     const result = h('div', { class: 'result-grid' },
       h('div', { class: 'result-main' }, card.player.element, segmentTable(manifest, (t) => card.player.seek(t))),
       h('aside', { class: 'result-side' },
+        card.editor.element,
         manifest.pivot ? h('p', { class: 'muted', text: `Translated through ${languageName(manifest.pivot)}` }) : null,
         figures(manifest),
         h('h3', { text: 'Downloads' }),
         downloadList(this.urls, this.urls.forLanguage(language))));
     clear(card.result).append(result);
     card.result.hidden = false;
+  }
+
+  // A render started from a language's editor: its card goes back to work and follows the progress stream
+  // from the render's first event (the stream closed when the job first finished).
+  follow(language, afterEvent) {
+    const card = this.cards.get(language);
+    if (!card) return;
+    card.restart('queued'); // the stream's first event names the stage it starts at
+    this.setStatus('running');
+    if (this.stream && !this.stream.closed) return;
+    this.stream = new JobStream(this.jobId, {
+      onEvent: (kind, data) => this.receive(kind, data),
+      onState: (state) => this.connection(state),
+      after: afterEvent,
+    });
+    this.stream.start();
+  }
+
+  // The source text changed in one language's editor: every other language's lines are stale now.
+  sourceEdited(from) {
+    for (const card of this.cards.values()) {
+      if (card.editor && card.editor !== from) card.editor.load().catch(() => {});
+    }
   }
 
   async cancel() {

@@ -11,10 +11,11 @@ const KINDS = ['stage', 'progress', 'artifact', 'failed', 'done'];
 const storageKey = (jobId) => `dubbing.events.${jobId}`;
 
 export class JobStream {
-  constructor(jobId, { onEvent, onState }) {
+  constructor(jobId, { onEvent, onState, after = 0 }) {
     this.jobId = jobId;
-    // Where this tab is in the job's events (kept across reloads), and how many arrived twice.
-    this.lastId = Number(window.sessionStorage.getItem(storageKey(jobId)) || 0);
+    // Where this tab is in the job's events (kept across reloads; `after`: a render's first event follows it),
+    // and how many arrived twice.
+    this.lastId = Math.max(after, Number(window.sessionStorage.getItem(storageKey(jobId)) || 0));
     this.duplicates = 0;
     this.onEvent = onEvent;
     this.onState = onState;
