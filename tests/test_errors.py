@@ -61,11 +61,16 @@ def _code_literals(tree: ast.AST, codes: set[str]) -> list[ast.Constant]:
     return found
 
 
+# A provider's own status words that happen to equal one of ours: read from its answers, never sent as ours.
+PROVIDER_WORDS = {"engines/cloud/elevenlabs.py": {"quota_exceeded"}}
+
+
 def test_no_code_of_ours_is_spelled_as_a_string_outside_the_enum() -> None:
     codes = {c.value for c in ErrorCode}
     spelled = [f"{path.relative_to(SERVICE)}:{node.lineno}:{node.value}"
                for path in SERVICE.rglob("*.py") if path != SERVICE / "errors.py"
-               for node in _code_literals(ast.parse(path.read_text()), codes)]
+               for node in _code_literals(ast.parse(path.read_text()), codes)
+               if node.value not in PROVIDER_WORDS.get(str(path.relative_to(SERVICE)), set())]
     assert spelled == []
 
 
