@@ -12,6 +12,7 @@ from service.db.jobs import StoredJob
 from service.errors import ApiError, EditRefused, ErrorCode
 from service.routes import models
 from service.routes.errors import not_found, unprocessable
+from service.routes.jobs import target_codes
 from service.routes.models import AddLanguages, TranslationPatch, read_body, respond
 from service.routes.services import services
 from service.routes.transcript import etag, if_match, owned_job, segment_id
@@ -127,15 +128,7 @@ async def add_languages(request: Request) -> Response:
     body = await read_body(request, AddLanguages)
     svc = services(request)
     source = job.detected_language if job.source_language == languages.AUTO else job.source_language
-    targets: list[str] = []
-    for raw in body.target_languages:
-        code = languages.normalize(raw)
-        if code is None:
-            raise unprocessable(ErrorCode.UNKNOWN_LANGUAGE, f"'{raw}' is not a language code we know")
-        if code == source:
-            raise unprocessable(ErrorCode.SAME_LANGUAGE, f"'{code}' is the source language; pick another target")
-        if code not in targets:
-            targets.append(code)
+    targets = target_codes(body.target_languages, source)
     if len(targets) > svc.settings.max_target_languages:
         raise unprocessable(ErrorCode.INVALID_FIELD,
                             f"'target_languages' may name at most {svc.settings.max_target_languages} languages")

@@ -93,13 +93,10 @@ def input_download_name(input_name: str | None, kind: str, object_path: str) -> 
     return cleaned or f"{FALLBACK_STEM}_{kind}{PurePosixPath(object_path).suffix}"
 
 
-def _languages(body: JobRequest, settings: Settings) -> tuple[str, list[str]]:
-    raw_source = body.source_language.strip()
-    source = languages.AUTO if raw_source.lower() == languages.AUTO else languages.normalize(raw_source)
-    if source is None:
-        raise unprocessable(ErrorCode.UNKNOWN_LANGUAGE, f"'{raw_source}' is not a language code we know")
+def target_codes(requested: list[str], source: str | None) -> list[str]:
+    """The requested target languages as codes, in order, each once; an unknown code or the source is a 422."""
     targets: list[str] = []
-    for raw in body.target_languages:
+    for raw in requested:
         code = languages.normalize(raw)
         if code is None:
             raise unprocessable(ErrorCode.UNKNOWN_LANGUAGE, f"'{raw}' is not a language code we know")
@@ -107,6 +104,15 @@ def _languages(body: JobRequest, settings: Settings) -> tuple[str, list[str]]:
             raise unprocessable(ErrorCode.SAME_LANGUAGE, f"'{code}' is the source language; pick another target")
         if code not in targets:
             targets.append(code)
+    return targets
+
+
+def _languages(body: JobRequest, settings: Settings) -> tuple[str, list[str]]:
+    raw_source = body.source_language.strip()
+    source = languages.AUTO if raw_source.lower() == languages.AUTO else languages.normalize(raw_source)
+    if source is None:
+        raise unprocessable(ErrorCode.UNKNOWN_LANGUAGE, f"'{raw_source}' is not a language code we know")
+    targets = target_codes(body.target_languages, source)
     if len(body.target_languages) > settings.max_target_languages:  # as the OpenAPI document's maxItems
         raise ApiError(422, ErrorCode.INVALID_FIELD,
                        f"'target_languages' may name at most {settings.max_target_languages} languages")
