@@ -5,6 +5,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 venv := ".venv"
 py := venv / "bin/python"
 apt_packages := "ffmpeg librubberband2 libespeak-ng1 espeak-ng apertium apertium-eng-spa apertium-eng-cat apertium-fr-es apertium-es-pt apertium-spa-cat apertium-spa-ita chromium pocketsphinx-testdata asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722"
+bench_apt_packages := "asterisk-core-sounds-en asterisk-core-sounds-fr asterisk-core-sounds-it asterisk-core-sounds-es asterisk-core-sounds-es-g722"
 
 export NUMBA_CACHE_DIR := env_var_or_default("NUMBA_CACHE_DIR", justfile_directory() / ".dubbing/numba-cache")
 export HF_HUB_OFFLINE := "1"
@@ -16,11 +17,17 @@ default:
 setup: system-packages python-env
 
 # Debian packages the offline engines and the audio code need (installed only when absent).
-system-packages:
+system-packages: (_apt apt_packages)
+
+# The benchmarks' real speech needs the prompts' reference texts too (in the non-codec asterisk packages).
+bench-packages: (_apt bench_apt_packages)
+
+# Install the Debian packages named in `packages` that are not installed yet.
+_apt packages:
     #!/usr/bin/env bash
     set -euo pipefail
     missing=()
-    for pkg in {{apt_packages}}; do
+    for pkg in {{packages}}; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
     if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
@@ -91,7 +98,7 @@ redis:
     echo "redis-server did not answer on 127.0.0.1:6379" >&2; exit 1
 
 # The benchmarks (figures printed and saved under bench/results/): just bench [--quick]
-bench *args: setup
+bench *args: setup bench-packages
     for script in bench/*.py; do {{py}} "$script" {{args}}; done
 
 # Which engine each stage will use, and a cheap authenticated call to each configured provider.
