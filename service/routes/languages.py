@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from service import languages
 from service.engines.capabilities import LanguageCheck, can_transcribe
+from service.engines.offline.voice_choice import OfflineVoices
 from service.engines.protocols import Engines
 from service.errors import ApiError, ErrorCode
 from service.routes.auth import current_user
@@ -63,7 +64,19 @@ def language_catalog(check: LanguageCheck, engines: Engines | None) -> dict[str,
         can_transcribe(engines, code) for code in codes if code != "en")
     every_target = sorted({t for s in sources for t in s["targets"]}) if pairs else codes
     detect_targets = [t for t in every_target if check(languages.AUTO, [t]) is None] if detects else []
-    return {"sources": sources, "detect": {"available": bool(detect_targets), "targets": detect_targets}}
+    return {"sources": sources, "detect": {"available": bool(detect_targets), "targets": detect_targets},
+            "offline_voices": offline_voice_options(engines, sorted({t for s in sources for t in s["targets"]}))}
+
+
+def offline_voice_options(engines: Engines | None, targets: list[str]) -> dict[str, list[str]] | None:
+    """Which of `targets` the natural offline voice speaks, and which `auto` gives it: what the page's
+    "natural (slower) / fast" choice changes. None unless the offline voices speak."""
+    synthesizer = engines.synthesizer if engines is not None else None
+    if not isinstance(synthesizer, OfflineVoices):
+        return None
+    natural = [t for t in targets if synthesizer.natural.supports(t)]
+    return {"natural": natural,
+            "natural_by_default": [t for t in natural if synthesizer.for_job(t) is synthesizer.natural]}
 
 
 # The catalog of each process's engines, worked out on first use: they do not change while the process runs.

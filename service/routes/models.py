@@ -287,11 +287,21 @@ class Detection(Struct):
     targets: list[str]
 
 
+class OfflineVoiceOptions(Struct):
+    """Offline synthesis only: where a job's `offline_voice` (natural | fast) makes a difference."""
+
+    natural: Annotated[list[str], Meta(description="Targets the natural voice (Kokoro-82M) speaks; the others "
+                                                   "are always spoken by the fast one (espeak-ng)")]
+    natural_by_default: Annotated[list[str], Meta(description="Targets `auto` speaks with the natural voice")]
+
+
 class LanguageCatalog(Struct):
     """What the installed engines can dub: each source with its targets, and language detection."""
 
     sources: list[SourceLanguage]
     detect: Detection
+    offline_voices: Annotated[OfflineVoiceOptions | None, Meta(
+        description="The offline voices' choice, or null when a cloud voice speaks (the choice is ignored)")] = None
 
 
 class StreamTicket(Struct):

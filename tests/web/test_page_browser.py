@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from service.routes.auth import mint
 from service.sample import Sample, make_sample, varied_lines
-from tests.support import free_port, fresh_database, served
+from tests.support import free_port, fresh_database, kokoro_dir, served
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -200,7 +200,10 @@ async def site(admin_url: str, template_db: str, tmp_path_factory: pytest.TempPa
     await proxy.start()
     async with fresh_database(admin_url, template_db) as database_url:
         # Local mode, as `just serve` runs: the secret is generated into DATA_DIR, so local sign-in exists.
-        async with served(root / "data", database_url, SUPABASE_JWT_SECRET="", PUBLIC_BASE_URL=proxy.url) as svc:
+        # The offline voices as a user has them (OFFLINE_VOICE=auto: Kokoro for es/ca unless a job asks for the
+        # fast voice, which the dubbing tests do to keep their speed).
+        async with served(root / "data", database_url, SUPABASE_JWT_SECRET="", PUBLIC_BASE_URL=proxy.url,
+                          OFFLINE_VOICE="auto", KOKORO_MODEL_DIR=kokoro_dir()) as svc:
             proxy.target_port = urlsplit(svc.base_url).port or 0
             try:
                 yield Site(proxy.url, proxy, root / "data", sample, long_sample, text_file, svc.logs)
@@ -262,6 +265,12 @@ async def pick_language(page: Any, code: str) -> None:
     await expect(page.locator(f"#target-{code}")).to_be_checked()
 
 
+async def fast_voice(page: Any) -> None:
+    """Choose the fast offline voice (espeak-ng): the site's OFFLINE_VOICE=auto gives es/ca the natural one."""
+    await page.locator("label[for=offline-voice-fast]").click()
+    await expect(page.locator("#offline-voice-fast")).to_be_checked()
+
+
 def language(page: Any, code: str) -> Any:
     return page.locator(f".lang[data-lang={code}]")
 
@@ -309,6 +318,7 @@ async def test_dub_two_languages_listen_and_download(site: Site, desktop: Any, t
     await expect(page.locator("#background-file")).to_contain_text("background.wav")
     await pick_language(page, "es")
     await pick_language(page, "ca")
+    await fast_voice(page)
     await page.get_by_role("button", name="Dub it").click()
     # While it works, a card shows a rough time remaining beside its percentage (gone once it is complete).
     await expect(language(page, "es").locator(".pct")).to_contain_text(re.compile("s left|almost done"),
@@ -414,6 +424,7 @@ async def test_a_video_is_dubbed_and_plays_as_video_with_captions(site: Site, de
     await page.locator("#voice-input").set_input_files(clip)
     await expect(page.locator("#voice-file")).to_contain_text("talk.webm")
     await pick_language(page, "es")
+    await fast_voice(page)
     await page.get_by_role("button", name="Dub it").click()
     spanish = language(page, "es")
     await expect(spanish.locator(".stage")).to_have_text("Complete", timeout=DUB_TIMEOUT_MS)
@@ -553,6 +564,7 @@ async def test_focus_is_never_under_the_top_bar_on_a_desktop(site: Site, desktop
     await page.locator("#voice-input").set_input_files(site.sample.voice)
     await pick_language(page, "es")
     await pick_language(page, "ca")
+    await fast_voice(page)
     await page.get_by_role("button", name="Dub it").click()
     for code in ("es", "ca"):
         await expect(language(page, code).locator(".player")).to_be_visible(timeout=DUB_TIMEOUT_MS)
@@ -579,13 +591,23 @@ async def test_cancel_an_upload_then_a_running_dub(site: Site, desktop: Any) -> 
 
     await cdp.send("Network.emulateNetworkConditions", {
         "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    # This time the recording is marked as having its music mixed in (a media job: separated by the service),
+    # and spoken by the fast offline voice, which the page offers for Spanish beside the natural one.
+    await page.get_by_text("Music or sound effects are mixed into this recording").click()
+    voice_choice = page.get_by_role("group", name="Voice")
+    await expect(voice_choice).to_be_visible()
+    await expect(page.locator("#offline-voice-natural")).to_be_checked()  # OFFLINE_VOICE=auto: Kokoro for es
+    await page.locator("label[for=offline-voice-fast]").click()
     await page.get_by_role("button", name="Dub it").click()
     await expect(page.locator("#view-job")).to_be_visible()
+    job_id = await page.locator("#view-job").get_attribute("data-job-id")
+    async with httpx.AsyncClient(base_url=site.base_url) as client:
+        job = (await client.get(f"/v1/jobs/{job_id}", headers=site.auth("cal"))).json()
+    assert job["offline_voice"] == "fast" and job["media"] is not None, job
     await page.get_by_role("button", name="Cancel dub").click()
     await expect(language(page, "es").locator(".stage")).to_have_text("Cancelled", timeout=20_000)
     await expect(page.locator(".job-head .status-chip")).to_have_text("Cancelled")
     await expect(page.get_by_role("button", name="Cancel dub")).to_be_hidden()
-    job_id = await page.locator("#view-job").get_attribute("data-job-id")
     async with httpx.AsyncClient(base_url=site.base_url) as client:
         job = (await client.get(f"/v1/jobs/{job_id}", headers=site.auth("cal"))).json()
     assert job["status"] == "cancelled" and job["tasks"][0]["stage"] == "cancelled"
@@ -598,6 +620,7 @@ async def test_progress_survives_a_dropped_connection_and_a_reload(site: Site, d
     await sign_in(page, site, "rey")
     await page.locator("#voice-input").set_input_files(site.long_sample.voice)
     await pick_language(page, "es")
+    await fast_voice(page)
     await page.get_by_role("button", name="Dub it").click()
     spanish = language(page, "es")
     await expect(spanish.locator(".stage")).to_have_text("Transcribing", timeout=20_000)
@@ -750,7 +773,8 @@ async def finished_dub(site: Site, user: str) -> str:
         await client.put(upload["upload_url"], content=site.sample.voice.read_bytes(),
                          headers={"Content-Type": "audio/wav"})
         job = (await client.post("/v1/jobs", headers=headers, json={
-            "voice_object": upload["object_path"], "source_language": "en", "target_languages": ["es"]})).json()
+            "voice_object": upload["object_path"], "source_language": "en", "target_languages": ["es"],
+            "offline_voice": "fast"})).json()
         async with asyncio.timeout(DUB_TIMEOUT_MS / 1000):
             while (await client.get(f"/v1/jobs/{job['id']}", headers=headers)).json()["status"] != "complete":
                 await asyncio.sleep(0.5)

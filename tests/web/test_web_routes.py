@@ -319,7 +319,7 @@ async def test_languages_follow_the_engines_and_the_api_accepts_them(engines_ser
         assert listed == {"sources": [{"code": "en", "targets": ["ca", "es"], "routes": [
                               {"target": "ca", "pivot": None, "quality": "direct translation"},
                               {"target": "es", "pivot": None, "quality": "direct translation"}]}],
-                          "detect": {"available": False, "targets": []}}
+                          "detect": {"available": False, "targets": []}, "offline_voices": None}
         accepted = await svc.create_job("ana", ["ca", "es"])
         assert accepted.status_code == 201, accepted.text
         refused = await svc.create_job("ana", ["eo"])
@@ -332,6 +332,24 @@ async def test_languages_follow_the_engines_and_the_api_accepts_them(engines_ser
         assert [(s["code"], s["targets"]) for s in listed["sources"]] == [
             ("en", ["ca", "es"]), ("es", ["en", "fr"]), ("fr", ["es"])]
         assert listed["detect"] == {"available": True, "targets": ["ca", "en", "es", "fr"]}
+
+
+async def test_languages_say_where_the_offline_voice_choice_matters(engines_service: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from service.engines.offline.espeak import EspeakSynthesizer
+    from service.engines.offline.kokoro import KokoroSynthesizer
+    from service.engines.offline.voice_choice import OfflineVoice, OfflineVoices
+
+    pairs = {("en", "es"), ("en", "eo"), ("es", "en")}
+    with ThreadPoolExecutor(1) as executor:
+        for default, by_default in ((OfflineVoice.AUTO, ["es"]), (OfflineVoice.ESPEAK, [])):
+            voices = OfflineVoices(EspeakSynthesizer(), KokoroSynthesizer(executor, "unused"), default)
+            engines = Engines(FakeTranscriber("small"), FakeTranslator(pairs), voices)
+            async with engines_service(engines) as svc:
+                listed = (await svc.client.get("/v1/languages", headers=svc.auth("ana"))).json()
+                # Kokoro speaks es and en, not eo; `auto` gives it Spanish only (English is clear with espeak-ng).
+                assert listed["offline_voices"] == {"natural": ["en", "es"], "natural_by_default": by_default}
 
 
 async def test_languages_with_an_any_pair_translator(engines_service: Any) -> None:

@@ -151,14 +151,18 @@ export class NewDubForm {
     this.cancel = $('#upload-cancel', form);
     this.progressList = $('#upload-list', form);
     this.progressPanel = $('#upload-panel', form);
+    this.mixedField = $('#mixed-field', form);
+    this.mixed = $('#mixed-input', form);
+    this.voiceChoice = $('#offline-voice', form);
+    this.voiceTouched = false;
     this.formats = config.uploads.formats;
     // A video picked as the voice is a media job: the service separates its voice and background itself.
     this.videoFormats = config.uploads.media ? config.uploads.media.formats : [];
     this.allFormats = [...this.formats, ...this.videoFormats];
     const check = (file, onDuration) => this.checkFile(file, onDuration);
     this.pickers = {
-      voice: new FilePicker('voice', form, (kind) => this.clearError(kind), check),
-      background: new FilePicker('background', form, (kind) => this.clearError(kind), check),
+      voice: new FilePicker('voice', form, (kind) => this.picked(kind), check),
+      background: new FilePicker('background', form, (kind) => this.picked(kind), check),
     };
     for (const picker of Object.values(this.pickers)) {
       picker.onRefused = (kind, message) => this.showError(kind, message);
@@ -172,6 +176,9 @@ export class NewDubForm {
       this.renderTargets();
       this.clearError('source');
     });
+    for (const radio of this.voiceChoice.querySelectorAll('input')) {
+      radio.addEventListener('change', () => { this.voiceTouched = true; });
+    }
     form.addEventListener('submit', (event) => {
       event.preventDefault();
       this.start();
@@ -200,6 +207,43 @@ export class NewDubForm {
     }
     if (probe.seconds) onDuration(probe.seconds);
     return null;
+  }
+
+  picked(kind) {
+    this.clearError(kind);
+    this.renderMixed();
+  }
+
+  // An audio recording with no separate background may have its music mixed in: then it is a media job too.
+  renderMixed() {
+    const voice = this.pickers.voice.file;
+    const offered = this.videoFormats.length > 0 && voice && !this.isVideo(voice) && !this.pickers.background.file;
+    this.mixedField.hidden = !offered;
+    if (!offered) this.mixed.checked = false;
+  }
+
+  // Offline, a job may be spoken by the natural voice (Kokoro: clearer, slower) or the fast one (espeak-ng):
+  // offered when a chosen language has both; untouched, the server's default for the languages applies.
+  renderVoiceChoice() {
+    const options = this.catalog && this.catalog.offline_voices;
+    const chosen = this.chosenTargets();
+    const natural = options ? chosen.filter((code) => options.natural.includes(code)) : [];
+    this.voiceChoice.hidden = natural.length === 0;
+    if (!natural.length) return;
+    if (!this.voiceTouched) {
+      const byDefault = natural.some((code) => options.natural_by_default.includes(code));
+      $(byDefault ? '#offline-voice-natural' : '#offline-voice-fast', this.form).checked = true;
+    }
+    const others = chosen.filter((code) => !natural.includes(code));
+    $('#offline-voice-hint', this.form).textContent = 'Natural is far easier to understand; dubbing takes about '
+      + 'twice as long. Fast sounds robotic and is ready sooner.'
+      + (others.length ? ` ${others.map(languageName).join(', ')}: always the fast voice.` : '');
+  }
+
+  offlineVoice() {
+    if (this.voiceChoice.hidden || !this.voiceTouched) return null;
+    const checked = this.voiceChoice.querySelector('input:checked');
+    return checked ? checked.value : null;
   }
 
   isVideo(file) {
@@ -244,10 +288,11 @@ export class NewDubForm {
       const id = `target-${code}`;
       this.targets.append(h('div', { class: 'chip' },
         h('input', { type: 'checkbox', id, name: 'targets', value: code, checked: chosen.has(code),
-          onchange: () => this.clearError('targets') }),
+          onchange: () => { this.clearError('targets'); this.renderVoiceChoice(); } }),
         h('label', { for: id }, languageName(code), h('span', { class: 'code', text: code }))));
     }
     if (!targets.length) this.targets.append(h('p', { class: 'muted', text: 'No target language for this source.' }));
+    this.renderVoiceChoice();
   }
 
   chosenTargets() {
@@ -287,6 +332,7 @@ export class NewDubForm {
     this.submit.textContent = busy ? 'Uploading…' : 'Dub it';
     this.source.disabled = busy;
     for (const input of this.targets.querySelectorAll('input')) input.disabled = busy;
+    for (const input of this.form.querySelectorAll('#mixed-input, #offline-voice input')) input.disabled = busy;
     for (const picker of Object.values(this.pickers)) picker.setDisabled(busy);
     this.cancel.hidden = !busy;
   }
@@ -326,7 +372,7 @@ export class NewDubForm {
       if (first) first.focus();
       return;
     }
-    const media = this.isVideo(this.pickers.voice.file);
+    const media = this.isVideo(this.pickers.voice.file) || this.mixed.checked;
     if (media && this.pickers.background.file) {
       this.showError('background', 'A video brings its own background: remove the music bed, or pick an audio voice.');
       return;
@@ -362,6 +408,8 @@ export class NewDubForm {
         idempotency_key: crypto.randomUUID(),
       };
       if (objects.background) body.background_object = objects.background;
+      const voice = this.offlineVoice();
+      if (voice) body.offline_voice = voice;
       const job = await api('POST', '/v1/jobs', body);
       this.reset();
       this.navigate(`#/jobs/${job.id}`);
@@ -425,6 +473,9 @@ export class NewDubForm {
     this.pickers.voice.reset();
     this.pickers.background.reset();
     for (const input of this.targets.querySelectorAll('input')) input.checked = false;
+    this.voiceTouched = false;
+    this.renderMixed();
+    this.renderVoiceChoice();
     this.progressPanel.hidden = true;
     this.setBusy(false);
   }
