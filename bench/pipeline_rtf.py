@@ -26,7 +26,7 @@ target for a non-English source is >= 5x.
     .venv/bin/python bench/pipeline_rtf.py --max-languages 1 --offline-voices fast,natural   # issue 25
 
 With `--offline-voices`, each job of each language count is run once per offline voice the job may ask for
-(natural = Kokoro-82M, fast = espeak-ng; OFFLINE_VOICE=auto), one after the other on the same server, so the
+(natural = Kokoro-82M, fast = espeak-ng; OFFLINE_VOICE=auto), one after the other on the same server (the mixed-input row too), so the
 voices compare on one machine state; results go to pipeline_rtf_voices.json.
 """
 
@@ -129,17 +129,22 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                     if source == "en":  # the mixed-input row: the same voice and bed as one media soundtrack
                         mixed = _mixed_soundtrack(voice.path, background, data_dir / "mixed.wav")
                         media = await inputs.upload_files(client, headers, {"media": mixed})
-                        await machine.wait_for_quiet(args.quiet_wait, threshold=0.15)
-                        with machine.CpuSampler(root=server.pid, db_name=database_name(url)) as cpu:
-                            run = await inputs.run_job(client, headers, {
-                                "media_object": media["media"], "source_language": "en",
-                                "target_languages": wanted[:1]}, timeout=3600)
-                        timing = await inputs.stage_times(conn, run.job_id)
-                        record = _record(run, wanted[:1], timing, cpu, seconds, data_dir / "scratch")
-                        record["input"] = "the voice and the bed mixed into one soundtrack (speech 6 dB over the bed)"
-                        results["mixed_input"] = record
-                        print("\nmixed input (media_object: one soundtrack, separated by the service):")
-                        _print_run({**record, "transcriptions": "?"})
+                        for offline_voice in (args.offline_voices.split(",") if args.offline_voices else [None]):
+                            asked = {} if offline_voice is None else {"offline_voice": offline_voice}
+                            await machine.wait_for_quiet(args.quiet_wait, threshold=0.15)
+                            with machine.CpuSampler(root=server.pid, db_name=database_name(url)) as cpu:
+                                run = await inputs.run_job(client, headers, {
+                                    "media_object": media["media"], "source_language": "en",
+                                    "target_languages": wanted[:1], **asked}, timeout=3600)
+                            timing = await inputs.stage_times(conn, run.job_id)
+                            record = _record(run, wanted[:1], timing, cpu, seconds, data_dir / "scratch")
+                            record["input"] = ("the voice and the bed mixed into one soundtrack (speech 6 dB over "
+                                               "the bed)")
+                            record["offline_voice"] = offline_voice
+                            key = "mixed_input" if offline_voice is None else f"mixed_input_{offline_voice}"
+                            results[key] = record
+                            print("\nmixed input (media_object: one soundtrack, separated by the service):")
+                            _print_run({**record, "transcriptions": "?"})
                 finally:
                     await conn.close()
     return results
@@ -211,11 +216,13 @@ def _print_run(record: dict[str, Any]) -> None:
 
 def summarise(results: dict[str, Any]) -> None:
     runs = results["runs"]
-    if "mixed_input" in results:
-        mixed = results["mixed_input"]
-        results["mixed_input_summary"] = {"rtf": mixed["rtf"], "wall_seconds": mixed["wall_seconds"],
-                                          "stage_seconds": mixed["tasks"][mixed["targets"][0]]["stage_seconds"]}
-        print(f"mixed input (one soundtrack, separated): RTF {mixed['rtf']:.2f}x real time (target >= 8x)")
+    for key in [k for k in results if k.startswith("mixed_input") and not k.endswith("_summary")]:
+        mixed = results[key]
+        results[f"{key}_summary"] = {"rtf": mixed["rtf"], "wall_seconds": mixed["wall_seconds"],
+                                     "offline_voice": mixed.get("offline_voice"),
+                                     "stage_seconds": mixed["tasks"][mixed["targets"][0]]["stage_seconds"]}
+        voice = f", {mixed['offline_voice']} voice" if mixed.get("offline_voice") else ""
+        print(f"mixed input (one soundtrack, separated{voice}): RTF {mixed['rtf']:.2f}x real time (target >= 8x)")
     if not runs:
         return
     if any(r.get("offline_voice") for r in runs):
