@@ -82,6 +82,8 @@ async def dub_track(ctx: StageContext, master_wav: str) -> tuple[str, str]:
     """The dubbed master encoded in the video's dub codec (AAC for MP4/MOV, Opus for WebM/MKV), so that the
     remux only copies streams; exporting starts it beside the sync measurement and the uploads. (path, codec)"""
     container = _spec(ctx).container or "mp4"
+    if CONTAINERS[container].dub_codec == "opus" and ctx.settings.web_format == "opus":
+        return str(ctx.work_dir / "master.opus"), "opus"  # the web copy is that Ogg Opus already (mixing's)
     out = ctx.work_dir / dub_track_name(container)
     codec = await ctx.in_pool(encode_dub_track, master_wav, container, str(out))
     return str(out), codec
