@@ -22,8 +22,9 @@ from service.workpool import cancellation
 CROSSFADE_SECONDS = 0.05
 _BLOCK_SECONDS = 10.0
 
-# Per container: its ffmpeg muxer, the dubbed track's codec, the caption codec, the original track's codecs that
-# it may carry as they are (others are encoded like the dub), and its content type.
+# Per container: its ffmpeg muxer, the dubbed track's codec (what players expect there: AAC in MP4/MOV, Opus in
+# WebM and Matroska) with its encoder options and the file it is encoded into beforehand, the caption codec, the
+# original track's codecs that it may carry as they are (others are encoded like the dub), and its content type.
 @dataclass(frozen=True)
 class Container:
     muxer: str
@@ -33,15 +34,28 @@ class Container:
     subtitle_codec: str
     copyable_audio: frozenset[str]
 
+    @property
+    def dub_codec(self) -> str:
+        return "opus" if self.audio_codec[0] == "libopus" else self.audio_codec[0]
 
+    @property
+    def dub_track_format(self) -> tuple[str, str]:
+        """The muxer and extension the dub is encoded into ahead of the remux: one that keeps the encoder's
+        priming (an MP4 edit list, Ogg Opus's pre-skip), so that the copied track starts exactly with the video."""
+        return ("ipod", ".m4a") if self.dub_codec == "aac" else ("opus", ".opus")
+
+
+_AAC = ("aac", "-b:a", "192k")
+_OPUS = ("libopus", "-b:a", "128k")
 CONTAINERS = {
-    "mp4": Container("mp4", ".mp4", "video/mp4", ("aac", "-b:a", "192k"), "mov_text",
+    "mp4": Container("mp4", ".mp4", "video/mp4", _AAC, "mov_text",
                      frozenset({"aac", "mp3", "alac", "ac3", "eac3", "flac"})),
-    "mov": Container("mov", ".mov", "video/quicktime", ("aac", "-b:a", "192k"), "mov_text",
+    "mov": Container("mov", ".mov", "video/quicktime", _AAC, "mov_text",
                      frozenset({"aac", "mp3", "alac", "ac3", "pcm_s16le", "pcm_s24le"})),
-    "webm": Container("webm", ".webm", "video/webm", ("libopus", "-b:a", "128k"), "webvtt",
-                      frozenset({"opus", "vorbis"})),
-    "mkv": Container("matroska", ".mkv", "video/x-matroska", ("aac", "-b:a", "192k"), "webvtt",
+    "webm": Container("webm", ".webm", "video/webm", _OPUS, "webvtt", frozenset({"opus", "vorbis"})),
+    # Opus, not AAC: ffmpeg's Matroska muxer keeps no AAC priming, so an AAC dub would start 1024 samples (21 ms)
+    # late; Opus's pre-skip is kept (CodecDelay).
+    "mkv": Container("matroska", ".mkv", "video/x-matroska", _OPUS, "webvtt",
                      frozenset({"aac", "mp3", "opus", "vorbis", "flac", "ac3", "eac3", "pcm_s16le", "pcm_s24le"})),
 }
 
@@ -101,27 +115,40 @@ def windowed_bed(original: str, stem: str | None, start: float, end: float, out_
 class VideoTracks:
     """What goes into the dubbed video besides the picture."""
 
-    dubbed_audio: str  # the dubbed master (WAV)
+    dubbed_audio: str  # the dub: `encode_dub_track`'s file (copied), or any audio file (encoded while muxing)
     captions_vtt: str
     target_language: str  # ISO 639-2
     source_language: str  # ISO 639-2
     original_audio_codec: str
-    dubbed_web: str | None = None  # the master's web copy, carried as it is when the container takes its codec
-    dubbed_web_codec: str = ""  # mp3 | opus
+    dubbed_codec: str = ""  # the codec of `dubbed_audio`: copied when it is the container's dub codec
+
+
+def dub_track_name(container: str) -> str:
+    return "dub-track" + CONTAINERS[container].dub_track_format[1]
+
+
+def encode_dub_track(master: str, container: str, out_path: str) -> str:
+    """The dubbed master encoded as the container's dub track (AAC 192 kbit/s, or Opus 128 kbit/s), done before
+    the remux and beside other work, so that the remux only copies streams. Returns the codec."""
+    spec = CONTAINERS[container]
+    muxer, _ = spec.dub_track_format
+    with ffmpeg.atomic_output(out_path) as tmp:
+        ffmpeg.run(["-i", master, "-map", "0:a:0", "-c:a", *spec.audio_codec, "-f", muxer, tmp])
+    return spec.dub_codec
 
 
 def mux_video(media: str, tracks: VideoTracks, container: str, out_path: str) -> None:
     """The upload's picture (copied), the dub as the first and default audio track, the original soundtrack
-    second, the captions as a subtitle track; in the upload's own container family."""
+    second, the captions as a subtitle track; in the upload's own container family. With the dub already in the
+    container's codec and an original the container takes as it is, nothing is encoded (only the captions are
+    converted): the remux reads and writes the file once (twice for MP4/MOV's `+faststart`)."""
     spec = CONTAINERS[container]
     original_codec = ["copy"] if tracks.original_audio_codec in spec.copyable_audio else list(spec.audio_codec)
-    # The web copy is already encoded (MP3 or Opus): carrying it saves encoding the dub again, most of the time.
-    reuse = tracks.dubbed_web is not None and tracks.dubbed_web_codec in spec.copyable_audio
-    dubbed = tracks.dubbed_web if reuse and tracks.dubbed_web else tracks.dubbed_audio
+    dubbed_codec = ["copy"] if tracks.dubbed_codec == spec.dub_codec else list(spec.audio_codec)
     args = [
-        *SAFE_INPUT, "-i", media, "-i", dubbed, "-i", tracks.captions_vtt,
+        *SAFE_INPUT, "-i", media, "-i", tracks.dubbed_audio, "-i", tracks.captions_vtt,
         "-map", "0:v:0", "-map", "1:a:0", "-map", "0:a:0", "-map", "2:s:0",
-        "-c:v", "copy", "-c:a:0", *(["copy"] if reuse else spec.audio_codec), "-c:a:1", *original_codec,
+        "-c:v", "copy", "-c:a:0", *dubbed_codec, "-c:a:1", *original_codec,
         "-c:s", spec.subtitle_codec,
         "-metadata:s:a:0", f"language={tracks.target_language}", "-disposition:a:0", "default",
         "-metadata:s:a:1", f"language={tracks.source_language}", "-disposition:a:1", "0",

@@ -12,6 +12,8 @@ from service.audio.loudness import measure_loudness
 from service.audio.media_files import (
     CONTAINERS,
     VideoTracks,
+    dub_track_name,
+    encode_dub_track,
     extract_soundtrack,
     mux_video,
     scale_in_place,
@@ -71,16 +73,32 @@ def video_name(ctx: StageContext) -> str:
     return f"dubbed{CONTAINERS[container].extension}"
 
 
-async def publish_video(ctx: StageContext, master_wav: str, master_web: str, captions_vtt: str,
-                        source_language: str, revision: int = 1) -> StoredArtifact | None:
-    """The dubbed video, when the upload had a picture (None otherwise: audio-only media get today's files)."""
+def makes_video(ctx: StageContext) -> bool:
+    media = ctx.job.media
+    return media is not None and media.has_video and media.container is not None
+
+
+async def dub_track(ctx: StageContext, master_wav: str) -> tuple[str, str]:
+    """The dubbed master encoded in the video's dub codec (AAC for MP4/MOV, Opus for WebM/MKV), so that the
+    remux only copies streams; exporting starts it beside the sync measurement and the uploads. (path, codec)"""
+    container = _spec(ctx).container or "mp4"
+    if CONTAINERS[container].dub_codec == "opus" and ctx.settings.web_format == "opus":
+        return str(ctx.work_dir / "master.opus"), "opus"  # the web copy is that Ogg Opus already (mixing's)
+    out = ctx.work_dir / dub_track_name(container)
+    codec = await ctx.in_pool(encode_dub_track, master_wav, container, str(out))
+    return str(out), codec
+
+
+async def publish_video(ctx: StageContext, dubbed: tuple[str, str], captions_vtt: str, source_language: str,
+                        revision: int = 1) -> StoredArtifact | None:
+    """The dubbed video (`dubbed`: `dub_track`'s file and codec), when the upload had a picture (None otherwise:
+    audio-only media get today's files)."""
     media = _spec(ctx)
-    if not media.has_video or media.container is None:
+    if not makes_video(ctx) or media.container is None:
         return None
     out = ctx.work_dir / video_name(ctx)
-    tracks = VideoTracks(master_wav, captions_vtt, languages.iso_639_2(ctx.task.target_language),
-                         languages.iso_639_2(source_language), media.audio_codec, master_web,
-                         "opus" if ctx.settings.web_format == "opus" else "mp3")
+    tracks = VideoTracks(dubbed[0], captions_vtt, languages.iso_639_2(ctx.task.target_language),
+                         languages.iso_639_2(source_language), media.audio_codec, dubbed[1])
     async with ctx.input_copy(InputKind.MEDIA) as upload:
         await ctx.in_pool(mux_video, upload, tracks, media.container, str(out))
     return await publish(ctx, ArtifactKind.VIDEO, str(out), out.name, revision,

@@ -3,6 +3,7 @@ the upload of every artifact."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import anyio
@@ -51,28 +52,36 @@ async def run(ctx: StageContext) -> None:
                                speakers=[u.speaker for u in mixdown.units])
     await anyio.Path(work / "captions.srt").write_text(captions.to_srt(cues))
     await anyio.Path(work / "captions.vtt").write_text(captions.to_vtt(cues))
-    measured = await _measure(ctx, mixdown.units)
-    await ctx.progress(0.2)
-    revision = await translations.revision_of(ctx.pool, ctx.task.id)
+    # A video's dub track is encoded beside the sync measurement and the uploads; the remux then only copies.
+    encoding = (asyncio.create_task(dubbed_media.dub_track(ctx, str(work / OUTPUTS["master_wav"])))
+                if dubbed_media.makes_video(ctx) else None)
+    try:
+        measured = await _measure(ctx, mixdown.units)
+        await ctx.progress(0.2)
+        revision = await translations.revision_of(ctx.pool, ctx.task.id)
 
-    uploads = [
-        (ArtifactKind.MASTER_WAV, OUTPUTS["master_wav"]),
-        (ArtifactKind.MASTER_WEB, web_name(ctx)),
-        (ArtifactKind.VOICE_STEM, OUTPUTS["voice_stem"]),
-        (ArtifactKind.CAPTIONS_SRT, "captions.srt"),
-        (ArtifactKind.CAPTIONS_VTT, "captions.vtt"),
-    ]
-    published: list[StoredArtifact] = []
-    for done, (kind, name) in enumerate(uploads, start=1):
-        published.append(await publish(ctx, kind, str(work / name), name, revision))
-        await ctx.progress(0.2 + 0.6 * done / len(uploads), artifact=kind)
-    if ctx.job.media is not None:
-        transcript, _ = await stt.load(ctx)
-        video = await dubbed_media.publish_video(ctx, str(work / OUTPUTS["master_wav"]), str(work / web_name(ctx)),
-                                                 str(work / "captions.vtt"), transcript.language, revision)
-        if video is not None:
-            published.append(video)
-        await ctx.progress(0.9, artifact=ArtifactKind.VIDEO)
+        uploads = [
+            (ArtifactKind.MASTER_WAV, OUTPUTS["master_wav"]),
+            (ArtifactKind.MASTER_WEB, web_name(ctx)),
+            (ArtifactKind.VOICE_STEM, OUTPUTS["voice_stem"]),
+            (ArtifactKind.CAPTIONS_SRT, "captions.srt"),
+            (ArtifactKind.CAPTIONS_VTT, "captions.vtt"),
+        ]
+        published: list[StoredArtifact] = []
+        for done, (kind, name) in enumerate(uploads, start=1):
+            published.append(await publish(ctx, kind, str(work / name), name, revision))
+            await ctx.progress(0.2 + 0.6 * done / len(uploads), artifact=kind)
+        if encoding is not None:
+            transcript, _ = await stt.load(ctx)
+            video = await dubbed_media.publish_video(ctx, await encoding, str(work / "captions.vtt"),
+                                                     transcript.language, revision)
+            if video is not None:
+                published.append(video)
+            await ctx.progress(0.9, artifact=ArtifactKind.VIDEO)
+    finally:
+        if encoding is not None and not encoding.done():
+            encoding.cancel()
+            await asyncio.gather(encoding, return_exceptions=True)
 
     caption_figures = {"cues": len(cues), "max_cps": ctx.settings.caption_max_cps,
                        "reading_lag_max_seconds": captions.reading_lag(cues, timed)}

@@ -107,10 +107,18 @@ def probe_streams(path: Path) -> dict[str, Any]:
     import json
 
     out = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-show_entries",
-                          "format=format_name,duration:stream=index,codec_type,codec_name,nb_read_packets,"
-                          "avg_frame_rate:stream_tags=language:stream_disposition=default",
+                          "format=format_name,duration:stream=index,codec_type,codec_name,nb_read_packets,duration,"
+                          "avg_frame_rate:stream_tags=language,DURATION:stream_disposition=default",
                           "-of", "json", str(path)], check=True, capture_output=True).stdout
     return dict(json.loads(out))
+
+
+def stream_seconds(stream: dict[str, Any]) -> float:
+    """A stream's length as its container records it (Matroska keeps it as a `DURATION` tag)."""
+    if stream.get("duration") not in (None, "N/A"):
+        return float(stream["duration"])
+    hours, minutes, seconds = stream["tags"]["DURATION"].split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 def audio_track(path: Path, index: int, out: Path) -> npt.NDArray[np.float32]:
