@@ -69,9 +69,9 @@ async def isolate(ctx: StageContext, mix: str, transcribed: asyncio.Event | None
 
 
 async def _isolate_in_parts(ctx: StageContext, mix: str, path: Path, transcribed: asyncio.Event | None) -> None:
-    """DeepFilterNet in parts of about PART_SECONDS (each with its pre-roll: `audio/separation.isolate_part`), as
-    many at once as the pool has workers, one fewer until `transcribed` is set (so the recogniser, submitted at the
-    same moment, is not queued behind them); each part's file is kept for an attempt that takes over."""
+    """DeepFilterNet in parts of about PART_SECONDS (each with its pre-roll: `audio/separation.isolate_part`): one
+    part at a time until `transcribed` is set (the recogniser, submitted at the same moment, is not queued behind
+    them), then as many at once as the pool has workers; each part's file is kept for an attempt that takes over."""
     bounds = await ctx.in_pool(separation.part_bounds, mix, PART_SECONDS)
     parts = [folder(ctx) / f"isolated_voice.part{index}of{len(bounds)}.wav" for index in range(len(bounds))]
     pending = iter(zip(parts, bounds, strict=True))
@@ -85,6 +85,9 @@ async def _isolate_in_parts(ctx: StageContext, mix: str, path: Path, transcribed
 
     lanes = max(1, min(ctx.settings.cpu_workers, len(bounds)))
     await run_all([lane(index > 0) for index in range(lanes)])
+    if len(parts) == 1:
+        await anyio.Path(parts[0]).rename(path)
+        return
     await ctx.in_pool(separation.join_parts, [str(part) for part in parts], str(path))
     for part in parts:
         await anyio.Path(part).unlink(missing_ok=True)
