@@ -49,7 +49,7 @@ MASK_FLOOR_DB = -10.0
 MASK_VOICE_WEIGHT = 1.0  # how much more the voice estimate counts than the bed in the mask
 SPEECH_MARGIN_SECONDS = 0.15  # the mask starts this much before marked speech and ends this much after
 # Isolating in parts (several pool workers at once): each part runs the model from this much before its first
-# sample, so that its recurrent state has settled there (6 s: the parts then differ from one pass by 36-48 dB
+# sample, so that its recurrent state has settled there (6 s: the parts then differ from one pass by 31-40 dB
 # under the voice in the half second after a join, and the whole voice's SI-SDR is unchanged).
 PREROLL_SECONDS = 6.0
 
