@@ -188,7 +188,8 @@ def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
 
 
 def _pool() -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("fork"))
+    # spawn: a forked copy of this process, which has run Whisper's threads for the word error rates, hangs.
+    return ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"))
 
 
 def parts(folder: Path, part_seconds: float) -> dict[str, Any]:
@@ -197,6 +198,7 @@ def parts(folder: Path, part_seconds: float) -> dict[str, Any]:
     bounds = separation.part_bounds(mix_wav, part_seconds)
     paths = [str(folder / f"part{k}.wav") for k in range(len(bounds))]
     with _pool() as pool:
+        [run.result() for run in [pool.submit(time.sleep, 1.0) for _ in range(2)]]  # both workers started
         started = time.perf_counter()
         one_cpu = pool.submit(_timed, separation.isolate_voice, mix_wav, str(folder / "one.wav")).result()[1]
         one_wall = time.perf_counter() - started
@@ -239,7 +241,8 @@ def long_run(minutes: float, folder: Path) -> dict[str, Any]:
     whisper = (transcribe_file, default_model_dir(), mix_wav, "en")
     found: dict[str, Any] = {"minutes": minutes, "workers": 2, "part_seconds": PART_SECONDS}
     with _pool() as pool:
-        warm = [pool.submit(_timed, transcribe_file, default_model_dir(), str(folder / "mix.wav"), "en")
+        sf.write(folder / "warm.wav", voice[: 10 * RATE], RATE, subtype="FLOAT")
+        warm = [pool.submit(_timed, transcribe_file, default_model_dir(), str(folder / "warm.wav"), "en")
                 for _ in range(2)]  # the model loaded in both workers
         [run.result() for run in warm]
         for name, call in (("whisper_alone", whisper),
@@ -284,6 +287,12 @@ async def _as_the_stage_does(pool: ProcessPoolExecutor, whisper: tuple[Any, ...]
     started = time.process_time()
     separation.join_parts(paths, str(folder / "long-joined.wav"))
     return sum(cpu) + time.process_time() - started
+
+
+def _print_long(long: dict[str, Any]) -> None:
+    for name in ("whisper_alone", "isolation_one_pass", "whisper_and_isolation_in_parts"):
+        print(f"{long['minutes']:g} min, {name}: {long[name]['wall_seconds']:.1f} s wall ({long[name]['rtf']:.1f}x), "
+              f"{long[name]['cpu_seconds']:.1f} CPU-s; load average {long['load_average_1min']}")
 
 
 def remux(minutes: float, folder: Path) -> dict[str, Any]:
@@ -331,6 +340,7 @@ def main() -> None:
     parser.add_argument("--part-seconds", type=float, default=30.0, help="parts of the isolation-in-parts check")
     parser.add_argument("--long-minutes", type=float, default=0.0,
                         help="time this many minutes of mixed input as the stt stage runs it (0: none)")
+    parser.add_argument("--long-only", action="store_true", help="only that (bench/results/separation_long.json)")
     args = parser.parse_args()
     if args.remux_only:
         with tempfile.TemporaryDirectory(prefix="bench-remux-") as tmp:
@@ -339,6 +349,12 @@ def main() -> None:
               f"instead of carrying its MP3 would add {found['dub_aac_encode_seconds']:.2f} s); load average "
               f"{found['load_average_1min']}")
         write_results("separation_remux", found)
+        return
+    if args.long_only:
+        with tempfile.TemporaryDirectory(prefix="bench-separation-") as tmp:
+            long = long_run(args.long_minutes or 10.0, Path(tmp))
+        _print_long(long)
+        write_results("separation_long", long)
         return
     seconds = 30.0 if args.quick else args.seconds
     real = make_real_voice(seconds)
@@ -384,10 +400,8 @@ def main() -> None:
                       f"voice SI-SDR {found['voice_si_sdr_parts_db']:.2f} (one pass "
                       f"{found['voice_si_sdr_one_pass_db']:.2f})")
         if args.long_minutes:
-            results["long"] = long = long_run(args.long_minutes, Path(tmp))
-            for name in ("whisper_alone", "isolation_one_pass", "whisper_and_isolation_in_parts"):
-                print(f"{args.long_minutes:g} min, {name}: {long[name]['wall_seconds']:.1f} s wall "
-                      f"({long[name]['rtf']:.1f}x), {long[name]['cpu_seconds']:.1f} CPU-s")
+            results["long"] = long_run(args.long_minutes, Path(tmp))
+            _print_long(results["long"])
         if args.remux_minutes and not args.quick:
             results["remux"] = remux(args.remux_minutes, Path(tmp))
             print(f"remux of {args.remux_minutes:g} min of video: {results['remux']['remux_seconds']:.2f} s")
