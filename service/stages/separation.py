@@ -15,6 +15,7 @@ the sync measurement) reads the isolated voice, where the bed cannot pass for sp
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from service import scratch
 from service.audio import separation
 from service.audio.media_files import extract_soundtrack
 from service.domain import ArtifactKind
-from service.stages.context import StageContext
+from service.stages.context import StageContext, run_all
 from service.stages.publish import publish
 
 log = structlog.get_logger(__name__)
@@ -33,6 +34,8 @@ log = structlog.get_logger(__name__)
 MIX = "soundtrack-48k.wav"
 VOICE = "isolated_voice.wav"
 BACKGROUND = "background_stem.wav"
+# DeepFilterNet isolates a long soundtrack in parts of about this length, several pool workers at once.
+PART_SECONDS = 120.0
 
 
 def folder(ctx: StageContext) -> Path:
@@ -48,8 +51,9 @@ async def soundtrack(ctx: StageContext, media: str) -> str:
     return str(path)
 
 
-async def isolate(ctx: StageContext, mix: str) -> str:
-    """The isolated voice of `mix` (kept from an earlier attempt when it finished)."""
+async def isolate(ctx: StageContext, mix: str, transcribed: asyncio.Event | None = None) -> str:
+    """The isolated voice of `mix` (kept from an earlier attempt when it finished). Offline, while `transcribed`
+    is not set (speech recognition holds a pool worker) one part at a time, then in every worker."""
     path = folder(ctx) / VOICE
     if await anyio.Path(path).exists():
         return str(path)
@@ -59,9 +63,34 @@ async def isolate(ctx: StageContext, mix: str) -> str:
         await isolator.isolate(mix, str(path), usage=usage)
         await ctx.record_usage(usage)
     else:
-        await ctx.in_pool(separation.isolate_voice, mix, str(path))
+        await _isolate_in_parts(ctx, mix, path, transcribed)
     log.info("separation.voice_isolated", engine=isolator.name if isolator is not None else "deepfilternet3")
     return str(path)
+
+
+async def _isolate_in_parts(ctx: StageContext, mix: str, path: Path, transcribed: asyncio.Event | None) -> None:
+    """DeepFilterNet in parts of about PART_SECONDS (each with its pre-roll: `audio/separation.isolate_part`): one
+    part at a time until `transcribed` is set (the recogniser, submitted at the same moment, is not queued behind
+    them), then as many at once as the pool has workers; each part's file is kept for an attempt that takes over."""
+    bounds = await ctx.in_pool(separation.part_bounds, mix, PART_SECONDS)
+    parts = [folder(ctx) / f"isolated_voice.part{index}of{len(bounds)}.wav" for index in range(len(bounds))]
+    pending = iter(zip(parts, bounds, strict=True))
+
+    async def lane(waits: bool) -> None:
+        if waits and transcribed is not None:
+            await transcribed.wait()
+        for part, (start, end) in pending:
+            if not await anyio.Path(part).exists():
+                await ctx.in_pool(separation.isolate_part, mix, str(part), start, end)
+
+    lanes = max(1, min(ctx.settings.cpu_workers, len(bounds)))
+    await run_all([lane(index > 0) for index in range(lanes)])
+    if len(parts) == 1:
+        await anyio.Path(parts[0]).rename(path)
+        return
+    await ctx.in_pool(separation.join_parts, [str(part) for part in parts], str(path))
+    for part in parts:
+        await anyio.Path(part).unlink(missing_ok=True)
 
 
 async def publish_stems(ctx: StageContext, mix: str, voice: str, speech: Sequence[tuple[float, float]]) -> None:

@@ -178,7 +178,7 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
             signed = await ctx.storage.create_download_url(ctx.job.voice.object_path, 15 * 60)
             transcript: Transcript = await transcriber.transcribe(None, language, audio_url=signed.url, usage=usage)
         else:
-            async with _heard(ctx) as (voice, isolated):
+            async with _heard(ctx) as (voice, isolated, transcribed):
                 checking: asyncio.Task[LanguageGuess | None] | None = None
                 if transcriber.detects and language is None:
                     guess = await _detect(ctx, voice)
@@ -189,6 +189,7 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
                     # Progress by the audio decoded so far, up to TRANSCRIBED; finding the pauses takes the rest.
                     async with ctx.reporting(0.0, TRANSCRIBED) as on_progress:
                         transcript = await transcriber.transcribe(voice, spoken, usage=usage, on_progress=on_progress)
+                    transcribed.set()  # the recogniser's worker is free: separation may take every worker now
                     await ctx.progress(TRANSCRIBED)
                     if guess is not None and language is None:
                         transcript = dataclasses.replace(transcript, language_confidence=guess.confidence)
@@ -251,18 +252,20 @@ async def _transcribe(ctx: StageContext) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def _heard(ctx: StageContext) -> AsyncIterator[tuple[str, asyncio.Task[str] | None]]:
+async def _heard(ctx: StageContext) -> AsyncIterator[tuple[str, asyncio.Task[str] | None, asyncio.Event]]:
     """What the recogniser reads, and for a media job the voice being isolated beside it: a voice job's voice
-    recording; a media job's soundtrack (the mix: see `separation.py` for why), its separation started at once."""
+    recording; a media job's soundtrack (the mix: see `separation.py` for why), its separation started at once
+    in one pool worker, in all of them once the returned event says the transcription is done."""
+    transcribed = asyncio.Event()
     if ctx.job.media is None:
         async with ctx.input_copy(InputKind.VOICE) as voice:
-            yield voice, None
+            yield voice, None, transcribed
         return
     async with ctx.input_copy(InputKind.MEDIA) as media:
         mix = await separation.soundtrack(ctx, media)
-    isolating = asyncio.create_task(separation.isolate(ctx, mix))
+    isolating = asyncio.create_task(separation.isolate(ctx, mix, transcribed))
     try:
-        yield mix, isolating
+        yield mix, isolating, transcribed
     finally:
         if not isolating.done():
             isolating.cancel()
