@@ -98,6 +98,11 @@ def test_catalan_dz_and_z_become_kokoro_symbols_not_silence() -> None:
     assert "ʑ" not in symbols
 
 
+def test_the_catalan_trill_is_one_trill_not_a_tap_and_a_trill() -> None:
+    symbols = kokoro_lib.symbols("Els carrers semblaven rius.", "ca", "ca", _vocab())
+    assert symbols.count("r") >= 2 and "ɾr" not in symbols
+
+
 def test_every_substitute_is_a_symbol_kokoro_knows() -> None:
     vocab = set(_vocab())
     for table in (kokoro_phonemes.TIED, kokoro_phonemes.TIED_ENGLISH, kokoro_phonemes.SUBSTITUTES):
