@@ -28,8 +28,10 @@ MODEL_RATE = 24000
 MAX_TOKENS = 510  # the styles have one row per token count up to this; the model's context too
 # Kokoro's `speed` scales every duration; outside this range its prosody falls apart.
 MIN_SPEED, MAX_SPEED = 0.5, 2.0
-# The longest pause `word_pause` puts between two phrases (`breaks_for`): more silence makes more phrases.
-MAX_PHRASE_PAUSE = 0.45
+# The longest pause `word_pause` puts between two phrases (`breaks_for`): more silence makes more phrases. A
+# longer silence in a short line is heard as the line ending there (bench/sync_quality.py's detector bridges
+# gaps under 0.25 s; a 0.27 s pause made a 1.32 s line count as 1.05 s of speech).
+MAX_PHRASE_PAUSE = 0.18
 MIN_PHRASE_PAUSE = 0.1  # shorter, a pause between phrases is not heard as one
 # Phrases spoken apart that outlast the line are said at most this much faster (measured: "Bluetooth Móvil."
 # took 1.15 s in one take, 1.52 s as two phrases; the mixing stage's stretch could not take the rest off).
@@ -154,13 +156,14 @@ def phrases(text: str, breaks: int) -> list[str]:
 def breaks_for(word_pause: float, words: int) -> tuple[int, float]:
     """How a line pauses to fill `word_pause` seconds between each of its words: Kokoro cannot pause between
     words within one take, and a pause after every word sounds like dictation, so the same total silence goes
-    into as few pauses as `MAX_PHRASE_PAUSE` allows, between phrases. Returns (pauses, seconds each)."""
+    into as few pauses as `MAX_PHRASE_PAUSE` allows, between phrases (no longer than that: a line with too few
+    words for its silence stays short). Returns (pauses, seconds each)."""
     gaps = max(words - 1, 0)
     total = word_pause * gaps
     if total <= 0:
         return 0, 0.0
     count = min(gaps, max(1, math.ceil(total / MAX_PHRASE_PAUSE)))
-    return count, total / count
+    return count, min(total / count, MAX_PHRASE_PAUSE)
 
 
 def _spoken(model: _Model, text: str, language: str, espeak_voice: str, style: str,
@@ -201,7 +204,7 @@ def synthesize_file(text: str, language: str, espeak_voice: str, style: str, spe
             faster = min(speed * min(speaking / room, MAX_PHRASE_SPEEDUP), MAX_SPEED)
             spoken = [p for p in (_spoken(model, g, language, espeak_voice, style, faster) for g in said) if p.size]
             speaking = sum(piece.size for piece in spoken) / MODEL_RATE
-        pause = max(MIN_PHRASE_PAUSE, (lasting - speaking) / (len(spoken) - 1))
+        pause = min(max(MIN_PHRASE_PAUSE, (lasting - speaking) / (len(spoken) - 1)), MAX_PHRASE_PAUSE)
     silence = np.zeros(round(pause * MODEL_RATE), dtype=np.float32)
     pieces: list[npt.NDArray[np.float32]] = []
     for piece in spoken:
