@@ -164,6 +164,15 @@ def test_a_line_is_cut_into_phrases_after_its_punctuation_and_not_after_a_short_
     assert kokoro_lib.phrases("Hola", 3) == ["Hola"]
 
 
+def test_a_fade_far_under_the_speech_is_not_kept_as_speech() -> None:
+    rate = 24000
+    t = np.arange(rate) / rate
+    speech = (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    fade = (0.5 * 10 ** (-50 / 20) * np.sin(2 * np.pi * 220 * t[: rate // 4])).astype(np.float32)
+    kept = kokoro_lib.audible(np.concatenate([speech, fade]), rate)
+    assert kept.size / rate == pytest.approx(1.0, abs=0.04)
+
+
 def test_word_pauses_become_as_few_phrase_pauses_as_the_longest_allows() -> None:
     count, each = kokoro_lib.breaks_for(0.1, 7)  # 0.6 s between 7 words
     assert count == 4 and each == pytest.approx(0.15) and each <= kokoro_lib.MAX_PHRASE_PAUSE
