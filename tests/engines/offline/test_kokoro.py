@@ -98,6 +98,11 @@ def test_catalan_dz_and_z_become_kokoro_symbols_not_silence() -> None:
     assert "ʑ" not in symbols
 
 
+def test_the_catalan_trill_is_one_trill_not_a_tap_and_a_trill() -> None:
+    symbols = kokoro_lib.symbols("Els carrers semblaven rius.", "ca", "ca", _vocab())
+    assert symbols.count("r") >= 2 and "ɾr" not in symbols
+
+
 def test_every_substitute_is_a_symbol_kokoro_knows() -> None:
     vocab = set(_vocab())
     for table in (kokoro_phonemes.TIED, kokoro_phonemes.TIED_ENGLISH, kokoro_phonemes.SUBSTITUTES):
@@ -141,13 +146,50 @@ async def test_a_spoken_line_is_under_the_ceiling_and_faster_at_a_higher_rate(
     text = "¡El perro corre rápido por la carretera mojada, y nadie lo puede alcanzar!"
     normal = await synth.synthesize(text, "es", str(tmp_path / "a.wav"))
     fast = await synth.synthesize(text, "es", str(tmp_path / "b.wav"), rate=1.25, voice="jf_gongitsune")
-    assert normal.rate == 1.0 and fast.rate == 1.25
+    assert normal.rate == pytest.approx(1.0) and fast.rate == pytest.approx(1.25)
     assert normal.duration / fast.duration == pytest.approx(1.25, rel=0.15)
     info = sf.info(normal.path)
     assert info.samplerate == 48000 and info.channels == 1
     for clip in (normal, fast):
         peak = measure_loudness(clip.path).true_peak_dbtp  # ffmpeg's ebur128, not our own measure
         assert peak is not None and peak <= -1.0
+
+
+def test_a_line_is_cut_into_phrases_after_its_punctuation_and_not_after_a_short_word() -> None:
+    line = "Mañana por la tarde, vamos a comprar pan y fruta en el mercado."
+    assert kokoro_lib.phrases(line, 0) == [line]
+    groups = kokoro_lib.phrases(line, 2)
+    assert groups[0] == "Mañana por la tarde," and " ".join(groups) == line and len(groups) == 3
+    assert all(len(group.split()[-1].strip(",.")) > 3 for group in groups)
+    assert kokoro_lib.phrases("Hola", 3) == ["Hola"]
+
+
+def test_a_fade_far_under_the_speech_is_not_kept_as_speech() -> None:
+    rate = 24000
+    t = np.arange(rate) / rate
+    speech = (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    fade = (0.5 * 10 ** (-50 / 20) * np.sin(2 * np.pi * 220 * t[: rate // 4])).astype(np.float32)
+    kept = kokoro_lib.audible(np.concatenate([speech, fade]), rate)
+    assert kept.size / rate == pytest.approx(1.0, abs=0.04)
+
+
+def test_word_pauses_become_as_few_phrase_pauses_as_the_longest_allows() -> None:
+    count, each = kokoro_lib.breaks_for(0.1, 7)  # 0.6 s between 7 words
+    assert count == 4 and each == pytest.approx(0.15) and each <= kokoro_lib.MAX_PHRASE_PAUSE
+    assert kokoro_lib.breaks_for(0.4, 3) == (2, kokoro_lib.MAX_PHRASE_PAUSE)  # never more pauses than gaps
+    assert kokoro_lib.breaks_for(0.0, 7) == (0, 0.0) and kokoro_lib.breaks_for(0.3, 1) == (0, 0.0)
+
+
+async def test_a_line_given_word_pauses_is_longer_by_about_that_silence(
+        pool: ProcessPoolExecutor, tmp_path: Path) -> None:
+    synth = KokoroSynthesizer(pool, kokoro_dir())
+    assert synth.pauses_between_words
+    text = "Podría haber sido amable."
+    plain = await synth.synthesize(text, "es", str(tmp_path / "a.wav"), rate=0.85)
+    paused = await synth.synthesize(text, "es", str(tmp_path / "b.wav"), rate=0.85, word_pause=0.1)
+    assert paused.rate == plain.rate
+    # 3 gaps of 0.1 s, in one pause; phrases spoken apart come out a little longer than inside the line
+    assert 0.25 <= paused.duration - plain.duration <= 0.8
 
 
 async def test_styles_are_listed_and_an_unknown_one_is_refused(pool: ProcessPoolExecutor, tmp_path: Path) -> None:
