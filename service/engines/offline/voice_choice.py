@@ -33,7 +33,7 @@ class JobVoice(StrEnum):
 
 
 # Measured (docs/offline-voice.md): Whisper base's word error rate on Kokoro's jm_kumo far below espeak-ng's
-# (es 2.4 vs 47.1 %, fr 25.2 vs 90.5 %, ca 34.7 vs 55.4 %, it 11.7 vs 48.3 %, pt 18.2 vs 101.8 %). English is not
+# (es 4.9 vs 47.1 %, fr 25.2 vs 90.5 %, ca 29.8 vs 55.4 %, it 11.7 vs 48.3 %, pt 18.2 vs 101.8 %). English is not
 # among them: espeak-ng's is already understood (4.7 % against 3.1 %, one word in 64) at a fraction of the cost.
 KOKORO_IS_CLEARER = frozenset({"es", "fr", "ca", "it", "pt"})
 
