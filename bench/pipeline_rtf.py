@@ -26,8 +26,8 @@ target for a non-English source is >= 5x.
     .venv/bin/python bench/pipeline_rtf.py --max-languages 1 --offline-voices fast,natural   # issue 25
 
 With `--offline-voices`, each job of each language count is run once per offline voice the job may ask for
-(natural = Kokoro-82M, fast = espeak-ng; OFFLINE_VOICE=auto), one after the other on the same server (the mixed-input row too), so the
-voices compare on one machine state; results go to pipeline_rtf_voices.json.
+(natural = Kokoro-82M, fast = espeak-ng; OFFLINE_VOICE=auto), one after the other on the same server (the
+mixed-input row too), so the voices compare on one machine state; results go to pipeline_rtf_voices.json.
 """
 
 from __future__ import annotations
