@@ -4,7 +4,7 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 
 venv := ".venv"
 py := venv / "bin/python"
-apt_packages := "ffmpeg librubberband2 libespeak-ng1 espeak-ng apertium apertium-eng-spa apertium-eng-cat apertium-fr-es apertium-es-pt apertium-spa-cat apertium-spa-ita chromium pocketsphinx-testdata asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722"
+apt_packages := "ffmpeg librubberband2 libespeak-ng1 espeak-ng apertium apertium-eng-spa apertium-eng-cat apertium-fr-es apertium-es-pt apertium-spa-cat apertium-spa-ita chromium pocketsphinx-testdata asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722 asterisk-core-sounds-ru-g722"
 bench_apt_packages := "asterisk-core-sounds-en asterisk-core-sounds-fr asterisk-core-sounds-it asterisk-core-sounds-es asterisk-core-sounds-es-g722"
 
 export NUMBA_CACHE_DIR := env_var_or_default("NUMBA_CACHE_DIR", justfile_directory() / ".dubbing/numba-cache")
