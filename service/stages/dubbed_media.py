@@ -5,6 +5,8 @@ dubbed video (the picture copied, the dub first, the original second, the captio
 
 from __future__ import annotations
 
+import asyncio
+
 import anyio
 
 from service import languages, scratch
@@ -42,14 +44,20 @@ async def bed(ctx: StageContext) -> str:
     if await anyio.Path(made).exists():
         return str(made)
     original = folder / f"original-{rate}.wav"
-    if not await anyio.Path(original).exists():
-        async with ctx.input_copy(InputKind.MEDIA) as upload:
-            await ctx.in_pool(extract_soundtrack, upload, str(original), rate, None)
+
+    async def soundtrack() -> None:
+        if not await anyio.Path(original).exists():
+            async with ctx.input_copy(InputKind.MEDIA) as upload:
+                await ctx.in_pool(extract_soundtrack, upload, str(original), rate, None)
+
     if media.background == BackgroundMode.KEEP:
         async with ctx.input_copy(InputKind.BACKGROUND) as separated:  # at 48 kHz already, unless RATE differs
-            stem = await ctx.in_pool(at_rate, separated, rate, str(folder), f"background-{rate}")
+            # The original's soundtrack and the stem at the working rate are independent: side by side.
+            stem, _ = await asyncio.gather(ctx.in_pool(at_rate, separated, rate, str(folder), f"background-{rate}"),
+                                           soundtrack())
             await ctx.in_pool(windowed_bed, str(original), stem, media.start_seconds, media.end_seconds, str(made))
     else:
+        await soundtrack()
         await ctx.in_pool(windowed_bed, str(original), None, media.start_seconds, media.end_seconds, str(made))
     return str(made)
 

@@ -140,10 +140,10 @@ async def run(ctx: StageContext) -> None:
     knobs = mix_settings(ctx, await _previous_mix(ctx))
     background: str | None
     if ctx.job.media is not None:  # the separated background in the window, the original outside it
-        background = await dubbed_media.bed(ctx)
         # The dub at the original voice's loudness and the master at the level of its parts: the bed and the
-        # original outside the window keep theirs.
-        ctx.figures["voice_gain_db"] = await dubbed_media.match_voice_level(ctx, voice_track)
+        # original outside the window keep theirs. The bed and the voice's level are independent: side by side.
+        background, ctx.figures["voice_gain_db"] = await asyncio.gather(
+            dubbed_media.bed(ctx), dubbed_media.match_voice_level(ctx, voice_track))
         knobs = dataclasses.replace(knobs, target_lufs=None)
     else:
         background = await _background(ctx) if ctx.job.background else None

@@ -235,8 +235,8 @@ export class NewDubForm {
       $(byDefault ? '#offline-voice-natural' : '#offline-voice-fast', this.form).checked = true;
     }
     const others = chosen.filter((code) => !natural.includes(code));
-    $('#offline-voice-hint', this.form).textContent = 'Natural is far easier to understand; dubbing takes about '
-      + 'twice as long. Fast sounds robotic and is ready sooner.'
+    $('#offline-voice-hint', this.form).textContent = 'Natural is far easier to understand; dubbing takes several times '
+      + 'as long. Fast sounds robotic and is ready sooner.'
       + (others.length ? ` ${others.map(languageName).join(', ')}: always the fast voice.` : '');
   }
 
